@@ -41,7 +41,7 @@ pub enum JoseError {
 }
 
 /// An uncompressed P-256 public key point. Always a valid curve point once constructed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey {
     key: VerifyingKey,
 }

@@ -1,1 +1,45 @@
+//! # ARI signer
+//!
+//! `ari` is the library behind `arid`, a host daemon that keeps each AI agent's Agent Runtime
+//! Identity (ARI) key inside a hardware key store and signs only what that agent is allowed to
+//! sign, and `arictl`, the operator, agent-side and verifier command line. Everything the
+//! binaries do is a library call first.
+//!
+//! ## Map of the crate
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`protocol`] | JSON-RPC 2.0 framing, the method table and the error-code table; pure, no I/O |
+//! | [`config`] | the daemon's TOML configuration, strictly checked |
+//! | [`error`] | the service error type and its one mapping to wire errors |
+//! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
+//! | [`store`] | SQLite state with versioned migrations |
+//! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
+//! | [`attest`] | runtime claims and attestation tokens, and their verification |
+//! | [`jose`] | ES256 JWK/JWS encoding and verification |
+//! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
+//! | [`service`] | the methods: from a parsed call to its result |
+//! | [`daemon`] | start-up and shutdown of the whole daemon |
+//! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
+//! | [`client`] | a blocking client for the sockets |
+//!
+//! ## Invariants that hold across modules
+//!
+//! - Private keys are generated inside the key store and never leave it; no method signs bytes
+//!   chosen by an agent: every signed document is built by the daemon.
+//! - A caller on the agent socket is identified by the kernel and `/proc`, never by what it says.
+//! - Bad input gets a typed error on the wire and never stops the daemon.
 
+pub mod attest;
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod dev;
+pub mod error;
+pub mod identity;
+pub mod jose;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,179 @@
+//! Runtime attestation: what the daemon can vouch for about a calling agent process.
+//!
+//! An attestation is a compact JWS (`typ` [`ATTEST_TYP`]) signed with the agent's ARI key inside
+//! the key store. Its claims bind the caller's nonce to the runtime the daemon measured (uid,
+//! gid, pid and start time, executable digest, cgroup), the host boot, the daemon build and
+//! configuration, and the protection attributes of the signing key. On a PKCS#11 store there is
+//! no TPM quote and the claims say so explicitly (`tpm.present = false`), so a verifier's policy
+//! decides what that is worth instead of guessing from a missing field.
+
+use crate::backend::KeyAttributes;
+use crate::identity::CallerFacts;
+use crate::jose::{self, JoseError, PublicKey};
+use serde::{Deserialize, Serialize};
+
+/// The JWS `typ` of an attestation.
+pub const ATTEST_TYP: &str = "ari-attest+jwt";
+
+/// Bounds on a caller's nonce, in bytes.
+pub const NONCE_BYTES: std::ops::RangeInclusive<usize> = 8..=512;
+
+/// Facts about this host and daemon, fixed for the daemon's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonFacts {
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot_id: String,
+    /// The daemon's version.
+    pub version: String,
+    /// SHA-256 of the configuration file text, hex.
+    pub config_sha256: String,
+}
+
+/// The claims of an attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestClaims {
+    /// Always `arid`.
+    pub iss: String,
+    /// The agent id.
+    pub sub: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// The caller's nonce, verbatim.
+    pub nonce: String,
+    /// The agent this key belongs to.
+    pub agent: AgentClaim,
+    /// The calling process as measured.
+    pub runtime: RuntimeClaim,
+    /// Host facts.
+    pub host: HostClaim,
+    /// Daemon facts.
+    pub daemon: DaemonClaim,
+    /// The signing key and its protection.
+    pub key: KeyClaim,
+    /// TPM evidence; on PKCS#11 `present` is false and nothing else is given.
+    pub tpm: TpmClaim,
+}
+
+/// Agent identity inside the claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentClaim {
+    /// Agent id.
+    pub id: String,
+    /// Instance id.
+    pub instance: String,
+    /// The user the agent acts for.
+    pub user: String,
+}
+
+/// The measured process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeClaim {
+    /// uid from the kernel.
+    pub uid: u32,
+    /// gid from the kernel.
+    pub gid: u32,
+    /// pid from the kernel.
+    pub pid: i32,
+    /// Start time in clock ticks since boot, checked after measuring.
+    pub start_time: u64,
+    /// Executable SHA-256, hex, if readable.
+    pub exe_sha256: Option<String>,
+    /// cgroup v2 path, if known.
+    pub cgroup: Option<String>,
+}
+
+impl From<&CallerFacts> for RuntimeClaim {
+    fn from(f: &CallerFacts) -> Self {
+        Self {
+            uid: f.uid,
+            gid: f.gid,
+            pid: f.pid,
+            start_time: f.start_time,
+            exe_sha256: f.exe_sha256.clone(),
+            cgroup: f.cgroup.clone(),
+        }
+    }
+}
+
+/// Host facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostClaim {
+    /// Kernel boot id.
+    pub boot_id: String,
+}
+
+/// Daemon facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonClaim {
+    /// Daemon version.
+    pub version: String,
+    /// Configuration digest.
+    pub config_sha256: String,
+}
+
+/// The signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyClaim {
+    /// JWK thumbprint (also the JWS `kid`).
+    pub kid: String,
+    /// `pkcs11` or `tpm`.
+    pub store: String,
+    /// The key's URI in its store.
+    pub uri: String,
+    /// Protection attributes as the store reports them.
+    pub attributes: KeyAttributes,
+}
+
+/// TPM evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmClaim {
+    /// Whether a TPM quote is attached.
+    pub present: bool,
+}
+
+/// Checks a caller's nonce.
+pub fn validate_nonce(nonce: &str) -> Result<(), String> {
+    if !NONCE_BYTES.contains(&nonce.len()) || nonce.chars().any(char::is_control) {
+        return Err(format!(
+            "the nonce must be {} to {} bytes of printable text",
+            NONCE_BYTES.start(),
+            NONCE_BYTES.end()
+        ));
+    }
+    Ok(())
+}
+
+/// Why an attestation did not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The JWS did not verify.
+    #[error(transparent)]
+    Jose(#[from] JoseError),
+    /// The nonce is not the one the verifier sent.
+    #[error("the attestation answers another nonce")]
+    Nonce,
+    /// The `kid` is not the key's thumbprint.
+    #[error("the attestation names another key")]
+    Kid,
+}
+
+/// Verifies an attestation against the agent's public key and the nonce the verifier chose.
+pub fn verify(jws: &str, key: &PublicKey, nonce: &str) -> Result<AttestClaims, AttestError> {
+    let v = jose::verify::<AttestClaims>(jws, key, ATTEST_TYP)?;
+    let kid = key.thumbprint();
+    if v.header.kid != kid || v.payload.key.kid != kid {
+        return Err(AttestError::Kid);
+    }
+    if v.payload.nonce != nonce {
+        return Err(AttestError::Nonce);
+    }
+    Ok(v.payload)
+}

@@ -1,0 +1,140 @@
+//! Key stores behind one trait.
+//!
+//! Callers (the service, later the voucher and evidence code) see only [`Backend`]: generate a
+//! P-256 key inside the store, describe it, sign a SHA-256 digest with it, destroy it. Every
+//! operation returns a future so a store can run its blocking work on its own threads; a store
+//! with a full queue answers [`BackendError::Busy`] at once instead of queueing without bound.
+//! Operations a store cannot do (a TPM quote on a PKCS#11 token) answer
+//! [`BackendError::Unsupported`] through the trait's default methods, so adding an operation
+//! never forces every store to change. Private keys never cross this boundary: there is no call
+//! that returns one.
+
+pub mod pkcs11;
+
+use crate::jose::PublicKey;
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A backend operation in progress.
+pub type BackendFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'static>>;
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// Every session is busy and the wait queue is full.
+    #[error("the signing queue is full")]
+    Busy,
+    /// The store cannot be reached (module gone, token removed, worker stopped).
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+    /// No key with this id is in the store.
+    #[error("no key with id {0} in the key store")]
+    KeyNotFound(KeyId),
+    /// The store refused or failed a call; names the call.
+    #[error("{0}")]
+    Failed(String),
+    /// The store does not offer this operation.
+    #[error("the {backend} key store does not support {operation}")]
+    Unsupported { backend: &'static str, operation: &'static str },
+}
+
+/// The store-specific id of a key (`CKA_ID` on PKCS#11). Random, 16 bytes for new keys.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub Vec<u8>);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+/// The protection attributes a store reports for a private key, as a verifier's policy reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct KeyAttributes {
+    /// Stored on the token, not only in the session.
+    pub token: bool,
+    /// Only visible after login.
+    pub private: bool,
+    /// The value cannot be read in the clear.
+    pub sensitive: bool,
+    /// Has been sensitive since it was created.
+    pub always_sensitive: bool,
+    /// Can be exported wrapped.
+    pub extractable: bool,
+    /// Has never been extractable.
+    pub never_extractable: bool,
+    /// Was generated on the token (not imported).
+    pub local: bool,
+    /// Usable for signing.
+    pub sign: bool,
+    /// Usable for decryption.
+    pub decrypt: bool,
+    /// Usable for key derivation.
+    pub derive: bool,
+    /// Usable for unwrapping other keys.
+    pub unwrap: bool,
+}
+
+impl KeyAttributes {
+    /// Whether the key is protected as this product requires: sensitive and never extractable
+    /// from birth, generated in the store, and good for nothing but signing.
+    pub fn is_hardware_resident_signing_key(&self) -> bool {
+        self.token
+            && self.private
+            && self.sensitive
+            && self.always_sensitive
+            && !self.extractable
+            && self.never_extractable
+            && self.local
+            && self.sign
+            && !self.decrypt
+            && !self.derive
+            && !self.unwrap
+    }
+}
+
+/// What the daemon knows about a key in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The store's id for the key.
+    pub id: KeyId,
+    /// A URI naming the key (RFC 7512 on PKCS#11).
+    pub uri: String,
+    /// The public half.
+    pub public: PublicKey,
+    /// The private half's protection attributes.
+    pub attributes: KeyAttributes,
+}
+
+/// A key store.
+pub trait Backend: Send + Sync + 'static {
+    /// A short name: `pkcs11`, `tpm`.
+    fn kind(&self) -> &'static str;
+
+    /// Generates a P-256 signing key inside the store; `label` names it there.
+    fn generate_key(&self, label: String) -> BackendFuture<KeyInfo>;
+
+    /// Looks a key up and reports its public half and attributes.
+    fn describe_key(&self, id: KeyId) -> BackendFuture<KeyInfo>;
+
+    /// Signs a SHA-256 digest; the result is the raw 64-byte `r||s`.
+    fn sign_digest(&self, id: KeyId, digest: [u8; 32]) -> BackendFuture<[u8; 64]>;
+
+    /// Destroys both halves of a key. Destroying a missing key is not an error.
+    fn destroy_key(&self, id: KeyId) -> BackendFuture<()>;
+
+    /// Produces a TPM quote; stores without a TPM do not support it.
+    fn quote(&self, _qualifying_data: [u8; 32]) -> BackendFuture<Vec<u8>> {
+        let kind = self.kind();
+        Box::pin(async move { Err(BackendError::Unsupported { backend: kind, operation: "quotes" }) })
+    }
+}

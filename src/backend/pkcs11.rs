@@ -1,0 +1,498 @@
+//! The PKCS#11 key store, driven through `cryptoki`.
+//!
+//! One process logs in once. A fixed set of sessions, each owned by its own blocking thread,
+//! takes jobs from one bounded queue; when the queue is full, callers get `Busy` at once. Keys
+//! are P-256 pairs generated on the token with the private half token-resident, private,
+//! sensitive, non-extractable and good only for signing (encrypt, decrypt, wrap, unwrap and
+//! derive explicitly false). Signing hashes outside the token and calls `CKM_ECDSA` on the
+//! digest, which every token offers (SoftHSM has no `CKM_ECDSA_SHA256`). Every PKCS#11 failure
+//! is reported with the `C_*` call that failed. The PIN is held in a zeroizing secret and never
+//! logged.
+
+use super::{Backend, BackendError, BackendFuture, KeyAttributes, KeyId, KeyInfo};
+use crate::jose::PublicKey;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use der::Decode;
+use der::asn1::OctetString;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+/// DER of the named-curve OID for P-256 (1.2.840.10045.3.1.7), the `CKA_EC_PARAMS` value.
+const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// Where the user PIN comes from.
+#[derive(Debug, Clone)]
+pub enum PinSource {
+    /// The first line of a file.
+    File(PathBuf),
+    /// A systemd credential in `$CREDENTIALS_DIRECTORY`.
+    Credential(String),
+}
+
+/// Reads the PIN. The text read is zeroized once the PIN is built.
+pub fn read_pin(source: &PinSource) -> Result<AuthPin, BackendError> {
+    let path = match source {
+        PinSource::File(p) => p.clone(),
+        PinSource::Credential(name) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                BackendError::Unavailable(format!(
+                    "pin_credential {name:?} is set but $CREDENTIALS_DIRECTORY is not (run under systemd with LoadCredential=)"
+                ))
+            })?;
+            Path::new(&dir).join(name)
+        }
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+        BackendError::Unavailable(format!("cannot read the PIN from {}: {e}", path.display()))
+    })?);
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.is_empty() {
+        return Err(BackendError::Unavailable(format!("the PIN file {} is empty", path.display())));
+    }
+    Ok(AuthPin::from(line))
+}
+
+/// How to open the token.
+#[derive(Debug)]
+pub struct Pkcs11Options {
+    /// The module path.
+    pub module: PathBuf,
+    /// The token label.
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: AuthPin,
+    /// Sessions (and signing threads) to open.
+    pub sessions: usize,
+    /// Jobs that may wait before callers get `Busy`.
+    pub queue_depth: usize,
+}
+
+fn ck(e: CkError) -> BackendError {
+    match &e {
+        CkError::Pkcs11(rv, _) if is_connection_lost(*rv) => BackendError::Unavailable(e.to_string()),
+        CkError::LibraryLoading(_) => BackendError::Unavailable(e.to_string()),
+        _ => BackendError::Failed(e.to_string()),
+    }
+}
+
+fn is_connection_lost(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::DeviceRemoved
+            | RvError::DeviceError
+            | RvError::TokenNotPresent
+            | RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::CryptokiNotInitialized
+            | RvError::UserNotLoggedIn
+    )
+}
+
+/// Loads and initializes a module.
+pub fn load_module(module: &Path) -> Result<Pkcs11, BackendError> {
+    let ctx = Pkcs11::new(module).map_err(|e| {
+        BackendError::Unavailable(format!("cannot load the PKCS#11 module {}: {e}", module.display()))
+    })?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
+        Err(e) => Err(ck(e)),
+    }
+}
+
+/// Finds the slot holding the token with this label.
+pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, BackendError> {
+    for slot in ctx.get_slots_with_token().map_err(ck)? {
+        let info = ctx.get_token_info(slot).map_err(ck)?;
+        if info.token_initialized() && info.label() == label {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// Initializes a fresh token with this label in the first free slot and sets its user PIN,
+/// unless a token with the label exists already. Returns whether a token was created.
+/// Used by dev mode and tests; production tokens are set up by their owners.
+pub fn ensure_token(ctx: &Pkcs11, label: &str, so_pin: &AuthPin, pin: &AuthPin) -> Result<bool, BackendError> {
+    if find_token(ctx, label)?.is_some() {
+        return Ok(false);
+    }
+    let mut free = None;
+    for slot in ctx.get_slots_with_token().map_err(ck)? {
+        if !ctx.get_token_info(slot).map_err(ck)?.token_initialized() {
+            free = Some(slot);
+            break;
+        }
+    }
+    let slot = free.ok_or_else(|| BackendError::Unavailable("no free slot to create a token in".into()))?;
+    ctx.init_token(slot, so_pin, label).map_err(ck)?;
+    let session = ctx.open_rw_session(slot).map_err(ck)?;
+    session.login(UserType::So, Some(so_pin)).map_err(ck)?;
+    session.init_pin(pin).map_err(ck)?;
+    session.logout().map_err(ck)?;
+    Ok(true)
+}
+
+enum Job {
+    Generate { label: String, reply: oneshot::Sender<Result<KeyInfo, BackendError>> },
+    Describe { id: KeyId, reply: oneshot::Sender<Result<KeyInfo, BackendError>> },
+    Sign { id: KeyId, digest: [u8; 32], reply: oneshot::Sender<Result<[u8; 64], BackendError>> },
+    Destroy { id: KeyId, reply: oneshot::Sender<Result<(), BackendError>> },
+}
+
+/// State shared by the signing threads.
+struct Shared {
+    ctx: Pkcs11,
+    slot: Slot,
+    token_label: String,
+    pin: AuthPin,
+    /// Private-key handles by `CKA_ID`. Handles are valid for every session of this process.
+    handles: Mutex<HashMap<KeyId, ObjectHandle>>,
+}
+
+/// A PKCS#11 token serving this daemon.
+pub struct Pkcs11Backend {
+    queue: crossbeam_channel::Sender<Job>,
+    token_label: String,
+}
+
+impl std::fmt::Debug for Pkcs11Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Backend").field("token_label", &self.token_label).finish_non_exhaustive()
+    }
+}
+
+impl Pkcs11Backend {
+    /// Loads the module, finds the token, logs in once and starts the signing threads.
+    pub fn start(opts: Pkcs11Options) -> Result<Self, BackendError> {
+        let ctx = load_module(&opts.module)?;
+        Self::start_with(ctx, opts)
+    }
+
+    /// As [`Pkcs11Backend::start`], on a module already loaded in this process.
+    pub fn start_with(ctx: Pkcs11, opts: Pkcs11Options) -> Result<Self, BackendError> {
+        let slot = find_token(&ctx, &opts.token_label)?.ok_or_else(|| {
+            BackendError::Unavailable(format!(
+                "no token labelled {:?} in {}",
+                opts.token_label,
+                opts.module.display()
+            ))
+        })?;
+        let sessions = opts.sessions.max(1);
+        let mut opened = Vec::with_capacity(sessions);
+        for _ in 0..sessions {
+            opened.push(ctx.open_rw_session(slot).map_err(ck)?);
+        }
+        if let Some(first) = opened.first() {
+            login(first, &opts.pin)?;
+        }
+        let shared = Arc::new(Shared {
+            ctx,
+            slot,
+            token_label: opts.token_label.clone(),
+            pin: opts.pin,
+            handles: Mutex::new(HashMap::new()),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(opts.queue_depth.max(1));
+        for (n, session) in opened.into_iter().enumerate() {
+            let shared = shared.clone();
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("pkcs11-{n}"))
+                .spawn(move || Worker { shared, session }.run(rx))
+                .map_err(|e| BackendError::Unavailable(format!("cannot start a signing thread: {e}")))?;
+        }
+        Ok(Self { queue: tx, token_label: opts.token_label })
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
+    ) -> BackendFuture<T> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.queue.try_send(job(reply));
+        Box::pin(async move {
+            match sent {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(_)) => return Err(BackendError::Busy),
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    return Err(BackendError::Unavailable("the signing threads have stopped".into()));
+                }
+            }
+            rx.await
+                .map_err(|_| BackendError::Unavailable("a signing thread stopped mid-call".into()))?
+        })
+    }
+}
+
+impl Backend for Pkcs11Backend {
+    fn kind(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn generate_key(&self, label: String) -> BackendFuture<KeyInfo> {
+        self.submit(|reply| Job::Generate { label, reply })
+    }
+
+    fn describe_key(&self, id: KeyId) -> BackendFuture<KeyInfo> {
+        self.submit(|reply| Job::Describe { id, reply })
+    }
+
+    fn sign_digest(&self, id: KeyId, digest: [u8; 32]) -> BackendFuture<[u8; 64]> {
+        self.submit(|reply| Job::Sign { id, digest, reply })
+    }
+
+    fn destroy_key(&self, id: KeyId) -> BackendFuture<()> {
+        self.submit(|reply| Job::Destroy { id, reply })
+    }
+}
+
+fn login(session: &Session, pin: &AuthPin) -> Result<(), BackendError> {
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(e) => Err(ck(e)),
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    session: Session,
+}
+
+impl Worker {
+    fn run(mut self, rx: crossbeam_channel::Receiver<Job>) {
+        while let Ok(job) = rx.recv() {
+            // A reply whose caller has gone away is dropped; the work is done either way.
+            match job {
+                Job::Generate { label, reply } => {
+                    let _ = reply.send(self.retrying(|w| w.generate(&label)));
+                }
+                Job::Describe { id, reply } => {
+                    let _ = reply.send(self.retrying(|w| w.describe(&id)));
+                }
+                Job::Sign { id, digest, reply } => {
+                    let _ = reply.send(self.retrying(|w| w.sign(&id, &digest)));
+                }
+                Job::Destroy { id, reply } => {
+                    let _ = reply.send(self.retrying(|w| w.destroy(&id)));
+                }
+            }
+        }
+    }
+
+    /// Runs an operation; if the session was lost, opens a new one, logs in again and retries once.
+    fn retrying<T>(&mut self, op: impl Fn(&Self) -> Result<T, BackendError>) -> Result<T, BackendError> {
+        match op(self) {
+            Err(BackendError::Unavailable(why)) => {
+                tracing::warn!(token = %self.shared.token_label, %why, "token session lost; reopening");
+                let session = self.shared.ctx.open_rw_session(self.shared.slot).map_err(ck)?;
+                login(&session, &self.shared.pin)?;
+                self.session = session;
+                self.shared.handles.lock().map(|mut h| h.clear()).ok();
+                op(self)
+            }
+            other => other,
+        }
+    }
+
+    fn find(&self, class: ObjectClass, id: &KeyId) -> Result<Option<ObjectHandle>, BackendError> {
+        let template = [Attribute::Class(class), Attribute::Id(id.0.clone())];
+        let found = self.session.find_objects(&template).map_err(ck)?;
+        Ok(found.first().copied())
+    }
+
+    fn private_handle(&self, id: &KeyId) -> Result<ObjectHandle, BackendError> {
+        if let Some(h) = self.shared.handles.lock().ok().and_then(|m| m.get(id).copied()) {
+            return Ok(h);
+        }
+        let handle = self
+            .find(ObjectClass::PRIVATE_KEY, id)?
+            .ok_or_else(|| BackendError::KeyNotFound(id.clone()))?;
+        if let Ok(mut m) = self.shared.handles.lock() {
+            m.insert(id.clone(), handle);
+        }
+        Ok(handle)
+    }
+
+    fn generate(&self, label: &str) -> Result<KeyInfo, BackendError> {
+        let mut raw = [0u8; 16];
+        self.session.generate_random_slice(&mut raw).map_err(ck)?;
+        let id = KeyId(raw.to_vec());
+        let label = label.as_bytes().to_vec();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
+            Attribute::Id(id.0.clone()),
+            Attribute::Label(label.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Id(id.0.clone()),
+            Attribute::Label(label),
+        ];
+        let (_, handle) = self
+            .session
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .map_err(ck)?;
+        if let Ok(mut m) = self.shared.handles.lock() {
+            m.insert(id.clone(), handle);
+        }
+        self.describe(&id)
+    }
+
+    fn describe(&self, id: &KeyId) -> Result<KeyInfo, BackendError> {
+        let private = self.private_handle(id)?;
+        let public = self
+            .find(ObjectClass::PUBLIC_KEY, id)?
+            .ok_or_else(|| BackendError::KeyNotFound(id.clone()))?;
+        let point = self.session.get_attributes(public, &[AttributeType::EcPoint]).map_err(ck)?;
+        let point = point
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::EcPoint(p) => Some(p),
+                _ => None,
+            })
+            .ok_or_else(|| BackendError::Failed("C_GetAttributeValue: the public key has no CKA_EC_POINT".into()))?;
+        // The standard wraps the point in a DER OCTET STRING; some modules return it bare.
+        let sec1 = OctetString::from_der(&point).map(|o| o.into_bytes().into_vec()).unwrap_or(point);
+        let public = PublicKey::from_sec1(&sec1)
+            .map_err(|_| BackendError::Failed("the token returned a public key that is not on P-256".into()))?;
+        Ok(KeyInfo {
+            id: id.clone(),
+            uri: key_uri(&self.shared.token_label, id),
+            public,
+            attributes: self.attributes(private)?,
+        })
+    }
+
+    fn attributes(&self, handle: ObjectHandle) -> Result<KeyAttributes, BackendError> {
+        use AttributeType as T;
+        let wanted = [
+            T::Token,
+            T::Private,
+            T::Sensitive,
+            T::AlwaysSensitive,
+            T::Extractable,
+            T::NeverExtractable,
+            T::Local,
+            T::Sign,
+            T::Decrypt,
+            T::Derive,
+            T::Unwrap,
+        ];
+        let mut a = KeyAttributes {
+            token: false,
+            private: false,
+            sensitive: false,
+            always_sensitive: false,
+            extractable: true,
+            never_extractable: false,
+            local: false,
+            sign: false,
+            decrypt: false,
+            derive: false,
+            unwrap: false,
+        };
+        for attr in self.session.get_attributes(handle, &wanted).map_err(ck)? {
+            match attr {
+                Attribute::Token(v) => a.token = v,
+                Attribute::Private(v) => a.private = v,
+                Attribute::Sensitive(v) => a.sensitive = v,
+                Attribute::AlwaysSensitive(v) => a.always_sensitive = v,
+                Attribute::Extractable(v) => a.extractable = v,
+                Attribute::NeverExtractable(v) => a.never_extractable = v,
+                Attribute::Local(v) => a.local = v,
+                Attribute::Sign(v) => a.sign = v,
+                Attribute::Decrypt(v) => a.decrypt = v,
+                Attribute::Derive(v) => a.derive = v,
+                Attribute::Unwrap(v) => a.unwrap = v,
+                _ => {}
+            }
+        }
+        Ok(a)
+    }
+
+    fn sign(&self, id: &KeyId, digest: &[u8; 32]) -> Result<[u8; 64], BackendError> {
+        let handle = self.private_handle(id)?;
+        let result = match self.session.sign(&Mechanism::Ecdsa, handle, digest) {
+            // A cached handle can go stale if another process deleted the object.
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) => {
+                self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
+                let handle = self.private_handle(id)?;
+                self.session.sign(&Mechanism::Ecdsa, handle, digest)
+            }
+            other => other,
+        };
+        let sig = result.map_err(ck)?;
+        sig.try_into()
+            .map_err(|_| BackendError::Failed("C_Sign: the token returned a signature that is not 64 bytes".into()))
+    }
+
+    fn destroy(&self, id: &KeyId) -> Result<(), BackendError> {
+        self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
+        let objects = self.session.find_objects(&[Attribute::Id(id.0.clone())]).map_err(ck)?;
+        for object in objects {
+            self.session.destroy_object(object).map_err(ck)?;
+        }
+        Ok(())
+    }
+}
+
+/// The RFC 7512 URI of a private key on a token.
+pub fn key_uri(token_label: &str, id: &KeyId) -> String {
+    let mut uri = String::from("pkcs11:token=");
+    percent_encode(token_label.as_bytes(), &mut uri);
+    uri.push_str(";id=");
+    percent_encode_all(&id.0, &mut uri);
+    uri.push_str(";type=private");
+    uri
+}
+
+fn percent_encode(bytes: &[u8], out: &mut String) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+fn percent_encode_all(bytes: &[u8], out: &mut String) {
+    for b in bytes {
+        out.push_str(&format!("%{b:02X}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_escapes_label_and_encodes_id() {
+        let uri = key_uri("my token", &KeyId(vec![0x01, 0xab]));
+        assert_eq!(uri, "pkcs11:token=my%20token;id=%01%AB;type=private");
+    }
+}

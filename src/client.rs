@@ -1,0 +1,99 @@
+//! A small blocking client for the daemon's sockets, used by `arictl`, tests and benchmarks, and
+//! embeddable by any Rust program that speaks to `arid`.
+//!
+//! One call at a time per client; each call waits for its answer (with a deadline, so a stuck
+//! daemon cannot hang a script forever). Wire errors come back as [`RemoteError`] with the stable
+//! reason and the retry advice.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The agent socket of a system installation.
+pub const DEFAULT_AGENT_SOCKET: &str = "/run/ari/agent.sock";
+/// The admin socket of a system installation.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ari/admin.sock";
+
+/// An error the daemon returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({reason})")]
+pub struct RemoteError {
+    /// JSON-RPC code.
+    pub code: i64,
+    /// Stable reason name.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Whether retrying may succeed.
+    pub retryable: bool,
+}
+
+/// Why a call did not produce a result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot connect to {path}: {source}")]
+    Connect { path: PathBuf, source: std::io::Error },
+    /// The connection failed mid-call.
+    #[error("connection to the daemon failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon answered something that is not a JSON-RPC response to this call.
+    #[error("unexpected answer from the daemon: {0}")]
+    Protocol(String),
+    /// The daemon refused the call.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// A connection to one socket.
+#[derive(Debug)]
+pub struct Client {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+    line: String,
+}
+
+impl Client {
+    /// Connects to the socket at `path`.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.into(), source })?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Self { writer: stream, reader, next_id: 1, line: String::new() })
+    }
+
+    /// Calls `method` with `params` and returns its result.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut request = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        request.push(b'\n');
+        self.writer.write_all(&request)?;
+        self.line.clear();
+        if self.reader.read_line(&mut self.line)? == 0 {
+            return Err(ClientError::Protocol("the daemon closed the connection".into()));
+        }
+        let mut response: Value =
+            serde_json::from_str(&self.line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if response.get("id") != Some(&json!(id)) {
+            return Err(ClientError::Protocol(format!("answer for another call: {}", self.line.trim_end())));
+        }
+        if let Some(err) = response.get("error") {
+            return Err(ClientError::Remote(RemoteError {
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                reason: err.pointer("/data/reason").and_then(Value::as_str).unwrap_or("unknown").into(),
+                message: err.get("message").and_then(Value::as_str).unwrap_or_default().into(),
+                retryable: err.pointer("/data/retryable").and_then(Value::as_bool).unwrap_or(false),
+            }));
+        }
+        response
+            .get_mut("result")
+            .map(Value::take)
+            .ok_or_else(|| ClientError::Protocol("a response with neither result nor error".into()))
+    }
+}

@@ -1,0 +1,284 @@
+//! Daemon configuration: a TOML file, checked strictly.
+//!
+//! Unknown keys are refused (a typo must not silently fall back to a default), every duration and
+//! size carries its unit in its name, and the file never holds a secret: the token PIN comes from
+//! a file or a systemd credential named here. Defaults are the safe ones: bounded lines, short
+//! deadlines, sockets closed to other users.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The TOML does not parse or does not fit the schema (names the key).
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    /// A value is out of range or inconsistent with another.
+    #[error("config {path}: {key}: {message}")]
+    Value { path: PathBuf, key: &'static str, message: String },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the database and other state live.
+    pub state_dir: PathBuf,
+    /// The key store.
+    pub backend: BackendConfig,
+    /// The socket agent runtimes call.
+    pub agent_socket: SocketConfig,
+    /// The socket operators call.
+    pub admin_socket: AdminSocketConfig,
+    /// Bounds on what clients may cost the daemon.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Which key store, and how to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// A PKCS#11 token.
+    Pkcs11(Pkcs11Config),
+}
+
+/// A PKCS#11 module and the token to use in it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Path of the module (`.so`).
+    pub module: PathBuf,
+    /// Label of the token; slots are found by label because their ids change.
+    pub token_label: String,
+    /// File holding the user PIN (first line).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Name of a systemd credential holding the user PIN (read from `$CREDENTIALS_DIRECTORY`).
+    #[serde(default)]
+    pub pin_credential: Option<String>,
+    /// Number of token sessions, each on its own signing thread. 0 means one per CPU.
+    #[serde(default)]
+    pub sessions: usize,
+    /// Signing requests that may wait for a session before callers get `busy`.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+fn default_queue_depth() -> usize {
+    256
+}
+
+/// A Unix socket the daemon listens on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketConfig {
+    /// Filesystem path of the socket.
+    pub path: PathBuf,
+    /// Permission bits, as an octal string such as `"0660"`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Group that owns the socket file, if it should not be the daemon's own.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The admin socket, plus who may use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSocketConfig {
+    /// Filesystem path of the socket.
+    pub path: PathBuf,
+    /// Permission bits, as an octal string such as `"0660"`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Group that owns the socket file; its members are operators.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Further uids allowed to operate (root always is).
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+}
+
+fn default_mode() -> String {
+    "0660".into()
+}
+
+/// Bounds on clients; all have safe defaults.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest accepted line, newline excluded.
+    pub max_line_bytes: usize,
+    /// Once a line has started, the rest must arrive within this time.
+    pub read_timeout_ms: u64,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once per socket; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Calls one connection may have in flight before the daemon stops reading from it.
+    pub max_in_flight_per_connection: usize,
+    /// On shutdown, how long in-flight calls get to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 64 * 1024,
+            read_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
+            max_connections: 256,
+            max_in_flight_per_connection: 16,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `ari=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: &str| ConfigError::Value {
+            path: path.to_path_buf(),
+            key,
+            message: message.into(),
+        };
+        let BackendConfig::Pkcs11(p) = &self.backend;
+        match (&p.pin_file, &p.pin_credential) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(bad("backend.pin_file", "set exactly one of pin_file and pin_credential")),
+        }
+        if p.token_label.is_empty() || p.token_label.len() > 32 {
+            return Err(bad("backend.token_label", "a token label is 1 to 32 bytes"));
+        }
+        if p.queue_depth == 0 {
+            return Err(bad("backend.queue_depth", "must be at least 1"));
+        }
+        parse_mode(&self.agent_socket.mode).map_err(|m| bad("agent_socket.mode", m))?;
+        parse_mode(&self.admin_socket.mode).map_err(|m| bad("admin_socket.mode", m))?;
+        if self.agent_socket.path == self.admin_socket.path {
+            return Err(bad("admin_socket.path", "the agent and admin sockets must differ"));
+        }
+        let l = &self.limits;
+        if !(256..=16 * 1024 * 1024).contains(&l.max_line_bytes) {
+            return Err(bad("limits.max_line_bytes", "must be between 256 and 16777216"));
+        }
+        if l.read_timeout_ms == 0 || l.idle_timeout_ms == 0 {
+            return Err(bad("limits.read_timeout_ms", "timeouts must be above 0"));
+        }
+        if l.max_connections == 0 || l.max_in_flight_per_connection == 0 {
+            return Err(bad("limits.max_connections", "connection and in-flight caps must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// Number of signing sessions to open.
+    pub fn sessions(&self) -> usize {
+        let BackendConfig::Pkcs11(p) = &self.backend;
+        if p.sessions > 0 {
+            p.sessions
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        }
+    }
+}
+
+/// Parses an octal mode string such as `"0660"`.
+pub fn parse_mode(mode: &str) -> Result<u32, &'static str> {
+    let digits = mode.strip_prefix("0o").unwrap_or(mode);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err("an octal permission string such as \"0660\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    const MIN: &str = r#"
+state_dir = "/var/lib/ari"
+[backend]
+kind = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "ari"
+pin_file = "/etc/ari/pin"
+[agent_socket]
+path = "/run/ari/agent.sock"
+[admin_socket]
+path = "/run/ari/admin.sock"
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
+        assert_eq!(c.limits.max_line_bytes, 65536);
+        assert_eq!(c.agent_socket.mode, "0660");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let text = MIN.replace("[limits]", "") + "[limits]\nread_timeout = 5\n";
+        let err = Config::parse(&text, Path::new("/etc/ari/arid.toml")).unwrap_err().to_string();
+        assert!(err.contains("read_timeout"), "{err}");
+        assert!(err.contains("/etc/ari/arid.toml"), "{err}");
+    }
+
+    #[test]
+    fn pin_source_must_be_single() {
+        let text = MIN.replace("pin_file = \"/etc/ari/pin\"", "");
+        let err = Config::parse(&text, Path::new("x")).unwrap_err().to_string();
+        assert!(err.contains("pin_file"), "{err}");
+    }
+
+    #[test]
+    fn example_in_docs_parses() {
+        let text = include_str!("../docs/arid.example.toml");
+        Config::parse(text, Path::new("docs/arid.example.toml")).unwrap();
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert!(parse_mode("999").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! The service's error type and the one place errors become wire errors.
+//!
+//! Every failure a request can meet ends up as an [`Error`]; [`Error::to_rpc`] is the only
+//! function that chooses a wire code. Details that help an attacker or leak internals (token
+//! error texts, SQL errors) are logged here and replaced by a plain sentence for the caller.
+
+use crate::backend::BackendError;
+use crate::identity::MatchError;
+use crate::identity::certificate::CertificateError;
+use crate::protocol::{ErrorCode, RpcError};
+use crate::store::StoreError;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The params are malformed or out of range.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The caller is not a (single) registered agent.
+    #[error(transparent)]
+    Caller(#[from] MatchError),
+    /// The caller's process could not be measured (it exited, or its pid was reused).
+    #[error("the calling process could not be measured: {0}")]
+    Unmeasurable(String),
+    /// The caller may not do this here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No agent has this id.
+    #[error("no agent {0:?}")]
+    AgentNotFound(String),
+    /// The id or the selectors are taken.
+    #[error("{0}")]
+    AgentExists(String),
+    /// The agent's status forbids the operation.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A certificate problem.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// The key store failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The daemon is stopping.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    /// A fault that is a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The wire error for this failure. Logs what the caller is not told.
+    pub fn to_rpc(&self) -> RpcError {
+        use ErrorCode as C;
+        match self {
+            Self::InvalidParams(m) => RpcError::new(C::InvalidParams, m.clone()),
+            Self::Caller(MatchError::Frozen(id)) => {
+                RpcError::new(C::AgentFrozen, format!("agent {id} is frozen by an operator"))
+            }
+            Self::Caller(e) => RpcError::new(C::UnknownCaller, e.to_string()),
+            Self::Unmeasurable(why) => {
+                tracing::warn!(%why, "caller could not be measured");
+                RpcError::new(C::UnknownCaller, "the calling process could not be measured")
+            }
+            Self::Forbidden(m) => RpcError::new(C::Forbidden, m.clone()),
+            Self::AgentNotFound(id) => RpcError::new(C::AgentNotFound, format!("no agent {id:?}")),
+            Self::AgentExists(m) => RpcError::new(C::AgentExists, m.clone()),
+            Self::InvalidState(m) => RpcError::new(C::InvalidState, m.clone()),
+            Self::Certificate(CertificateError::Mismatch) => RpcError::new(C::CertificateMismatch, self.to_string()),
+            Self::Certificate(CertificateError::Encode(e)) => {
+                tracing::error!(error = %e, "certificate encoding failed");
+                RpcError::new(C::InternalError, "internal error; see the daemon log")
+            }
+            Self::Certificate(e) => RpcError::new(C::InvalidParams, e.to_string()),
+            Self::Backend(BackendError::Busy) => RpcError::new(C::Busy, "all signing sessions are busy; retry shortly"),
+            Self::Backend(BackendError::Unavailable(why)) => {
+                tracing::error!(%why, "key store unavailable");
+                RpcError::new(C::BackendUnavailable, "the key store is unavailable")
+            }
+            Self::Backend(e) => {
+                tracing::error!(error = %e, "key store failed");
+                RpcError::new(C::BackendError, "the key store failed the operation; see the daemon log")
+            }
+            Self::Store(e) => {
+                tracing::error!(error = %e, "state database failed");
+                RpcError::new(C::StorageError, "the state database failed; nothing was changed")
+            }
+            Self::ShuttingDown => RpcError::new(C::ShuttingDown, "the daemon is shutting down"),
+            Self::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                RpcError::new(C::InternalError, "internal error; see the daemon log")
+            }
+        }
+    }
+}

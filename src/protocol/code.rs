@@ -1,0 +1,130 @@
+//! The table of error codes: number, stable reason name, and whether a retry may succeed.
+
+/// Every error a client can receive. The numbers and reasons are stable; messages are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not JSON (or not UTF-8).
+    ParseError,
+    /// The JSON is not a valid JSON-RPC 2.0 call.
+    InvalidRequest,
+    /// No method of that name exists.
+    MethodNotFound,
+    /// The params do not match the method's parameters.
+    InvalidParams,
+    /// A fault inside the daemon; details are in its log.
+    InternalError,
+    /// The caller's process matches no agent (or more than one).
+    UnknownCaller,
+    /// The caller is an agent that an operator has frozen.
+    AgentFrozen,
+    /// The caller may not call this method on this socket.
+    Forbidden,
+    /// No agent has that id.
+    AgentNotFound,
+    /// An agent with that id, or with the same selectors, already exists.
+    AgentExists,
+    /// The agent's status does not allow the operation (e.g. unfreezing an active agent).
+    InvalidState,
+    /// The certificate does not certify the agent's key.
+    CertificateMismatch,
+    /// The line is longer than the daemon accepts; the connection is closed after this error.
+    LineTooLong,
+    /// The rest of a line did not arrive in time; the connection is closed after this error.
+    ReadTimeout,
+    /// The signing queue is full; try again shortly.
+    Busy,
+    /// The key store (token or TPM) cannot be reached right now.
+    BackendUnavailable,
+    /// The key store refused or failed the operation.
+    BackendError,
+    /// The state database could not be read or written; nothing was signed.
+    StorageError,
+    /// The daemon is stopping and takes no new calls.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// Every code, in table order.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::ParseError,
+        Self::InvalidRequest,
+        Self::MethodNotFound,
+        Self::InvalidParams,
+        Self::InternalError,
+        Self::UnknownCaller,
+        Self::AgentFrozen,
+        Self::Forbidden,
+        Self::AgentNotFound,
+        Self::AgentExists,
+        Self::InvalidState,
+        Self::CertificateMismatch,
+        Self::LineTooLong,
+        Self::ReadTimeout,
+        Self::Busy,
+        Self::BackendUnavailable,
+        Self::BackendError,
+        Self::StorageError,
+        Self::ShuttingDown,
+    ];
+
+    /// The JSON-RPC `code` number.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::ParseError => -32700,
+            Self::InvalidRequest => -32600,
+            Self::MethodNotFound => -32601,
+            Self::InvalidParams => -32602,
+            Self::InternalError => -32603,
+            Self::UnknownCaller => -32001,
+            Self::AgentFrozen => -32002,
+            Self::Forbidden => -32003,
+            Self::AgentNotFound => -32004,
+            Self::AgentExists => -32005,
+            Self::InvalidState => -32006,
+            Self::CertificateMismatch => -32007,
+            Self::LineTooLong => -32008,
+            Self::ReadTimeout => -32009,
+            Self::Busy => -32010,
+            Self::BackendUnavailable => -32011,
+            Self::BackendError => -32012,
+            Self::StorageError => -32013,
+            Self::ShuttingDown => -32014,
+        }
+    }
+
+    /// The stable name carried in `error.data.reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::ParseError => "parse_error",
+            Self::InvalidRequest => "invalid_request",
+            Self::MethodNotFound => "method_not_found",
+            Self::InvalidParams => "invalid_params",
+            Self::InternalError => "internal_error",
+            Self::UnknownCaller => "unknown_caller",
+            Self::AgentFrozen => "agent_frozen",
+            Self::Forbidden => "forbidden",
+            Self::AgentNotFound => "agent_not_found",
+            Self::AgentExists => "agent_exists",
+            Self::InvalidState => "invalid_state",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::LineTooLong => "line_too_long",
+            Self::ReadTimeout => "read_timeout",
+            Self::Busy => "busy",
+            Self::BackendUnavailable => "backend_unavailable",
+            Self::BackendError => "backend_error",
+            Self::StorageError => "storage_error",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Whether sending the same call again later may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::Busy | Self::BackendUnavailable | Self::StorageError | Self::ShuttingDown)
+    }
+
+    /// The code with the given reason name.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.reason() == reason)
+    }
+}

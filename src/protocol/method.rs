@@ -1,0 +1,70 @@
+//! The method table: every method's name and the socket (role) that serves it.
+
+/// Which socket a method is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The agent socket: callers are agent runtimes, identified by their process.
+    Agent,
+    /// The admin socket: callers are operators, identified by uid or group.
+    Admin,
+}
+
+impl Role {
+    /// `agent` or `admin`, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+macro_rules! methods {
+    ($($variant:ident => $name:literal, $role:ident;)*) => {
+        /// Every method of the protocol.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Method {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
+        }
+
+        impl Method {
+            /// Every method, in table order.
+            pub const ALL: &'static [Method] = &[$(Self::$variant),*];
+
+            /// The wire name.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name,)* }
+            }
+
+            /// The socket that serves it.
+            pub fn role(self) -> Role {
+                match self { $(Self::$variant => Role::$role,)* }
+            }
+        }
+    };
+}
+
+methods! {
+    AgentIdentity => "agent.identity", Agent;
+    AgentAttest => "agent.attest", Agent;
+    AdminStatus => "admin.status", Admin;
+    AdminAgentProvision => "admin.agent_provision", Admin;
+    AdminAgentList => "admin.agent_list", Admin;
+    AdminAgentShow => "admin.agent_show", Admin;
+    AdminAgentFreeze => "admin.agent_freeze", Admin;
+    AdminAgentUnfreeze => "admin.agent_unfreeze", Admin;
+    AdminAgentRetire => "admin.agent_retire", Admin;
+    AdminAgentCsr => "admin.agent_csr", Admin;
+    AdminAgentCertImport => "admin.agent_cert_import", Admin;
+}
+
+impl Method {
+    /// Looks a method up by its wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|m| m.name() == name)
+    }
+}

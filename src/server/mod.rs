@@ -1,0 +1,105 @@
+//! The socket servers: accept loops for the agent and admin sockets, and shutdown.
+//!
+//! The connection cap is a semaphore whose permit is taken *before* `accept`, so past the cap
+//! new clients wait in the kernel's listen backlog instead of costing the daemon memory. Each
+//! connection task holds its permit until it ends. [`run`] returns once shutdown was signalled
+//! and every connection has drained (or the grace period ran out).
+
+pub mod connection;
+pub mod peer;
+
+use crate::config::Limits;
+use crate::protocol::Role;
+use crate::service::Service;
+use peer::PeerCred;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// What the server knows about a connection before any call.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Which socket it came in on.
+    pub role: Role,
+    /// Kernel credentials at connect time.
+    pub cred: PeerCred,
+}
+
+/// A shutdown signal that every task can wait on.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// The sending side of [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+/// A new signal pair.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Signals every waiter.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once shutdown is signalled (at once if it already was).
+    pub async fn wait(&mut self) {
+        // An error means the trigger is gone, which also means stop.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// Whether shutdown has been signalled.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Accepts and serves connections on `listener` until shutdown, then drains.
+pub async fn run(listener: UnixListener, role: Role, service: Arc<Service>, limits: Limits, mut shutdown: Shutdown) {
+    let cap = Arc::new(Semaphore::new(limits.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let stream = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(socket = role.name(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let cred = match stream.peer_cred() {
+            Ok(c) => PeerCred { pid: c.pid().unwrap_or(0), uid: c.uid(), gid: c.gid() },
+            Err(e) => {
+                tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
+                continue;
+            }
+        };
+        let info = ConnInfo { role, cred };
+        tasks.spawn(connection::serve(stream, info, service.clone(), limits, shutdown.clone(), permit));
+    }
+    drop(listener);
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(socket = role.name(), remaining = tasks.len(), "grace period over; dropping connections");
+        tasks.abort_all();
+    }
+}

@@ -1,0 +1,173 @@
+//! Methods on the admin socket: the agent lifecycle. Every change is committed to the store
+//! before the in-memory registry sees it, and a key generated for a registration that then
+//! fails to commit is destroyed again.
+
+use super::{Service, agent_view, blocking};
+use crate::error::Error;
+use crate::identity::certificate::{CsrDraft, check_certificate};
+use crate::identity::{self, Agent, AgentStatus, Selectors};
+use crate::store::StoreError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// For methods without params: refuses any member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoParams {}
+
+/// `{ "agent": ID }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentParam {
+    pub agent: String,
+}
+
+/// Params of `admin.agent_provision`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProvisionParams {
+    agent: String,
+    user: String,
+    uid: u32,
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    exe_sha256: Option<String>,
+    #[serde(default)]
+    cgroup: Option<String>,
+}
+
+/// Params of `admin.agent_csr`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CsrParams {
+    agent: String,
+    subject: String,
+}
+
+/// Params of `admin.agent_cert_import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CertImportParams {
+    agent: String,
+    certificate: String,
+}
+
+fn random_hex(bytes: usize) -> Result<String, Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+impl Service {
+    pub(super) async fn provision(&self, p: ProvisionParams) -> Result<Value, Error> {
+        identity::validate_agent_id(&p.agent).map_err(|m| Error::InvalidParams(m.into()))?;
+        identity::validate_user(&p.user).map_err(|m| Error::InvalidParams(m.into()))?;
+        let selectors = Selectors {
+            uid: p.uid,
+            gid: p.gid,
+            exe_sha256: p.exe_sha256.map(|d| d.to_ascii_lowercase()),
+            cgroup: p.cgroup,
+        };
+        selectors.validate().map_err(|m| Error::InvalidParams(m.into()))?;
+        if self.registry.get(&p.agent).is_some() {
+            return Err(Error::AgentExists(format!("agent {:?} exists (retired ids stay reserved)", p.agent)));
+        }
+        if let Some(other) = self.registry.with_selectors(&selectors) {
+            return Err(Error::AgentExists(format!(
+                "agent {other:?} already has exactly these selectors; a caller must match one agent"
+            )));
+        }
+        let key = self.backend.generate_key(format!("ari-agent:{}", p.agent)).await?;
+        let agent = Agent {
+            id: p.agent,
+            instance: random_hex(16)?,
+            user: p.user,
+            key,
+            selectors,
+            status: AgentStatus::Active,
+            certificate: None,
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+                .unwrap_or(0),
+        };
+        let (store, row) = (self.store.clone(), agent.clone());
+        if let Err(e) = blocking(move || store.insert_agent(&row)).await {
+            if let Err(d) = self.backend.destroy_key(agent.key.id.clone()).await {
+                tracing::error!(uri = %agent.key.uri, error = %d, "could not destroy the key of a failed registration");
+            }
+            return Err(match e {
+                Error::Store(StoreError::Exists) => Error::AgentExists(format!("agent {:?} exists", agent.id)),
+                other => other,
+            });
+        }
+        tracing::info!(agent = %agent.id, user = %agent.user, kid = %agent.key.public.thumbprint(), "agent provisioned");
+        let view = agent_view(&agent);
+        self.registry.put(agent);
+        Ok(view)
+    }
+
+    async fn set_status(&self, id: &str, from: &[AgentStatus], to: AgentStatus) -> Result<Agent, Error> {
+        let mut agent = self.agent(id)?;
+        if !from.contains(&agent.status) {
+            return Err(Error::InvalidState(format!("agent {id} is {}", agent.status.as_str())));
+        }
+        let (store, key) = (self.store.clone(), id.to_string());
+        blocking(move || store.set_status(&key, to)).await?;
+        agent.status = to;
+        self.registry.put(agent.clone());
+        tracing::info!(agent = %id, status = to.as_str(), "agent status changed");
+        Ok(agent)
+    }
+
+    pub(super) async fn freeze(&self, p: AgentParam) -> Result<Value, Error> {
+        let a = self.set_status(&p.agent, &[AgentStatus::Active], AgentStatus::Frozen).await?;
+        Ok(agent_view(&a))
+    }
+
+    pub(super) async fn unfreeze(&self, p: AgentParam) -> Result<Value, Error> {
+        let a = self.set_status(&p.agent, &[AgentStatus::Frozen], AgentStatus::Active).await?;
+        Ok(agent_view(&a))
+    }
+
+    pub(super) async fn retire(&self, p: AgentParam) -> Result<Value, Error> {
+        // Mark retired first (durable), then destroy: a crash in between leaves a retired agent
+        // whose key is destroyed on the next retire call, never an active agent without a key.
+        let current = self.agent(&p.agent)?;
+        let a = if current.status == AgentStatus::Retired {
+            current
+        } else {
+            self.set_status(&p.agent, &[AgentStatus::Active, AgentStatus::Frozen], AgentStatus::Retired).await?
+        };
+        self.backend.destroy_key(a.key.id.clone()).await?;
+        Ok(json!({ "agent": a.id, "status": a.status.as_str(), "key_destroyed": true }))
+    }
+
+    pub(super) async fn csr(&self, p: CsrParams) -> Result<Value, Error> {
+        let agent = self.agent(&p.agent)?;
+        if agent.status == AgentStatus::Retired {
+            return Err(Error::InvalidState(format!("agent {} is retired; its key is destroyed", agent.id)));
+        }
+        let draft = CsrDraft::new(&p.subject, &agent.key.public)?;
+        let signature = self.backend.sign_digest(agent.key.id.clone(), draft.digest()).await?;
+        Ok(json!({ "agent": agent.id, "csr": draft.finish(&signature)? }))
+    }
+
+    pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<Value, Error> {
+        let mut agent = self.agent(&p.agent)?;
+        if agent.status == AgentStatus::Retired {
+            return Err(Error::InvalidState(format!("agent {} is retired", agent.id)));
+        }
+        if p.certificate.len() > 64 * 1024 {
+            return Err(Error::InvalidParams("a certificate is at most 64 KiB of PEM".into()));
+        }
+        let (pem, summary) = check_certificate(&p.certificate, &agent.key.public)?;
+        let (store, id, stored) = (self.store.clone(), agent.id.clone(), pem.clone());
+        blocking(move || store.set_certificate(&id, &stored)).await?;
+        agent.certificate = Some(pem);
+        self.registry.put(agent.clone());
+        tracing::info!(agent = %agent.id, subject = %summary.subject, "certificate imported");
+        Ok(json!({ "agent": agent.id, "certificate": summary }))
+    }
+}

@@ -1,0 +1,70 @@
+//! Methods on the agent socket. The caller is whoever the kernel and `/proc` say it is.
+
+use super::{Service, agent_view};
+use crate::attest::{
+    self, AgentClaim, AttestClaims, DaemonClaim, HostClaim, KeyClaim, RuntimeClaim, TpmClaim,
+};
+use crate::error::Error;
+use crate::identity::{Agent, CallerFacts};
+use crate::jose::{Header, SigningInput};
+use crate::server::ConnInfo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Params of `agent.attest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AttestParams {
+    nonce: String,
+}
+
+impl Service {
+    /// Measures the caller and finds its agent.
+    fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
+        let facts = self.meter.measure(info.cred).map_err(|e| Error::Unmeasurable(e.to_string()))?;
+        let agent = self.registry.match_caller(&facts)?;
+        Ok((facts, agent))
+    }
+
+    pub(super) async fn agent_identity(&self, info: &ConnInfo) -> Result<Value, Error> {
+        let (_, agent) = self.caller(info)?;
+        Ok(agent_view(&agent))
+    }
+
+    pub(super) async fn agent_attest(&self, info: &ConnInfo, p: AttestParams) -> Result<Value, Error> {
+        attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
+        let (facts, agent) = self.caller(info)?;
+        let kid = agent.key.public.thumbprint();
+        let claims = AttestClaims {
+            iss: "arid".into(),
+            sub: agent.id.clone(),
+            iat: unix_now(),
+            nonce: p.nonce,
+            agent: AgentClaim { id: agent.id.clone(), instance: agent.instance.clone(), user: agent.user.clone() },
+            runtime: RuntimeClaim::from(&facts),
+            host: HostClaim { boot_id: self.facts.boot_id.clone() },
+            daemon: DaemonClaim {
+                version: self.facts.version.clone(),
+                config_sha256: self.facts.config_sha256.clone(),
+            },
+            key: KeyClaim {
+                kid: kid.clone(),
+                store: self.backend.kind().into(),
+                uri: agent.key.uri.clone(),
+                attributes: agent.key.attributes,
+            },
+            tpm: TpmClaim { present: false },
+        };
+        let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let signature = self.backend.sign_digest(agent.key.id.clone(), input.digest()).await?;
+        Ok(json!({ "attestation": input.finish(&signature), "kid": kid }))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,245 @@
+//! The daemon's request handling: from a parsed call to its result, behind the method table.
+//!
+//! [`Service::handle_line`] is everything between a line read off a socket and the line written
+//! back: parse, route by method (refusing methods of the other socket), authorize the caller,
+//! run the method, map any error once through [`Error::to_rpc`]. Agent callers are measured
+//! afresh on every call (cheaply: digests are cached), so a process that exec'd another binary
+//! after connecting is judged as what it now is. There is no method that signs caller-chosen
+//! bytes: every signature is over a document this module builds.
+
+mod admin;
+mod agent;
+
+use crate::attest::DaemonFacts;
+use crate::backend::{Backend, KeyInfo};
+use crate::error::Error;
+use crate::identity::{Agent, Registry};
+use crate::protocol::{self, Incoming, Method, Request, Response, Role};
+use crate::server::ConnInfo;
+use crate::server::peer::{self, PeerMeter};
+use crate::store::Store;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Roles the daemon's own keys play.
+pub const DAEMON_KEY_ROLES: [&str; 2] = ["issuer", "log"];
+
+/// Who may use the admin socket besides root.
+#[derive(Debug, Clone, Default)]
+pub struct AdminPolicy {
+    /// Allowed uids.
+    pub allow_uids: Vec<u32>,
+    /// Members of this group (primary or supplementary) are allowed.
+    pub gid: Option<u32>,
+}
+
+impl AdminPolicy {
+    fn allows(&self, info: &ConnInfo) -> bool {
+        let cred = info.cred;
+        cred.uid == 0
+            || self.allow_uids.contains(&cred.uid)
+            || self.gid.is_some_and(|g| cred.gid == g || peer::groups(cred.pid).contains(&g))
+    }
+}
+
+/// Everything a call can reach.
+pub struct Service {
+    backend: Arc<dyn Backend>,
+    store: Arc<Store>,
+    registry: Registry,
+    meter: PeerMeter,
+    facts: DaemonFacts,
+    admin: AdminPolicy,
+    daemon_keys: Vec<(&'static str, KeyInfo)>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("backend", &self.backend.kind()).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Loads the agents, creates the daemon's own keys on first start, and checks that every
+    /// active agent's key is still in the store.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        store: Arc<Store>,
+        facts: DaemonFacts,
+        admin: AdminPolicy,
+    ) -> Result<Self, Error> {
+        let mut daemon_keys = Vec::new();
+        for role in DAEMON_KEY_ROLES {
+            let s = store.clone();
+            let key = match blocking(move || s.daemon_key(role)).await? {
+                Some(key) => {
+                    backend.describe_key(key.id.clone()).await?;
+                    key
+                }
+                None => {
+                    let key = backend.generate_key(format!("ari-{role}")).await?;
+                    let (s, k) = (store.clone(), key.clone());
+                    blocking(move || s.put_daemon_key(role, &k)).await?;
+                    tracing::info!(role, kid = %key.public.thumbprint(), uri = %key.uri, "created daemon key");
+                    key
+                }
+            };
+            daemon_keys.push((role, key));
+        }
+        let s = store.clone();
+        let agents = blocking(move || s.agents()).await?;
+        for agent in agents.iter().filter(|a| a.status != crate::identity::AgentStatus::Retired) {
+            if let Err(e) = backend.describe_key(agent.key.id.clone()).await {
+                tracing::error!(agent = %agent.id, uri = %agent.key.uri, error = %e, "agent key is missing from the key store");
+            }
+        }
+        tracing::info!(agents = agents.len(), "state loaded");
+        Ok(Self {
+            backend,
+            store,
+            registry: Registry::new(agents),
+            meter: PeerMeter::new(),
+            facts,
+            admin,
+            daemon_keys,
+        })
+    }
+
+    /// Answers one line: a call or a batch.
+    pub async fn handle_line(&self, info: &ConnInfo, line: &[u8]) -> Vec<u8> {
+        match protocol::parse_line(line) {
+            Incoming::Single(Ok(req)) => protocol::render(&self.call(info, req).await),
+            Incoming::Single(Err(resp)) => protocol::render(&resp),
+            Incoming::Batch(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(match item {
+                        Ok(req) => self.call(info, req).await,
+                        Err(resp) => resp,
+                    });
+                }
+                protocol::render_batch(&out)
+            }
+        }
+    }
+
+    async fn call(&self, info: &ConnInfo, req: Request) -> Response {
+        let Request { id, method, params } = req;
+        let result = match Method::from_name(&method) {
+            None => Err(protocol::RpcError::new(
+                protocol::ErrorCode::MethodNotFound,
+                format!("no method {:?}", truncate(&method, 64)),
+            )),
+            Some(m) => self.dispatch(info, m, params).await.map_err(|e| e.to_rpc()),
+        };
+        match result {
+            Ok(v) => Response::result(id, v),
+            Err(e) => {
+                tracing::debug!(method = %truncate(&method, 64), code = e.code, reason = e.data.reason, "call refused");
+                Response::error(id, e)
+            }
+        }
+    }
+
+    async fn dispatch(&self, info: &ConnInfo, method: Method, params: Value) -> Result<Value, Error> {
+        if method.role() != info.role {
+            return Err(Error::Forbidden(format!(
+                "{} is served on the {} socket, not the {} socket",
+                method.name(),
+                method.role().name(),
+                info.role.name()
+            )));
+        }
+        if info.role == Role::Admin && !self.admin.allows(info) {
+            return Err(Error::Forbidden(format!(
+                "uid {} is not an operator (root, an allowed uid, or the admin group)",
+                info.cred.uid
+            )));
+        }
+        match method {
+            Method::AgentIdentity => {
+                let _: admin::NoParams = decode(params)?;
+                self.agent_identity(info).await
+            }
+            Method::AgentAttest => self.agent_attest(info, decode(params)?).await,
+            Method::AdminStatus => {
+                let _: admin::NoParams = decode(params)?;
+                Ok(self.status())
+            }
+            Method::AdminAgentProvision => self.provision(decode(params)?).await,
+            Method::AdminAgentList => {
+                let _: admin::NoParams = decode(params)?;
+                Ok(json!({ "agents": self.registry.all().iter().map(agent_view).collect::<Vec<_>>() }))
+            }
+            Method::AdminAgentShow => {
+                let a: admin::AgentParam = decode(params)?;
+                Ok(agent_view(&self.agent(&a.agent)?))
+            }
+            Method::AdminAgentFreeze => self.freeze(decode(params)?).await,
+            Method::AdminAgentUnfreeze => self.unfreeze(decode(params)?).await,
+            Method::AdminAgentRetire => self.retire(decode(params)?).await,
+            Method::AdminAgentCsr => self.csr(decode(params)?).await,
+            Method::AdminAgentCertImport => self.cert_import(decode(params)?).await,
+        }
+    }
+
+    fn agent(&self, id: &str) -> Result<Agent, Error> {
+        self.registry.get(id).ok_or_else(|| Error::AgentNotFound(id.into()))
+    }
+
+    fn status(&self) -> Value {
+        let keys: serde_json::Map<String, Value> = self
+            .daemon_keys
+            .iter()
+            .map(|(role, k)| ((*role).to_string(), json!({ "kid": k.public.thumbprint(), "uri": k.uri, "jwk": k.public.to_jwk() })))
+            .collect();
+        json!({
+            "version": self.facts.version,
+            "backend": self.backend.kind(),
+            "boot_id": self.facts.boot_id,
+            "config_sha256": self.facts.config_sha256,
+            "agents": self.registry.counts(),
+            "daemon_keys": keys,
+        })
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, Error> {
+    protocol::params(params).map_err(|e| Error::InvalidParams(e.message))
+}
+
+/// Runs blocking state work off the async threads.
+async fn blocking<T: Send + 'static, E: Into<Error> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(Error::Internal(format!("state task failed: {e}"))),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// The public view of an agent, as admin methods and `agent.identity` show it.
+pub fn agent_view(a: &Agent) -> Value {
+    json!({
+        "agent": a.id,
+        "instance": a.instance,
+        "user": a.user,
+        "status": a.status.as_str(),
+        "selectors": a.selectors,
+        "key": {
+            "kid": a.key.public.thumbprint(),
+            "jwk": a.key.public.to_jwk(),
+            "uri": a.key.uri,
+            "attributes": a.key.attributes,
+        },
+        "certificate": a.certificate,
+        "created_at": a.created_at,
+    })
+}
