@@ -22,6 +22,7 @@
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
 //! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
 //! | [`client`] | a blocking client for the sockets |
+//! | [`bench`] | the `arictl bench` measurements |
 //!
 //! ## Invariants that hold across modules
 //!
@@ -32,6 +33,7 @@
 
 pub mod attest;
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod daemon;

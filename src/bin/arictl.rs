@@ -1,1 +1,405 @@
-fn main() {}
+//! `arictl`: the operator's tool (over the admin socket), the agent-side client for scripts
+//! (over the agent socket), the offline verifier, and the benchmark driver.
+
+use anyhow::{Context, Result, anyhow, bail};
+use ari::client::{Client, ClientError, DEFAULT_ADMIN_SOCKET, DEFAULT_AGENT_SOCKET};
+use ari::jose::Jwk;
+use ari::{attest, bench, dev};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "arictl",
+    version,
+    about = "Operate, use and verify the ARI signer daemon (arid)",
+    after_help = "Examples:\n  arictl agent provision --agent shop-bot --user alice@example.com --uid 1001 --exe /usr/bin/shop-bot\n  arictl agent list\n  arictl attest --nonce 3f1c9a0e5b7d2468\n  arictl bench attest --clients 16 --seconds 10"
+)]
+struct Cli {
+    /// The admin socket (operators).
+    #[arg(long, global = true, env = "ARI_ADMIN_SOCKET", default_value = DEFAULT_ADMIN_SOCKET, value_name = "PATH")]
+    admin_socket: PathBuf,
+    /// The agent socket (agent runtimes).
+    #[arg(long, global = true, env = "ARI_AGENT_SOCKET", default_value = DEFAULT_AGENT_SOCKET, value_name = "PATH")]
+    agent_socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage agents (operator, admin socket).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Show the daemon's version, backend, agent counts and own keys (operator).
+    #[command(after_help = "Example:\n  arictl status")]
+    Status,
+    /// Show the calling agent's identity (agent side, agent socket).
+    #[command(after_help = "Example:\n  arictl identity")]
+    Identity,
+    /// Get a runtime attestation for a verifier's nonce (agent side, agent socket).
+    #[command(after_help = "Example:\n  arictl attest --nonce 3f1c9a0e5b7d2468 > attestation.jws")]
+    Attest {
+        /// The verifier's nonce, 8 to 512 bytes.
+        #[arg(long)]
+        nonce: String,
+    },
+    /// Verify artifacts offline.
+    #[command(subcommand)]
+    Verify(VerifyCmd),
+    /// Measure the daemon.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Generate an agent's key in the key store and register how its process is recognized.
+    #[command(after_help = "Examples:\n  arictl agent provision --agent shop-bot --user alice@example.com --uid 1001 --exe /usr/bin/shop-bot\n  arictl agent provision --agent bot2 --user bob --uid 1002 --gid 1002 --exe-sha256 <64 hex> --cgroup /system.slice/bot2.service")]
+    Provision {
+        /// Agent id: 1-64 of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        agent: String,
+        /// The user the agent acts for.
+        #[arg(long)]
+        user: String,
+        /// The uid the agent's process runs as.
+        #[arg(long)]
+        uid: u32,
+        /// The gid the agent's process runs as.
+        #[arg(long)]
+        gid: Option<u32>,
+        /// The agent's executable; its SHA-256 becomes a selector.
+        #[arg(long, conflicts_with = "exe_sha256", value_name = "PATH")]
+        exe: Option<PathBuf>,
+        /// The SHA-256 of the agent's executable, hex.
+        #[arg(long, value_name = "HEX")]
+        exe_sha256: Option<String>,
+        /// A cgroup path prefix the agent's process must be under.
+        #[arg(long, value_name = "PREFIX")]
+        cgroup: Option<String>,
+    },
+    /// List agents.
+    #[command(after_help = "Examples:\n  arictl agent list\n  arictl agent list --json")]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one agent.
+    #[command(after_help = "Example:\n  arictl agent show shop-bot")]
+    Show { agent: String },
+    /// Refuse the agent's requests from now on.
+    #[command(after_help = "Example:\n  arictl agent freeze shop-bot")]
+    Freeze { agent: String },
+    /// Serve a frozen agent again.
+    #[command(after_help = "Example:\n  arictl agent unfreeze shop-bot")]
+    Unfreeze { agent: String },
+    /// Retire an agent for good: its key is destroyed, its id stays reserved.
+    #[command(after_help = "Example:\n  arictl agent retire shop-bot")]
+    Retire { agent: String },
+    /// Print a PKCS#10 request for the agent's key, signed inside the key store.
+    #[command(after_help = "Example:\n  arictl agent csr shop-bot --subject 'CN=shop-bot,O=Example' > shop-bot.csr")]
+    Csr {
+        agent: String,
+        /// Subject DN (RFC 4514).
+        #[arg(long)]
+        subject: String,
+    },
+    /// Store a certificate for the agent's key after checking it certifies that key.
+    #[command(after_help = "Example:\n  arictl agent cert-import shop-bot shop-bot.pem")]
+    CertImport { agent: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum VerifyCmd {
+    /// Verify an attestation against the agent's public JWK and the nonce you sent.
+    #[command(after_help = "Example:\n  arictl identity | jq .key.jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws")]
+    Attest {
+        /// File with the agent's public JWK.
+        #[arg(long, value_name = "FILE")]
+        jwk: PathBuf,
+        /// The nonce the attestation must answer.
+        #[arg(long)]
+        nonce: String,
+        /// File with the attestation (a compact JWS), or `-` for stdin.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// agent.attest over the socket against raw signing on the same token.
+    #[command(after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon")]
+    Attest(BenchArgs),
+    /// (internal) The raw signing half of `bench attest`, run in a child process.
+    #[command(hide = true)]
+    Raw {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        key_label: String,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        seconds: f64,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds to run each side.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Use the running dev daemon of this directory instead of a throwaway one.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn call(socket: &Path, method: &str, params: Value) -> Result<Value> {
+    let mut client = Client::connect(socket).map_err(|e| hint(e, socket))?;
+    Ok(client.call(method, params)?)
+}
+
+fn hint(e: ClientError, socket: &Path) -> anyhow::Error {
+    match e {
+        ClientError::Connect { .. } => anyhow!(
+            "{e}\nhint: is arid running? Point arictl at its socket with --admin-socket/--agent-socket or ARI_ADMIN_SOCKET/ARI_AGENT_SOCKET (now {})",
+            socket.display()
+        ),
+        other => other.into(),
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
+    let admin = &cli.admin_socket;
+    match cmd {
+        AgentCmd::Provision { agent, user, uid, gid, exe, exe_sha256, cgroup } => {
+            let digest = match (exe, exe_sha256) {
+                (Some(path), _) => Some(sha256_file(path)?),
+                (None, d) => d.clone(),
+            };
+            let mut params = json!({ "agent": agent, "user": user, "uid": uid });
+            for (k, v) in [("gid", gid.map(|g| json!(g))), ("exe_sha256", digest.map(Value::from)), ("cgroup", cgroup.clone().map(Value::from))] {
+                if let Some(v) = v {
+                    params[k] = v;
+                }
+            }
+            print_json(&call(admin, "admin.agent_provision", params)?)
+        }
+        AgentCmd::List { json } => {
+            let v = call(admin, "admin.agent_list", json!({}))?;
+            if *json {
+                return print_json(&v);
+            }
+            println!("{:<24} {:<8} {:<24} {:<8} KID", "AGENT", "STATUS", "USER", "UID");
+            for a in v["agents"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<8} {:<24} {:<8} {}",
+                    a["agent"].as_str().unwrap_or("?"),
+                    a["status"].as_str().unwrap_or("?"),
+                    a["user"].as_str().unwrap_or("?"),
+                    a["selectors"]["uid"].to_string(),
+                    a["key"]["kid"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+        AgentCmd::Show { agent } => print_json(&call(admin, "admin.agent_show", json!({ "agent": agent }))?),
+        AgentCmd::Freeze { agent } => print_json(&call(admin, "admin.agent_freeze", json!({ "agent": agent }))?),
+        AgentCmd::Unfreeze { agent } => print_json(&call(admin, "admin.agent_unfreeze", json!({ "agent": agent }))?),
+        AgentCmd::Retire { agent } => print_json(&call(admin, "admin.agent_retire", json!({ "agent": agent }))?),
+        AgentCmd::Csr { agent, subject } => {
+            let v = call(admin, "admin.agent_csr", json!({ "agent": agent, "subject": subject }))?;
+            print!("{}", v["csr"].as_str().ok_or_else(|| anyhow!("the daemon returned no CSR"))?);
+            Ok(())
+        }
+        AgentCmd::CertImport { agent, file } => {
+            let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            print_json(&call(admin, "admin.agent_cert_import", json!({ "agent": agent, "certificate": pem }))?)
+        }
+    }
+}
+
+fn read_input(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
+    match cmd {
+        VerifyCmd::Attest { jwk, nonce, file } => {
+            let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
+            let text = read_input(file)?;
+            let token = text.trim();
+            // Accept either the bare JWS or the JSON that `arictl attest` prints.
+            let token = match serde_json::from_str::<Value>(token) {
+                Ok(v) => v["attestation"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no \"attestation\" member"))?,
+                Err(_) => token.to_owned(),
+            };
+            let claims = attest::verify(&token, &key, nonce)?;
+            eprintln!("attestation OK: agent {} (user {}), key {}", claims.agent.id, claims.agent.user, claims.key.kid);
+            print_json(&serde_json::to_value(&claims)?)
+        }
+    }
+}
+
+/// A throwaway dev daemon, stopped when dropped.
+struct ThrowawayDaemon {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl ThrowawayDaemon {
+    fn start() -> Result<Self> {
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("ari-bench-{}", hex::encode(raw)));
+        std::fs::create_dir_all(&dir)?;
+        let arid = std::env::current_exe()?.with_file_name("arid");
+        let log = std::fs::File::create(dir.join("arid.log"))?;
+        let child = std::process::Command::new(&arid)
+            .args(["dev", "--state-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", arid.display()))?;
+        let me = Self { child, dir };
+        let admin = me.dir.join("admin.sock");
+        for _ in 0..300 {
+            if let Ok(mut c) = Client::connect(&admin) {
+                if c.call("admin.status", json!({})).is_ok() {
+                    return Ok(me);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("the throwaway daemon did not come up; see {}", me.dir.join("arid.log").display())
+    }
+}
+
+impl Drop for ThrowawayDaemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Finds (or provisions) the agent this process is, and returns its id.
+fn bench_agent(admin: &Path, agent_socket: &Path) -> Result<String> {
+    match Client::connect(agent_socket)?.call("agent.identity", json!({})) {
+        Ok(v) => return Ok(v["agent"].as_str().unwrap_or_default().to_owned()),
+        Err(ClientError::Remote(e)) if e.reason == "unknown_caller" => {}
+        Err(e) => return Err(e.into()),
+    }
+    let digest = sha256_file(&std::env::current_exe()?)?;
+    let id = format!("bench-{}", digest.get(..12).unwrap_or("0"));
+    call(
+        admin,
+        "admin.agent_provision",
+        json!({ "agent": id, "user": "bench", "uid": nix::unistd::getuid().as_raw(), "exe_sha256": digest }),
+    )?;
+    Ok(id)
+}
+
+fn bench_attest(args: &BenchArgs) -> Result<()> {
+    let (_daemon, dir) = match &args.state_dir {
+        Some(d) => (None, std::fs::canonicalize(d)?),
+        None => {
+            let d = ThrowawayDaemon::start()?;
+            let dir = d.dir.clone();
+            (Some(d), dir)
+        }
+    };
+    let layout = dev::DevLayout::new(&dir)?;
+    let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
+    if !args.json {
+        eprintln!("driving agent.attest as agent {agent} with {} clients for {} s ...", args.clients, args.seconds);
+    }
+    let socket = bench::drive_attest(&layout.agent_socket, args.clients.max(1), args.seconds)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    if !args.json {
+        eprintln!("raw CKM_ECDSA signing with {threads} threads for {} s ...", args.seconds);
+    }
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "raw", "--state-dir"])
+        .arg(&dir)
+        .args(["--key-label", &format!("ari-agent:{agent}")])
+        .args(["--threads", &threads.to_string(), "--seconds", &args.seconds.to_string()])
+        .env("SOFTHSM2_CONF", &layout.softhsm_conf)
+        .output()?;
+    if !out.status.success() {
+        bail!("raw signing failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let raw: bench::Figures = serde_json::from_slice(&out.stdout)?;
+    let report = bench::AttestReport::new(args.clients, args.seconds, socket, raw, threads);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) -> Result<()> {
+    let layout = dev::DevLayout::new(state_dir)?;
+    let module = dev::check_softhsm()?;
+    let figures = bench::raw_sign(&module, dev::DEV_TOKEN_LABEL, &layout.pin, key_label, threads, seconds)
+        .map_err(|e| anyhow!(e))?;
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Agent(cmd) => agent_cmd(cli, cmd),
+        Command::Status => print_json(&call(&cli.admin_socket, "admin.status", json!({}))?),
+        Command::Identity => print_json(&call(&cli.agent_socket, "agent.identity", json!({}))?),
+        Command::Attest { nonce } => print_json(&call(&cli.agent_socket, "agent.attest", json!({ "nonce": nonce }))?),
+        Command::Verify(cmd) => verify_cmd(cmd),
+        Command::Bench(BenchCmd::Attest(args)) => bench_attest(args),
+        Command::Bench(BenchCmd::Raw { state_dir, key_label, threads, seconds }) => {
+            bench_raw(state_dir, key_label, *threads, *seconds)
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&cli) {
+        eprintln!("arictl: {e:#}");
+        let code = match e.downcast_ref::<ClientError>() {
+            Some(ClientError::Remote(_)) => 2,
+            _ => 1,
+        };
+        std::process::exit(code);
+    }
+}

@@ -1,1 +1,116 @@
-fn main() {}
+//! `arid`: the ARI signer daemon. Reads its configuration, opens the key store and the state,
+//! serves the agent and admin sockets, and stops cleanly on SIGINT or SIGTERM.
+
+use anyhow::{Context, Result, bail};
+use ari::config::Config;
+use ari::{daemon, dev};
+use clap::{Parser, Subcommand};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "arid",
+    version,
+    about = "ARI signer daemon: hardware-backed identities and signatures for autonomous agents",
+    after_help = "Examples:\n  arid --config /etc/ari/arid.toml\n  arid --check-config /etc/ari/arid.toml\n  arid dev --state-dir /tmp/ari-dev"
+)]
+struct Args {
+    /// Run with this configuration file.
+    #[arg(long, value_name = "FILE", conflicts_with = "check_config")]
+    config: Option<PathBuf>,
+    /// Check a configuration file and exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run on a throwaway SoftHSM2 token kept in one directory (created or resumed).
+    #[command(after_help = "Example:\n  arid dev --state-dir /tmp/ari-dev\n  # then, in another shell, follow the printed instructions")]
+    Dev {
+        /// The directory holding the token, config, state and sockets.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Set the directory up (token, config) and exit without serving.
+        #[arg(long)]
+        prepare: bool,
+    },
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn run_config(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    let config = Config::parse(&text, path)?;
+    init_logging(&config.log.level);
+    runtime()?.block_on(daemon::run(config, &text, None))?;
+    Ok(())
+}
+
+fn check_config(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    println!(
+        "{}: OK (backend pkcs11, token {:?}, agent socket {}, admin socket {})",
+        path.display(),
+        match &config.backend {
+            ari::config::BackendConfig::Pkcs11(p) => p.token_label.as_str(),
+        },
+        config.agent_socket.path.display(),
+        config.admin_socket.path.display()
+    );
+    Ok(())
+}
+
+fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
+    dev::check_softhsm()?;
+    let layout = dev::prepare(state_dir)?;
+    if !dev::env_is_set(&layout) {
+        // SoftHSM reads SOFTHSM2_CONF when it is loaded; start again with it set.
+        let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("SOFTHSM2_CONF", &layout.softhsm_conf)
+            .exec();
+        bail!("cannot restart with SOFTHSM2_CONF set: {err}");
+    }
+    let _lock = dev::lock(&layout)?;
+    let (ctx, config, text, created) = dev::open_token(&layout)?;
+    if prepare {
+        println!("{} is ready (token {}); start it with: arid dev --state-dir {}",
+            layout.dir.display(),
+            if created { "created" } else { "reused" },
+            layout.dir.display());
+        return Ok(());
+    }
+    init_logging(&config.log.level);
+    print!("{}", dev::banner(&layout, created));
+    runtime()?.block_on(daemon::run(config, &text, Some(ctx)))?;
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match (&args.command, &args.config, &args.check_config) {
+        (Some(Command::Dev { state_dir, prepare }), None, None) => run_dev(state_dir, *prepare),
+        (None, Some(config), None) => run_config(config),
+        (None, None, Some(path)) => check_config(path),
+        (None, None, None) => Err(anyhow::anyhow!("give --config FILE, --check-config FILE, or `dev --state-dir DIR` (see --help)")),
+        _ => Err(anyhow::anyhow!("`dev` takes no --config; its directory holds its own")),
+    };
+    if let Err(e) = result {
+        eprintln!("arid: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,206 @@
+//! `arictl bench attest`: how fast the daemon answers `agent.attest` compared with raw signing
+//! on the same token.
+//!
+//! The socket side runs N client threads, each with its own connection, calling `agent.attest`
+//! back to back for the given time. The baseline runs in a separate process (SoftHSM reads
+//! `SOFTHSM2_CONF` at load time) that signs SHA-256 digests with `CKM_ECDSA` on the same key,
+//! one thread per core with a long-lived session each: the best the token can do with no daemon
+//! in the way. Figures are printed, never asserted.
+
+use crate::backend::pkcs11;
+use crate::client::{Client, ClientError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Throughput and latency of one side.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Figures {
+    /// Completed operations per second.
+    pub ops_per_s: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Operations counted.
+    pub ops: u64,
+}
+
+impl Figures {
+    fn from_latencies(mut lat_us: Vec<f64>, elapsed: Duration) -> Self {
+        lat_us.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            let i = ((lat_us.len() as f64 - 1.0) * q).round() as usize;
+            lat_us.get(i).copied().unwrap_or(0.0)
+        };
+        Self {
+            ops_per_s: lat_us.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_us: pick(0.50),
+            p99_us: pick(0.99),
+            ops: lat_us.len() as u64,
+        }
+    }
+}
+
+/// Drives `agent.attest` from `clients` threads for `seconds`.
+pub fn drive_attest(agent_socket: &Path, clients: usize, seconds: f64) -> Result<Figures, ClientError> {
+    let deadline_in = Duration::from_secs_f64(seconds);
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut c = Client::connect(agent_socket)?;
+        c.call("agent.attest", serde_json::json!({"nonce": "warm-up-nonce"}))?;
+        conns.push(c);
+    }
+    let start = Instant::now();
+    let deadline = start + deadline_in;
+    let results: Vec<Result<Vec<f64>, ClientError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut c)| {
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let nonce = format!("bench-{n:04}-{i:012}");
+                        let t = Instant::now();
+                        c.call("agent.attest", serde_json::json!({ "nonce": nonce }))?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        i += 1;
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new()))).collect()
+    });
+    let elapsed = start.elapsed();
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(Figures::from_latencies(all, elapsed))
+}
+
+/// Signs digests directly through the module with the key labelled `key_label`, one thread per
+/// `threads`, each with its own session, for `seconds`. The process must have been started
+/// with the token's `SOFTHSM2_CONF` (for SoftHSM).
+pub fn raw_sign(
+    module: &Path,
+    token_label: &str,
+    pin_file: &Path,
+    key_label: &str,
+    threads: usize,
+    seconds: f64,
+) -> Result<Figures, String> {
+    let ctx = pkcs11::load_module(module).map_err(|e| e.to_string())?;
+    let slot = pkcs11::find_token(&ctx, token_label)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no token {token_label:?}"))?;
+    let pin = pkcs11::read_pin(&pkcs11::PinSource::File(pin_file.into())).map_err(|e| e.to_string())?;
+    let mut sessions = Vec::new();
+    for _ in 0..threads.max(1) {
+        sessions.push(ctx.open_rw_session(slot).map_err(|e| e.to_string())?);
+    }
+    let first = sessions.first().ok_or("no session")?;
+    first.login(cryptoki::session::UserType::User, Some(&pin)).map_err(|e| e.to_string())?;
+    let key = first
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(key_label.as_bytes().to_vec())])
+        .map_err(|e| e.to_string())?
+        .first()
+        .copied()
+        .ok_or_else(|| format!("no private key labelled {key_label:?}"))?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let results: Vec<Result<Vec<f64>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(n, session)| {
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let digest = Sha256::digest(format!("raw-{n}-{i}").as_bytes());
+                        let t = Instant::now();
+                        session.sign(&Mechanism::Ecdsa, key, &digest).map_err(|e| e.to_string())?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        i += 1;
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into()))).collect()
+    });
+    let elapsed = start.elapsed();
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(Figures::from_latencies(all, elapsed))
+}
+
+/// The report of one `bench attest` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestReport {
+    /// Client threads.
+    pub clients: usize,
+    /// Seconds per side.
+    pub seconds: f64,
+    /// Socket throughput.
+    pub ops_per_s: f64,
+    /// Socket median latency.
+    pub p50_us: f64,
+    /// Socket p99 latency.
+    pub p99_us: f64,
+    /// Raw signing throughput.
+    pub baseline_ops_per_s: f64,
+    /// Raw signing median latency.
+    pub baseline_p50_us: f64,
+    /// Raw signing p99 latency.
+    pub baseline_p99_us: f64,
+    /// Baseline threads.
+    pub baseline_threads: usize,
+    /// `ops_per_s / baseline_ops_per_s`.
+    pub ratio: f64,
+}
+
+impl AttestReport {
+    /// Combines the two sides.
+    pub fn new(clients: usize, seconds: f64, socket: Figures, raw: Figures, raw_threads: usize) -> Self {
+        Self {
+            clients,
+            seconds,
+            ops_per_s: socket.ops_per_s,
+            p50_us: socket.p50_us,
+            p99_us: socket.p99_us,
+            baseline_ops_per_s: raw.ops_per_s,
+            baseline_p50_us: raw.p50_us,
+            baseline_p99_us: raw.p99_us,
+            baseline_threads: raw_threads,
+            ratio: if raw.ops_per_s > 0.0 { socket.ops_per_s / raw.ops_per_s } else { 0.0 },
+        }
+    }
+
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        format!(
+            "agent.attest over the socket  {clients:>3} clients  {ops:>9.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
+             raw CKM_ECDSA in process      {threads:>3} threads  {bops:>9.0} ops/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs\n\
+             ratio (socket / raw)          {ratio:.2}\n",
+            clients = self.clients,
+            ops = self.ops_per_s,
+            p50 = self.p50_us,
+            p99 = self.p99_us,
+            threads = self.baseline_threads,
+            bops = self.baseline_ops_per_s,
+            bp50 = self.baseline_p50_us,
+            bp99 = self.baseline_p99_us,
+            ratio = self.ratio,
+        )
+    }
+}
