@@ -46,12 +46,19 @@ impl Figures {
 }
 
 /// Drives `agent.attest` from `clients` threads for `seconds`.
-pub fn drive_attest(agent_socket: &Path, clients: usize, seconds: f64) -> Result<Figures, ClientError> {
+pub fn drive_attest(
+    agent_socket: &Path,
+    clients: usize,
+    seconds: f64,
+) -> Result<Figures, ClientError> {
     let deadline_in = Duration::from_secs_f64(seconds);
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
         let mut c = Client::connect(agent_socket)?;
-        c.call("agent.attest", serde_json::json!({"nonce": "warm-up-nonce"}))?;
+        c.call(
+            "agent.attest",
+            serde_json::json!({"nonce": "warm-up-nonce"}),
+        )?;
         conns.push(c);
     }
     let start = Instant::now();
@@ -75,7 +82,10 @@ pub fn drive_attest(agent_socket: &Path, clients: usize, seconds: f64) -> Result
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new()))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .collect()
     });
     let elapsed = start.elapsed();
     let mut all = Vec::new();
@@ -100,15 +110,21 @@ pub fn raw_sign(
     let slot = pkcs11::find_token(&ctx, token_label)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no token {token_label:?}"))?;
-    let pin = pkcs11::read_pin(&pkcs11::PinSource::File(pin_file.into())).map_err(|e| e.to_string())?;
+    let pin =
+        pkcs11::read_pin(&pkcs11::PinSource::File(pin_file.into())).map_err(|e| e.to_string())?;
     let mut sessions = Vec::new();
     for _ in 0..threads.max(1) {
         sessions.push(ctx.open_rw_session(slot).map_err(|e| e.to_string())?);
     }
     let first = sessions.first().ok_or("no session")?;
-    first.login(cryptoki::session::UserType::User, Some(&pin)).map_err(|e| e.to_string())?;
+    first
+        .login(cryptoki::session::UserType::User, Some(&pin))
+        .map_err(|e| e.to_string())?;
     let key = first
-        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(key_label.as_bytes().to_vec())])
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(key_label.as_bytes().to_vec()),
+        ])
         .map_err(|e| e.to_string())?
         .first()
         .copied()
@@ -126,7 +142,9 @@ pub fn raw_sign(
                     while Instant::now() < deadline {
                         let digest = Sha256::digest(format!("raw-{n}-{i}").as_bytes());
                         let t = Instant::now();
-                        session.sign(&Mechanism::Ecdsa, key, &digest).map_err(|e| e.to_string())?;
+                        session
+                            .sign(&Mechanism::Ecdsa, key, &digest)
+                            .map_err(|e| e.to_string())?;
                         lat.push(t.elapsed().as_secs_f64() * 1e6);
                         i += 1;
                     }
@@ -134,7 +152,10 @@ pub fn raw_sign(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
     });
     let elapsed = start.elapsed();
     let mut all = Vec::new();
@@ -171,7 +192,13 @@ pub struct AttestReport {
 
 impl AttestReport {
     /// Combines the two sides.
-    pub fn new(clients: usize, seconds: f64, socket: Figures, raw: Figures, raw_threads: usize) -> Self {
+    pub fn new(
+        clients: usize,
+        seconds: f64,
+        socket: Figures,
+        raw: Figures,
+        raw_threads: usize,
+    ) -> Self {
         Self {
             clients,
             seconds,
@@ -182,7 +209,11 @@ impl AttestReport {
             baseline_p50_us: raw.p50_us,
             baseline_p99_us: raw.p99_us,
             baseline_threads: raw_threads,
-            ratio: if raw.ops_per_s > 0.0 { socket.ops_per_s / raw.ops_per_s } else { 0.0 },
+            ratio: if raw.ops_per_s > 0.0 {
+                socket.ops_per_s / raw.ops_per_s
+            } else {
+                0.0
+            },
         }
     }
 

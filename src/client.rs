@@ -36,7 +36,10 @@ pub struct RemoteError {
 pub enum ClientError {
     /// The socket could not be reached.
     #[error("cannot connect to {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The connection failed mid-call.
     #[error("connection to the daemon failed: {0}")]
     Io(#[from] std::io::Error),
@@ -60,35 +63,61 @@ pub struct Client {
 impl Client {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.into(), source })?;
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.into(),
+            source,
+        })?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let reader = BufReader::new(stream.try_clone()?);
-        Ok(Self { writer: stream, reader, next_id: 1, line: String::new() })
+        Ok(Self {
+            writer: stream,
+            reader,
+            next_id: 1,
+            line: String::new(),
+        })
     }
 
     /// Calls `method` with `params` and returns its result.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut request = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut request = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
         request.push(b'\n');
         self.writer.write_all(&request)?;
         self.line.clear();
         if self.reader.read_line(&mut self.line)? == 0 {
-            return Err(ClientError::Protocol("the daemon closed the connection".into()));
+            return Err(ClientError::Protocol(
+                "the daemon closed the connection".into(),
+            ));
         }
         let mut response: Value =
             serde_json::from_str(&self.line).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if response.get("id") != Some(&json!(id)) {
-            return Err(ClientError::Protocol(format!("answer for another call: {}", self.line.trim_end())));
+            return Err(ClientError::Protocol(format!(
+                "answer for another call: {}",
+                self.line.trim_end()
+            )));
         }
         if let Some(err) = response.get("error") {
             return Err(ClientError::Remote(RemoteError {
                 code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                reason: err.pointer("/data/reason").and_then(Value::as_str).unwrap_or("unknown").into(),
-                message: err.get("message").and_then(Value::as_str).unwrap_or_default().into(),
-                retryable: err.pointer("/data/retryable").and_then(Value::as_bool).unwrap_or(false),
+                reason: err
+                    .pointer("/data/reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .into(),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into(),
+                retryable: err
+                    .pointer("/data/retryable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             }));
         }
         response

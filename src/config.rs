@@ -14,13 +14,20 @@ use std::path::{Path, PathBuf};
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The TOML does not parse or does not fit the schema (names the key).
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     /// A value is out of range or inconsistent with another.
     #[error("config {path}: {key}: {message}")]
-    Value { path: PathBuf, key: &'static str, message: String },
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
 }
 
 /// The whole file.
@@ -153,15 +160,19 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -184,7 +195,12 @@ impl Config {
         let BackendConfig::Pkcs11(p) = &self.backend;
         match (&p.pin_file, &p.pin_credential) {
             (Some(_), None) | (None, Some(_)) => {}
-            _ => return Err(bad("backend.pin_file", "set exactly one of pin_file and pin_credential")),
+            _ => {
+                return Err(bad(
+                    "backend.pin_file",
+                    "set exactly one of pin_file and pin_credential",
+                ));
+            }
         }
         if p.token_label.is_empty() || p.token_label.len() > 32 {
             return Err(bad("backend.token_label", "a token label is 1 to 32 bytes"));
@@ -195,17 +211,26 @@ impl Config {
         parse_mode(&self.agent_socket.mode).map_err(|m| bad("agent_socket.mode", m))?;
         parse_mode(&self.admin_socket.mode).map_err(|m| bad("admin_socket.mode", m))?;
         if self.agent_socket.path == self.admin_socket.path {
-            return Err(bad("admin_socket.path", "the agent and admin sockets must differ"));
+            return Err(bad(
+                "admin_socket.path",
+                "the agent and admin sockets must differ",
+            ));
         }
         let l = &self.limits;
         if !(256..=16 * 1024 * 1024).contains(&l.max_line_bytes) {
-            return Err(bad("limits.max_line_bytes", "must be between 256 and 16777216"));
+            return Err(bad(
+                "limits.max_line_bytes",
+                "must be between 256 and 16777216",
+            ));
         }
         if l.read_timeout_ms == 0 || l.idle_timeout_ms == 0 {
             return Err(bad("limits.read_timeout_ms", "timeouts must be above 0"));
         }
         if l.max_connections == 0 || l.max_in_flight_per_connection == 0 {
-            return Err(bad("limits.max_connections", "connection and in-flight caps must be above 0"));
+            return Err(bad(
+                "limits.max_connections",
+                "connection and in-flight caps must be above 0",
+            ));
         }
         Ok(())
     }
@@ -216,7 +241,9 @@ impl Config {
         if p.sessions > 0 {
             p.sessions
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         }
     }
 }
@@ -258,7 +285,9 @@ path = "/run/ari/admin.sock"
     #[test]
     fn unknown_key_is_named_with_the_file() {
         let text = MIN.replace("[limits]", "") + "[limits]\nread_timeout = 5\n";
-        let err = Config::parse(&text, Path::new("/etc/ari/arid.toml")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("/etc/ari/arid.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("read_timeout"), "{err}");
         assert!(err.contains("/etc/ari/arid.toml"), "{err}");
     }
@@ -266,7 +295,9 @@ path = "/run/ari/admin.sock"
     #[test]
     fn pin_source_must_be_single() {
         let text = MIN.replace("pin_file = \"/etc/ari/pin\"", "");
-        let err = Config::parse(&text, Path::new("x")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pin_file"), "{err}");
     }
 

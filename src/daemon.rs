@@ -55,7 +55,10 @@ pub fn daemon_facts(config_text: &str) -> DaemonFacts {
 
 /// Opens the key store for a configuration. `loaded` is a module already initialized in this
 /// process (dev mode creates its token through it).
-pub fn open_backend(config: &Config, loaded: Option<cryptoki::context::Pkcs11>) -> Result<Arc<dyn Backend>, DaemonError> {
+pub fn open_backend(
+    config: &Config,
+    loaded: Option<cryptoki::context::Pkcs11>,
+) -> Result<Arc<dyn Backend>, DaemonError> {
     let BackendConfig::Pkcs11(p) = &config.backend;
     let source = match (&p.pin_file, &p.pin_credential) {
         (Some(f), _) => PinSource::File(f.clone()),
@@ -80,25 +83,38 @@ fn resolve_group(name: &str) -> Result<u32, DaemonError> {
     match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
         Ok(None) => Err(DaemonError::Io(format!("group {name:?} does not exist"))),
-        Err(e) => Err(DaemonError::Io(format!("cannot look up group {name:?}: {e}"))),
+        Err(e) => Err(DaemonError::Io(format!(
+            "cannot look up group {name:?}: {e}"
+        ))),
     }
 }
 
 /// Binds a socket at `path`, replacing a stale file but refusing a live daemon.
-fn bind(path: &Path, mode: &str, group: Option<&str>) -> Result<tokio::net::UnixListener, DaemonError> {
-    let err = |message: String| DaemonError::Socket { path: path.into(), message };
+fn bind(
+    path: &Path,
+    mode: &str,
+    group: Option<&str>,
+) -> Result<tokio::net::UnixListener, DaemonError> {
+    let err = |message: String| DaemonError::Socket {
+        path: path.into(),
+        message,
+    };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(err("exists and is not a socket; refusing to replace it".into()));
+            return Err(err(
+                "exists and is not a socket; refusing to replace it".into()
+            ));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(err("another daemon is serving this socket".into()));
         }
-        std::fs::remove_file(path).map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
         tracing::info!(path = %path.display(), "replaced a stale socket file");
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
     let mode = parse_mode(mode).map_err(|m| err(m.into()))?;
@@ -114,8 +130,12 @@ fn bind(path: &Path, mode: &str, group: Option<&str>) -> Result<tokio::net::Unix
 
 /// Tells systemd something, if it is listening.
 pub fn notify_systemd(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     // Abstract sockets (leading '@') are not used by the systemd versions we target.
     if let Err(e) = sock.send_to(state.as_bytes(), PathBuf::from(path)) {
         tracing::warn!(error = %e, "cannot notify systemd");
@@ -123,23 +143,53 @@ pub fn notify_systemd(state: &str) {
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then drains and returns.
-pub async fn run(config: Config, config_text: &str, loaded: Option<cryptoki::context::Pkcs11>) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display())))?;
+pub async fn run(
+    config: Config,
+    config_text: &str,
+    loaded: Option<cryptoki::context::Pkcs11>,
+) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+        DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
+    })?;
     let backend = open_backend(&config, loaded)?;
     let store = Arc::new(Store::open(&config.state_dir.join("ari.db"))?);
     let admin = AdminPolicy {
         allow_uids: config.admin_socket.allow_uids.clone(),
-        gid: config.admin_socket.group.as_deref().map(resolve_group).transpose()?,
+        gid: config
+            .admin_socket
+            .group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?,
     };
     let service = Arc::new(Service::open(backend, store, daemon_facts(config_text), admin).await?);
 
-    let agent = bind(&config.agent_socket.path, &config.agent_socket.mode, config.agent_socket.group.as_deref())?;
-    let admin = bind(&config.admin_socket.path, &config.admin_socket.mode, config.admin_socket.group.as_deref())?;
+    let agent = bind(
+        &config.agent_socket.path,
+        &config.agent_socket.mode,
+        config.agent_socket.group.as_deref(),
+    )?;
+    let admin = bind(
+        &config.admin_socket.path,
+        &config.admin_socket.mode,
+        config.admin_socket.group.as_deref(),
+    )?;
     let (trigger, shutdown) = server::shutdown_pair();
     let limits = config.limits;
-    let agent_task = tokio::spawn(server::run(agent, Role::Agent, service.clone(), limits, shutdown.clone()));
-    let admin_task = tokio::spawn(server::run(admin, Role::Admin, service, limits, shutdown.clone()));
+    let agent_task = tokio::spawn(server::run(
+        agent,
+        Role::Agent,
+        service.clone(),
+        limits,
+        shutdown.clone(),
+    ));
+    let admin_task = tokio::spawn(server::run(
+        admin,
+        Role::Admin,
+        service,
+        limits,
+        shutdown.clone(),
+    ));
     tracing::info!(
         agent_socket = %config.agent_socket.path.display(),
         admin_socket = %config.admin_socket.path.display(),

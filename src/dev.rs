@@ -28,14 +28,19 @@ pub const DEV_TOKEN_LABEL: &str = "ari-dev";
 #[non_exhaustive]
 pub enum DevError {
     /// SoftHSM is not installed.
-    #[error("SoftHSM2 is not installed ({0} is missing). Install it with:\n    sudo apt-get install -y softhsm2")]
+    #[error(
+        "SoftHSM2 is not installed ({0} is missing). Install it with:\n    sudo apt-get install -y softhsm2"
+    )]
     NoSoftHsm(PathBuf),
     /// Another daemon serves the directory.
     #[error("another arid is already serving {dir} (pid {pid}); stop it first")]
     Busy { dir: PathBuf, pid: String },
     /// A file could not be written or read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The token could not be set up.
     #[error("token: {0}")]
     Token(#[from] crate::backend::BackendError),
@@ -45,7 +50,10 @@ pub enum DevError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
-    move |source| DevError::Io { path: path.to_path_buf(), source }
+    move |source| DevError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The files of a dev directory.
@@ -88,13 +96,21 @@ impl DevLayout {
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), DevError> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
     f.write_all(text.as_bytes()).map_err(io(path))
 }
 
 fn random_pin() -> Result<String, DevError> {
     let mut raw = [0u8; 12];
-    getrandom::fill(&mut raw).map_err(|e| DevError::Io { path: "getrandom".into(), source: std::io::Error::other(e.to_string()) })?;
+    getrandom::fill(&mut raw).map_err(|e| DevError::Io {
+        path: "getrandom".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(hex::encode(raw))
 }
 
@@ -174,7 +190,14 @@ pub struct DevLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 
 /// Takes the directory's lock, or reports the daemon holding it.
 pub fn lock(l: &DevLayout) -> Result<DevLock, DevError> {
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&l.lock).map_err(io(&l.lock))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&l.lock)
+        .map_err(io(&l.lock))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(mut locked) => {
             locked.set_len(0).map_err(io(&l.lock))?;
@@ -182,14 +205,22 @@ pub fn lock(l: &DevLayout) -> Result<DevLock, DevError> {
             Ok(DevLock(locked))
         }
         Err((_, _)) => {
-            let pid = fs::read_to_string(&l.lock).unwrap_or_default().trim().to_string();
-            Err(DevError::Busy { dir: l.dir.clone(), pid })
+            let pid = fs::read_to_string(&l.lock)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            Err(DevError::Busy {
+                dir: l.dir.clone(),
+                pid,
+            })
         }
     }
 }
 
 fn read_pin(path: &Path) -> Result<AuthPin, DevError> {
-    Ok(pkcs11::read_pin(&pkcs11::PinSource::File(path.to_path_buf()))?)
+    Ok(pkcs11::read_pin(&pkcs11::PinSource::File(
+        path.to_path_buf(),
+    ))?)
 }
 
 /// Whether this process already runs with the directory's SoftHSM configuration.
@@ -199,18 +230,31 @@ pub fn env_is_set(l: &DevLayout) -> bool {
 
 /// Checks SoftHSM is installed.
 pub fn check_softhsm() -> Result<PathBuf, DevError> {
-    let module = PathBuf::from(std::env::var_os("ARI_PKCS11_MODULE").unwrap_or_else(|| SOFTHSM_MODULE.into()));
-    if module.exists() { Ok(module) } else { Err(DevError::NoSoftHsm(module)) }
+    let module = PathBuf::from(
+        std::env::var_os("ARI_PKCS11_MODULE").unwrap_or_else(|| SOFTHSM_MODULE.into()),
+    );
+    if module.exists() {
+        Ok(module)
+    } else {
+        Err(DevError::NoSoftHsm(module))
+    }
 }
 
 /// Loads SoftHSM (the environment must already point at the directory's config) and creates
 /// the dev token if it does not exist. Returns the loaded module, the checked config and its text.
-pub fn open_token(l: &DevLayout) -> Result<(cryptoki::context::Pkcs11, Config, String, bool), DevError> {
+pub fn open_token(
+    l: &DevLayout,
+) -> Result<(cryptoki::context::Pkcs11, Config, String, bool), DevError> {
     let text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
     let config = Config::parse(&text, &l.config)?;
     let crate::config::BackendConfig::Pkcs11(p) = &config.backend;
     let ctx = pkcs11::load_module(&p.module)?;
-    let created = pkcs11::ensure_token(&ctx, &p.token_label, &read_pin(&l.so_pin)?, &read_pin(&l.pin)?)?;
+    let created = pkcs11::ensure_token(
+        &ctx,
+        &p.token_label,
+        &read_pin(&l.so_pin)?,
+        &read_pin(&l.pin)?,
+    )?;
     Ok((ctx, config, text, created))
 }
 

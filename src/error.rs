@@ -58,36 +58,50 @@ impl Error {
         use ErrorCode as C;
         match self {
             Self::InvalidParams(m) => RpcError::new(C::InvalidParams, m.clone()),
-            Self::Caller(MatchError::Frozen(id)) => {
-                RpcError::new(C::AgentFrozen, format!("agent {id} is frozen by an operator"))
-            }
+            Self::Caller(MatchError::Frozen(id)) => RpcError::new(
+                C::AgentFrozen,
+                format!("agent {id} is frozen by an operator"),
+            ),
             Self::Caller(e) => RpcError::new(C::UnknownCaller, e.to_string()),
             Self::Unmeasurable(why) => {
                 tracing::warn!(%why, "caller could not be measured");
-                RpcError::new(C::UnknownCaller, "the calling process could not be measured")
+                RpcError::new(
+                    C::UnknownCaller,
+                    "the calling process could not be measured",
+                )
             }
             Self::Forbidden(m) => RpcError::new(C::Forbidden, m.clone()),
             Self::AgentNotFound(id) => RpcError::new(C::AgentNotFound, format!("no agent {id:?}")),
             Self::AgentExists(m) => RpcError::new(C::AgentExists, m.clone()),
             Self::InvalidState(m) => RpcError::new(C::InvalidState, m.clone()),
-            Self::Certificate(CertificateError::Mismatch) => RpcError::new(C::CertificateMismatch, self.to_string()),
+            Self::Certificate(CertificateError::Mismatch) => {
+                RpcError::new(C::CertificateMismatch, self.to_string())
+            }
             Self::Certificate(CertificateError::Encode(e)) => {
                 tracing::error!(error = %e, "certificate encoding failed");
                 RpcError::new(C::InternalError, "internal error; see the daemon log")
             }
             Self::Certificate(e) => RpcError::new(C::InvalidParams, e.to_string()),
-            Self::Backend(BackendError::Busy) => RpcError::new(C::Busy, "all signing sessions are busy; retry shortly"),
+            Self::Backend(BackendError::Busy) => {
+                RpcError::new(C::Busy, "all signing sessions are busy; retry shortly")
+            }
             Self::Backend(BackendError::Unavailable(why)) => {
                 tracing::error!(%why, "key store unavailable");
                 RpcError::new(C::BackendUnavailable, "the key store is unavailable")
             }
             Self::Backend(e) => {
                 tracing::error!(error = %e, "key store failed");
-                RpcError::new(C::BackendError, "the key store failed the operation; see the daemon log")
+                RpcError::new(
+                    C::BackendError,
+                    "the key store failed the operation; see the daemon log",
+                )
             }
             Self::Store(e) => {
                 tracing::error!(error = %e, "state database failed");
-                RpcError::new(C::StorageError, "the state database failed; nothing was changed")
+                RpcError::new(
+                    C::StorageError,
+                    "the state database failed; nothing was changed",
+                )
             }
             Self::ShuttingDown => RpcError::new(C::ShuttingDown, "the daemon is shutting down"),
             Self::Internal(m) => {

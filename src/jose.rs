@@ -73,7 +73,13 @@ impl PublicKey {
     /// The public JWK (`kty`, `crv`, `x`, `y`) with its thumbprint as `kid`.
     pub fn to_jwk(&self) -> Jwk {
         let (x, y) = self.coordinates();
-        Jwk { kty: "EC".into(), crv: "P-256".into(), x, y, kid: Some(self.thumbprint()) }
+        Jwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x,
+            y,
+            kid: Some(self.thumbprint()),
+        }
     }
 
     /// The base64url `x` and `y` coordinates.
@@ -81,7 +87,10 @@ impl PublicKey {
         let sec1 = self.to_sec1();
         let x = sec1.get(1..33).unwrap_or_default();
         let y = sec1.get(33..65).unwrap_or_default();
-        (Base64UrlUnpadded::encode_string(x), Base64UrlUnpadded::encode_string(y))
+        (
+            Base64UrlUnpadded::encode_string(x),
+            Base64UrlUnpadded::encode_string(y),
+        )
     }
 
     /// RFC 7638 thumbprint: base64url(SHA-256 of the canonical member string).
@@ -120,8 +129,10 @@ impl Jwk {
         if self.crv != "P-256" {
             return Err(JoseError::Jwk("crv must be P-256"));
         }
-        let x = Base64UrlUnpadded::decode_vec(&self.x).map_err(|_| JoseError::Jwk("x is not base64url"))?;
-        let y = Base64UrlUnpadded::decode_vec(&self.y).map_err(|_| JoseError::Jwk("y is not base64url"))?;
+        let x = Base64UrlUnpadded::decode_vec(&self.x)
+            .map_err(|_| JoseError::Jwk("x is not base64url"))?;
+        let y = Base64UrlUnpadded::decode_vec(&self.y)
+            .map_err(|_| JoseError::Jwk("y is not base64url"))?;
         if x.len() != 32 || y.len() != 32 {
             return Err(JoseError::Jwk("x and y must be 32 bytes each"));
         }
@@ -137,7 +148,9 @@ impl Jwk {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| JoseError::Json("JWK", e.to_string()))?;
         if value.get("d").is_some() {
-            return Err(JoseError::Jwk("a private JWK was given; pass the public key only"));
+            return Err(JoseError::Jwk(
+                "a private JWK was given; pass the public key only",
+            ));
         }
         serde_json::from_value(value).map_err(|e| JoseError::Json("JWK", e.to_string()))
     }
@@ -154,7 +167,11 @@ pub struct Header {
 impl Header {
     /// An ES256 header of the given type for the key with thumbprint `kid`.
     pub fn es256(typ: &str, kid: &str) -> Self {
-        Self { alg: "ES256".into(), typ: typ.into(), kid: kid.into() }
+        Self {
+            alg: "ES256".into(),
+            typ: typ.into(),
+            kid: kid.into(),
+        }
     }
 }
 
@@ -167,8 +184,10 @@ pub struct SigningInput {
 impl SigningInput {
     /// Encodes a header and a serializable payload.
     pub fn new<T: Serialize>(header: &Header, payload: &T) -> Result<Self, JoseError> {
-        let header = serde_json::to_vec(header).map_err(|e| JoseError::Json("header", e.to_string()))?;
-        let payload = serde_json::to_vec(payload).map_err(|e| JoseError::Json("payload", e.to_string()))?;
+        let header =
+            serde_json::to_vec(header).map_err(|e| JoseError::Json("header", e.to_string()))?;
+        let payload =
+            serde_json::to_vec(payload).map_err(|e| JoseError::Json("payload", e.to_string()))?;
         let mut text = Base64UrlUnpadded::encode_string(&header);
         text.push('.');
         text.push_str(&Base64UrlUnpadded::encode_string(&payload));
@@ -183,7 +202,8 @@ impl SigningInput {
     /// Appends the raw `r||s` signature and returns the compact JWS.
     pub fn finish(mut self, signature: &[u8]) -> String {
         self.text.push('.');
-        self.text.push_str(&Base64UrlUnpadded::encode_string(signature));
+        self.text
+            .push_str(&Base64UrlUnpadded::encode_string(signature));
         self.text
     }
 }
@@ -209,27 +229,32 @@ pub fn verify<T: serde::de::DeserializeOwned>(
     typ: &str,
 ) -> Result<Verified<T>, JoseError> {
     let mut parts = jws.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JoseError::Segments);
     };
     let header_bytes = Base64UrlUnpadded::decode_vec(h).map_err(|_| JoseError::Base64("header"))?;
-    let header: Header =
-        serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Json("header", e.to_string()))?;
+    let header: Header = serde_json::from_slice(&header_bytes)
+        .map_err(|e| JoseError::Json("header", e.to_string()))?;
     if header.alg != "ES256" {
         return Err(JoseError::Algorithm(header.alg));
     }
     if header.typ != typ {
-        return Err(JoseError::Type { expected: typ.into(), found: header.typ });
+        return Err(JoseError::Type {
+            expected: typ.into(),
+            found: header.typ,
+        });
     }
     let signature = Base64UrlUnpadded::decode_vec(s).map_err(|_| JoseError::Base64("signature"))?;
     let signed_len = h.len() + 1 + p.len();
     let signing_input = jws.get(..signed_len).ok_or(JoseError::Segments)?;
     let digest: [u8; 32] = Sha256::digest(signing_input.as_bytes()).into();
     key.verify_digest(&digest, &signature)?;
-    let payload_bytes = Base64UrlUnpadded::decode_vec(p).map_err(|_| JoseError::Base64("payload"))?;
-    let payload =
-        serde_json::from_slice(&payload_bytes).map_err(|e| JoseError::Json("payload", e.to_string()))?;
+    let payload_bytes =
+        Base64UrlUnpadded::decode_vec(p).map_err(|_| JoseError::Base64("payload"))?;
+    let payload = serde_json::from_slice(&payload_bytes)
+        .map_err(|e| JoseError::Json("payload", e.to_string()))?;
     Ok(Verified { header, payload })
 }
 
@@ -263,16 +288,26 @@ mod tests {
     fn sign_and_verify_compact() {
         let sk = key();
         let pk = PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes()).unwrap();
-        let input = SigningInput::new(&Header::es256("t", &pk.thumbprint()), &serde_json::json!({"a":1})).unwrap();
+        let input = SigningInput::new(
+            &Header::es256("t", &pk.thumbprint()),
+            &serde_json::json!({"a":1}),
+        )
+        .unwrap();
         let sig: Signature = sk.sign_prehash(&input.digest()).unwrap();
         let jws = input.finish(&sig.to_bytes());
         let v: Verified<serde_json::Value> = verify(&jws, &pk, "t").unwrap();
         assert_eq!(v.payload["a"], 1);
-        assert!(matches!(verify::<serde_json::Value>(&jws, &pk, "u"), Err(JoseError::Type { .. })));
+        assert!(matches!(
+            verify::<serde_json::Value>(&jws, &pk, "u"),
+            Err(JoseError::Type { .. })
+        ));
         let mut bad = jws.clone();
         bad.insert(bad.len() - 3, 'A');
         assert!(verify::<serde_json::Value>(&bad, &pk, "t").is_err());
-        assert_eq!(verify::<serde_json::Value>("a.b", &pk, "t").unwrap_err(), JoseError::Segments);
+        assert_eq!(
+            verify::<serde_json::Value>("a.b", &pk, "t").unwrap_err(),
+            JoseError::Segments
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub enum StoreError {
     #[error("state database holds a bad row: {0}")]
     Corrupt(String),
     /// The database was written by a newer build.
-    #[error("state database is at schema {found}, newer than this build's {known}; refusing to touch it")]
+    #[error(
+        "state database is at schema {found}, newer than this build's {known}; refusing to touch it"
+    )]
     TooNew { found: i64, known: i64 },
     /// A row with this key already exists.
     #[error("already exists")]
@@ -83,11 +85,19 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Corrupt("database lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Corrupt("database lock poisoned".into()))?;
         f(&mut conn)
     }
 
@@ -98,9 +108,10 @@ impl Store {
 
     /// Adds an agent. Fails with [`StoreError::Exists`] if the id or instance is taken.
     pub fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        let selectors = serde_json::to_string(&agent.selectors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let attributes =
-            serde_json::to_string(&agent.key.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let selectors = serde_json::to_string(&agent.selectors)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let attributes = serde_json::to_string(&agent.key.attributes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|c| {
             let t = now();
             let r = c.execute(
@@ -138,7 +149,11 @@ impl Store {
                 "UPDATE agent SET status = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, status.as_str(), now()],
             )?;
-            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
         })
     }
 
@@ -149,7 +164,11 @@ impl Store {
                 "UPDATE agent SET certificate = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, pem, now()],
             )?;
-            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
         })
     }
 
@@ -207,35 +226,65 @@ impl Store {
 
     /// Records the daemon's key for `role`.
     pub fn put_daemon_key(&self, role: &str, key: &KeyInfo) -> Result<(), StoreError> {
-        let attributes = serde_json::to_string(&key.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let attributes = serde_json::to_string(&key.attributes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO daemon_key (role, key_id, key_uri, public_key, attributes, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![role, key.id.0, key.uri, key.public.to_sec1(), attributes, now()],
+                params![
+                    role,
+                    key.id.0,
+                    key.uri,
+                    key.public.to_sec1(),
+                    attributes,
+                    now()
+                ],
             )?;
             Ok(())
         })
     }
 }
 
-fn key_info(id: Vec<u8>, uri: String, public: &[u8], attributes: &str) -> Result<KeyInfo, StoreError> {
-    let public = PublicKey::from_sec1(public).map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
-    let attributes: KeyAttributes =
-        serde_json::from_str(attributes).map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
-    Ok(KeyInfo { id: KeyId(id), uri, public, attributes })
+fn key_info(
+    id: Vec<u8>,
+    uri: String,
+    public: &[u8],
+    attributes: &str,
+) -> Result<KeyInfo, StoreError> {
+    let public =
+        PublicKey::from_sec1(public).map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
+    let attributes: KeyAttributes = serde_json::from_str(attributes)
+        .map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
+    Ok(KeyInfo {
+        id: KeyId(id),
+        uri,
+        public,
+        attributes,
+    })
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if current > known {
-        return Err(StoreError::TooNew { found: current, known });
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
     }
-    for (n, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+    for (n, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", i64::try_from(n + 1).unwrap_or(i64::MAX))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(n + 1).unwrap_or(i64::MAX),
+        )?;
         tx.commit()?;
         tracing::info!(version = n + 1, "state database migrated");
     }
@@ -256,8 +305,13 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert!(store.agents().unwrap().is_empty());
-        store.with(|c| Ok(c.pragma_update(None, "user_version", 99)?)).unwrap();
+        store
+            .with(|c| Ok(c.pragma_update(None, "user_version", 99)?))
+            .unwrap();
         drop(store);
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 }

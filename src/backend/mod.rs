@@ -38,7 +38,10 @@ pub enum BackendError {
     Failed(String),
     /// The store does not offer this operation.
     #[error("the {backend} key store does not support {operation}")]
-    Unsupported { backend: &'static str, operation: &'static str },
+    Unsupported {
+        backend: &'static str,
+        operation: &'static str,
+    },
 }
 
 /// The store-specific id of a key (`CKA_ID` on PKCS#11). Random, 16 bytes for new keys.
@@ -135,6 +138,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Produces a TPM quote; stores without a TPM do not support it.
     fn quote(&self, _qualifying_data: [u8; 32]) -> BackendFuture<Vec<u8>> {
         let kind = self.kind();
-        Box::pin(async move { Err(BackendError::Unsupported { backend: kind, operation: "quotes" }) })
+        Box::pin(async move {
+            Err(BackendError::Unsupported {
+                backend: kind,
+                operation: "quotes",
+            })
+        })
     }
 }

@@ -56,7 +56,10 @@ pub fn read_pin(source: &PinSource) -> Result<AuthPin, BackendError> {
     })?);
     let line = text.lines().next().unwrap_or_default().trim();
     if line.is_empty() {
-        return Err(BackendError::Unavailable(format!("the PIN file {} is empty", path.display())));
+        return Err(BackendError::Unavailable(format!(
+            "the PIN file {} is empty",
+            path.display()
+        )));
     }
     Ok(AuthPin::from(line))
 }
@@ -78,7 +81,9 @@ pub struct Pkcs11Options {
 
 fn ck(e: CkError) -> BackendError {
     match &e {
-        CkError::Pkcs11(rv, _) if is_connection_lost(*rv) => BackendError::Unavailable(e.to_string()),
+        CkError::Pkcs11(rv, _) if is_connection_lost(*rv) => {
+            BackendError::Unavailable(e.to_string())
+        }
         CkError::LibraryLoading(_) => BackendError::Unavailable(e.to_string()),
         _ => BackendError::Failed(e.to_string()),
     }
@@ -100,7 +105,10 @@ fn is_connection_lost(rv: RvError) -> bool {
 /// Loads and initializes a module.
 pub fn load_module(module: &Path) -> Result<Pkcs11, BackendError> {
     let ctx = Pkcs11::new(module).map_err(|e| {
-        BackendError::Unavailable(format!("cannot load the PKCS#11 module {}: {e}", module.display()))
+        BackendError::Unavailable(format!(
+            "cannot load the PKCS#11 module {}: {e}",
+            module.display()
+        ))
     })?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
@@ -122,7 +130,12 @@ pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, BackendErro
 /// Initializes a fresh token with this label in the first free slot and sets its user PIN,
 /// unless a token with the label exists already. Returns whether a token was created.
 /// Used by dev mode and tests; production tokens are set up by their owners.
-pub fn ensure_token(ctx: &Pkcs11, label: &str, so_pin: &AuthPin, pin: &AuthPin) -> Result<bool, BackendError> {
+pub fn ensure_token(
+    ctx: &Pkcs11,
+    label: &str,
+    so_pin: &AuthPin,
+    pin: &AuthPin,
+) -> Result<bool, BackendError> {
     if find_token(ctx, label)?.is_some() {
         return Ok(false);
     }
@@ -133,7 +146,8 @@ pub fn ensure_token(ctx: &Pkcs11, label: &str, so_pin: &AuthPin, pin: &AuthPin) 
             break;
         }
     }
-    let slot = free.ok_or_else(|| BackendError::Unavailable("no free slot to create a token in".into()))?;
+    let slot =
+        free.ok_or_else(|| BackendError::Unavailable("no free slot to create a token in".into()))?;
     ctx.init_token(slot, so_pin, label).map_err(ck)?;
     let session = ctx.open_rw_session(slot).map_err(ck)?;
     session.login(UserType::So, Some(so_pin)).map_err(ck)?;
@@ -143,10 +157,23 @@ pub fn ensure_token(ctx: &Pkcs11, label: &str, so_pin: &AuthPin, pin: &AuthPin) 
 }
 
 enum Job {
-    Generate { label: String, reply: oneshot::Sender<Result<KeyInfo, BackendError>> },
-    Describe { id: KeyId, reply: oneshot::Sender<Result<KeyInfo, BackendError>> },
-    Sign { id: KeyId, digest: [u8; 32], reply: oneshot::Sender<Result<[u8; 64], BackendError>> },
-    Destroy { id: KeyId, reply: oneshot::Sender<Result<(), BackendError>> },
+    Generate {
+        label: String,
+        reply: oneshot::Sender<Result<KeyInfo, BackendError>>,
+    },
+    Describe {
+        id: KeyId,
+        reply: oneshot::Sender<Result<KeyInfo, BackendError>>,
+    },
+    Sign {
+        id: KeyId,
+        digest: [u8; 32],
+        reply: oneshot::Sender<Result<[u8; 64], BackendError>>,
+    },
+    Destroy {
+        id: KeyId,
+        reply: oneshot::Sender<Result<(), BackendError>>,
+    },
 }
 
 /// State shared by the signing threads.
@@ -167,7 +194,9 @@ pub struct Pkcs11Backend {
 
 impl std::fmt::Debug for Pkcs11Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pkcs11Backend").field("token_label", &self.token_label).finish_non_exhaustive()
+        f.debug_struct("Pkcs11Backend")
+            .field("token_label", &self.token_label)
+            .finish_non_exhaustive()
     }
 }
 
@@ -209,9 +238,14 @@ impl Pkcs11Backend {
             std::thread::Builder::new()
                 .name(format!("pkcs11-{n}"))
                 .spawn(move || Worker { shared, session }.run(rx))
-                .map_err(|e| BackendError::Unavailable(format!("cannot start a signing thread: {e}")))?;
+                .map_err(|e| {
+                    BackendError::Unavailable(format!("cannot start a signing thread: {e}"))
+                })?;
         }
-        Ok(Self { queue: tx, token_label: opts.token_label })
+        Ok(Self {
+            queue: tx,
+            token_label: opts.token_label,
+        })
     }
 
     fn submit<T: Send + 'static>(
@@ -225,11 +259,14 @@ impl Pkcs11Backend {
                 Ok(()) => {}
                 Err(crossbeam_channel::TrySendError::Full(_)) => return Err(BackendError::Busy),
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(BackendError::Unavailable("the signing threads have stopped".into()));
+                    return Err(BackendError::Unavailable(
+                        "the signing threads have stopped".into(),
+                    ));
                 }
             }
-            rx.await
-                .map_err(|_| BackendError::Unavailable("a signing thread stopped mid-call".into()))?
+            rx.await.map_err(|_| {
+                BackendError::Unavailable("a signing thread stopped mid-call".into())
+            })?
         })
     }
 }
@@ -290,11 +327,18 @@ impl Worker {
     }
 
     /// Runs an operation; if the session was lost, opens a new one, logs in again and retries once.
-    fn retrying<T>(&mut self, op: impl Fn(&Self) -> Result<T, BackendError>) -> Result<T, BackendError> {
+    fn retrying<T>(
+        &mut self,
+        op: impl Fn(&Self) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
         match op(self) {
             Err(BackendError::Unavailable(why)) => {
                 tracing::warn!(token = %self.shared.token_label, %why, "token session lost; reopening");
-                let session = self.shared.ctx.open_rw_session(self.shared.slot).map_err(ck)?;
+                let session = self
+                    .shared
+                    .ctx
+                    .open_rw_session(self.shared.slot)
+                    .map_err(ck)?;
                 login(&session, &self.shared.pin)?;
                 self.session = session;
                 self.shared.handles.lock().map(|mut h| h.clear()).ok();
@@ -311,7 +355,13 @@ impl Worker {
     }
 
     fn private_handle(&self, id: &KeyId) -> Result<ObjectHandle, BackendError> {
-        if let Some(h) = self.shared.handles.lock().ok().and_then(|m| m.get(id).copied()) {
+        if let Some(h) = self
+            .shared
+            .handles
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).copied())
+        {
             return Ok(h);
         }
         let handle = self
@@ -367,18 +417,28 @@ impl Worker {
         let public = self
             .find(ObjectClass::PUBLIC_KEY, id)?
             .ok_or_else(|| BackendError::KeyNotFound(id.clone()))?;
-        let point = self.session.get_attributes(public, &[AttributeType::EcPoint]).map_err(ck)?;
+        let point = self
+            .session
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(ck)?;
         let point = point
             .into_iter()
             .find_map(|a| match a {
                 Attribute::EcPoint(p) => Some(p),
                 _ => None,
             })
-            .ok_or_else(|| BackendError::Failed("C_GetAttributeValue: the public key has no CKA_EC_POINT".into()))?;
+            .ok_or_else(|| {
+                BackendError::Failed(
+                    "C_GetAttributeValue: the public key has no CKA_EC_POINT".into(),
+                )
+            })?;
         // The standard wraps the point in a DER OCTET STRING; some modules return it bare.
-        let sec1 = OctetString::from_der(&point).map(|o| o.into_bytes().into_vec()).unwrap_or(point);
-        let public = PublicKey::from_sec1(&sec1)
-            .map_err(|_| BackendError::Failed("the token returned a public key that is not on P-256".into()))?;
+        let sec1 = OctetString::from_der(&point)
+            .map(|o| o.into_bytes().into_vec())
+            .unwrap_or(point);
+        let public = PublicKey::from_sec1(&sec1).map_err(|_| {
+            BackendError::Failed("the token returned a public key that is not on P-256".into())
+        })?;
         Ok(KeyInfo {
             id: id.clone(),
             uri: key_uri(&self.shared.token_label, id),
@@ -446,13 +506,19 @@ impl Worker {
             other => other,
         };
         let sig = result.map_err(ck)?;
-        sig.try_into()
-            .map_err(|_| BackendError::Failed("C_Sign: the token returned a signature that is not 64 bytes".into()))
+        sig.try_into().map_err(|_| {
+            BackendError::Failed(
+                "C_Sign: the token returned a signature that is not 64 bytes".into(),
+            )
+        })
     }
 
     fn destroy(&self, id: &KeyId) -> Result<(), BackendError> {
         self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
-        let objects = self.session.find_objects(&[Attribute::Id(id.0.clone())]).map_err(ck)?;
+        let objects = self
+            .session
+            .find_objects(&[Attribute::Id(id.0.clone())])
+            .map_err(ck)?;
         for object in objects {
             self.session.destroy_object(object).map_err(ck)?;
         }

@@ -57,7 +57,9 @@ enum Command {
 #[derive(Subcommand)]
 enum AgentCmd {
     /// Generate an agent's key in the key store and register how its process is recognized.
-    #[command(after_help = "Examples:\n  arictl agent provision --agent shop-bot --user alice@example.com --uid 1001 --exe /usr/bin/shop-bot\n  arictl agent provision --agent bot2 --user bob --uid 1002 --gid 1002 --exe-sha256 <64 hex> --cgroup /system.slice/bot2.service")]
+    #[command(
+        after_help = "Examples:\n  arictl agent provision --agent shop-bot --user alice@example.com --uid 1001 --exe /usr/bin/shop-bot\n  arictl agent provision --agent bot2 --user bob --uid 1002 --gid 1002 --exe-sha256 <64 hex> --cgroup /system.slice/bot2.service"
+    )]
     Provision {
         /// Agent id: 1-64 of A-Z a-z 0-9 . _ -
         #[arg(long)]
@@ -101,7 +103,9 @@ enum AgentCmd {
     #[command(after_help = "Example:\n  arictl agent retire shop-bot")]
     Retire { agent: String },
     /// Print a PKCS#10 request for the agent's key, signed inside the key store.
-    #[command(after_help = "Example:\n  arictl agent csr shop-bot --subject 'CN=shop-bot,O=Example' > shop-bot.csr")]
+    #[command(
+        after_help = "Example:\n  arictl agent csr shop-bot --subject 'CN=shop-bot,O=Example' > shop-bot.csr"
+    )]
     Csr {
         agent: String,
         /// Subject DN (RFC 4514).
@@ -116,7 +120,9 @@ enum AgentCmd {
 #[derive(Subcommand)]
 enum VerifyCmd {
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
-    #[command(after_help = "Example:\n  arictl identity | jq .key.jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws")]
+    #[command(
+        after_help = "Example:\n  arictl identity | jq .key.jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws"
+    )]
     Attest {
         /// File with the agent's public JWK.
         #[arg(long, value_name = "FILE")]
@@ -132,7 +138,9 @@ enum VerifyCmd {
 #[derive(Subcommand)]
 enum BenchCmd {
     /// agent.attest over the socket against raw signing on the same token.
-    #[command(after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon")]
+    #[command(
+        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
+    )]
     Attest(BenchArgs),
     /// (internal) The raw signing half of `bench attest`, run in a child process.
     #[command(hide = true)]
@@ -192,13 +200,25 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
     let admin = &cli.admin_socket;
     match cmd {
-        AgentCmd::Provision { agent, user, uid, gid, exe, exe_sha256, cgroup } => {
+        AgentCmd::Provision {
+            agent,
+            user,
+            uid,
+            gid,
+            exe,
+            exe_sha256,
+            cgroup,
+        } => {
             let digest = match (exe, exe_sha256) {
                 (Some(path), _) => Some(sha256_file(path)?),
                 (None, d) => d.clone(),
             };
             let mut params = json!({ "agent": agent, "user": user, "uid": uid });
-            for (k, v) in [("gid", gid.map(|g| json!(g))), ("exe_sha256", digest.map(Value::from)), ("cgroup", cgroup.clone().map(Value::from))] {
+            for (k, v) in [
+                ("gid", gid.map(|g| json!(g))),
+                ("exe_sha256", digest.map(Value::from)),
+                ("cgroup", cgroup.clone().map(Value::from)),
+            ] {
                 if let Some(v) = v {
                     params[k] = v;
                 }
@@ -210,7 +230,10 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             if *json {
                 return print_json(&v);
             }
-            println!("{:<24} {:<8} {:<24} {:<8} KID", "AGENT", "STATUS", "USER", "UID");
+            println!(
+                "{:<24} {:<8} {:<24} {:<8} KID",
+                "AGENT", "STATUS", "USER", "UID"
+            );
             for a in v["agents"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} {:<8} {:<24} {:<8} {}",
@@ -223,18 +246,46 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             }
             Ok(())
         }
-        AgentCmd::Show { agent } => print_json(&call(admin, "admin.agent_show", json!({ "agent": agent }))?),
-        AgentCmd::Freeze { agent } => print_json(&call(admin, "admin.agent_freeze", json!({ "agent": agent }))?),
-        AgentCmd::Unfreeze { agent } => print_json(&call(admin, "admin.agent_unfreeze", json!({ "agent": agent }))?),
-        AgentCmd::Retire { agent } => print_json(&call(admin, "admin.agent_retire", json!({ "agent": agent }))?),
+        AgentCmd::Show { agent } => {
+            print_json(&call(admin, "admin.agent_show", json!({ "agent": agent }))?)
+        }
+        AgentCmd::Freeze { agent } => print_json(&call(
+            admin,
+            "admin.agent_freeze",
+            json!({ "agent": agent }),
+        )?),
+        AgentCmd::Unfreeze { agent } => print_json(&call(
+            admin,
+            "admin.agent_unfreeze",
+            json!({ "agent": agent }),
+        )?),
+        AgentCmd::Retire { agent } => print_json(&call(
+            admin,
+            "admin.agent_retire",
+            json!({ "agent": agent }),
+        )?),
         AgentCmd::Csr { agent, subject } => {
-            let v = call(admin, "admin.agent_csr", json!({ "agent": agent, "subject": subject }))?;
-            print!("{}", v["csr"].as_str().ok_or_else(|| anyhow!("the daemon returned no CSR"))?);
+            let v = call(
+                admin,
+                "admin.agent_csr",
+                json!({ "agent": agent, "subject": subject }),
+            )?;
+            print!(
+                "{}",
+                v["csr"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("the daemon returned no CSR"))?
+            );
             Ok(())
         }
         AgentCmd::CertImport { agent, file } => {
-            let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            print_json(&call(admin, "admin.agent_cert_import", json!({ "agent": agent, "certificate": pem }))?)
+            let pem = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            print_json(&call(
+                admin,
+                "admin.agent_cert_import",
+                json!({ "agent": agent, "certificate": pem }),
+            )?)
         }
     }
 }
@@ -257,11 +308,17 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             let token = text.trim();
             // Accept either the bare JWS or the JSON that `arictl attest` prints.
             let token = match serde_json::from_str::<Value>(token) {
-                Ok(v) => v["attestation"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no \"attestation\" member"))?,
+                Ok(v) => v["attestation"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("no \"attestation\" member"))?,
                 Err(_) => token.to_owned(),
             };
             let claims = attest::verify(&token, &key, nonce)?;
-            eprintln!("attestation OK: agent {} (user {}), key {}", claims.agent.id, claims.agent.user, claims.key.kid);
+            eprintln!(
+                "attestation OK: agent {} (user {}), key {}",
+                claims.agent.id, claims.agent.user, claims.key.kid
+            );
             print_json(&serde_json::to_value(&claims)?)
         }
     }
@@ -299,14 +356,20 @@ impl ThrowawayDaemon {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        bail!("the throwaway daemon did not come up; see {}", me.dir.join("arid.log").display())
+        bail!(
+            "the throwaway daemon did not come up; see {}",
+            me.dir.join("arid.log").display()
+        )
     }
 }
 
 impl Drop for ThrowawayDaemon {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -342,22 +405,38 @@ fn bench_attest(args: &BenchArgs) -> Result<()> {
     let layout = dev::DevLayout::new(&dir)?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     if !args.json {
-        eprintln!("driving agent.attest as agent {agent} with {} clients for {} s ...", args.clients, args.seconds);
+        eprintln!(
+            "driving agent.attest as agent {agent} with {} clients for {} s ...",
+            args.clients, args.seconds
+        );
     }
     let socket = bench::drive_attest(&layout.agent_socket, args.clients.max(1), args.seconds)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     if !args.json {
-        eprintln!("raw CKM_ECDSA signing with {threads} threads for {} s ...", args.seconds);
+        eprintln!(
+            "raw CKM_ECDSA signing with {threads} threads for {} s ...",
+            args.seconds
+        );
     }
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "raw", "--state-dir"])
         .arg(&dir)
         .args(["--key-label", &format!("ari-agent:{agent}")])
-        .args(["--threads", &threads.to_string(), "--seconds", &args.seconds.to_string()])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--seconds",
+            &args.seconds.to_string(),
+        ])
         .env("SOFTHSM2_CONF", &layout.softhsm_conf)
         .output()?;
     if !out.status.success() {
-        bail!("raw signing failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "raw signing failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let raw: bench::Figures = serde_json::from_slice(&out.stdout)?;
     let report = bench::AttestReport::new(args.clients, args.seconds, socket, raw, threads);
@@ -372,8 +451,15 @@ fn bench_attest(args: &BenchArgs) -> Result<()> {
 fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) -> Result<()> {
     let layout = dev::DevLayout::new(state_dir)?;
     let module = dev::check_softhsm()?;
-    let figures = bench::raw_sign(&module, dev::DEV_TOKEN_LABEL, &layout.pin, key_label, threads, seconds)
-        .map_err(|e| anyhow!(e))?;
+    let figures = bench::raw_sign(
+        &module,
+        dev::DEV_TOKEN_LABEL,
+        &layout.pin,
+        key_label,
+        threads,
+        seconds,
+    )
+    .map_err(|e| anyhow!(e))?;
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
 }
@@ -383,12 +469,19 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Agent(cmd) => agent_cmd(cli, cmd),
         Command::Status => print_json(&call(&cli.admin_socket, "admin.status", json!({}))?),
         Command::Identity => print_json(&call(&cli.agent_socket, "agent.identity", json!({}))?),
-        Command::Attest { nonce } => print_json(&call(&cli.agent_socket, "agent.attest", json!({ "nonce": nonce }))?),
+        Command::Attest { nonce } => print_json(&call(
+            &cli.agent_socket,
+            "agent.attest",
+            json!({ "nonce": nonce }),
+        )?),
         Command::Verify(cmd) => verify_cmd(cmd),
         Command::Bench(BenchCmd::Attest(args)) => bench_attest(args),
-        Command::Bench(BenchCmd::Raw { state_dir, key_label, threads, seconds }) => {
-            bench_raw(state_dir, key_label, *threads, *seconds)
-        }
+        Command::Bench(BenchCmd::Raw {
+            state_dir,
+            key_label,
+            threads,
+            seconds,
+        }) => bench_raw(state_dir, key_label, *threads, *seconds),
     }
 }
 

@@ -29,7 +29,9 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run on a throwaway SoftHSM2 token kept in one directory (created or resumed).
-    #[command(after_help = "Example:\n  arid dev --state-dir /tmp/ari-dev\n  # then, in another shell, follow the printed instructions")]
+    #[command(
+        after_help = "Example:\n  arid dev --state-dir /tmp/ari-dev\n  # then, in another shell, follow the printed instructions"
+    )]
     Dev {
         /// The directory holding the token, config, state and sockets.
         #[arg(long, value_name = "DIR")]
@@ -44,15 +46,23 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run_config(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
     let config = Config::parse(&text, path)?;
     init_logging(&config.log.level);
     runtime()?.block_on(daemon::run(config, &text, None))?;
@@ -88,10 +98,12 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
     let _lock = dev::lock(&layout)?;
     let (ctx, config, text, created) = dev::open_token(&layout)?;
     if prepare {
-        println!("{} is ready (token {}); start it with: arid dev --state-dir {}",
+        println!(
+            "{} is ready (token {}); start it with: arid dev --state-dir {}",
             layout.dir.display(),
             if created { "created" } else { "reused" },
-            layout.dir.display());
+            layout.dir.display()
+        );
         return Ok(());
     }
     init_logging(&config.log.level);
@@ -106,8 +118,12 @@ fn main() {
         (Some(Command::Dev { state_dir, prepare }), None, None) => run_dev(state_dir, *prepare),
         (None, Some(config), None) => run_config(config),
         (None, None, Some(path)) => check_config(path),
-        (None, None, None) => Err(anyhow::anyhow!("give --config FILE, --check-config FILE, or `dev --state-dir DIR` (see --help)")),
-        _ => Err(anyhow::anyhow!("`dev` takes no --config; its directory holds its own")),
+        (None, None, None) => Err(anyhow::anyhow!(
+            "give --config FILE, --check-config FILE, or `dev --state-dir DIR` (see --help)"
+        )),
+        _ => Err(anyhow::anyhow!(
+            "`dev` takes no --config; its directory holds its own"
+        )),
     };
     if let Err(e) = result {
         eprintln!("arid: {e:#}");

@@ -57,13 +57,22 @@ pub struct CsrDraft {
 impl CsrDraft {
     /// Encodes the request info for `subject` and `public`.
     pub fn new(subject: &str, public: &PublicKey) -> Result<Self, CertificateError> {
-        let name = Name::from_str(subject).map_err(|_| CertificateError::Subject(subject.into()))?;
+        let name =
+            Name::from_str(subject).map_err(|_| CertificateError::Subject(subject.into()))?;
         if name.as_ref().is_empty() {
             return Err(CertificateError::Subject(subject.into()));
         }
-        let info = CertReqInfo { version: Version::V1, subject: name, public_key: spki(public)?, attributes: SetOfVec::new() };
+        let info = CertReqInfo {
+            version: Version::V1,
+            subject: name,
+            public_key: spki(public)?,
+            attributes: SetOfVec::new(),
+        };
         let der = info.to_der().map_err(enc)?;
-        Ok(Self { info, digest: Sha256::digest(&der).into() })
+        Ok(Self {
+            info,
+            digest: Sha256::digest(&der).into(),
+        })
     }
 
     /// The digest the key store signs.
@@ -76,7 +85,10 @@ impl CsrDraft {
         let sig = Signature::from_slice(raw_signature).map_err(enc)?;
         let req = CertReq {
             info: self.info,
-            algorithm: AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA256, parameters: None },
+            algorithm: AlgorithmIdentifierOwned {
+                oid: ECDSA_WITH_SHA256,
+                parameters: None,
+            },
             signature: BitString::from_bytes(sig.to_der().as_bytes()).map_err(enc)?,
         };
         req.to_pem(der::pem::LineEnding::LF).map_err(enc)
@@ -100,8 +112,12 @@ pub struct CertificateSummary {
 
 /// Parses a PEM certificate and checks that it certifies `public`. Returns the normalized PEM and
 /// a summary.
-pub fn check_certificate(pem: &str, public: &PublicKey) -> Result<(String, CertificateSummary), CertificateError> {
-    let cert = Certificate::from_pem(pem.trim().as_bytes()).map_err(|e| CertificateError::Parse(e.to_string()))?;
+pub fn check_certificate(
+    pem: &str,
+    public: &PublicKey,
+) -> Result<(String, CertificateSummary), CertificateError> {
+    let cert = Certificate::from_pem(pem.trim().as_bytes())
+        .map_err(|e| CertificateError::Parse(e.to_string()))?;
     let tbs = cert.tbs_certificate();
     let theirs = tbs.subject_public_key_info().to_der().map_err(enc)?;
     let ours = spki(public)?.to_der().map_err(enc)?;

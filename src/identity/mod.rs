@@ -85,13 +85,19 @@ impl Selectors {
     /// Checks the selector values themselves.
     pub fn validate(&self) -> Result<(), &'static str> {
         if let Some(d) = &self.exe_sha256 {
-            if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if d.len() != 64
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return Err("exe_sha256 must be 64 lowercase hex digits");
             }
         }
         if let Some(c) = &self.cgroup {
             if !c.starts_with('/') || c.len() > 4096 {
-                return Err("cgroup must be an absolute cgroup path such as /system.slice/agent.service");
+                return Err(
+                    "cgroup must be an absolute cgroup path such as /system.slice/agent.service",
+                );
             }
         }
         Ok(())
@@ -107,7 +113,9 @@ impl Selectors {
                 .is_none_or(|want| facts.exe_sha256.as_ref() == Some(want))
             && self.cgroup.as_ref().is_none_or(|prefix| {
                 facts.cgroup.as_ref().is_some_and(|c| {
-                    c == prefix || (c.starts_with(prefix.as_str()) && c.as_bytes().get(prefix.len()) == Some(&b'/'))
+                    c == prefix
+                        || (c.starts_with(prefix.as_str())
+                            && c.as_bytes().get(prefix.len()) == Some(&b'/'))
                 })
             })
     }
@@ -136,7 +144,12 @@ pub struct Agent {
 
 /// Checks an agent id.
 pub fn validate_agent_id(id: &str) -> Result<(), &'static str> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
         return Err("an agent id is 1 to 64 characters from A-Z a-z 0-9 . _ -");
     }
     Ok(())
@@ -173,7 +186,9 @@ pub struct Registry {
 impl Registry {
     /// A registry holding these agents.
     pub fn new(agents: Vec<Agent>) -> Self {
-        Self { agents: RwLock::new(agents.into_iter().map(|a| (a.id.clone(), a)).collect()) }
+        Self {
+            agents: RwLock::new(agents.into_iter().map(|a| (a.id.clone(), a)).collect()),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Agent>> {
@@ -186,7 +201,9 @@ impl Registry {
         let mut found = agents
             .values()
             .filter(|a| a.status != AgentStatus::Retired && a.selectors.matches(facts));
-        let Some(first) = found.next() else { return Err(MatchError::NoMatch) };
+        let Some(first) = found.next() else {
+            return Err(MatchError::NoMatch);
+        };
         let others = found.count();
         if others > 0 {
             return Err(MatchError::Ambiguous(others + 1));
@@ -248,18 +265,34 @@ mod tests {
 
     #[test]
     fn selectors_match_on_every_given_fact() {
-        let mut s = Selectors { uid: 1000, gid: None, exe_sha256: None, cgroup: None };
+        let mut s = Selectors {
+            uid: 1000,
+            gid: None,
+            exe_sha256: None,
+            cgroup: None,
+        };
         assert!(s.matches(&facts()));
         s.exe_sha256 = Some("ab".repeat(32));
         s.cgroup = Some("/user.slice".into());
         assert!(s.matches(&facts()));
         s.cgroup = Some("/user.sl".into());
-        assert!(!s.matches(&facts()), "a cgroup prefix must end at a path boundary");
+        assert!(
+            !s.matches(&facts()),
+            "a cgroup prefix must end at a path boundary"
+        );
         s.cgroup = None;
         s.gid = Some(0);
         assert!(!s.matches(&facts()));
-        let unknown_exe = CallerFacts { exe_sha256: None, ..facts() };
-        let s = Selectors { uid: 1000, gid: None, exe_sha256: Some("ab".repeat(32)), cgroup: None };
+        let unknown_exe = CallerFacts {
+            exe_sha256: None,
+            ..facts()
+        };
+        let s = Selectors {
+            uid: 1000,
+            gid: None,
+            exe_sha256: Some("ab".repeat(32)),
+            cgroup: None,
+        };
         assert!(!s.matches(&unknown_exe));
     }
 

@@ -120,7 +120,10 @@ impl ErrorCode {
 
     /// Whether sending the same call again later may succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, Self::Busy | Self::BackendUnavailable | Self::StorageError | Self::ShuttingDown)
+        matches!(
+            self,
+            Self::Busy | Self::BackendUnavailable | Self::StorageError | Self::ShuttingDown
+        )
     }
 
     /// The code with the given reason name.

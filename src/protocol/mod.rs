@@ -69,7 +69,10 @@ impl RpcError {
         Self {
             code: code.code(),
             message: message.into(),
-            data: ErrorData { reason: code.reason(), retryable: code.retryable() },
+            data: ErrorData {
+                reason: code.reason(),
+                retryable: code.retryable(),
+            },
         }
     }
 }
@@ -88,12 +91,22 @@ pub struct Response {
 impl Response {
     /// A successful response.
     pub fn result(id: Id, result: Value) -> Self {
-        Self { jsonrpc: "2.0", result: Some(result), error: None, id }
+        Self {
+            jsonrpc: "2.0",
+            result: Some(result),
+            error: None,
+            id,
+        }
     }
 
     /// An error response.
     pub fn error(id: Id, error: RpcError) -> Self {
-        Self { jsonrpc: "2.0", result: None, error: Some(error), id }
+        Self {
+            jsonrpc: "2.0",
+            result: None,
+            error: Some(error),
+            id,
+        }
     }
 
     /// The error, if this is an error response.
@@ -128,7 +141,9 @@ pub fn parse_line(line: &[u8]) -> Incoming {
         }
     };
     match value {
-        Value::Array(items) if items.is_empty() => Incoming::Single(Err(invalid(Id::Null, "an empty batch"))),
+        Value::Array(items) if items.is_empty() => {
+            Incoming::Single(Err(invalid(Id::Null, "an empty batch")))
+        }
         Value::Array(items) if items.len() > MAX_BATCH => Incoming::Single(Err(invalid(
             Id::Null,
             format!("a batch holds at most {MAX_BATCH} calls"),
@@ -147,7 +162,10 @@ fn parse_id(value: Option<&Value>) -> Result<Id, &'static str> {
         None => Err("the call has no id; notifications are not supported"),
         Some(Value::String(s)) if s.len() <= 256 => Ok(Id::String(s.clone())),
         Some(Value::String(_)) => Err("the id is longer than 256 bytes"),
-        Some(Value::Number(n)) => n.as_i64().map(Id::Number).ok_or("a numeric id must be an integer"),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Id::Number)
+            .ok_or("a numeric id must be an integer"),
         Some(_) => Err("the id must be a string or an integer"),
     }
 }
@@ -172,7 +190,10 @@ fn parse_message(value: Value) -> Result<Request, Response> {
         Some(_) => {
             return Err(Response::error(
                 id,
-                RpcError::new(ErrorCode::InvalidParams, "params must be an object (by-name)"),
+                RpcError::new(
+                    ErrorCode::InvalidParams,
+                    "params must be an object (by-name)",
+                ),
             ));
         }
     };
@@ -203,7 +224,8 @@ fn render_value<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes `params` into the method's parameter type, answering `invalid_params` on mismatch.
 pub fn params<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, RpcError> {
-    serde_json::from_value(params).map_err(|e| RpcError::new(ErrorCode::InvalidParams, e.to_string()))
+    serde_json::from_value(params)
+        .map_err(|e| RpcError::new(ErrorCode::InvalidParams, e.to_string()))
 }
 
 #[cfg(test)]
@@ -223,9 +245,18 @@ mod tests {
         assert_eq!(single_err("{").code, -32700);
         assert_eq!(single_err("[]").code, -32600);
         assert_eq!(single_err(r#"{"jsonrpc":"2.0","method":"x"}"#).code, -32600);
-        assert_eq!(single_err(r#"{"jsonrpc":"1.0","method":"x","id":1}"#).code, -32600);
-        assert_eq!(single_err(r#"{"jsonrpc":"2.0","method":"x","id":1.5}"#).code, -32600);
-        assert_eq!(single_err(r#"{"jsonrpc":"2.0","method":"x","id":1,"params":[1]}"#).code, -32602);
+        assert_eq!(
+            single_err(r#"{"jsonrpc":"1.0","method":"x","id":1}"#).code,
+            -32600
+        );
+        assert_eq!(
+            single_err(r#"{"jsonrpc":"2.0","method":"x","id":1.5}"#).code,
+            -32600
+        );
+        assert_eq!(
+            single_err(r#"{"jsonrpc":"2.0","method":"x","id":1,"params":[1]}"#).code,
+            -32602
+        );
     }
 
     #[test]
@@ -242,7 +273,8 @@ mod tests {
     #[test]
     fn every_code_has_a_distinct_number_and_reason() {
         let codes: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
-        let reasons: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.reason()).collect();
+        let reasons: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.reason()).collect();
         assert_eq!(codes.len(), ErrorCode::ALL.len());
         assert_eq!(reasons.len(), ErrorCode::ALL.len());
         for c in ErrorCode::ALL {

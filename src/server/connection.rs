@@ -76,7 +76,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 Ok(Ok(chunk)) => chunk,
             };
             if chunk.is_empty() {
-                return if self.started.is_some() { Err(LineError::Truncated) } else { Ok(None) };
+                return if self.started.is_some() {
+                    Err(LineError::Truncated)
+                } else {
+                    Ok(None)
+                };
             }
             if self.started.is_none() {
                 self.started = Some(Instant::now());
@@ -86,7 +90,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     if self.line.len() + pos > self.max {
                         return Err(LineError::TooLong);
                     }
-                    self.line.extend_from_slice(chunk.get(..pos).unwrap_or_default());
+                    self.line
+                        .extend_from_slice(chunk.get(..pos).unwrap_or_default());
                     self.inner.consume(pos + 1);
                     self.started = None;
                     self.last_line = Instant::now();
@@ -153,13 +158,19 @@ pub async fn serve(
             }
             Ok(None) => break,
             Err(LineError::TooLong) => {
-                let msg = format!("a line may hold at most {} bytes; closing", limits.max_line_bytes);
+                let msg = format!(
+                    "a line may hold at most {} bytes; closing",
+                    limits.max_line_bytes
+                );
                 let _ = tx.send(closing_error(ErrorCode::LineTooLong, &msg)).await;
                 tracing::debug!(peer = info.cred.pid, "line too long; connection closed");
                 break;
             }
             Err(LineError::ReadTimeout) => {
-                let msg = format!("the line did not arrive within {} ms; closing", limits.read_timeout_ms);
+                let msg = format!(
+                    "the line did not arrive within {} ms; closing",
+                    limits.read_timeout_ms
+                );
                 let _ = tx.send(closing_error(ErrorCode::ReadTimeout, &msg)).await;
                 break;
             }
@@ -202,7 +213,12 @@ mod tests {
     use super::*;
 
     fn limits(max: usize) -> Limits {
-        Limits { max_line_bytes: max, read_timeout_ms: 1000, idle_timeout_ms: 5000, ..Limits::default() }
+        Limits {
+            max_line_bytes: max,
+            read_timeout_ms: 1000,
+            idle_timeout_ms: 5000,
+            ..Limits::default()
+        }
     }
 
     #[tokio::test]

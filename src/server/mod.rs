@@ -62,7 +62,13 @@ impl Shutdown {
 }
 
 /// Accepts and serves connections on `listener` until shutdown, then drains.
-pub async fn run(listener: UnixListener, role: Role, service: Arc<Service>, limits: Limits, mut shutdown: Shutdown) {
+pub async fn run(
+    listener: UnixListener,
+    role: Role,
+    service: Arc<Service>,
+    limits: Limits,
+    mut shutdown: Shutdown,
+) {
     let cap = Arc::new(Semaphore::new(limits.max_connections));
     let mut tasks = JoinSet::new();
     loop {
@@ -86,20 +92,36 @@ pub async fn run(listener: UnixListener, role: Role, service: Arc<Service>, limi
         };
         while tasks.try_join_next().is_some() {}
         let cred = match stream.peer_cred() {
-            Ok(c) => PeerCred { pid: c.pid().unwrap_or(0), uid: c.uid(), gid: c.gid() },
+            Ok(c) => PeerCred {
+                pid: c.pid().unwrap_or(0),
+                uid: c.uid(),
+                gid: c.gid(),
+            },
             Err(e) => {
                 tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
                 continue;
             }
         };
         let info = ConnInfo { role, cred };
-        tasks.spawn(connection::serve(stream, info, service.clone(), limits, shutdown.clone(), permit));
+        tasks.spawn(connection::serve(
+            stream,
+            info,
+            service.clone(),
+            limits,
+            shutdown.clone(),
+            permit,
+        ));
     }
     drop(listener);
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
-    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(socket = role.name(), remaining = tasks.len(), "grace period over; dropping connections");
+        tracing::warn!(
+            socket = role.name(),
+            remaining = tasks.len(),
+            "grace period over; dropping connections"
+        );
         tasks.abort_all();
     }
 }

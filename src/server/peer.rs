@@ -67,7 +67,14 @@ impl PeerMeter {
         if start_time != self::start_time(pid)? {
             return Err(PeerError::PidReused(pid));
         }
-        Ok(CallerFacts { pid, uid: cred.uid, gid: cred.gid, start_time, exe_sha256, cgroup })
+        Ok(CallerFacts {
+            pid,
+            uid: cred.uid,
+            gid: cred.gid,
+            start_time,
+            exe_sha256,
+            cgroup,
+        })
     }
 
     /// SHA-256 of the process's executable, or `None` if it cannot be opened (e.g. another
@@ -75,7 +82,13 @@ impl PeerMeter {
     fn exe_digest(&self, pid: i32) -> Option<String> {
         let mut file = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
         let meta = file.metadata().ok()?;
-        let key = (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        );
         if let Some(d) = self.exe_digests.lock().ok()?.get(&key) {
             return Some(d.clone());
         }
@@ -100,10 +113,14 @@ impl PeerMeter {
 
 /// Field 22 of `/proc/PID/stat`: start time in clock ticks after boot.
 pub fn start_time(pid: i32) -> Result<u64, PeerError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| PeerError::Gone(pid))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| PeerError::Gone(pid))?;
     // The command name (field 2) is in parentheses and may contain spaces or ')'; fields after
     // the last ')' are plain numbers. Field 22 is the 20th field after it.
-    let rest = stat.rfind(')').and_then(|i| stat.get(i + 1..)).ok_or(PeerError::Gone(pid))?;
+    let rest = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 1..))
+        .ok_or(PeerError::Gone(pid))?;
     rest.split_ascii_whitespace()
         .nth(19)
         .and_then(|f| f.parse().ok())
@@ -113,15 +130,23 @@ pub fn start_time(pid: i32) -> Result<u64, PeerError> {
 /// The cgroup v2 path of a process (the `0::` line), or `None`.
 fn cgroup(pid: i32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
 }
 
 /// Supplementary groups of a process (`Groups:` in `/proc/PID/status`).
 pub fn groups(pid: i32) -> Vec<u32> {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
     text.lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_ascii_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .map(|g| {
+            g.split_ascii_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -140,8 +165,21 @@ mod tests {
         let meter = PeerMeter::new();
         let facts = meter.measure(me).unwrap();
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(facts.exe_sha256.as_deref(), Some(hex::encode(Sha256::digest(&exe)).as_str()));
-        assert_eq!(meter.measure(me).unwrap(), facts, "cached digest is the same");
-        assert!(matches!(meter.measure(PeerCred { pid: i32::MAX, ..me }), Err(PeerError::Gone(_))));
+        assert_eq!(
+            facts.exe_sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&exe)).as_str())
+        );
+        assert_eq!(
+            meter.measure(me).unwrap(),
+            facts,
+            "cached digest is the same"
+        );
+        assert!(matches!(
+            meter.measure(PeerCred {
+                pid: i32::MAX,
+                ..me
+            }),
+            Err(PeerError::Gone(_))
+        ));
     }
 }

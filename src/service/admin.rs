@@ -69,16 +69,24 @@ impl Service {
             exe_sha256: p.exe_sha256.map(|d| d.to_ascii_lowercase()),
             cgroup: p.cgroup,
         };
-        selectors.validate().map_err(|m| Error::InvalidParams(m.into()))?;
+        selectors
+            .validate()
+            .map_err(|m| Error::InvalidParams(m.into()))?;
         if self.registry.get(&p.agent).is_some() {
-            return Err(Error::AgentExists(format!("agent {:?} exists (retired ids stay reserved)", p.agent)));
+            return Err(Error::AgentExists(format!(
+                "agent {:?} exists (retired ids stay reserved)",
+                p.agent
+            )));
         }
         if let Some(other) = self.registry.with_selectors(&selectors) {
             return Err(Error::AgentExists(format!(
                 "agent {other:?} already has exactly these selectors; a caller must match one agent"
             )));
         }
-        let key = self.backend.generate_key(format!("ari-agent:{}", p.agent)).await?;
+        let key = self
+            .backend
+            .generate_key(format!("ari-agent:{}", p.agent))
+            .await?;
         let agent = Agent {
             id: p.agent,
             instance: random_hex(16)?,
@@ -98,7 +106,9 @@ impl Service {
                 tracing::error!(uri = %agent.key.uri, error = %d, "could not destroy the key of a failed registration");
             }
             return Err(match e {
-                Error::Store(StoreError::Exists) => Error::AgentExists(format!("agent {:?} exists", agent.id)),
+                Error::Store(StoreError::Exists) => {
+                    Error::AgentExists(format!("agent {:?} exists", agent.id))
+                }
                 other => other,
             });
         }
@@ -108,10 +118,18 @@ impl Service {
         Ok(view)
     }
 
-    async fn set_status(&self, id: &str, from: &[AgentStatus], to: AgentStatus) -> Result<Agent, Error> {
+    async fn set_status(
+        &self,
+        id: &str,
+        from: &[AgentStatus],
+        to: AgentStatus,
+    ) -> Result<Agent, Error> {
         let mut agent = self.agent(id)?;
         if !from.contains(&agent.status) {
-            return Err(Error::InvalidState(format!("agent {id} is {}", agent.status.as_str())));
+            return Err(Error::InvalidState(format!(
+                "agent {id} is {}",
+                agent.status.as_str()
+            )));
         }
         let (store, key) = (self.store.clone(), id.to_string());
         blocking(move || store.set_status(&key, to)).await?;
@@ -122,12 +140,16 @@ impl Service {
     }
 
     pub(super) async fn freeze(&self, p: AgentParam) -> Result<Value, Error> {
-        let a = self.set_status(&p.agent, &[AgentStatus::Active], AgentStatus::Frozen).await?;
+        let a = self
+            .set_status(&p.agent, &[AgentStatus::Active], AgentStatus::Frozen)
+            .await?;
         Ok(agent_view(&a))
     }
 
     pub(super) async fn unfreeze(&self, p: AgentParam) -> Result<Value, Error> {
-        let a = self.set_status(&p.agent, &[AgentStatus::Frozen], AgentStatus::Active).await?;
+        let a = self
+            .set_status(&p.agent, &[AgentStatus::Frozen], AgentStatus::Active)
+            .await?;
         Ok(agent_view(&a))
     }
 
@@ -138,7 +160,12 @@ impl Service {
         let a = if current.status == AgentStatus::Retired {
             current
         } else {
-            self.set_status(&p.agent, &[AgentStatus::Active, AgentStatus::Frozen], AgentStatus::Retired).await?
+            self.set_status(
+                &p.agent,
+                &[AgentStatus::Active, AgentStatus::Frozen],
+                AgentStatus::Retired,
+            )
+            .await?
         };
         self.backend.destroy_key(a.key.id.clone()).await?;
         Ok(json!({ "agent": a.id, "status": a.status.as_str(), "key_destroyed": true }))
@@ -147,20 +174,31 @@ impl Service {
     pub(super) async fn csr(&self, p: CsrParams) -> Result<Value, Error> {
         let agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
-            return Err(Error::InvalidState(format!("agent {} is retired; its key is destroyed", agent.id)));
+            return Err(Error::InvalidState(format!(
+                "agent {} is retired; its key is destroyed",
+                agent.id
+            )));
         }
         let draft = CsrDraft::new(&p.subject, &agent.key.public)?;
-        let signature = self.backend.sign_digest(agent.key.id.clone(), draft.digest()).await?;
+        let signature = self
+            .backend
+            .sign_digest(agent.key.id.clone(), draft.digest())
+            .await?;
         Ok(json!({ "agent": agent.id, "csr": draft.finish(&signature)? }))
     }
 
     pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<Value, Error> {
         let mut agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
-            return Err(Error::InvalidState(format!("agent {} is retired", agent.id)));
+            return Err(Error::InvalidState(format!(
+                "agent {} is retired",
+                agent.id
+            )));
         }
         if p.certificate.len() > 64 * 1024 {
-            return Err(Error::InvalidParams("a certificate is at most 64 KiB of PEM".into()));
+            return Err(Error::InvalidParams(
+                "a certificate is at most 64 KiB of PEM".into(),
+            ));
         }
         let (pem, summary) = check_certificate(&p.certificate, &agent.key.public)?;
         let (store, id, stored) = (self.store.clone(), agent.id.clone(), pem.clone());

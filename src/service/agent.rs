@@ -21,7 +21,10 @@ pub(super) struct AttestParams {
 impl Service {
     /// Measures the caller and finds its agent.
     fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
-        let facts = self.meter.measure(info.cred).map_err(|e| Error::Unmeasurable(e.to_string()))?;
+        let facts = self
+            .meter
+            .measure(info.cred)
+            .map_err(|e| Error::Unmeasurable(e.to_string()))?;
         let agent = self.registry.match_caller(&facts)?;
         Ok((facts, agent))
     }
@@ -31,7 +34,11 @@ impl Service {
         Ok(agent_view(&agent))
     }
 
-    pub(super) async fn agent_attest(&self, info: &ConnInfo, p: AttestParams) -> Result<Value, Error> {
+    pub(super) async fn agent_attest(
+        &self,
+        info: &ConnInfo,
+        p: AttestParams,
+    ) -> Result<Value, Error> {
         attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
         let (facts, agent) = self.caller(info)?;
         let kid = agent.key.public.thumbprint();
@@ -40,9 +47,15 @@ impl Service {
             sub: agent.id.clone(),
             iat: unix_now(),
             nonce: p.nonce,
-            agent: AgentClaim { id: agent.id.clone(), instance: agent.instance.clone(), user: agent.user.clone() },
+            agent: AgentClaim {
+                id: agent.id.clone(),
+                instance: agent.instance.clone(),
+                user: agent.user.clone(),
+            },
             runtime: RuntimeClaim::from(&facts),
-            host: HostClaim { boot_id: self.facts.boot_id.clone() },
+            host: HostClaim {
+                boot_id: self.facts.boot_id.clone(),
+            },
             daemon: DaemonClaim {
                 version: self.facts.version.clone(),
                 config_sha256: self.facts.config_sha256.clone(),
@@ -57,7 +70,10 @@ impl Service {
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self.backend.sign_digest(agent.key.id.clone(), input.digest()).await?;
+        let signature = self
+            .backend
+            .sign_digest(agent.key.id.clone(), input.digest())
+            .await?;
         Ok(json!({ "attestation": input.finish(&signature), "kid": kid }))
     }
 }

@@ -38,7 +38,9 @@ impl AdminPolicy {
         let cred = info.cred;
         cred.uid == 0
             || self.allow_uids.contains(&cred.uid)
-            || self.gid.is_some_and(|g| cred.gid == g || peer::groups(cred.pid).contains(&g))
+            || self
+                .gid
+                .is_some_and(|g| cred.gid == g || peer::groups(cred.pid).contains(&g))
     }
 }
 
@@ -55,7 +57,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("backend", &self.backend.kind()).finish_non_exhaustive()
+        f.debug_struct("Service")
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,7 +92,10 @@ impl Service {
         }
         let s = store.clone();
         let agents = blocking(move || s.agents()).await?;
-        for agent in agents.iter().filter(|a| a.status != crate::identity::AgentStatus::Retired) {
+        for agent in agents
+            .iter()
+            .filter(|a| a.status != crate::identity::AgentStatus::Retired)
+        {
             if let Err(e) = backend.describe_key(agent.key.id.clone()).await {
                 tracing::error!(agent = %agent.id, uri = %agent.key.uri, error = %e, "agent key is missing from the key store");
             }
@@ -141,7 +148,12 @@ impl Service {
         }
     }
 
-    async fn dispatch(&self, info: &ConnInfo, method: Method, params: Value) -> Result<Value, Error> {
+    async fn dispatch(
+        &self,
+        info: &ConnInfo,
+        method: Method,
+        params: Value,
+    ) -> Result<Value, Error> {
         if method.role() != info.role {
             return Err(Error::Forbidden(format!(
                 "{} is served on the {} socket, not the {} socket",
@@ -169,7 +181,9 @@ impl Service {
             Method::AdminAgentProvision => self.provision(decode(params)?).await,
             Method::AdminAgentList => {
                 let _: admin::NoParams = decode(params)?;
-                Ok(json!({ "agents": self.registry.all().iter().map(agent_view).collect::<Vec<_>>() }))
+                Ok(
+                    json!({ "agents": self.registry.all().iter().map(agent_view).collect::<Vec<_>>() }),
+                )
             }
             Method::AdminAgentShow => {
                 let a: admin::AgentParam = decode(params)?;
@@ -184,14 +198,21 @@ impl Service {
     }
 
     fn agent(&self, id: &str) -> Result<Agent, Error> {
-        self.registry.get(id).ok_or_else(|| Error::AgentNotFound(id.into()))
+        self.registry
+            .get(id)
+            .ok_or_else(|| Error::AgentNotFound(id.into()))
     }
 
     fn status(&self) -> Value {
         let keys: serde_json::Map<String, Value> = self
             .daemon_keys
             .iter()
-            .map(|(role, k)| ((*role).to_string(), json!({ "kid": k.public.thumbprint(), "uri": k.uri, "jwk": k.public.to_jwk() })))
+            .map(|(role, k)| {
+                (
+                    (*role).to_string(),
+                    json!({ "kid": k.public.thumbprint(), "uri": k.uri, "jwk": k.public.to_jwk() }),
+                )
+            })
             .collect();
         json!({
             "version": self.facts.version,

@@ -1,0 +1,417 @@
+//! The agent lifecycle against a real daemon on a real SoftHSM2 token.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use ari::jose::{Jwk, PublicKey};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use common::{Daemon, remote_err};
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::process::Command;
+
+/// Verifies a compact ES256 JWS with the `p256` crate directly (not through our own verifier).
+fn verify_with_p256(jws: &str, jwk: &Value) -> Value {
+    let x = Base64UrlUnpadded::decode_vec(jwk["x"].as_str().unwrap()).unwrap();
+    let y = Base64UrlUnpadded::decode_vec(jwk["y"].as_str().unwrap()).unwrap();
+    let mut sec1 = vec![4u8];
+    sec1.extend(x);
+    sec1.extend(y);
+    let key = VerifyingKey::from_sec1_bytes(&sec1).unwrap();
+    let (signing_input, sig) = jws.rsplit_once('.').unwrap();
+    let sig = Signature::from_slice(&Base64UrlUnpadded::decode_vec(sig).unwrap()).unwrap();
+    key.verify_prehash(&Sha256::digest(signing_input.as_bytes()), &sig)
+        .expect("attestation signature verifies");
+    let (header, payload) = signing_input.split_once('.').unwrap();
+    let header: Value =
+        serde_json::from_slice(&Base64UrlUnpadded::decode_vec(header).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["typ"], "ari-attest+jwt");
+    serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload).unwrap()).unwrap()
+}
+
+#[test]
+fn provision_identity_attest_and_restart() {
+    let mut d = Daemon::start();
+    let provisioned = d.provision_self("shop-bot");
+    assert_eq!(provisioned["status"], "active");
+
+    let identity = d.agent().call("agent.identity", json!({})).unwrap();
+    assert_eq!(identity["agent"], "shop-bot");
+    assert_eq!(identity["user"], "alice@example.com");
+    let jwk = identity["key"]["jwk"].clone();
+    let kid = identity["key"]["kid"].as_str().unwrap().to_string();
+    let public: PublicKey = serde_json::from_value::<Jwk>(jwk.clone())
+        .unwrap()
+        .to_public_key()
+        .unwrap();
+    assert_eq!(
+        public.thumbprint(),
+        kid,
+        "kid is the RFC 7638 thumbprint of the JWK"
+    );
+    assert!(
+        identity["key"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkcs11:token=ari-dev;id=%")
+    );
+
+    let nonce = "verifier-nonce-0001";
+    let att = d
+        .agent()
+        .call("agent.attest", json!({ "nonce": nonce }))
+        .unwrap();
+    let claims = verify_with_p256(att["attestation"].as_str().unwrap(), &jwk);
+    assert_eq!(claims["nonce"], nonce);
+    assert_eq!(claims["agent"]["id"], "shop-bot");
+    assert_eq!(claims["runtime"]["uid"], common::uid());
+    assert_eq!(claims["runtime"]["pid"], std::process::id());
+    assert_eq!(claims["runtime"]["exe_sha256"], common::self_exe_sha256());
+    assert_eq!(claims["tpm"]["present"], false);
+    assert_eq!(claims["key"]["attributes"]["never_extractable"], true);
+    assert_eq!(claims["key"]["attributes"]["sensitive"], true);
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(claims["host"]["boot_id"], boot_id.trim());
+    // Our own verifier agrees, and refuses another nonce.
+    ari::attest::verify(att["attestation"].as_str().unwrap(), &public, nonce).unwrap();
+    assert!(
+        ari::attest::verify(
+            att["attestation"].as_str().unwrap(),
+            &public,
+            "other-nonce-01"
+        )
+        .is_err()
+    );
+
+    // A clean restart keeps the agent and its key.
+    assert!(d.stop(), "clean stop exits 0");
+    d.spawn();
+    let again = d.agent().call("agent.identity", json!({})).unwrap();
+    assert_eq!(again["key"]["kid"], kid.as_str());
+    let att = d
+        .agent()
+        .call("agent.attest", json!({ "nonce": "after-restart-1" }))
+        .unwrap();
+    verify_with_p256(att["attestation"].as_str().unwrap(), &jwk);
+
+    // After SIGKILL the stale sockets are replaced and the state is still there.
+    d.kill();
+    assert!(
+        d.agent_path().exists(),
+        "a killed daemon leaves its socket file"
+    );
+    d.spawn();
+    let again = d.agent().call("agent.identity", json!({})).unwrap();
+    assert_eq!(again["key"]["kid"], kid.as_str());
+    let status = d.admin().call("admin.status", json!({})).unwrap();
+    assert_eq!(status["agents"]["active"], 1);
+    assert!(status["daemon_keys"]["issuer"]["kid"].is_string());
+    assert!(status["daemon_keys"]["log"]["kid"].is_string());
+}
+
+#[test]
+fn second_daemon_on_the_same_dir_is_refused() {
+    let d = Daemon::start();
+    let out = Command::new(common::ARID)
+        .args(["dev", "--state-dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    // The first one still serves.
+    d.admin().call("admin.status", json!({})).unwrap();
+}
+
+#[test]
+fn freeze_is_immediate_and_unfreeze_restores() {
+    let d = Daemon::start();
+    d.provision_self("bot");
+    let mut agent = d.agent();
+    agent.call("agent.identity", json!({})).unwrap();
+    d.admin()
+        .call("admin.agent_freeze", json!({ "agent": "bot" }))
+        .unwrap();
+    // Same connection, next request: refused.
+    let e = remote_err(agent.call("agent.attest", json!({ "nonce": "nonce-after-freeze" })));
+    assert_eq!(
+        (e.code, e.reason.as_str(), e.retryable),
+        (-32002, "agent_frozen", false)
+    );
+    let e = remote_err(
+        d.admin()
+            .call("admin.agent_freeze", json!({ "agent": "bot" })),
+    );
+    assert_eq!(e.reason, "invalid_state");
+    d.admin()
+        .call("admin.agent_unfreeze", json!({ "agent": "bot" }))
+        .unwrap();
+    agent
+        .call("agent.attest", json!({ "nonce": "nonce-after-thaw" }))
+        .unwrap();
+}
+
+#[test]
+fn unknown_and_ambiguous_callers_are_refused() {
+    let d = Daemon::start();
+    let e = remote_err(d.agent().call("agent.identity", json!({})));
+    assert_eq!((e.code, e.reason.as_str()), (-32001, "unknown_caller"));
+    // An agent for another executable does not match us.
+    d.admin()
+        .call("admin.agent_provision", json!({ "agent": "other", "user": "bob", "uid": common::uid(), "exe_sha256": "00".repeat(32) }))
+        .unwrap();
+    assert_eq!(
+        remote_err(d.agent().call("agent.identity", json!({}))).reason,
+        "unknown_caller"
+    );
+    // Two agents matching the same process: refused rather than guessed.
+    d.provision_self("a1");
+    d.admin()
+        .call(
+            "admin.agent_provision",
+            json!({ "agent": "a2", "user": "bob", "uid": common::uid() }),
+        )
+        .unwrap();
+    let e = remote_err(d.agent().call("agent.identity", json!({})));
+    assert_eq!(e.reason, "unknown_caller");
+    assert!(e.message.contains("2 agents"), "{}", e.message);
+    // Retiring one makes the other the caller again; the retired id stays reserved.
+    d.admin()
+        .call("admin.agent_retire", json!({ "agent": "a2" }))
+        .unwrap();
+    assert_eq!(
+        d.agent().call("agent.identity", json!({})).unwrap()["agent"],
+        "a1"
+    );
+    let e = remote_err(d.admin().call(
+        "admin.agent_provision",
+        json!({ "agent": "a2", "user": "x", "uid": 1 }),
+    ));
+    assert_eq!(e.reason, "agent_exists");
+    let e = remote_err(d.admin().call("admin.agent_provision", json!({ "agent": "a3", "user": "x", "uid": common::uid(), "exe_sha256": common::self_exe_sha256() })));
+    assert_eq!(e.reason, "agent_exists", "identical selectors are refused");
+}
+
+#[test]
+fn admin_methods_are_not_served_on_the_agent_socket_and_back() {
+    let d = Daemon::start();
+    d.provision_self("bot");
+    let e = remote_err(d.agent().call("admin.agent_list", json!({})));
+    assert_eq!((e.code, e.reason.as_str()), (-32003, "forbidden"));
+    let e = remote_err(
+        d.admin()
+            .call("agent.attest", json!({ "nonce": "0123456789" })),
+    );
+    assert_eq!(e.reason, "forbidden");
+}
+
+#[test]
+fn another_uid_is_refused() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!(
+            "SKIP another_uid_is_refused: needs root to run a client as another user with setpriv"
+        );
+        return;
+    }
+    let d = Daemon::start();
+    // An agent registered for uid 0 with the arictl binary...
+    d.admin()
+        .call(
+            "admin.agent_provision",
+            json!({ "agent": "root-bot", "user": "alice", "uid": 0 }),
+        )
+        .unwrap();
+    // ...and the very same binary run as nobody (65534) through setpriv.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::ARICTL,
+            "--agent-socket",
+        ])
+        .arg(d.agent_path())
+        .arg("identity")
+        .output()
+        .expect("setpriv (util-linux) is installed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "refused by the daemon, not by the filesystem: {stderr}"
+    );
+    assert!(stderr.contains("unknown_caller"), "{stderr}");
+    // And nobody is no operator either.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::ARICTL,
+            "--admin-socket",
+        ])
+        .arg(d.admin_path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn csr_is_signed_in_the_token_and_certificates_are_checked() {
+    let d = Daemon::start();
+    d.provision_self("bot");
+    let csr = d
+        .admin()
+        .call(
+            "admin.agent_csr",
+            json!({ "agent": "bot", "subject": "CN=bot,O=Example" }),
+        )
+        .unwrap();
+    let csr = csr["csr"].as_str().unwrap();
+    assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    let work = common::tempdir();
+    let csr_path = work.path().join("bot.csr");
+    std::fs::write(&csr_path, csr).unwrap();
+    // OpenSSL checks the request's signature independently.
+    let out = Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-in"])
+        .arg(&csr_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An operator CA signs it; the certificate is accepted for this agent only.
+    let ca_key = work.path().join("ca.key");
+    let ca_crt = work.path().join("ca.crt");
+    let crt = work.path().join("bot.crt");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        ca_key.to_str().unwrap(),
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=Test CA",
+        "-days",
+        "2",
+        "-out",
+        ca_crt.to_str().unwrap(),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "bot.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    let r = d
+        .admin()
+        .call(
+            "admin.agent_cert_import",
+            json!({ "agent": "bot", "certificate": pem }),
+        )
+        .unwrap();
+    assert_eq!(r["certificate"]["subject"], "CN=bot,O=Example");
+    let id = d.agent().call("agent.identity", json!({})).unwrap();
+    assert!(
+        id["certificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+
+    // The CA's own certificate certifies another key: refused.
+    let other = std::fs::read_to_string(&ca_crt).unwrap();
+    let e = remote_err(d.admin().call(
+        "admin.agent_cert_import",
+        json!({ "agent": "bot", "certificate": other }),
+    ));
+    assert_eq!(
+        (e.code, e.reason.as_str()),
+        (-32007, "certificate_mismatch")
+    );
+    let e = remote_err(d.admin().call(
+        "admin.agent_cert_import",
+        json!({ "agent": "bot", "certificate": "junk" }),
+    ));
+    assert_eq!(e.reason, "invalid_params");
+    let e = remote_err(d.admin().call(
+        "admin.agent_csr",
+        json!({ "agent": "bot", "subject": "no equals sign" }),
+    ));
+    assert_eq!(e.reason, "invalid_params");
+}
+
+#[test]
+fn retire_destroys_the_key() {
+    let d = Daemon::start();
+    d.provision_self("bot");
+    let r = d
+        .admin()
+        .call("admin.agent_retire", json!({ "agent": "bot" }))
+        .unwrap();
+    assert_eq!(r["key_destroyed"], true);
+    assert_eq!(
+        remote_err(d.agent().call("agent.identity", json!({}))).reason,
+        "unknown_caller"
+    );
+    let e = remote_err(d.admin().call(
+        "admin.agent_csr",
+        json!({ "agent": "bot", "subject": "CN=x" }),
+    ));
+    assert_eq!(e.reason, "invalid_state");
+    let shown = d
+        .admin()
+        .call("admin.agent_show", json!({ "agent": "bot" }))
+        .unwrap();
+    assert_eq!(shown["status"], "retired");
+    let e = remote_err(
+        d.admin()
+            .call("admin.agent_show", json!({ "agent": "nobody" })),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (-32004, "agent_not_found"));
+}

@@ -1,0 +1,239 @@
+//! Test harness: a real `arid dev` daemon on a real SoftHSM2 token in a temporary directory.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use ari::client::{Client, ClientError, RemoteError};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ARID: &str = env!("CARGO_BIN_EXE_arid");
+pub const ARICTL: &str = env!("CARGO_BIN_EXE_arictl");
+
+/// A running dev daemon. Stopped (SIGTERM) when dropped.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ari-test-")
+        .tempdir()
+        .unwrap()
+}
+
+impl Daemon {
+    /// A daemon on a fresh directory.
+    pub fn start() -> Self {
+        let tmp = tempdir();
+        let dir = tmp.path().to_path_buf();
+        let mut d = Self {
+            child: None,
+            dir,
+            _tmp: Some(tmp),
+        };
+        d.spawn();
+        d
+    }
+
+    /// A fresh directory prepared (token and config) but not served, so a test can edit the config.
+    pub fn prepared() -> Self {
+        let tmp = tempdir();
+        let dir = tmp.path().to_path_buf();
+        let out = Command::new(ARID)
+            .args(["dev", "--prepare", "--state-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "prepare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            child: None,
+            dir,
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// Replaces `key = old` by `key = new` in the dev config.
+    pub fn set_config(&self, key: &str, value: &str) {
+        let path = self.dir.join("arid.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut found = false;
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.split('=').next().map(str::trim) == Some(key) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "no key {key} in the dev config");
+        std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    }
+
+    /// Starts the daemon process on this directory and waits until it answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("arid.log"))
+            .unwrap();
+        let child = Command::new(ARID)
+            .args(["dev", "--state-dir"])
+            .arg(&self.dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = Client::connect(&self.admin_path()) {
+                if c.call("admin.status", json!({})).is_ok() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("arid exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("arid did not come up: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("arid.log")).unwrap_or_default()
+    }
+
+    pub fn admin_path(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
+    pub fn agent_path(&self) -> PathBuf {
+        self.dir.join("agent.sock")
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::connect(&self.admin_path()).unwrap()
+    }
+
+    pub fn agent(&self) -> Client {
+        Client::connect(&self.agent_path()).unwrap()
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let mut child = self.child.take().expect("daemon not running");
+        signal(&child, nix::sys::signal::Signal::SIGTERM);
+        child.wait().unwrap().success()
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("daemon not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Provisions an agent that is this test process (uid and executable digest).
+    pub fn provision_self(&self, id: &str) -> Value {
+        self.admin()
+            .call(
+                "admin.agent_provision",
+                json!({ "agent": id, "user": "alice@example.com", "uid": uid(), "exe_sha256": self_exe_sha256() }),
+            )
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let _ = nix::sys::signal::kill(pid, sig);
+}
+
+pub fn uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+pub fn self_exe_sha256() -> String {
+    let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The remote error of a call that must fail.
+pub fn remote_err(r: Result<Value, ClientError>) -> RemoteError {
+    match r {
+        Err(ClientError::Remote(e)) => e,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+/// A raw byte-level connection.
+pub struct Raw {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Self {
+        let stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Self { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response line as JSON; `None` at EOF.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad response {line:?}: {e}")),
+            ),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// True if the daemon closed the connection (EOF or reset) before sending anything more.
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
