@@ -187,6 +187,11 @@ fn hint(e: ClientError, socket: &Path) -> anyhow::Error {
     }
 }
 
+/// The member at a JSON pointer, or null.
+fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
+    v.pointer(pointer).unwrap_or(&Value::Null)
+}
+
 fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -219,8 +224,8 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
                 ("exe_sha256", digest.map(Value::from)),
                 ("cgroup", cgroup.clone().map(Value::from)),
             ] {
-                if let Some(v) = v {
-                    params[k] = v;
+                if let (Some(v), Some(obj)) = (v, params.as_object_mut()) {
+                    obj.insert(k.to_string(), v);
                 }
             }
             print_json(&call(admin, "admin.agent_provision", params)?)
@@ -234,14 +239,14 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
                 "{:<24} {:<8} {:<24} {:<8} KID",
                 "AGENT", "STATUS", "USER", "UID"
             );
-            for a in v["agents"].as_array().into_iter().flatten() {
+            for a in field(&v, "/agents").as_array().into_iter().flatten() {
                 println!(
                     "{:<24} {:<8} {:<24} {:<8} {}",
-                    a["agent"].as_str().unwrap_or("?"),
-                    a["status"].as_str().unwrap_or("?"),
-                    a["user"].as_str().unwrap_or("?"),
-                    a["selectors"]["uid"].to_string(),
-                    a["key"]["kid"].as_str().unwrap_or("?")
+                    field(a, "/agent").as_str().unwrap_or("?"),
+                    field(a, "/status").as_str().unwrap_or("?"),
+                    field(a, "/user").as_str().unwrap_or("?"),
+                    field(a, "/selectors/uid").to_string(),
+                    field(a, "/key/kid").as_str().unwrap_or("?")
                 );
             }
             Ok(())
@@ -272,7 +277,7 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             )?;
             print!(
                 "{}",
-                v["csr"]
+                field(&v, "/csr")
                     .as_str()
                     .ok_or_else(|| anyhow!("the daemon returned no CSR"))?
             );
@@ -308,7 +313,7 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             let token = text.trim();
             // Accept either the bare JWS or the JSON that `arictl attest` prints.
             let token = match serde_json::from_str::<Value>(token) {
-                Ok(v) => v["attestation"]
+                Ok(v) => field(&v, "/attestation")
                     .as_str()
                     .map(str::to_owned)
                     .ok_or_else(|| anyhow!("no \"attestation\" member"))?,
@@ -349,10 +354,10 @@ impl ThrowawayDaemon {
         let me = Self { child, dir };
         let admin = me.dir.join("admin.sock");
         for _ in 0..300 {
-            if let Ok(mut c) = Client::connect(&admin) {
-                if c.call("admin.status", json!({})).is_ok() {
-                    return Ok(me);
-                }
+            if let Ok(mut c) = Client::connect(&admin)
+                && c.call("admin.status", json!({})).is_ok()
+            {
+                return Ok(me);
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -379,7 +384,7 @@ impl Drop for ThrowawayDaemon {
 /// Finds (or provisions) the agent this process is, and returns its id.
 fn bench_agent(admin: &Path, agent_socket: &Path) -> Result<String> {
     match Client::connect(agent_socket)?.call("agent.identity", json!({})) {
-        Ok(v) => return Ok(v["agent"].as_str().unwrap_or_default().to_owned()),
+        Ok(v) => return Ok(field(&v, "/agent").as_str().unwrap_or_default().to_owned()),
         Err(ClientError::Remote(e)) if e.reason == "unknown_caller" => {}
         Err(e) => return Err(e.into()),
     }

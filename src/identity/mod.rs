@@ -84,21 +84,18 @@ pub struct CallerFacts {
 impl Selectors {
     /// Checks the selector values themselves.
     pub fn validate(&self) -> Result<(), &'static str> {
-        if let Some(d) = &self.exe_sha256 {
-            if d.len() != 64
-                || !d
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return Err("exe_sha256 must be 64 lowercase hex digits");
-            }
+        let hex_digit = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if let Some(d) = &self.exe_sha256
+            && (d.len() != 64 || !d.bytes().all(hex_digit))
+        {
+            return Err("exe_sha256 must be 64 lowercase hex digits");
         }
-        if let Some(c) = &self.cgroup {
-            if !c.starts_with('/') || c.len() > 4096 {
-                return Err(
-                    "cgroup must be an absolute cgroup path such as /system.slice/agent.service",
-                );
-            }
+        if let Some(c) = &self.cgroup
+            && (!c.starts_with('/') || c.len() > 4096)
+        {
+            return Err(
+                "cgroup must be an absolute cgroup path such as /system.slice/agent.service",
+            );
         }
         Ok(())
     }

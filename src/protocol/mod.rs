@@ -170,6 +170,10 @@ fn parse_id(value: Option<&Value>) -> Result<Id, &'static str> {
     }
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send; it is built once per bad message"
+)]
 fn parse_message(value: Value) -> Result<Request, Response> {
     let Value::Object(mut obj) = value else {
         return Err(invalid(Id::Null, "a call is a JSON object"));

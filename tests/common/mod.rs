@@ -106,10 +106,10 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(mut c) = Client::connect(&self.admin_path()) {
-                if c.call("admin.status", json!({})).is_ok() {
-                    return;
-                }
+            if let Ok(mut c) = Client::connect(&self.admin_path())
+                && c.call("admin.status", json!({})).is_ok()
+            {
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("arid exited with {status}: {}", self.log());

@@ -1,0 +1,163 @@
+//! The command lines: help texts with examples, configuration checking, friendly errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn every_arictl_help_shows_an_example() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["agent", "provision"],
+        &["agent", "list"],
+        &["agent", "show"],
+        &["agent", "freeze"],
+        &["agent", "unfreeze"],
+        &["agent", "retire"],
+        &["agent", "csr"],
+        &["agent", "cert-import"],
+        &["status"],
+        &["identity"],
+        &["attest"],
+        &["verify", "attest"],
+        &["bench", "attest"],
+    ];
+    for cmd in commands {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (ok, stdout, stderr) = run(common::ARICTL, &args);
+        assert!(ok, "arictl {args:?}: {stderr}");
+        assert!(
+            stdout.contains("Example"),
+            "arictl {args:?} shows no example:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("arictl "),
+            "arictl {args:?}: the example is a command line:\n{stdout}"
+        );
+    }
+    let (ok, stdout, _) = run(common::ARID, &["--help"]);
+    assert!(ok && stdout.contains("Example"), "{stdout}");
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_unknown_keys() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/arid.example.toml");
+    let (ok, stdout, stderr) = run(common::ARID, &["--check-config", example]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
+
+    let dir = common::tempdir();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("read_timeout_ms", "read_timeout");
+    std::fs::write(&bad, text).unwrap();
+    let (ok, _, stderr) = run(common::ARID, &["--check-config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("read_timeout") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn arictl_without_a_daemon_says_what_to_do() {
+    let (ok, _, stderr) = run(
+        common::ARICTL,
+        &["--admin-socket", "/nonexistent/admin.sock", "agent", "list"],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("is arid running?") && stderr.contains("ARI_ADMIN_SOCKET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn arictl_drives_the_operator_and_agent_flow() {
+    let d = common::Daemon::start();
+    let admin = d.admin_path();
+    let agent = d.agent_path();
+    let arictl = |args: &[&str]| {
+        let out = Command::new(common::ARICTL)
+            .env("ARI_ADMIN_SOCKET", &admin)
+            .env("ARI_AGENT_SOCKET", &agent)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let uid = common::uid().to_string();
+    let (code, _, err) = arictl(&[
+        "agent",
+        "provision",
+        "--agent",
+        "cli-bot",
+        "--user",
+        "alice",
+        "--uid",
+        &uid,
+        "--exe",
+        common::ARICTL,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = arictl(&["agent", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("cli-bot") && out.contains("active"), "{out}");
+    let (code, identity, err) = arictl(&["identity"]);
+    assert_eq!(code, Some(0), "{err}");
+    let identity: serde_json::Value = serde_json::from_str(&identity).unwrap();
+    let work = common::tempdir();
+    let jwk = work.path().join("agent.jwk");
+    std::fs::write(&jwk, identity["key"]["jwk"].to_string()).unwrap();
+    let (code, att, err) = arictl(&["attest", "--nonce", "cli-nonce-123"]);
+    assert_eq!(code, Some(0), "{err}");
+    let att_file = work.path().join("att.json");
+    std::fs::write(&att_file, att).unwrap();
+    let (code, _, err) = arictl(&[
+        "verify",
+        "attest",
+        "--jwk",
+        jwk.to_str().unwrap(),
+        "--nonce",
+        "cli-nonce-123",
+        att_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("attestation OK"), "{err}");
+    let (code, _, err) = arictl(&[
+        "verify",
+        "attest",
+        "--jwk",
+        jwk.to_str().unwrap(),
+        "--nonce",
+        "another-nonce",
+        att_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "a wrong nonce fails verification: {err}");
+    let (code, _, _) = arictl(&["agent", "freeze", "cli-bot"]);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = arictl(&["attest", "--nonce", "cli-nonce-456"]);
+    assert_eq!(code, Some(2), "refused by the daemon");
+    assert!(err.contains("agent_frozen"), "{err}");
+}
