@@ -37,8 +37,12 @@ enum Command {
     #[command(after_help = "Example:\n  arictl status")]
     Status,
     /// Show the calling agent's identity (agent side, agent socket).
-    #[command(after_help = "Example:\n  arictl identity")]
-    Identity,
+    #[command(after_help = "Examples:\n  arictl identity\n  arictl identity --jwk > agent.jwk")]
+    Identity {
+        /// Print only the public JWK of the agent's key (for verifiers).
+        #[arg(long)]
+        jwk: bool,
+    },
     /// Get a runtime attestation for a verifier's nonce (agent side, agent socket).
     #[command(after_help = "Example:\n  arictl attest --nonce 3f1c9a0e5b7d2468 > attestation.jws")]
     Attest {
@@ -121,7 +125,7 @@ enum AgentCmd {
 enum VerifyCmd {
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
     #[command(
-        after_help = "Example:\n  arictl identity | jq .key.jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws"
+        after_help = "Example:\n  arictl identity --jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws"
     )]
     Attest {
         /// File with the agent's public JWK.
@@ -192,6 +196,19 @@ fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
     v.pointer(pointer).unwrap_or(&Value::Null)
 }
 
+/// One line for a status change: `agent ID: STATUS`.
+fn status_line(v: &Value) -> Result<()> {
+    let id = field(v, "/agent").as_str().unwrap_or("?");
+    let status = field(v, "/status").as_str().unwrap_or("?");
+    let extra = if field(v, "/key_destroyed") == &Value::Bool(true) {
+        " (key destroyed)"
+    } else {
+        ""
+    };
+    println!("agent {id}: {status}{extra}");
+    Ok(())
+}
+
 fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -254,17 +271,17 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
         AgentCmd::Show { agent } => {
             print_json(&call(admin, "admin.agent_show", json!({ "agent": agent }))?)
         }
-        AgentCmd::Freeze { agent } => print_json(&call(
+        AgentCmd::Freeze { agent } => status_line(&call(
             admin,
             "admin.agent_freeze",
             json!({ "agent": agent }),
         )?),
-        AgentCmd::Unfreeze { agent } => print_json(&call(
+        AgentCmd::Unfreeze { agent } => status_line(&call(
             admin,
             "admin.agent_unfreeze",
             json!({ "agent": agent }),
         )?),
-        AgentCmd::Retire { agent } => print_json(&call(
+        AgentCmd::Retire { agent } => status_line(&call(
             admin,
             "admin.agent_retire",
             json!({ "agent": agent }),
@@ -473,7 +490,10 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Agent(cmd) => agent_cmd(cli, cmd),
         Command::Status => print_json(&call(&cli.admin_socket, "admin.status", json!({}))?),
-        Command::Identity => print_json(&call(&cli.agent_socket, "agent.identity", json!({}))?),
+        Command::Identity { jwk } => {
+            let v = call(&cli.agent_socket, "agent.identity", json!({}))?;
+            print_json(if *jwk { field(&v, "/key/jwk") } else { &v })
+        }
         Command::Attest { nonce } => print_json(&call(
             &cli.agent_socket,
             "agent.attest",

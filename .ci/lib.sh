@@ -1,0 +1,39 @@
+# Shared by .ci/demo and .ci/test: friendly step output and installing what is missing.
+# Sourced, not executed.
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the project needs at run and test time:
+#   softhsm2   the PKCS#11 token used by dev mode and the tests
+#   openssl    independent checks of CSRs and certificates in the tests and the demo
+#   util-linux setpriv, to run a client as another user in the tests
+#   gcc, libc6-dev  to build the bundled SQLite
+ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev"
+
+ensure_packages() {
+  local missing=() pkg
+  for pkg in $ARI_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    note "system packages present: $ARI_PACKAGES"
+    return
+  fi
+  say "Installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "not root and no sudo; install as root: apt-get install -y ${missing[*]}"
+    sudo=(sudo)
+    [ "${CI:-}" = "true" ] && sudo=(sudo -n)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q || die "apt-get update failed"
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "Rust is not installed: see https://rustup.rs (then open a new shell)"
+  note "$(cargo --version)"
+}
