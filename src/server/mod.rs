@@ -18,13 +18,26 @@ use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-/// What the server knows about a connection before any call.
-#[derive(Debug, Clone)]
+/// What the server knows about a connection.
+#[derive(Debug)]
 pub struct ConnInfo {
     /// Which socket it came in on.
     pub role: Role,
     /// Kernel credentials at connect time.
     pub cred: PeerCred,
+    /// The peer's last full measurement, revalidated on every call (see [`peer::PeerMeter`]).
+    pub measured: peer::MeasurementCache,
+}
+
+impl ConnInfo {
+    /// A connection from `cred` on the `role` socket, not yet measured.
+    pub fn new(role: Role, cred: PeerCred) -> Self {
+        Self {
+            role,
+            cred,
+            measured: peer::MeasurementCache::default(),
+        }
+    }
 }
 
 /// A shutdown signal that every task can wait on.
@@ -102,7 +115,7 @@ pub async fn run(
                 continue;
             }
         };
-        let info = ConnInfo { role, cred };
+        let info = ConnInfo::new(role, cred);
         tasks.spawn(connection::serve(
             stream,
             info,

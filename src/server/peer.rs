@@ -5,7 +5,12 @@
 //! is read before and after measuring; if it changed, the pid now belongs to another process and
 //! the measurement is thrown away. Executable digests are cached by (device, inode, size, mtime)
 //! of the open executable, so a process is hashed once per binary version, not once per call.
-//! Nothing here trusts anything the client sends.
+//!
+//! A connection keeps its peer's last full measurement. Every call revalidates it with one
+//! `stat` of `/proc/PID/exe`: if the process has exec'd another file (or the pid now names a
+//! process running another file) the identity of the executable differs and the peer is
+//! measured again from scratch, start-time check included. Nothing here trusts anything the
+//! client sends.
 
 use crate::identity::CallerFacts;
 use sha2::{Digest, Sha256};
@@ -43,6 +48,20 @@ const CACHE_ENTRIES: usize = 1024;
 
 type ExeKey = (u64, u64, u64, i64, i64);
 
+/// A connection's last full measurement of its peer, with the executable identity it was made for.
+#[derive(Debug, Default)]
+pub struct MeasurementCache(Mutex<Option<(ExeKey, CallerFacts)>>);
+
+fn exe_key(meta: &std::fs::Metadata) -> ExeKey {
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
+}
+
 /// Measures peers; holds the executable digest cache.
 #[derive(Debug, Default)]
 pub struct PeerMeter {
@@ -75,6 +94,29 @@ impl PeerMeter {
             exe_sha256,
             cgroup,
         })
+    }
+
+    /// The facts of the peer behind `cred`, reusing the connection's last measurement while the
+    /// process still runs the same executable file.
+    pub fn measure_cached(
+        &self,
+        cred: PeerCred,
+        cache: &MeasurementCache,
+    ) -> Result<CallerFacts, PeerError> {
+        let current = std::fs::metadata(format!("/proc/{}/exe", cred.pid))
+            .ok()
+            .map(|m| exe_key(&m));
+        if let (Some(key), Ok(guard)) = (current, cache.0.lock())
+            && let Some((cached_key, facts)) = guard.as_ref()
+            && *cached_key == key
+        {
+            return Ok(facts.clone());
+        }
+        let facts = self.measure(cred)?;
+        if let (Some(key), Ok(mut guard)) = (current, cache.0.lock()) {
+            *guard = Some((key, facts.clone()));
+        }
+        Ok(facts)
     }
 
     /// SHA-256 of the process's executable, or `None` if it cannot be opened (e.g. another

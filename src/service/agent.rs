@@ -23,7 +23,7 @@ impl Service {
     fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
         let facts = self
             .meter
-            .measure(info.cred)
+            .measure_cached(info.cred, &info.measured)
             .map_err(|e| Error::Unmeasurable(e.to_string()))?;
         let agent = self.registry.match_caller(&facts)?;
         Ok((facts, agent))
