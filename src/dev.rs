@@ -148,6 +148,10 @@ kind = "pkcs11"
 module = "{module}"
 token_label = "{label}"
 pin_file = "{pin}"
+# Token sessions (signing threads); 0 = one per CPU.
+sessions = 0
+# Signing calls that may wait for a session before callers get "busy".
+queue_depth = 256
 
 [agent_socket]
 path = "{agent}"

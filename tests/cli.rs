@@ -161,3 +161,76 @@ fn arictl_drives_the_operator_and_agent_flow() {
     assert_eq!(code, Some(2), "refused by the daemon");
     assert!(err.contains("agent_frozen"), "{err}");
 }
+
+#[test]
+fn dev_mode_without_softhsm_says_how_to_install_it() {
+    let dir = common::tempdir();
+    let out = Command::new(common::ARID)
+        .args(["dev", "--state-dir"])
+        .arg(dir.path())
+        .env("ARI_PKCS11_MODULE", "/nonexistent/libsofthsm2.so")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install -y softhsm2"), "{err}");
+}
+
+#[test]
+fn pin_from_a_systemd_credential() {
+    // A dev directory provides the token; the daemon then runs from a production-style config
+    // whose PIN comes from $CREDENTIALS_DIRECTORY, as systemd's LoadCredential= provides it.
+    let d = common::Daemon::prepared();
+    let creds = d.dir.join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::copy(d.dir.join("secrets/token.pin"), creds.join("token-pin")).unwrap();
+    let config = std::fs::read_to_string(d.dir.join("arid.toml")).unwrap();
+    let config = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("pin_file") {
+                "pin_credential = \"token-pin\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = d.dir.join("prod.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(common::ARID)
+        .arg("--config")
+        .arg(&path)
+        .env("SOFTHSM2_CONF", d.dir.join("softhsm2.conf"))
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin = d.admin_path();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(mut c) = ari::client::Client::connect(&admin)
+            && c.call("admin.status", serde_json::json!({})).is_ok()
+        {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    common::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert!(up, "the daemon served with the PIN from the credential");
+    assert!(status.success());
+
+    // Without the credentials directory it refuses to start and says why.
+    let out = Command::new(common::ARID)
+        .arg("--config")
+        .arg(&path)
+        .env("SOFTHSM2_CONF", d.dir.join("softhsm2.conf"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
+}

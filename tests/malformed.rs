@@ -567,3 +567,47 @@ fn shutdown_answers_calls_in_flight() {
         "sockets are removed on a clean stop"
     );
 }
+
+#[test]
+fn a_full_signing_queue_answers_busy() {
+    let mut d = Daemon::prepared();
+    d.set_config("sessions", "1");
+    d.set_config("queue_depth", "1");
+    d.spawn();
+    d.provision_self("bot");
+    // Many calls at once on several connections: one signs, one waits, the rest are told to retry.
+    let mut conns: Vec<Raw> = (0..4).map(|_| Raw::connect(&d.agent_path())).collect();
+    let mut burst = String::new();
+    for i in 0..16 {
+        burst.push_str(&format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"agent.attest\",\"params\":{{\"nonce\":\"busy-nonce-{i}\"}}}}\n"
+        ));
+    }
+    for c in &mut conns {
+        c.send(burst.as_bytes());
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for c in &mut conns {
+        for _ in 0..16 {
+            let v = c.recv().expect("every call is answered");
+            match v.get("error") {
+                None => ok += 1,
+                Some(e) => {
+                    assert_eq!(e["code"], -32010, "{v}");
+                    assert_eq!(e["data"]["reason"], "busy");
+                    assert_eq!(e["data"]["retryable"], true);
+                    busy += 1;
+                }
+            }
+        }
+    }
+    assert!(ok >= 1, "some calls were served");
+    assert!(
+        busy >= 1,
+        "with one session and a queue of one, 64 simultaneous calls cannot all wait"
+    );
+    // And once the burst is over, calls are served again.
+    d.agent()
+        .call("agent.attest", json!({"nonce": "after-the-burst"}))
+        .unwrap();
+}
