@@ -61,6 +61,7 @@ fn random_hex(bytes: usize) -> Result<String, Error> {
 
 impl Service {
     pub(super) async fn provision(&self, p: ProvisionParams) -> Result<Value, Error> {
+        let _writing = self.agent_writes.lock().await;
         identity::validate_agent_id(&p.agent).map_err(|m| Error::InvalidParams(m.into()))?;
         identity::validate_user(&p.user).map_err(|m| Error::InvalidParams(m.into()))?;
         let selectors = Selectors {
@@ -140,6 +141,7 @@ impl Service {
     }
 
     pub(super) async fn freeze(&self, p: AgentParam) -> Result<Value, Error> {
+        let _writing = self.agent_writes.lock().await;
         let a = self
             .set_status(&p.agent, &[AgentStatus::Active], AgentStatus::Frozen)
             .await?;
@@ -147,6 +149,7 @@ impl Service {
     }
 
     pub(super) async fn unfreeze(&self, p: AgentParam) -> Result<Value, Error> {
+        let _writing = self.agent_writes.lock().await;
         let a = self
             .set_status(&p.agent, &[AgentStatus::Frozen], AgentStatus::Active)
             .await?;
@@ -154,6 +157,7 @@ impl Service {
     }
 
     pub(super) async fn retire(&self, p: AgentParam) -> Result<Value, Error> {
+        let _writing = self.agent_writes.lock().await;
         // Mark retired first (durable), then destroy: a crash in between leaves a retired agent
         // whose key is destroyed on the next retire call, never an active agent without a key.
         let current = self.agent(&p.agent)?;
@@ -188,6 +192,7 @@ impl Service {
     }
 
     pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<Value, Error> {
+        let _writing = self.agent_writes.lock().await;
         let mut agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
             return Err(Error::InvalidState(format!(

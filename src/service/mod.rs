@@ -53,6 +53,8 @@ pub struct Service {
     facts: DaemonFacts,
     admin: AdminPolicy,
     daemon_keys: Vec<(&'static str, KeyInfo)>,
+    /// Serializes agent changes, so a read-modify-write of one agent never loses another's.
+    agent_writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Service {
@@ -109,6 +111,7 @@ impl Service {
             facts,
             admin,
             daemon_keys,
+            agent_writes: tokio::sync::Mutex::new(()),
         })
     }
 
