@@ -61,38 +61,11 @@ pub fn drive_attest(
         )?;
         conns.push(c);
     }
-    let start = Instant::now();
-    let deadline = start + deadline_in;
-    let results: Vec<Result<Vec<f64>, ClientError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = conns
-            .into_iter()
-            .enumerate()
-            .map(|(n, mut c)| {
-                s.spawn(move || {
-                    let mut lat = Vec::new();
-                    let mut i = 0u64;
-                    while Instant::now() < deadline {
-                        let nonce = format!("bench-{n:04}-{i:012}");
-                        let t = Instant::now();
-                        c.call("agent.attest", serde_json::json!({ "nonce": nonce }))?;
-                        lat.push(t.elapsed().as_secs_f64() * 1e6);
-                        i += 1;
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
-            .collect()
-    });
-    let elapsed = start.elapsed();
-    let mut all = Vec::new();
-    for r in results {
-        all.extend(r?);
-    }
-    Ok(Figures::from_latencies(all, elapsed))
+    timed_loop(conns, deadline_in, |c, n, i| {
+        let nonce = format!("bench-{n:04}-{i:012}");
+        c.call("agent.attest", serde_json::json!({ "nonce": nonce }))
+            .map(drop)
+    })
 }
 
 /// Signs digests directly through the module with the key labelled `key_label`, one thread per
@@ -129,22 +102,40 @@ pub fn raw_sign(
         .first()
         .copied()
         .ok_or_else(|| format!("no private key labelled {key_label:?}"))?;
+    timed_loop(
+        sessions,
+        Duration::from_secs_f64(seconds),
+        |session, n, i| {
+            let digest = Sha256::digest(format!("raw-{n}-{i}").as_bytes());
+            session
+                .sign(&Mechanism::Ecdsa, key, &digest)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// Runs `op` back to back on one thread per worker for `duration` and times every call.
+/// `op` gets the worker, its index and the call's sequence number.
+fn timed_loop<W: Send, E: Send>(
+    workers: Vec<W>,
+    duration: Duration,
+    op: impl Fn(&mut W, usize, u64) -> Result<(), E> + Sync,
+) -> Result<Figures, E> {
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let results: Vec<Result<Vec<f64>, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = sessions
+    let deadline = start + duration;
+    let op = &op;
+    let results: Vec<Option<Result<Vec<f64>, E>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = workers
             .into_iter()
             .enumerate()
-            .map(|(n, session)| {
+            .map(|(n, mut w)| {
                 s.spawn(move || {
                     let mut lat = Vec::new();
                     let mut i = 0u64;
                     while Instant::now() < deadline {
-                        let digest = Sha256::digest(format!("raw-{n}-{i}").as_bytes());
                         let t = Instant::now();
-                        session
-                            .sign(&Mechanism::Ecdsa, key, &digest)
-                            .map_err(|e| e.to_string())?;
+                        op(&mut w, n, i)?;
                         lat.push(t.elapsed().as_secs_f64() * 1e6);
                         i += 1;
                     }
@@ -152,14 +143,11 @@ pub fn raw_sign(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
-            .collect()
+        handles.into_iter().map(|h| h.join().ok()).collect()
     });
     let elapsed = start.elapsed();
     let mut all = Vec::new();
-    for r in results {
+    for r in results.into_iter().flatten() {
         all.extend(r?);
     }
     Ok(Figures::from_latencies(all, elapsed))
