@@ -22,7 +22,7 @@
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
 //! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
 //! | [`client`] | a blocking client for the sockets |
-//! | [`bench`] | the `arictl bench` measurements |
+//! | [`bench`](mod@bench) | the `arictl bench` measurements |
 //!
 //! ## Invariants that hold across modules
 //!
