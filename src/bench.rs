@@ -63,8 +63,7 @@ pub fn drive_attest(
     }
     timed_loop(conns, deadline_in, |c, n, i| {
         let nonce = format!("bench-{n:04}-{i:012}");
-        c.call("agent.attest", serde_json::json!({ "nonce": nonce }))
-            .map(drop)
+        c.call_unparsed("agent.attest", serde_json::json!({ "nonce": nonce }))
     })
 }
 

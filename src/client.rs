@@ -79,12 +79,38 @@ impl Client {
 
     /// Calls `method` with `params` and returns its result.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.send(method, params)?;
+        self.decode(id)
+    }
+
+    /// Calls `method` and only checks that it succeeded, skipping over the result without
+    /// building it: for load generators, whose own cost shares the machine with the daemon.
+    pub fn call_unparsed(&mut self, method: &str, params: Value) -> Result<(), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            id: Option<u64>,
+            result: Option<serde::de::IgnoredAny>,
+            error: Option<serde::de::IgnoredAny>,
+        }
+        let id = self.send(method, params)?;
+        match serde_json::from_str::<Reply>(&self.line) {
+            Ok(Reply {
+                id: Some(got),
+                result: Some(_),
+                error: None,
+            }) if got == id => Ok(()),
+            // Anything else is decoded fully, for a precise error.
+            _ => self.decode(id).map(drop),
+        }
+    }
+
+    /// Writes one call and reads one response line into `self.line`; returns the call's id.
+    fn send(&mut self, method: &str, params: Value) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut request = serde_json::to_vec(
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
-        )
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut request =
+            serde_json::to_vec(&call).map_err(|e| ClientError::Protocol(e.to_string()))?;
         request.push(b'\n');
         self.writer.write_all(&request)?;
         self.line.clear();
@@ -93,6 +119,11 @@ impl Client {
                 "the daemon closed the connection".into(),
             ));
         }
+        Ok(id)
+    }
+
+    /// Decodes the response line in `self.line` as the answer to call `id`.
+    fn decode(&self, id: u64) -> Result<Value, ClientError> {
         let mut response: Value =
             serde_json::from_str(&self.line).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if response.get("id") != Some(&json!(id)) {
@@ -102,18 +133,16 @@ impl Client {
             )));
         }
         if let Some(err) = response.get("error") {
-            return Err(ClientError::Remote(RemoteError {
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                reason: err
-                    .pointer("/data/reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .into(),
-                message: err
-                    .get("message")
+            let text = |ptr: &str| {
+                err.pointer(ptr)
                     .and_then(Value::as_str)
                     .unwrap_or_default()
-                    .into(),
+                    .to_string()
+            };
+            return Err(ClientError::Remote(RemoteError {
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                reason: text("/data/reason"),
+                message: text("/message"),
                 retryable: err
                     .pointer("/data/retryable")
                     .and_then(Value::as_bool)
