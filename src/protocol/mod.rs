@@ -275,6 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_document_covers_every_method_and_code() {
+        let doc = include_str!("../../docs/protocol.md");
+        for m in Method::ALL {
+            assert!(
+                doc.contains(&format!("`{}`", m.name())),
+                "docs/protocol.md lacks {}",
+                m.name()
+            );
+        }
+        for c in ErrorCode::ALL {
+            let row = format!(
+                "| {} | `{}` | {} |",
+                c.code(),
+                c.reason(),
+                if c.retryable() { "yes" } else { "no" }
+            );
+            assert!(
+                doc.contains(&row),
+                "docs/protocol.md lacks the row for {c:?}: {row}"
+            );
+        }
+    }
+
+    #[test]
     fn every_code_has_a_distinct_number_and_reason() {
         let codes: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
         let reasons: std::collections::HashSet<_> =
