@@ -231,39 +231,46 @@ fn another_uid_is_refused() {
         )
         .unwrap();
     // ...and the very same binary run as nobody (65534) through setpriv.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            common::ARICTL,
-            "--agent-socket",
-        ])
-        .arg(d.agent_path())
-        .arg("identity")
-        .output()
-        .expect("setpriv (util-linux) is installed");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                common::ARICTL,
+            ])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) is installed");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stderr) = as_nobody(&[
+        "--agent-socket".as_ref(),
+        d.agent_path().as_os_str(),
+        "identity".as_ref(),
+    ]);
     assert_eq!(
-        out.status.code(),
+        code,
         Some(2),
         "refused by the daemon, not by the filesystem: {stderr}"
     );
     assert!(stderr.contains("unknown_caller"), "{stderr}");
-    // And nobody is no operator either.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            common::ARICTL,
-            "--admin-socket",
-        ])
-        .arg(d.admin_path())
-        .arg("status")
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    // Nobody is no operator either, even when the admin socket's file mode lets it connect.
+    std::fs::set_permissions(
+        d.admin_path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let (code, stderr) = as_nobody(&[
+        "--admin-socket".as_ref(),
+        d.admin_path().as_os_str(),
+        "status".as_ref(),
+    ]);
+    assert_eq!(code, Some(2), "refused by the daemon: {stderr}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
 }
 
 #[test]

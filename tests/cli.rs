@@ -134,26 +134,21 @@ fn arictl_drives_the_operator_and_agent_flow() {
     assert_eq!(code, Some(0), "{err}");
     let att_file = work.path().join("att.json");
     std::fs::write(&att_file, att).unwrap();
-    let (code, _, err) = arictl(&[
-        "verify",
-        "attest",
-        "--jwk",
-        jwk.to_str().unwrap(),
-        "--nonce",
-        "cli-nonce-123",
-        att_file.to_str().unwrap(),
-    ]);
+    let verify = |nonce: &str| {
+        arictl(&[
+            "verify",
+            "attest",
+            "--jwk",
+            jwk.to_str().unwrap(),
+            "--nonce",
+            nonce,
+            att_file.to_str().unwrap(),
+        ])
+    };
+    let (code, _, err) = verify("cli-nonce-123");
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("attestation OK"), "{err}");
-    let (code, _, err) = arictl(&[
-        "verify",
-        "attest",
-        "--jwk",
-        jwk.to_str().unwrap(),
-        "--nonce",
-        "another-nonce",
-        att_file.to_str().unwrap(),
-    ]);
+    let (code, _, err) = verify("another-nonce");
     assert_eq!(code, Some(1), "a wrong nonce fails verification: {err}");
     let (code, _, _) = arictl(&["agent", "freeze", "cli-bot"]);
     assert_eq!(code, Some(0));
