@@ -15,6 +15,7 @@
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
 //! | [`store`] | SQLite state with versioned migrations |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
+//! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
 //! | [`attest`] | runtime claims and attestation tokens, and their verification |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
 //! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
@@ -45,3 +46,4 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod voucher;

@@ -1,0 +1,428 @@
+//! The constraints a voucher carries, and what "narrower" means for each.
+//!
+//! Constraint types reuse AP2's vocabulary where it fits (`payment.*`) and put A2P2's own under
+//! the reverse-DNS namespace [`A2P2_NS`]. A type this build does not know is kept verbatim as
+//! [`Constraint::Unknown`] so it can be reported, and every check treats it as a failure: an
+//! unknown limit is never silently ignored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The namespace of A2P2's own constraint types.
+pub const A2P2_NS: &str = "org.a2p2";
+
+/// An ISO 4217 currency code: three ASCII capital letters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(String);
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(code: String) -> Result<Self, String> {
+        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Self(code))
+        } else {
+            Err(format!(
+                "{code:?} is not an ISO 4217 code (three capital letters)"
+            ))
+        }
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.0
+    }
+}
+
+impl Currency {
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How much the agent may do without a human (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AutonomyLevel {
+    /// Never signs a payment.
+    L0,
+    /// Never signs a payment.
+    L1,
+    /// Every payment waits for a human.
+    L2,
+    /// Signs inside the hard constraints.
+    L3,
+    /// As L3, plus conditions and post-hoc reports.
+    L4,
+    /// Signs anything inside the outer bounds.
+    L5,
+}
+
+/// One constraint. Amounts are integers in minor units of the currency; times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint {
+    /// Each payment's amount lies in `[min, max]` of `currency`.
+    AmountRange {
+        currency: Currency,
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    /// All payments together stay within `max` of `currency`.
+    Budget { currency: Currency, max: u64 },
+    /// Payments go only to these payees.
+    AllowedPayees { payees: Vec<String> },
+    /// Payments happen only inside this window.
+    ExecutionDate {
+        not_before: Option<i64>,
+        not_after: Option<i64>,
+    },
+    /// At most this many payments.
+    AgentRecurrence { max_occurrences: u32 },
+    /// The autonomy level.
+    AutonomyLevel { level: AutonomyLevel },
+    /// Payments only in these categories.
+    Categories { categories: Vec<String> },
+    /// The funds carrier (account, card, wallet) the voucher draws on.
+    FundsCarrier { id: String },
+    /// Every authorization must be reported within this many seconds.
+    ReportWithin { seconds: u64 },
+    /// A type this build does not know; always fails.
+    Unknown { kind: String, body: Value },
+}
+
+/// The wire form: `{"type": ..., ...members}`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+enum Wire {
+    #[serde(rename = "payment.amount_range")]
+    AmountRange {
+        currency: Currency,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u64>,
+    },
+    #[serde(rename = "payment.budget")]
+    Budget { currency: Currency, max: u64 },
+    #[serde(rename = "payment.allowed_payees")]
+    AllowedPayees { payees: Vec<String> },
+    #[serde(rename = "payment.execution_date")]
+    ExecutionDate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_after: Option<i64>,
+    },
+    #[serde(rename = "payment.agent_recurrence")]
+    AgentRecurrence { max_occurrences: u32 },
+    #[serde(rename = "org.a2p2.autonomy_level")]
+    AutonomyLevel { level: AutonomyLevel },
+    #[serde(rename = "org.a2p2.categories")]
+    Categories { categories: Vec<String> },
+    #[serde(rename = "org.a2p2.funds_carrier")]
+    FundsCarrier { id: String },
+    #[serde(rename = "org.a2p2.report_within")]
+    ReportWithin { seconds: u64 },
+}
+
+impl Serialize for Constraint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let wire = match self.clone() {
+            Self::AmountRange { currency, min, max } => Wire::AmountRange { currency, min, max },
+            Self::Budget { currency, max } => Wire::Budget { currency, max },
+            Self::AllowedPayees { payees } => Wire::AllowedPayees { payees },
+            Self::ExecutionDate {
+                not_before,
+                not_after,
+            } => Wire::ExecutionDate {
+                not_before,
+                not_after,
+            },
+            Self::AgentRecurrence { max_occurrences } => Wire::AgentRecurrence { max_occurrences },
+            Self::AutonomyLevel { level } => Wire::AutonomyLevel { level },
+            Self::Categories { categories } => Wire::Categories { categories },
+            Self::FundsCarrier { id } => Wire::FundsCarrier { id },
+            Self::ReportWithin { seconds } => Wire::ReportWithin { seconds },
+            Self::Unknown { body, .. } => return body.serialize(s),
+        };
+        wire.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Constraint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let body = Value::deserialize(d)?;
+        let kind = body
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| serde::de::Error::custom("a constraint needs a string \"type\""))?
+            .to_string();
+        let wire = match serde_json::from_value::<Wire>(body.clone()) {
+            Ok(w) => w,
+            // A known type with a bad body is an error; an unknown type is kept and fails later.
+            Err(e) if is_known(&kind) => {
+                return Err(serde::de::Error::custom(format!("{kind}: {e}")));
+            }
+            Err(_) => return Ok(Self::Unknown { kind, body }),
+        };
+        Ok(match wire {
+            Wire::AmountRange { currency, min, max } => Self::AmountRange { currency, min, max },
+            Wire::Budget { currency, max } => Self::Budget { currency, max },
+            Wire::AllowedPayees { payees } => Self::AllowedPayees { payees },
+            Wire::ExecutionDate {
+                not_before,
+                not_after,
+            } => Self::ExecutionDate {
+                not_before,
+                not_after,
+            },
+            Wire::AgentRecurrence { max_occurrences } => Self::AgentRecurrence { max_occurrences },
+            Wire::AutonomyLevel { level } => Self::AutonomyLevel { level },
+            Wire::Categories { categories } => Self::Categories { categories },
+            Wire::FundsCarrier { id } => Self::FundsCarrier { id },
+            Wire::ReportWithin { seconds } => Self::ReportWithin { seconds },
+        })
+    }
+}
+
+/// Every type this build understands.
+pub const KNOWN_TYPES: &[&str] = &[
+    "payment.amount_range",
+    "payment.budget",
+    "payment.allowed_payees",
+    "payment.execution_date",
+    "payment.agent_recurrence",
+    "org.a2p2.autonomy_level",
+    "org.a2p2.categories",
+    "org.a2p2.funds_carrier",
+    "org.a2p2.report_within",
+];
+
+fn is_known(kind: &str) -> bool {
+    KNOWN_TYPES.contains(&kind)
+}
+
+impl Constraint {
+    /// The wire `type`.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::AmountRange { .. } => "payment.amount_range",
+            Self::Budget { .. } => "payment.budget",
+            Self::AllowedPayees { .. } => "payment.allowed_payees",
+            Self::ExecutionDate { .. } => "payment.execution_date",
+            Self::AgentRecurrence { .. } => "payment.agent_recurrence",
+            Self::AutonomyLevel { .. } => "org.a2p2.autonomy_level",
+            Self::Categories { .. } => "org.a2p2.categories",
+            Self::FundsCarrier { .. } => "org.a2p2.funds_carrier",
+            Self::ReportWithin { .. } => "org.a2p2.report_within",
+            Self::Unknown { kind, .. } => kind,
+        }
+    }
+
+    /// Checks the values themselves (ranges ordered, lists non-empty).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::AmountRange {
+                min: Some(lo),
+                max: Some(hi),
+                ..
+            } if lo > hi => Err(format!("payment.amount_range: min {lo} is above max {hi}")),
+            Self::ExecutionDate {
+                not_before: Some(a),
+                not_after: Some(b),
+            } if a > b => Err("payment.execution_date: not_before is after not_after".into()),
+            Self::AllowedPayees { payees }
+                if payees.is_empty() || payees.iter().any(String::is_empty) =>
+            {
+                Err("payment.allowed_payees: at least one non-empty payee".into())
+            }
+            Self::Categories { categories }
+                if categories.is_empty() || categories.iter().any(String::is_empty) =>
+            {
+                Err("org.a2p2.categories: at least one non-empty category".into())
+            }
+            Self::FundsCarrier { id } if id.is_empty() => {
+                Err("org.a2p2.funds_carrier: empty id".into())
+            }
+            Self::Unknown { kind, .. } => Err(format!("unknown constraint type {kind:?}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `self` (a child's constraint of the same type) is equal to or stricter than
+    /// `parent`.
+    pub fn narrows(&self, parent: &Constraint) -> bool {
+        use Constraint as C;
+        let within_min = |child: Option<u64>, parent: Option<u64>| match (child, parent) {
+            (_, None) => true,
+            (Some(c), Some(p)) => c >= p,
+            (None, Some(_)) => false,
+        };
+        let within_max = |child: Option<u64>, parent: Option<u64>| match (child, parent) {
+            (_, None) => true,
+            (Some(c), Some(p)) => c <= p,
+            (None, Some(_)) => false,
+        };
+        let subset = |child: &[String], parent: &[String]| child.iter().all(|c| parent.contains(c));
+        match (self, parent) {
+            (
+                C::AmountRange {
+                    currency: c,
+                    min: cmin,
+                    max: cmax,
+                },
+                C::AmountRange {
+                    currency: p,
+                    min: pmin,
+                    max: pmax,
+                },
+            ) => c == p && within_min(*cmin, *pmin) && within_max(*cmax, *pmax),
+            (
+                C::Budget {
+                    currency: c,
+                    max: cmax,
+                },
+                C::Budget {
+                    currency: p,
+                    max: pmax,
+                },
+            ) => c == p && cmax <= pmax,
+            (C::AllowedPayees { payees: c }, C::AllowedPayees { payees: p }) => subset(c, p),
+            (
+                C::ExecutionDate {
+                    not_before: cnb,
+                    not_after: cna,
+                },
+                C::ExecutionDate {
+                    not_before: pnb,
+                    not_after: pna,
+                },
+            ) => {
+                let after = match (cnb, pnb) {
+                    (_, None) => true,
+                    (Some(c), Some(p)) => c >= p,
+                    (None, Some(_)) => false,
+                };
+                let before = match (cna, pna) {
+                    (_, None) => true,
+                    (Some(c), Some(p)) => c <= p,
+                    (None, Some(_)) => false,
+                };
+                after && before
+            }
+            (
+                C::AgentRecurrence { max_occurrences: c },
+                C::AgentRecurrence { max_occurrences: p },
+            ) => c <= p,
+            (C::AutonomyLevel { level: c }, C::AutonomyLevel { level: p }) => c <= p,
+            (C::Categories { categories: c }, C::Categories { categories: p }) => subset(c, p),
+            (C::FundsCarrier { id: c }, C::FundsCarrier { id: p }) => c == p,
+            (C::ReportWithin { seconds: c }, C::ReportWithin { seconds: p }) => c <= p,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+
+    fn cny() -> Currency {
+        Currency::try_from("CNY".to_string()).unwrap()
+    }
+
+    #[test]
+    fn wire_roundtrip_and_unknown_types_are_kept() {
+        let c: Constraint = serde_json::from_value(
+            json!({"type": "payment.amount_range", "currency": "CNY", "max": 5000}),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Constraint::AmountRange {
+                currency: cny(),
+                min: None,
+                max: Some(5000)
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"type": "payment.amount_range", "currency": "CNY", "max": 5000})
+        );
+        let u: Constraint =
+            serde_json::from_value(json!({"type": "com.example.moon_phase", "phase": "full"}))
+                .unwrap();
+        assert_eq!(u.kind(), "com.example.moon_phase");
+        assert!(u.validate().is_err(), "an unknown constraint fails");
+        assert_eq!(serde_json::to_value(&u).unwrap()["phase"], "full");
+        // A known type with a bad body is refused outright.
+        assert!(
+            serde_json::from_value::<Constraint>(
+                json!({"type": "payment.budget", "currency": "cny", "max": 1})
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_value::<Constraint>(
+                json!({"type": "payment.budget", "currency": "CNY", "max": 1, "x": 2})
+            )
+            .is_err()
+        );
+        assert!(serde_json::from_value::<Constraint>(json!({"currency": "CNY"})).is_err());
+    }
+
+    #[test]
+    fn narrowing_per_type() {
+        let range = |min, max| Constraint::AmountRange {
+            currency: cny(),
+            min,
+            max,
+        };
+        assert!(range(Some(100), Some(500)).narrows(&range(None, Some(1000))));
+        assert!(
+            !range(None, None).narrows(&range(None, Some(1000))),
+            "dropping a max widens"
+        );
+        assert!(!range(Some(10), Some(500)).narrows(&range(Some(100), None)));
+        let payees = |p: &[&str]| Constraint::AllowedPayees {
+            payees: p.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(payees(&["a"]).narrows(&payees(&["a", "b"])));
+        assert!(!payees(&["a", "c"]).narrows(&payees(&["a", "b"])));
+        let level = |l| Constraint::AutonomyLevel { level: l };
+        assert!(level(AutonomyLevel::L2).narrows(&level(AutonomyLevel::L3)));
+        assert!(!level(AutonomyLevel::L5).narrows(&level(AutonomyLevel::L3)));
+        let budget = |m| Constraint::Budget {
+            currency: cny(),
+            max: m,
+        };
+        assert!(budget(10).narrows(&budget(10)));
+        assert!(!budget(11).narrows(&budget(10)));
+        assert!(
+            !budget(1).narrows(&level(AutonomyLevel::L3)),
+            "different types never narrow"
+        );
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(
+            Constraint::AmountRange {
+                currency: cny(),
+                min: Some(5),
+                max: Some(1)
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Constraint::AllowedPayees { payees: vec![] }
+                .validate()
+                .is_err()
+        );
+        assert!(Currency::try_from("US".to_string()).is_err());
+    }
+}
