@@ -44,6 +44,9 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No voucher has this id.
+    #[error("no voucher {0:?}")]
+    VoucherNotFound(String),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -102,6 +105,9 @@ impl Error {
                     C::StorageError,
                     "the state database failed; nothing was changed",
                 )
+            }
+            Self::VoucherNotFound(id) => {
+                RpcError::new(C::VoucherNotFound, format!("no voucher {id:?}"))
             }
             Self::ShuttingDown => RpcError::new(C::ShuttingDown, "the daemon is shutting down"),
             Self::Internal(m) => {

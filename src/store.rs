@@ -38,7 +38,45 @@ pub const MIGRATIONS: &[&str] = &[
         attributes  TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     ) STRICT;",
+    // 2: vouchers and what has been spent against them.
+    "CREATE TABLE voucher (
+        id          TEXT PRIMARY KEY,
+        digest      TEXT NOT NULL UNIQUE,
+        agent_id    TEXT NOT NULL REFERENCES agent (id),
+        compact     TEXT NOT NULL,
+        parent      TEXT REFERENCES voucher (digest),
+        status      TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        spent       INTEGER NOT NULL DEFAULT 0 CHECK (spent >= 0),
+        payments    INTEGER NOT NULL DEFAULT 0 CHECK (payments >= 0),
+        issued_at   INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    ) STRICT;
+    CREATE INDEX voucher_agent ON voucher (agent_id);",
 ];
+
+/// A voucher as the daemon keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVoucher {
+    /// The voucher's `jti`.
+    pub id: String,
+    /// Its digest.
+    pub digest: String,
+    /// The agent it is for.
+    pub agent: String,
+    /// The compact form.
+    pub compact: String,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// Minor units spent so far.
+    pub spent: u64,
+    /// Payments authorized so far.
+    pub payments: u64,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +280,85 @@ impl Store {
                 ],
             )?;
             Ok(())
+        })
+    }
+}
+
+impl Store {
+    /// Records a newly issued voucher.
+    pub fn insert_voucher(&self, v: &StoredVoucher) -> Result<(), StoreError> {
+        self.with(|c| {
+            let r = c.execute(
+                "INSERT INTO voucher (id, digest, agent_id, compact, status, issued_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
+                params![
+                    v.id,
+                    v.digest,
+                    v.agent,
+                    v.compact,
+                    v.issued_at,
+                    v.expires_at
+                ],
+            );
+            match r {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Exists)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Vouchers, newest first; only those of `agent` when given.
+    pub fn vouchers(&self, agent: Option<&str>) -> Result<Vec<StoredVoucher>, StoreError> {
+        self.select_vouchers("agent_id = ?1 OR ?1 IS NULL", agent)
+    }
+
+    /// The voucher with this id or digest.
+    pub fn voucher(&self, id_or_digest: &str) -> Result<Option<StoredVoucher>, StoreError> {
+        Ok(self
+            .select_vouchers("id = ?1 OR digest = ?1", Some(id_or_digest))?
+            .pop())
+    }
+
+    fn select_vouchers(
+        &self,
+        filter: &str,
+        arg: Option<&str>,
+    ) -> Result<Vec<StoredVoucher>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT id, digest, agent_id, compact, status, spent, payments, issued_at, expires_at
+                 FROM voucher WHERE {filter} ORDER BY issued_at DESC, id"
+            ))?;
+            let rows = stmt.query_map([arg], |r| {
+                Ok(StoredVoucher {
+                    id: r.get(0)?,
+                    digest: r.get(1)?,
+                    agent: r.get(2)?,
+                    compact: r.get(3)?,
+                    status: r.get(4)?,
+                    spent: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                    payments: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    issued_at: r.get(7)?,
+                    expires_at: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Marks a voucher revoked. Revoking a revoked voucher is not an error.
+    pub fn revoke_voucher(&self, id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE voucher SET status = 'revoked', revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                params![id, now()],
+            )?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
         })
     }
 }

@@ -35,6 +35,11 @@ fn every_arictl_help_shows_an_example() {
         &["identity"],
         &["attest"],
         &["verify", "attest"],
+        &["verify", "voucher"],
+        &["voucher", "issue"],
+        &["voucher", "list"],
+        &["voucher", "show"],
+        &["voucher", "revoke"],
         &["bench", "attest"],
     ];
     for cmd in commands {

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use ari::client::{Client, ClientError, DEFAULT_ADMIN_SOCKET, DEFAULT_AGENT_SOCKET};
 use ari::jose::Jwk;
-use ari::{attest, bench, dev};
+use ari::{attest, bench, dev, voucher};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -34,8 +34,15 @@ enum Command {
     #[command(subcommand)]
     Agent(AgentCmd),
     /// Show the daemon's version, backend, agent counts and own keys (operator).
-    #[command(after_help = "Example:\n  arictl status")]
-    Status,
+    #[command(after_help = "Examples:\n  arictl status\n  arictl status --issuer-jwk > issuer.jwk")]
+    Status {
+        /// Print only the public JWK of the daemon's voucher issuer key (for verifiers).
+        #[arg(long)]
+        issuer_jwk: bool,
+    },
+    /// Issue, list, show and revoke vouchers (operator, admin socket).
+    #[command(subcommand)]
+    Voucher(VoucherCmd),
     /// Show the calling agent's identity (agent side, agent socket).
     #[command(after_help = "Examples:\n  arictl identity\n  arictl identity --jwk > agent.jwk")]
     Identity {
@@ -122,7 +129,90 @@ enum AgentCmd {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per run")]
+enum VoucherCmd {
+    /// Issue a voucher for an agent's user, signed by the daemon's issuer key in the token.
+    #[command(
+        after_help = "Examples:\n  arictl voucher issue --agent shop-bot --level L3 --currency CNY --max-amount 5000 --budget 20000 --payee shop.example --expires 30d\n  arictl voucher issue --agent shop-bot --level L2 --currency EUR --budget 10000 --category groceries --expires 1767225600 --json"
+    )]
+    Issue {
+        /// The agent the voucher is for.
+        #[arg(long)]
+        agent: String,
+        /// Autonomy level, L0 to L5.
+        #[arg(long)]
+        level: String,
+        /// ISO 4217 currency code.
+        #[arg(long)]
+        currency: String,
+        /// Largest single payment, in minor units.
+        #[arg(long)]
+        max_amount: Option<u64>,
+        /// Smallest single payment, in minor units.
+        #[arg(long)]
+        min_amount: Option<u64>,
+        /// Total of all payments, in minor units.
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Most payments.
+        #[arg(long)]
+        max_payments: Option<u32>,
+        /// An allowed payee (repeat for several).
+        #[arg(long = "payee")]
+        payees: Vec<String>,
+        /// An allowed category (repeat for several).
+        #[arg(long = "category")]
+        categories: Vec<String>,
+        /// The funds carrier (account, card, wallet) to draw on.
+        #[arg(long)]
+        funds_carrier: Option<String>,
+        /// Valid from: Unix seconds or a duration from now (30s, 15m, 12h, 7d).
+        #[arg(long, value_name = "T|DURATION")]
+        not_before: Option<String>,
+        /// Valid until: Unix seconds or a duration from now (30s, 15m, 12h, 7d).
+        #[arg(long, value_name = "T|DURATION")]
+        expires: String,
+        /// Every authorization must be reported within this duration.
+        #[arg(long, value_name = "DURATION")]
+        report_within: Option<String>,
+        /// Print JSON (id, digest, voucher) instead of the voucher alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List vouchers.
+    #[command(
+        after_help = "Examples:\n  arictl voucher list\n  arictl voucher list --agent shop-bot --json"
+    )]
+    List {
+        /// Only this agent's vouchers.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one voucher (by id or digest).
+    #[command(after_help = "Example:\n  arictl voucher show 3f1c9a0e5b7d24683f1c9a0e5b7d2468")]
+    Show { voucher: String },
+    /// Revoke a voucher; no payment is authorized against it afterwards.
+    #[command(after_help = "Example:\n  arictl voucher revoke 3f1c9a0e5b7d24683f1c9a0e5b7d2468")]
+    Revoke { voucher: String },
+}
+
+#[derive(Subcommand)]
 enum VerifyCmd {
+    /// Verify a voucher (or a chain, root first) against trusted issuer keys.
+    #[command(
+        after_help = "Example:\n  arictl status --issuer-jwk > issuer.jwk\n  arictl verify voucher --trust issuer.jwk voucher.txt"
+    )]
+    Voucher {
+        /// A trusted issuer's public JWK file (repeat for several).
+        #[arg(long = "trust", value_name = "FILE", required = true)]
+        trust: Vec<PathBuf>,
+        /// Files holding the vouchers of the chain, root first (`-` for stdin).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
     #[command(
         after_help = "Example:\n  arictl identity --jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws"
@@ -312,6 +402,147 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Parses a duration such as `90s`, `15m`, `12h` or `7d` into seconds.
+fn parse_duration(text: &str) -> Result<u64> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow!("{text:?} is not a duration such as 90s, 15m, 12h or 7d"))?;
+    let scale = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("{text:?}: the unit must be s, m, h or d"),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| anyhow!("{text:?} is too long"))
+}
+
+/// Parses a time: Unix seconds (10 digits or more) or a duration from now.
+fn parse_time(text: &str) -> Result<i64> {
+    if text.len() >= 10 && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(text.parse()?);
+    }
+    Ok(unix_now().saturating_add(i64::try_from(parse_duration(text)?)?))
+}
+
+fn voucher_cmd(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
+    let admin = &cli.admin_socket;
+    match cmd {
+        VoucherCmd::Issue {
+            agent,
+            level,
+            currency,
+            max_amount,
+            min_amount,
+            budget,
+            max_payments,
+            payees,
+            categories,
+            funds_carrier,
+            not_before,
+            expires,
+            report_within,
+            json: as_json,
+        } => {
+            let mut params = json!({
+                "agent": agent,
+                "level": level,
+                "currency": currency,
+                "payees": payees,
+                "categories": categories,
+                "expires_at": parse_time(expires)?,
+            });
+            let optional = [
+                ("max_amount", max_amount.map(Value::from)),
+                ("min_amount", min_amount.map(Value::from)),
+                ("budget", budget.map(Value::from)),
+                ("max_payments", max_payments.map(Value::from)),
+                ("funds_carrier", funds_carrier.clone().map(Value::from)),
+                (
+                    "not_before",
+                    not_before
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()?
+                        .map(Value::from),
+                ),
+                (
+                    "report_within_s",
+                    report_within
+                        .as_deref()
+                        .map(parse_duration)
+                        .transpose()?
+                        .map(Value::from),
+                ),
+            ];
+            for (k, v) in optional {
+                if let (Some(v), Some(obj)) = (v, params.as_object_mut()) {
+                    obj.insert(k.to_string(), v);
+                }
+            }
+            let v = call(admin, "admin.voucher_issue", params)?;
+            if *as_json {
+                return print_json(
+                    &json!({ "id": field(&v, "/id"), "digest": field(&v, "/digest"), "voucher": field(&v, "/voucher") }),
+                );
+            }
+            println!("{}", field(&v, "/voucher").as_str().unwrap_or_default());
+            Ok(())
+        }
+        VoucherCmd::List {
+            agent,
+            json: as_json,
+        } => {
+            let v = call(admin, "admin.voucher_list", json!({ "agent": agent }))?;
+            if *as_json {
+                return print_json(&v);
+            }
+            println!(
+                "{:<34} {:<20} {:<8} {:>12} {:>8} EXPIRES",
+                "ID", "AGENT", "STATUS", "SPENT", "PAYMENTS"
+            );
+            for x in field(&v, "/vouchers").as_array().into_iter().flatten() {
+                println!(
+                    "{:<34} {:<20} {:<8} {:>12} {:>8} {}",
+                    field(x, "/id").as_str().unwrap_or("?"),
+                    field(x, "/agent").as_str().unwrap_or("?"),
+                    field(x, "/status").as_str().unwrap_or("?"),
+                    field(x, "/spent").to_string(),
+                    field(x, "/payments").to_string(),
+                    field(x, "/expires_at")
+                );
+            }
+            Ok(())
+        }
+        VoucherCmd::Show { voucher } => print_json(&call(
+            admin,
+            "admin.voucher_show",
+            json!({ "voucher": voucher }),
+        )?),
+        VoucherCmd::Revoke { voucher } => {
+            let v = call(admin, "admin.voucher_revoke", json!({ "voucher": voucher }))?;
+            println!(
+                "voucher {}: {}",
+                field(&v, "/id").as_str().unwrap_or("?"),
+                field(&v, "/status").as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+    }
+}
+
 fn read_input(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
@@ -324,6 +555,26 @@ fn read_input(path: &Path) -> Result<String> {
 
 fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
     match cmd {
+        VerifyCmd::Voucher { trust, files } => {
+            let mut keys = Vec::new();
+            for f in trust {
+                keys.push(Jwk::from_json(&read_input(f)?)?.to_public_key()?);
+            }
+            let texts = files
+                .iter()
+                .map(|f| read_input(f).map(|t| t.trim().to_string()))
+                .collect::<Result<Vec<_>>>()?;
+            let chain: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let claims = voucher::verify_chain(&chain, &keys, unix_now())?;
+            let leaf = claims.last().ok_or_else(|| anyhow!("empty chain"))?;
+            eprintln!(
+                "voucher OK: {} link(s), agent {}, user {}",
+                claims.len(),
+                leaf.agent,
+                leaf.sub
+            );
+            print_json(&serde_json::to_value(leaf)?)
+        }
         VerifyCmd::Attest { jwk, nonce, file } => {
             let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
             let text = read_input(file)?;
@@ -489,7 +740,15 @@ fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) ->
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Agent(cmd) => agent_cmd(cli, cmd),
-        Command::Status => print_json(&call(&cli.admin_socket, "admin.status", json!({}))?),
+        Command::Status { issuer_jwk } => {
+            let v = call(&cli.admin_socket, "admin.status", json!({}))?;
+            print_json(if *issuer_jwk {
+                field(&v, "/daemon_keys/issuer/jwk")
+            } else {
+                &v
+            })
+        }
+        Command::Voucher(cmd) => voucher_cmd(cli, cmd),
         Command::Identity { jwk } => {
             let v = call(&cli.agent_socket, "agent.identity", json!({}))?;
             print_json(if *jwk { field(&v, "/key/jwk") } else { &v })

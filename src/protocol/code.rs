@@ -42,6 +42,8 @@ pub enum ErrorCode {
     StorageError,
     /// The daemon is stopping and takes no new calls.
     ShuttingDown,
+    /// No voucher has that id.
+    VoucherNotFound,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
         Self::BackendError,
         Self::StorageError,
         Self::ShuttingDown,
+        Self::VoucherNotFound,
     ];
 
     /// The JSON-RPC `code` number.
@@ -90,6 +93,7 @@ impl ErrorCode {
             Self::BackendError => -32012,
             Self::StorageError => -32013,
             Self::ShuttingDown => -32014,
+            Self::VoucherNotFound => -32015,
         }
     }
 
@@ -115,6 +119,7 @@ impl ErrorCode {
             Self::BackendError => "backend_error",
             Self::StorageError => "storage_error",
             Self::ShuttingDown => "shutting_down",
+            Self::VoucherNotFound => "voucher_not_found",
         }
     }
 

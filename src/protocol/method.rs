@@ -60,6 +60,10 @@ methods! {
     AdminAgentRetire => "admin.agent_retire", Admin;
     AdminAgentCsr => "admin.agent_csr", Admin;
     AdminAgentCertImport => "admin.agent_cert_import", Admin;
+    AdminVoucherIssue => "admin.voucher_issue", Admin;
+    AdminVoucherList => "admin.voucher_list", Admin;
+    AdminVoucherShow => "admin.voucher_show", Admin;
+    AdminVoucherRevoke => "admin.voucher_revoke", Admin;
 }
 
 impl Method {

@@ -53,7 +53,7 @@ pub(super) struct CertImportParams {
     certificate: String,
 }
 
-fn random_hex(bytes: usize) -> Result<String, Error> {
+pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     Ok(hex::encode(buf))

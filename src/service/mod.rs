@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent;
+mod voucher;
 
 use crate::attest::DaemonFacts;
 use crate::backend::{Backend, KeyInfo};
@@ -197,7 +198,19 @@ impl Service {
             Method::AdminAgentRetire => self.retire(decode(params)?).await,
             Method::AdminAgentCsr => self.csr(decode(params)?).await,
             Method::AdminAgentCertImport => self.cert_import(decode(params)?).await,
+            Method::AdminVoucherIssue => self.voucher_issue(decode(params)?).await,
+            Method::AdminVoucherList => self.voucher_list(decode(params)?).await,
+            Method::AdminVoucherShow => self.voucher_show(decode(params)?).await,
+            Method::AdminVoucherRevoke => self.voucher_revoke(decode(params)?).await,
         }
+    }
+
+    fn daemon_key(&self, role: &str) -> Result<&KeyInfo, Error> {
+        self.daemon_keys
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, k)| k)
+            .ok_or_else(|| Error::Internal(format!("no {role} key")))
     }
 
     fn agent(&self, id: &str) -> Result<Agent, Error> {
