@@ -5,7 +5,8 @@
 //! gid, pid and start time, executable digest, cgroup), the host boot, the daemon build and
 //! configuration, and the protection attributes of the signing key. On a PKCS#11 store there is
 //! no TPM quote and the claims say so explicitly (`tpm.present = false`), so a verifier's policy
-//! decides what that is worth instead of guessing from a missing field.
+//! decides what that is worth instead of guessing from a missing field. Verifiers ignore claims
+//! they do not know, so later versions can add claims without breaking them.
 
 use crate::backend::KeyAttributes;
 use crate::identity::CallerFacts;
@@ -31,7 +32,6 @@ pub struct DaemonFacts {
 
 /// The claims of an attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AttestClaims {
     /// Always `arid`.
     pub iss: String,
@@ -57,7 +57,6 @@ pub struct AttestClaims {
 
 /// Agent identity inside the claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentClaim {
     /// Agent id.
     pub id: String,
@@ -69,7 +68,6 @@ pub struct AgentClaim {
 
 /// The measured process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuntimeClaim {
     /// uid from the kernel.
     pub uid: u32,
@@ -100,7 +98,6 @@ impl From<&CallerFacts> for RuntimeClaim {
 
 /// Host facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HostClaim {
     /// Kernel boot id.
     pub boot_id: String,
@@ -108,7 +105,6 @@ pub struct HostClaim {
 
 /// Daemon facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DaemonClaim {
     /// Daemon version.
     pub version: String,
@@ -118,7 +114,6 @@ pub struct DaemonClaim {
 
 /// The signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KeyClaim {
     /// JWK thumbprint (also the JWS `kid`).
     pub kid: String,
@@ -132,7 +127,6 @@ pub struct KeyClaim {
 
 /// TPM evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TpmClaim {
     /// Whether a TPM quote is attached.
     pub present: bool,

@@ -27,7 +27,7 @@ pub enum CertificateError {
     /// The subject is not an RFC 4514 distinguished name.
     #[error("subject {0:?} is not a distinguished name such as \"CN=shop-bot,O=Example\"")]
     Subject(String),
-    /// The certificate is not PEM or DER X.509.
+    /// The certificate is not PEM-encoded X.509.
     #[error("not an X.509 certificate: {0}")]
     Parse(String),
     /// The certificate certifies another key.

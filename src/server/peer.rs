@@ -7,10 +7,12 @@
 //! of the open executable, so a process is hashed once per binary version, not once per call.
 //!
 //! A connection keeps its peer's last full measurement. Every call revalidates it with one
-//! `stat` of `/proc/PID/exe`: if the process has exec'd another file (or the pid now names a
-//! process running another file) the identity of the executable differs and the peer is
-//! measured again from scratch, start-time check included. Nothing here trusts anything the
-//! client sends.
+//! `stat` of `/proc/PID/exe`: if the process has exec'd another file the identity of the
+//! executable differs and the peer is measured again from scratch, start-time check included.
+//! The start time itself is not re-read on every call: the pid can only be reused while the
+//! connection is open if the socket outlived its process (inherited or passed to another
+//! process), and a socket handed over that way is beyond what kernel credentials describe in
+//! any case. Nothing here trusts anything the client sends.
 
 use crate::identity::CallerFacts;
 use sha2::{Digest, Sha256};
