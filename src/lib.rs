@@ -23,6 +23,7 @@
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
 //! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
 //! | [`client`] | a blocking client for the sockets |
+//! | [`clock`] | Unix seconds, the one notion of time |
 //! | [`bench`](mod@bench) | the `arictl bench` measurements |
 //!
 //! ## Invariants that hold across modules
@@ -36,6 +37,7 @@ pub mod attest;
 pub mod backend;
 pub mod bench;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dev;

@@ -13,6 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::clock::unix_now as now;
+
 /// Schema steps, oldest first. Never edit a shipped step; append a new one.
 pub const MIGRATIONS: &[&str] = &[
     // 1: agents and the daemon's own keys.
@@ -105,13 +107,6 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Store {

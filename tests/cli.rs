@@ -97,21 +97,7 @@ fn arictl_without_a_daemon_says_what_to_do() {
 #[test]
 fn arictl_drives_the_operator_and_agent_flow() {
     let d = common::Daemon::start();
-    let admin = d.admin_path();
-    let agent = d.agent_path();
-    let arictl = |args: &[&str]| {
-        let out = Command::new(common::ARICTL)
-            .env("ARI_ADMIN_SOCKET", &admin)
-            .env("ARI_AGENT_SOCKET", &agent)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let arictl = |args: &[&str]| d.arictl(args);
     let uid = common::uid().to_string();
     let (code, _, err) = arictl(&[
         "agent",

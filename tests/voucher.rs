@@ -11,7 +11,6 @@ mod common;
 use ari::jose::{Jwk, PublicKey};
 use common::{Daemon, remote_err};
 use serde_json::json;
-use std::process::Command;
 
 fn far_future() -> i64 {
     i64::try_from(
@@ -171,18 +170,7 @@ fn bad_issue_requests_are_refused() {
 fn arictl_issues_and_verifies_offline() {
     let d = Daemon::start();
     d.provision_self("bot");
-    let arictl = |args: &[&str]| {
-        let out = Command::new(common::ARICTL)
-            .env("ARI_ADMIN_SOCKET", d.admin_path())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let arictl = |args: &[&str]| d.arictl(args);
     let (code, voucher, err) = arictl(&[
         "voucher",
         "issue",

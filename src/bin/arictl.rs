@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use ari::client::{Client, ClientError, DEFAULT_ADMIN_SOCKET, DEFAULT_AGENT_SOCKET};
+use ari::clock::unix_now;
 use ari::jose::Jwk;
 use ari::{attest, bench, dev, voucher};
 use clap::{Args, Parser, Subcommand};
@@ -400,13 +401,6 @@ fn agent_cmd(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             )?)
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Parses a duration such as `90s`, `15m`, `12h` or `7d` into seconds.

@@ -96,10 +96,7 @@ impl Service {
             selectors,
             status: AgentStatus::Active,
             certificate: None,
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-                .unwrap_or(0),
+            created_at: crate::clock::unix_now(),
         };
         let (store, row) = (self.store.clone(), agent.clone());
         if let Err(e) = blocking(move || store.insert_agent(&row)).await {

@@ -4,6 +4,7 @@ use super::{Service, agent_view};
 use crate::attest::{
     self, AgentClaim, AttestClaims, DaemonClaim, HostClaim, KeyClaim, RuntimeClaim, TpmClaim,
 };
+use crate::clock::unix_now;
 use crate::error::Error;
 use crate::identity::{Agent, CallerFacts};
 use crate::jose::{Header, SigningInput};
@@ -76,11 +77,4 @@ impl Service {
             .await?;
         Ok(json!({ "attestation": input.finish(&signature), "kid": kid }))
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 //! token), list, show, revoke. Spending against vouchers is the payment methods' business.
 
 use super::{Service, blocking};
+use crate::clock::unix_now as now;
 use crate::error::Error;
 use crate::identity::AgentStatus;
 use crate::store::{StoreError, StoredVoucher};
@@ -51,13 +52,6 @@ pub(super) struct ListParams {
 #[serde(deny_unknown_fields)]
 pub(super) struct VoucherParam {
     voucher: String,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn view(v: &StoredVoucher) -> Value {

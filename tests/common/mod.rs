@@ -139,6 +139,21 @@ impl Daemon {
         Client::connect(&self.agent_path()).unwrap()
     }
 
+    /// Runs `arictl` against this daemon's sockets: (exit code, stdout, stderr).
+    pub fn arictl(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(ARICTL)
+            .env("ARI_ADMIN_SOCKET", self.admin_path())
+            .env("ARI_AGENT_SOCKET", self.agent_path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         let mut child = self.child.take().expect("daemon not running");
