@@ -16,6 +16,7 @@
 //! | [`store`] | SQLite state with versioned migrations |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
 //! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
+//! | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
 //! | [`attest`] | runtime claims and attestation tokens, and their verification |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
 //! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
@@ -44,6 +45,7 @@ pub mod dev;
 pub mod error;
 pub mod identity;
 pub mod jose;
+pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 /// The namespace of A2P2's own constraint types.
 pub const A2P2_NS: &str = "org.a2p2";
+/// The most condition expressions one voucher may carry.
+pub const MAX_CONDITIONS: usize = 16;
 
 /// An ISO 4217 currency code: three ASCII capital letters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,6 +89,8 @@ pub enum Constraint {
     FundsCarrier { id: String },
     /// Every authorization must be reported within this many seconds.
     ReportWithin { seconds: u64 },
+    /// Every one of these condition expressions ([`crate::policy::condition`]) must hold.
+    Conditions { all: Vec<String> },
     /// A type this build does not know; always fails.
     Unknown { kind: String, body: Value },
 }
@@ -124,6 +128,8 @@ enum Wire {
     FundsCarrier { id: String },
     #[serde(rename = "org.a2p2.report_within")]
     ReportWithin { seconds: u64 },
+    #[serde(rename = "org.a2p2.conditions")]
+    Conditions { all: Vec<String> },
 }
 
 impl Serialize for Constraint {
@@ -144,6 +150,7 @@ impl Serialize for Constraint {
             Self::Categories { categories } => Wire::Categories { categories },
             Self::FundsCarrier { id } => Wire::FundsCarrier { id },
             Self::ReportWithin { seconds } => Wire::ReportWithin { seconds },
+            Self::Conditions { all } => Wire::Conditions { all },
             Self::Unknown { body, .. } => return body.serialize(s),
         };
         wire.serialize(s)
@@ -182,6 +189,7 @@ impl<'de> Deserialize<'de> for Constraint {
             Wire::Categories { categories } => Self::Categories { categories },
             Wire::FundsCarrier { id } => Self::FundsCarrier { id },
             Wire::ReportWithin { seconds } => Self::ReportWithin { seconds },
+            Wire::Conditions { all } => Self::Conditions { all },
         })
     }
 }
@@ -197,6 +205,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "org.a2p2.categories",
     "org.a2p2.funds_carrier",
     "org.a2p2.report_within",
+    "org.a2p2.conditions",
 ];
 
 fn is_known(kind: &str) -> bool {
@@ -216,6 +225,7 @@ impl Constraint {
             Self::Categories { .. } => "org.a2p2.categories",
             Self::FundsCarrier { .. } => "org.a2p2.funds_carrier",
             Self::ReportWithin { .. } => "org.a2p2.report_within",
+            Self::Conditions { .. } => "org.a2p2.conditions",
             Self::Unknown { kind, .. } => kind,
         }
     }
@@ -245,6 +255,14 @@ impl Constraint {
             Self::FundsCarrier { id } if id.is_empty() => {
                 Err("org.a2p2.funds_carrier: empty id".into())
             }
+            Self::Conditions { all } if all.is_empty() || all.len() > MAX_CONDITIONS => Err(
+                format!("org.a2p2.conditions: between 1 and {MAX_CONDITIONS} expressions"),
+            ),
+            Self::Conditions { all } => all.iter().try_for_each(|e| {
+                crate::policy::condition::Expr::parse(e)
+                    .map(|_| ())
+                    .map_err(|why| format!("org.a2p2.conditions: {e:?}: {why}"))
+            }),
             Self::Unknown { kind, .. } => Err(format!("unknown constraint type {kind:?}")),
             _ => Ok(()),
         }
@@ -319,6 +337,8 @@ impl Constraint {
             (C::Categories { categories: c }, C::Categories { categories: p }) => subset(c, p),
             (C::FundsCarrier { id: c }, C::FundsCarrier { id: p }) => c == p,
             (C::ReportWithin { seconds: c }, C::ReportWithin { seconds: p }) => c <= p,
+            // More conditions are stricter: the child keeps every one of the parent's.
+            (C::Conditions { all: c }, C::Conditions { all: p }) => subset(p, c),
             _ => false,
         }
     }
