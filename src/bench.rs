@@ -1,8 +1,9 @@
-//! `arictl bench attest`: how fast the daemon answers `agent.attest` compared with raw signing
-//! on the same token.
+//! `arictl bench attest` and `arictl bench authorize`: how fast the daemon answers
+//! `agent.attest`, or a durable `payment.authorize`, compared with raw signing on the same token.
 //!
-//! The socket side runs N client threads, each with its own connection, calling `agent.attest`
-//! back to back for the given time. The baseline runs in a separate process (SoftHSM reads
+//! The socket side runs N client threads, each with its own connection, calling the method back
+//! to back for the given time (for `authorize`: distinct checkouts against one L5 voucher whose
+//! budget cannot run out, so every call is a committed debit and a signature). The baseline runs in a separate process (SoftHSM reads
 //! `SOFTHSM2_CONF` at load time) that signs SHA-256 digests with `CKM_ECDSA` on the same key,
 //! one thread per core with a long-lived session each: the best the token can do with no daemon
 //! in the way. Figures are printed, never asserted.
@@ -45,25 +46,58 @@ impl Figures {
     }
 }
 
-/// Drives `agent.attest` from `clients` threads for `seconds`.
-pub fn drive_attest(
+/// What the socket side asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// `agent.attest`.
+    Attest,
+    /// `payment.authorize` against this voucher id (issued by the caller of [`drive`]).
+    Authorize(String),
+}
+
+impl Workload {
+    /// The method name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Attest => "agent.attest",
+            Self::Authorize(_) => "payment.authorize",
+        }
+    }
+
+    fn params(&self, n: usize, i: u64) -> serde_json::Value {
+        let nonce = format!("bench-{n:04}-{i:012}");
+        match self {
+            Self::Attest => serde_json::json!({ "nonce": nonce }),
+            Self::Authorize(voucher) => serde_json::json!({
+                "voucher": voucher,
+                "payment": {
+                    "amount": 1, "currency": "CNY", "payee": "bench.example",
+                    "transaction_id": format!("tx-{nonce}"),
+                },
+                "aud": "bench.example",
+                "nonce": nonce,
+            }),
+        }
+    }
+}
+
+/// Drives `workload` from `clients` threads for `seconds`, after one warm-up call per
+/// connection.
+pub fn drive(
     agent_socket: &Path,
+    workload: &Workload,
     clients: usize,
     seconds: f64,
 ) -> Result<Figures, ClientError> {
     let deadline_in = Duration::from_secs_f64(seconds);
     let mut conns = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    for n in 0..clients {
         let mut c = Client::connect(agent_socket)?;
-        c.call(
-            "agent.attest",
-            serde_json::json!({"nonce": "warm-up-nonce"}),
-        )?;
+        c.call(workload.method(), workload.params(n, u64::MAX))?;
         conns.push(c);
     }
     timed_loop(conns, deadline_in, |c, n, i| {
-        let nonce = format!("bench-{n:04}-{i:012}");
-        c.call_unparsed("agent.attest", serde_json::json!({ "nonce": nonce }))
+        c.call_unparsed(workload.method(), workload.params(n, i))
     })
 }
 
@@ -152,9 +186,11 @@ fn timed_loop<W: Send, E: Send>(
     Ok(Figures::from_latencies(all, elapsed))
 }
 
-/// The report of one `bench attest` run.
+/// The report of one `bench attest` or `bench authorize` run.
 #[derive(Debug, Clone, Serialize)]
-pub struct AttestReport {
+pub struct Report {
+    /// The method measured.
+    pub method: &'static str,
     /// Client threads.
     pub clients: usize,
     /// Seconds per side.
@@ -177,9 +213,10 @@ pub struct AttestReport {
     pub ratio: f64,
 }
 
-impl AttestReport {
+impl Report {
     /// Combines the two sides.
     pub fn new(
+        method: &'static str,
         clients: usize,
         seconds: f64,
         socket: Figures,
@@ -187,6 +224,7 @@ impl AttestReport {
         raw_threads: usize,
     ) -> Self {
         Self {
+            method,
             clients,
             seconds,
             ops_per_s: socket.ops_per_s,
@@ -207,9 +245,10 @@ impl AttestReport {
     /// The human-readable report.
     pub fn text(&self) -> String {
         format!(
-            "agent.attest over the socket  {clients:>3} clients  {ops:>9.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
+            "{method:<17} over the socket {clients:>3} clients  {ops:>9.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
              raw CKM_ECDSA in process      {threads:>3} threads  {bops:>9.0} ops/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs\n\
              ratio (socket / raw)          {ratio:.2}\n",
+            method = self.method,
             clients = self.clients,
             ops = self.ops_per_s,
             p50 = self.p50_us,

@@ -16,6 +16,9 @@ use crate::server;
 use crate::service::{AdminPolicy, Service};
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
+
+/// How many ledger jobs may wait for the writer before callers are told to retry.
+const LEDGER_QUEUE: usize = 4096;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,7 +155,9 @@ pub async fn run(
         DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
     })?;
     let backend = open_backend(&config, loaded)?;
-    let store = Arc::new(Store::open(&config.state_dir.join("ari.db"))?);
+    let db = config.state_dir.join("ari.db");
+    let store = Arc::new(Store::open(&db)?);
+    let ledger = crate::ledger::Ledger::open(&db, LEDGER_QUEUE)?;
     let admin = AdminPolicy {
         allow_uids: config.admin_socket.allow_uids.clone(),
         gid: config
@@ -162,7 +167,8 @@ pub async fn run(
             .map(resolve_group)
             .transpose()?,
     };
-    let service = Arc::new(Service::open(backend, store, daemon_facts(config_text), admin).await?);
+    let service =
+        Arc::new(Service::open(backend, store, ledger, daemon_facts(config_text), admin).await?);
 
     let agent = bind(
         &config.agent_socket.path,

@@ -7,6 +7,7 @@
 use crate::backend::BackendError;
 use crate::identity::MatchError;
 use crate::identity::certificate::CertificateError;
+use crate::policy::Reason;
 use crate::protocol::{ErrorCode, RpcError};
 use crate::store::StoreError;
 
@@ -47,6 +48,25 @@ pub enum Error {
     /// No voucher has this id.
     #[error("no voucher {0:?}")]
     VoucherNotFound(String),
+    /// A payment (or delegation) was refused by the policy; `decision` names the recorded
+    /// decision when there is one.
+    #[error("{denial}")]
+    Denied {
+        denial: crate::policy::Denial,
+        decision: Option<String>,
+    },
+    /// A delegation widens its parent or is malformed.
+    #[error("{0}")]
+    Widens(String),
+    /// No decision with this id belongs to the caller.
+    #[error("no payment decision {0:?}")]
+    DecisionNotFound(String),
+    /// A voucher from outside does not verify or is not the caller's.
+    #[error("{0}")]
+    UntrustedVoucher(String),
+    /// The issuer name or key is taken.
+    #[error("{0}")]
+    IssuerExists(String),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -99,6 +119,9 @@ impl Error {
                     "the key store failed the operation; see the daemon log",
                 )
             }
+            Self::Store(StoreError::Busy) => {
+                RpcError::new(C::Busy, "the ledger is busy; retry shortly")
+            }
             Self::Store(e) => {
                 tracing::error!(error = %e, "state database failed");
                 RpcError::new(
@@ -109,11 +132,57 @@ impl Error {
             Self::VoucherNotFound(id) => {
                 RpcError::new(C::VoucherNotFound, format!("no voucher {id:?}"))
             }
+            Self::Denied { denial, decision } => {
+                RpcError::new(denial_code(denial.reason), denial.detail.clone())
+                    .with_decision(decision.clone())
+            }
+            Self::Widens(m) => RpcError::new(C::VoucherWidens, m.clone()),
+            Self::DecisionNotFound(id) => {
+                RpcError::new(C::DecisionNotFound, format!("no payment decision {id:?}"))
+            }
+            Self::UntrustedVoucher(m) => RpcError::new(C::UntrustedVoucher, m.clone()),
+            Self::IssuerExists(m) => RpcError::new(C::IssuerExists, m.clone()),
             Self::ShuttingDown => RpcError::new(C::ShuttingDown, "the daemon is shutting down"),
             Self::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 RpcError::new(C::InternalError, "internal error; see the daemon log")
             }
+        }
+    }
+}
+
+/// The wire code of each policy reason.
+fn denial_code(reason: Reason) -> ErrorCode {
+    use ErrorCode as C;
+    match reason {
+        Reason::AgentFrozen => C::AgentFrozen,
+        Reason::VoucherRevoked => C::VoucherRevoked,
+        Reason::VoucherNotYetValid => C::VoucherNotYetValid,
+        Reason::VoucherExpired => C::VoucherExpired,
+        Reason::UnknownConstraint => C::UnknownConstraint,
+        Reason::LevelForbidsPayment => C::LevelForbidsPayment,
+        Reason::ReportOverdue => C::ReportOverdue,
+        Reason::CurrencyMismatch => C::CurrencyMismatch,
+        Reason::AmountOutOfRange => C::AmountOutOfRange,
+        Reason::PayeeNotAllowed => C::PayeeNotAllowed,
+        Reason::CategoryNotAllowed => C::CategoryNotAllowed,
+        Reason::OutsideExecutionDate => C::OutsideExecutionDate,
+        Reason::ConditionFailed => C::ConditionFailed,
+        Reason::PaymentsExhausted => C::PaymentsExhausted,
+        Reason::BudgetExhausted => C::BudgetExhausted,
+        Reason::DuplicateTransaction => C::DuplicateTransaction,
+        Reason::RejectedByOperator => C::RejectedByOperator,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_reason_has_the_same_name_on_the_wire() {
+        for r in Reason::ALL {
+            assert_eq!(denial_code(*r).reason(), r.name());
         }
     }
 }

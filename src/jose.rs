@@ -263,6 +263,11 @@ pub fn b64url(bytes: &[u8]) -> String {
     Base64UrlUnpadded::encode_string(bytes)
 }
 
+/// Unpadded base64url decoding.
+pub fn b64url_decode(text: &str) -> Result<Vec<u8>, JoseError> {
+    Base64UrlUnpadded::decode_vec(text).map_err(|_| JoseError::Base64("value"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

@@ -14,8 +14,10 @@
 //! | [`error`] | the service error type and its one mapping to wire errors |
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
 //! | [`store`] | SQLite state with versioned migrations |
+//! | [`ledger`] | the group-committing writer for money: debits, holds, refunds, reservations |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
 //! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
+//! | [`payment`] | payment authorizations (closed mandates), receipts and their offline verification |
 //! | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
 //! | [`attest`] | runtime claims and attestation tokens, and their verification |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
@@ -45,6 +47,8 @@ pub mod dev;
 pub mod error;
 pub mod identity;
 pub mod jose;
+pub mod ledger;
+pub mod payment;
 pub mod policy;
 pub mod protocol;
 pub mod server;

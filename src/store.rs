@@ -55,6 +55,48 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at  INTEGER
     ) STRICT;
     CREATE INDEX voucher_agent ON voucher (agent_id);",
+    // 3: budgets and reservations, payment decisions, external issuers.
+    "ALTER TABLE voucher ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
+    ALTER TABLE voucher ADD COLUMN budget INTEGER CHECK (budget >= 0);
+    CREATE TRIGGER voucher_within_budget BEFORE UPDATE OF spent, reserved ON voucher
+        WHEN NEW.budget IS NOT NULL AND NEW.spent + NEW.reserved > NEW.budget
+        BEGIN SELECT RAISE(ABORT, 'voucher budget exceeded'); END;
+    CREATE TABLE payment (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        voucher_id      TEXT NOT NULL REFERENCES voucher (id),
+        agent_id        TEXT NOT NULL,
+        amount          INTEGER NOT NULL CHECK (amount > 0),
+        currency        TEXT NOT NULL,
+        payee           TEXT NOT NULL,
+        category        TEXT,
+        transaction_id  TEXT NOT NULL,
+        aud             TEXT NOT NULL,
+        nonce           TEXT NOT NULL,
+        facts           TEXT NOT NULL,
+        confirm         INTEGER NOT NULL CHECK (confirm IN (0, 1)),
+        status          TEXT NOT NULL CHECK (status IN ('authorized', 'denied', 'pending', 'void')),
+        reason          TEXT,
+        created_at      INTEGER NOT NULL,
+        decided_at      INTEGER,
+        report_deadline INTEGER,
+        outcome         TEXT CHECK (outcome IN ('succeeded', 'failed', 'refunded')),
+        reference       TEXT,
+        reported_at     INTEGER,
+        attestation     TEXT NOT NULL,
+        authorization   TEXT
+    ) STRICT;
+    CREATE UNIQUE INDEX payment_checkout ON payment (voucher_id, transaction_id)
+        WHERE status IN ('authorized', 'pending');
+    CREATE INDEX payment_due ON payment (voucher_id, report_deadline)
+        WHERE status = 'authorized' AND outcome IS NULL AND report_deadline IS NOT NULL;
+    CREATE INDEX payment_status ON payment (status, voucher_id);
+    CREATE TABLE issuer (
+        name        TEXT PRIMARY KEY,
+        kid         TEXT NOT NULL UNIQUE,
+        jwk         TEXT NOT NULL,
+        added_at    INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// A voucher as the daemon keeps it.
@@ -70,8 +112,14 @@ pub struct StoredVoucher {
     pub compact: String,
     /// `active` or `revoked`.
     pub status: String,
-    /// Minor units spent so far.
+    /// Digest of the parent voucher, for a delegation.
+    pub parent: Option<String>,
+    /// The budget constraint's limit, if the voucher has one.
+    pub budget: Option<u64>,
+    /// Minor units spent so far, delegations' spending included.
     pub spent: u64,
+    /// Minor units carved out for delegations and not yet spent by them.
+    pub reserved: u64,
     /// Payments authorized so far.
     pub payments: u64,
     /// Unix seconds.
@@ -101,6 +149,12 @@ pub enum StoreError {
     /// No row has this key.
     #[error("not found")]
     NotFound,
+    /// The ledger's queue is full.
+    #[error("the ledger queue is full")]
+    Busy,
+    /// A group commit failed; none of its jobs took effect.
+    #[error("commit failed: {0}")]
+    Commit(String),
 }
 
 /// The open database.
@@ -282,80 +336,157 @@ impl Store {
 impl Store {
     /// Records a newly issued voucher.
     pub fn insert_voucher(&self, v: &StoredVoucher) -> Result<(), StoreError> {
-        self.with(|c| {
-            let r = c.execute(
-                "INSERT INTO voucher (id, digest, agent_id, compact, status, issued_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
-                params![
-                    v.id,
-                    v.digest,
-                    v.agent,
-                    v.compact,
-                    v.issued_at,
-                    v.expires_at
-                ],
-            );
-            match r {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(StoreError::Exists)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
+        self.with(|c| insert_voucher(c, v))
     }
 
     /// Vouchers, newest first; only those of `agent` when given.
     pub fn vouchers(&self, agent: Option<&str>) -> Result<Vec<StoredVoucher>, StoreError> {
-        self.select_vouchers("agent_id = ?1 OR ?1 IS NULL", agent)
+        self.with(|c| select_vouchers(c, "agent_id = ?1 OR ?1 IS NULL", agent))
     }
 
     /// The voucher with this id or digest.
     pub fn voucher(&self, id_or_digest: &str) -> Result<Option<StoredVoucher>, StoreError> {
-        Ok(self
-            .select_vouchers("id = ?1 OR digest = ?1", Some(id_or_digest))?
-            .pop())
+        self.with(|c| voucher(c, id_or_digest))
     }
 
-    fn select_vouchers(
+    /// Revoked vouchers with the time of revocation, oldest first.
+    pub fn revoked(&self) -> Result<Vec<(StoredVoucher, i64)>, StoreError> {
+        self.with(|c| {
+            let list = select_vouchers(c, "status = 'revoked' AND ?1 IS NULL", None)?;
+            let mut out = Vec::with_capacity(list.len());
+            for v in list {
+                let at: Option<i64> = c.query_row(
+                    "SELECT revoked_at FROM voucher WHERE id = ?1",
+                    [&v.id],
+                    |r| r.get(0),
+                )?;
+                out.push((v, at.unwrap_or(0)));
+            }
+            out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+            Ok(out)
+        })
+    }
+
+    /// Registers an external issuer's key under `name`.
+    pub fn insert_issuer(&self, name: &str, key: &PublicKey) -> Result<(), StoreError> {
+        let jwk =
+            serde_json::to_string(&key.to_jwk()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(|c| {
+            let r = c.execute(
+                "INSERT INTO issuer (name, kid, jwk, added_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, key.thumbprint(), jwk, now()],
+            );
+            constraint_is_exists(r)
+        })
+    }
+
+    /// Removes an external issuer.
+    pub fn remove_issuer(&self, name: &str) -> Result<(), StoreError> {
+        self.with(
+            |c| match c.execute("DELETE FROM issuer WHERE name = ?1", [name])? {
+                1 => Ok(()),
+                _ => Err(StoreError::NotFound),
+            },
+        )
+    }
+
+    /// The payment decision with this id.
+    pub fn payment(&self, id: &str) -> Result<Option<crate::ledger::PaymentRow>, StoreError> {
+        self.with(|c| crate::ledger::payment(c, id))
+    }
+
+    /// Payment decisions, newest first, filtered by status and/or voucher id.
+    pub fn payments(
         &self,
-        filter: &str,
-        arg: Option<&str>,
-    ) -> Result<Vec<StoredVoucher>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT id, digest, agent_id, compact, status, spent, payments, issued_at, expires_at
-                 FROM voucher WHERE {filter} ORDER BY issued_at DESC, id"
-            ))?;
-            let rows = stmt.query_map([arg], |r| {
-                Ok(StoredVoucher {
-                    id: r.get(0)?,
-                    digest: r.get(1)?,
-                    agent: r.get(2)?,
-                    compact: r.get(3)?,
-                    status: r.get(4)?,
-                    spent: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
-                    payments: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-                    issued_at: r.get(7)?,
-                    expires_at: r.get(8)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        status: Option<&str>,
+        voucher: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::ledger::PaymentRow>, StoreError> {
+        self.with(|c| crate::ledger::payments(c, status, voucher, limit))
     }
 
-    /// Marks a voucher revoked. Revoking a revoked voucher is not an error.
-    pub fn revoke_voucher(&self, id: &str) -> Result<(), StoreError> {
+    /// External issuers by name.
+    pub fn issuers(&self) -> Result<Vec<(String, PublicKey)>, StoreError> {
         self.with(|c| {
-            let n = c.execute(
-                "UPDATE voucher SET status = 'revoked', revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
-                params![id, now()],
-            )?;
-            if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+            let mut stmt = c.prepare("SELECT name, jwk FROM issuer ORDER BY name")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, jwk) = row?;
+                let key = crate::jose::Jwk::from_json(&jwk)
+                    .and_then(|j| j.to_public_key())
+                    .map_err(|e| StoreError::Corrupt(format!("issuer {name}: {e}")))?;
+                out.push((name, key));
+            }
+            Ok(out)
         })
     }
+}
+
+fn constraint_is_exists(r: rusqlite::Result<usize>) -> Result<(), StoreError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Inserts a voucher row (status active, nothing spent).
+pub(crate) fn insert_voucher(c: &Connection, v: &StoredVoucher) -> Result<(), StoreError> {
+    let budget = v
+        .budget
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("budget too large".into()))?;
+    let r = c.execute(
+        "INSERT INTO voucher (id, digest, agent_id, compact, parent, status, issued_at, expires_at, budget)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8)",
+        params![v.id, v.digest, v.agent, v.compact, v.parent, v.issued_at, v.expires_at, budget],
+    );
+    constraint_is_exists(r)
+}
+
+/// The voucher with this id or digest.
+pub(crate) fn voucher(
+    c: &Connection,
+    id_or_digest: &str,
+) -> Result<Option<StoredVoucher>, StoreError> {
+    Ok(select_vouchers(c, "id = ?1 OR digest = ?1", Some(id_or_digest))?.pop())
+}
+
+fn select_vouchers(
+    c: &Connection,
+    filter: &str,
+    arg: Option<&str>,
+) -> Result<Vec<StoredVoucher>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT id, digest, agent_id, compact, status, spent, payments, issued_at, expires_at,
+                parent, budget, reserved
+         FROM voucher WHERE {filter} ORDER BY issued_at DESC, id"
+    ))?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let rows = stmt.query_map([arg], |r| {
+        Ok(StoredVoucher {
+            id: r.get(0)?,
+            digest: r.get(1)?,
+            agent: r.get(2)?,
+            compact: r.get(3)?,
+            status: r.get(4)?,
+            spent: count(r.get(5)?),
+            payments: count(r.get(6)?),
+            issued_at: r.get(7)?,
+            expires_at: r.get(8)?,
+            parent: r.get(9)?,
+            budget: r.get::<_, Option<i64>>(10)?.map(count),
+            reserved: count(r.get(11)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn key_info(

@@ -132,6 +132,35 @@ pub struct TpmClaim {
     pub present: bool,
 }
 
+/// The `typ` member of an attestation bundle.
+pub const BUNDLE_TYP: &str = "ari-attest-bundle";
+
+/// The attestation bundle of one payment: the runtime the daemon measured when it decided, bound
+/// to the payment by its binding digest ([`crate::payment::binding_digest`]). The payment
+/// authorization carries the SHA-256 of the bundle's bytes, so the bundle needs no signature of
+/// its own. On PKCS#11 there is no TPM quote and `tpm.present` says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Always [`BUNDLE_TYP`].
+    pub typ: String,
+    /// Measured at, Unix seconds.
+    pub iat: i64,
+    /// The payment's binding digest.
+    pub binding: String,
+    /// The agent.
+    pub agent: AgentClaim,
+    /// The calling process as measured when the payment was asked for.
+    pub runtime: RuntimeClaim,
+    /// Host facts.
+    pub host: HostClaim,
+    /// Daemon facts.
+    pub daemon: DaemonClaim,
+    /// The ARI key and its protection.
+    pub key: KeyClaim,
+    /// TPM evidence.
+    pub tpm: TpmClaim,
+}
+
 /// Checks a caller's nonce.
 pub fn validate_nonce(nonce: &str) -> Result<(), String> {
     if !NONCE_BYTES.contains(&nonce.len()) || nonce.chars().any(char::is_control) {

@@ -41,9 +41,15 @@ enum Command {
         #[arg(long)]
         issuer_jwk: bool,
     },
-    /// Issue, list, show and revoke vouchers (operator, admin socket).
+    /// Issue, list, show, revoke, import and delegate vouchers.
     #[command(subcommand)]
     Voucher(VoucherCmd),
+    /// Register the keys of external voucher issuers (operator, admin socket).
+    #[command(subcommand)]
+    Issuer(IssuerCmd),
+    /// Ask for, follow and report payments (agent side), or confirm and list them (operator).
+    #[command(subcommand)]
+    Payment(PaymentCmd),
     /// Show the calling agent's identity (agent side, agent socket).
     #[command(after_help = "Examples:\n  arictl identity\n  arictl identity --jwk > agent.jwk")]
     Identity {
@@ -130,7 +136,6 @@ enum AgentCmd {
 }
 
 #[derive(Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once per run")]
 enum VoucherCmd {
     /// Issue a voucher for an agent's user, signed by the daemon's issuer key in the token.
     #[command(
@@ -176,6 +181,10 @@ enum VoucherCmd {
         /// Every authorization must be reported within this duration.
         #[arg(long, value_name = "DURATION")]
         report_within: Option<String>,
+        /// A condition over the payment's facts that must hold (repeat for several); see
+        /// docs/formats.md, e.g. 'facts.unit_price >= 1200 && facts.quantity <= 3'.
+        #[arg(long = "condition", value_name = "EXPR")]
+        conditions: Vec<String>,
         /// Print JSON (id, digest, voucher) instead of the voucher alone.
         #[arg(long)]
         json: bool,
@@ -198,6 +207,142 @@ enum VoucherCmd {
     /// Revoke a voucher; no payment is authorized against it afterwards.
     #[command(after_help = "Example:\n  arictl voucher revoke 3f1c9a0e5b7d24683f1c9a0e5b7d2468")]
     Revoke { voucher: String },
+    /// Write the signed list of revoked vouchers, for verifiers working offline.
+    #[command(after_help = "Example:\n  arictl voucher revoked --export revoked.jws")]
+    Revoked {
+        /// Where to write the list (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        export: PathBuf,
+    },
+    /// Register a voucher signed by an external issuer (see `arictl issuer add`).
+    #[command(after_help = "Example:\n  arictl voucher import voucher-from-wallet.txt")]
+    Import {
+        /// File with the compact voucher (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Delegate part of a voucher you hold to a child agent (agent side, agent socket).
+    #[command(
+        after_help = "Example:\n  echo '[{\"type\":\"org.a2p2.autonomy_level\",\"level\":\"L3\"},{\"type\":\"payment.budget\",\"currency\":\"CNY\",\"max\":2000}]' > child.json\n  arictl voucher delegate --voucher 3f1c9a0e5b7d2468 --agent shop-bot-child --constraints child.json"
+    )]
+    Delegate {
+        /// The voucher you hold: id, digest or compact form.
+        #[arg(long)]
+        voucher: String,
+        /// The child agent.
+        #[arg(long)]
+        agent: String,
+        /// File with the child's constraints, a JSON array (`-` for stdin); each must narrow yours.
+        #[arg(long, value_name = "FILE")]
+        constraints: PathBuf,
+        /// Valid until: Unix seconds or a duration from now (default: the parent's expiry).
+        #[arg(long, value_name = "T|DURATION")]
+        expires: Option<String>,
+        /// Print JSON (id, digest, voucher) instead of the voucher alone.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IssuerCmd {
+    /// Trust vouchers signed by this key (a user's device, an agent provider).
+    #[command(after_help = "Example:\n  arictl issuer add alice-phone --jwk alice-phone.jwk")]
+    Add {
+        /// A name for the issuer.
+        name: String,
+        /// File with the issuer's public JWK.
+        #[arg(long, value_name = "FILE")]
+        jwk: PathBuf,
+    },
+    /// List trusted issuers, the daemon's own first.
+    List,
+    /// Stop trusting an issuer.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum PaymentCmd {
+    /// Ask for a payment authorization (agent side). Prints the receipt a verifier checks.
+    #[command(
+        after_help = "Example:\n  arictl payment authorize --voucher 3f1c9a0e5b7d2468 --amount 1250 --currency CNY --payee shop.example \\\n      --category groceries --transaction-id sha256-of-checkout --aud psp.example --nonce 8c1d44e0a9b2 \\\n      --fact unit_price=450 --fact quantity=2 > receipt.json"
+    )]
+    Authorize {
+        /// The voucher: id, digest or compact form (an external one is registered on first use).
+        #[arg(long)]
+        voucher: String,
+        /// Minor units.
+        #[arg(long)]
+        amount: u64,
+        /// ISO 4217 code.
+        #[arg(long)]
+        currency: String,
+        /// Who is paid.
+        #[arg(long)]
+        payee: String,
+        /// The purchase category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Digest of the merchant's checkout.
+        #[arg(long)]
+        transaction_id: String,
+        /// The verifier the authorization is for.
+        #[arg(long)]
+        aud: String,
+        /// The verifier's nonce.
+        #[arg(long)]
+        nonce: String,
+        /// A fact for conditions, NAME=VALUE (integers, true/false, otherwise text); repeatable.
+        #[arg(long = "fact", value_name = "NAME=VALUE")]
+        facts: Vec<String>,
+        /// For an L2 voucher: wait this long for the operator's decision.
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
+    },
+    /// Show one of your decisions (agent side); waits for a pending one with --wait.
+    Status {
+        decision: String,
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
+    },
+    /// Report how an authorized payment ended (agent side).
+    #[command(
+        after_help = "Example:\n  arictl payment report 9f2c... --outcome refunded --reference psp-ref-778"
+    )]
+    Report {
+        decision: String,
+        /// succeeded, failed or refunded.
+        #[arg(long)]
+        outcome: String,
+        /// The payment rail's reference.
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// List decisions (operator).
+    #[command(
+        after_help = "Examples:\n  arictl payment list --status pending\n  arictl payment list --voucher 3f1c9a0e5b7d2468 --json"
+    )]
+    List {
+        /// authorized, denied, pending or void.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only decisions on this voucher id.
+        #[arg(long)]
+        voucher: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one decision (operator).
+    Show { decision: String },
+    /// Confirm a payment held for a human (L2); the daemon signs it (operator).
+    Confirm { decision: String },
+    /// Reject a payment held for a human (L2); its amount returns to the budget (operator).
+    Reject {
+        decision: String,
+        /// Why, for the log.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,9 +355,30 @@ enum VerifyCmd {
         /// A trusted issuer's public JWK file (repeat for several).
         #[arg(long = "trust", value_name = "FILE", required = true)]
         trust: Vec<PathBuf>,
+        /// A signed revocation list (`arictl voucher revoked --export`) to check against.
+        #[arg(long, value_name = "FILE")]
+        revoked: Option<PathBuf>,
         /// Files holding the vouchers of the chain, root first (`-` for stdin).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Verify a payment receipt (what `arictl payment authorize` prints): the chain to a trusted
+    /// issuer, the holder binding, the authorization's signature, limits, expiry and attestation.
+    #[command(
+        after_help = "Example:\n  arictl verify payment --trust issuer.jwk receipt.json\n  arictl verify payment --trust issuer.jwk --revoked revoked.jws --at 1795400000 receipt.json"
+    )]
+    Payment {
+        /// A trusted issuer's public JWK file (repeat for several).
+        #[arg(long = "trust", value_name = "FILE", required = true)]
+        trust: Vec<PathBuf>,
+        /// A signed revocation list to check against.
+        #[arg(long, value_name = "FILE")]
+        revoked: Option<PathBuf>,
+        /// Verify as of this Unix time instead of now.
+        #[arg(long, value_name = "UNIX")]
+        at: Option<i64>,
+        /// The receipt JSON (`-` for stdin).
+        file: PathBuf,
     },
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
     #[command(
@@ -232,6 +398,11 @@ enum VerifyCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Durable payment.authorize on an L5 voucher against raw signing on the same token.
+    #[command(
+        after_help = "Examples:\n  arictl bench authorize --clients 16 --seconds 10\n  arictl bench authorize --clients 1 --seconds 5 --json"
+    )]
+    Authorize(BenchArgs),
     /// agent.attest over the socket against raw signing on the same token.
     #[command(
         after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
@@ -249,6 +420,12 @@ enum BenchCmd {
         #[arg(long)]
         seconds: f64,
     },
+}
+
+#[derive(Clone, Copy)]
+enum BenchKind {
+    Attest,
+    Authorize,
 }
 
 #[derive(Args)]
@@ -448,6 +625,7 @@ fn voucher_cmd(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             not_before,
             expires,
             report_within,
+            conditions,
             json: as_json,
         } => {
             let mut params = json!({
@@ -456,6 +634,7 @@ fn voucher_cmd(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
                 "currency": currency,
                 "payees": payees,
                 "categories": categories,
+                "conditions": conditions,
                 "expires_at": parse_time(expires)?,
             });
             let optional = [
@@ -534,7 +713,256 @@ fn voucher_cmd(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             );
             Ok(())
         }
+        VoucherCmd::Revoked { export } => {
+            let v = call(admin, "admin.voucher_revocations", json!({}))?;
+            let list = field(&v, "/list").as_str().unwrap_or_default();
+            write_output(export, &format!("{list}\n"))?;
+            eprintln!("revocation list: {} voucher(s)", field(&v, "/count"));
+            Ok(())
+        }
+        VoucherCmd::Import { file } => {
+            let text = read_input(file)?;
+            print_json(&call(
+                admin,
+                "admin.voucher_import",
+                json!({ "voucher": text.trim() }),
+            )?)
+        }
+        VoucherCmd::Delegate {
+            voucher,
+            agent,
+            constraints,
+            expires,
+            json: as_json,
+        } => {
+            let constraints: Value = serde_json::from_str(&read_input(constraints)?)
+                .context("the constraints file is not JSON")?;
+            let mut params =
+                json!({ "voucher": voucher, "agent": agent, "constraints": constraints });
+            if let (Some(t), Some(obj)) = (expires, params.as_object_mut()) {
+                obj.insert("expires_at".into(), parse_time(t)?.into());
+            }
+            let v = call(&cli.agent_socket, "voucher.delegate", params)?;
+            if *as_json {
+                return print_json(&v);
+            }
+            println!("{}", field(&v, "/voucher").as_str().unwrap_or_default());
+            Ok(())
+        }
     }
+}
+
+fn write_output(path: &Path, text: &str) -> Result<()> {
+    if path == Path::new("-") {
+        print!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+fn issuer_cmd(cli: &Cli, cmd: &IssuerCmd) -> Result<()> {
+    let admin = &cli.admin_socket;
+    match cmd {
+        IssuerCmd::Add { name, jwk } => {
+            let jwk: Value = serde_json::from_str(&read_input(jwk)?)
+                .with_context(|| format!("{} is not JSON", jwk.display()))?;
+            let v = call(
+                admin,
+                "admin.issuer_add",
+                json!({ "name": name, "jwk": jwk }),
+            )?;
+            println!(
+                "issuer {}: trusted (kid {})",
+                field(&v, "/name").as_str().unwrap_or("?"),
+                field(&v, "/kid").as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        IssuerCmd::List => print_json(&call(admin, "admin.issuer_list", json!({}))?),
+        IssuerCmd::Remove { name } => {
+            call(admin, "admin.issuer_remove", json!({ "name": name }))?;
+            println!("issuer {name}: removed");
+            Ok(())
+        }
+    }
+}
+
+/// Parses `NAME=VALUE` facts: integers and booleans as such, anything else as text.
+fn parse_facts(facts: &[String]) -> Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for f in facts {
+        let (name, value) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--fact {f:?}: expected NAME=VALUE"))?;
+        let value = match value {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            v => v
+                .parse::<i64>()
+                .map_or_else(|_| Value::from(v), Value::from),
+        };
+        out.insert(name.to_string(), value);
+    }
+    Ok(out)
+}
+
+fn wait_ms(wait: Option<&str>) -> Result<u64> {
+    Ok(wait
+        .map(parse_duration)
+        .transpose()?
+        .unwrap_or(0)
+        .saturating_mul(1000))
+}
+
+fn payment_cmd(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
+    let admin = &cli.admin_socket;
+    let agent = &cli.agent_socket;
+    match cmd {
+        PaymentCmd::Authorize {
+            voucher,
+            amount,
+            currency,
+            payee,
+            category,
+            transaction_id,
+            aud,
+            nonce,
+            facts,
+            wait,
+        } => {
+            let text;
+            let voucher = if Path::new(voucher).is_file() {
+                text = read_input(Path::new(voucher))?;
+                text.trim()
+            } else {
+                voucher.as_str()
+            };
+            let mut client = Client::connect(agent).map_err(|e| hint(e, agent))?;
+            let v = client.call(
+                "payment.authorize",
+                json!({
+                    "voucher": voucher,
+                    "payment": {
+                        "amount": amount, "currency": currency, "payee": payee,
+                        "category": category, "transaction_id": transaction_id,
+                    },
+                    "aud": aud,
+                    "nonce": nonce,
+                    "facts": parse_facts(facts)?,
+                }),
+            )?;
+            let waiting = wait_ms(wait.as_deref())?;
+            if field(&v, "/status") == "pending_confirmation" && waiting > 0 {
+                eprintln!(
+                    "payment {} waits for an operator (arictl payment confirm|reject) ...",
+                    field(&v, "/decision").as_str().unwrap_or("?")
+                );
+                let v = client.call(
+                    "payment.status",
+                    json!({ "decision": field(&v, "/decision"), "wait_ms": waiting }),
+                )?;
+                return print_json(&v);
+            }
+            print_json(&v)
+        }
+        PaymentCmd::Status { decision, wait } => print_json(&call(
+            agent,
+            "payment.status",
+            json!({ "decision": decision, "wait_ms": wait_ms(wait.as_deref())? }),
+        )?),
+        PaymentCmd::Report {
+            decision,
+            outcome,
+            reference,
+        } => print_json(&call(
+            agent,
+            "payment.report",
+            json!({ "decision": decision, "outcome": outcome, "reference": reference }),
+        )?),
+        PaymentCmd::List {
+            status,
+            voucher,
+            json: as_json,
+        } => {
+            let v = call(
+                admin,
+                "admin.payment_list",
+                json!({ "status": status, "voucher": voucher }),
+            )?;
+            if *as_json {
+                return print_json(&v);
+            }
+            println!(
+                "{:<34} {:<22} {:>10} {:<4} {:<20} REASON",
+                "DECISION", "STATUS", "AMOUNT", "CUR", "PAYEE"
+            );
+            for x in field(&v, "/payments").as_array().into_iter().flatten() {
+                println!(
+                    "{:<34} {:<22} {:>10} {:<4} {:<20} {}",
+                    field(x, "/decision").as_str().unwrap_or("?"),
+                    field(x, "/status").as_str().unwrap_or("?"),
+                    field(x, "/amount").to_string(),
+                    field(x, "/currency").as_str().unwrap_or("?"),
+                    field(x, "/payee").as_str().unwrap_or("?"),
+                    field(x, "/reason").as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        PaymentCmd::Show { decision } => print_json(&call(
+            admin,
+            "admin.payment_show",
+            json!({ "decision": decision }),
+        )?),
+        PaymentCmd::Confirm { decision } => {
+            let v = call(
+                admin,
+                "admin.payment_confirm",
+                json!({ "decision": decision }),
+            )?;
+            println!(
+                "payment {decision}: {}",
+                field(&v, "/status").as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        PaymentCmd::Reject { decision, note } => {
+            let v = call(
+                admin,
+                "admin.payment_reject",
+                json!({ "decision": decision, "note": note }),
+            )?;
+            println!(
+                "payment {decision}: {} ({})",
+                field(&v, "/status").as_str().unwrap_or("?"),
+                field(&v, "/reason").as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn trusted_keys(files: &[PathBuf]) -> Result<Vec<ari::jose::PublicKey>> {
+    files
+        .iter()
+        .map(|f| {
+            Jwk::from_json(&read_input(f)?)
+                .and_then(|j| j.to_public_key())
+                .with_context(|| format!("{} is not a P-256 public JWK", f.display()))
+        })
+        .collect()
+}
+
+fn revocation_list(
+    file: Option<&PathBuf>,
+    keys: &[ari::jose::PublicKey],
+) -> Result<Option<voucher::revocation::RevocationList>> {
+    file.map(|f| {
+        voucher::revocation::verify(read_input(f)?.trim(), keys)
+            .with_context(|| format!("revocation list {}", f.display()))
+    })
+    .transpose()
 }
 
 fn read_input(path: &Path) -> Result<String> {
@@ -549,17 +977,27 @@ fn read_input(path: &Path) -> Result<String> {
 
 fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
     match cmd {
-        VerifyCmd::Voucher { trust, files } => {
-            let mut keys = Vec::new();
-            for f in trust {
-                keys.push(Jwk::from_json(&read_input(f)?)?.to_public_key()?);
-            }
+        VerifyCmd::Voucher {
+            trust,
+            revoked,
+            files,
+        } => {
+            let keys = trusted_keys(trust)?;
+            let list = revocation_list(revoked.as_ref(), &keys)?;
             let texts = files
                 .iter()
                 .map(|f| read_input(f).map(|t| t.trim().to_string()))
                 .collect::<Result<Vec<_>>>()?;
             let chain: Vec<&str> = texts.iter().map(String::as_str).collect();
             let claims = voucher::verify_chain(&chain, &keys, unix_now())?;
+            if let Some(list) = &list
+                && let Some((i, _)) = chain
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| list.contains(&voucher::digest(v)))
+            {
+                bail!("voucher {i}: revoked (on the revocation list)");
+            }
             let leaf = claims.last().ok_or_else(|| anyhow!("empty chain"))?;
             eprintln!(
                 "voucher OK: {} link(s), agent {}, user {}",
@@ -568,6 +1006,29 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
                 leaf.sub
             );
             print_json(&serde_json::to_value(leaf)?)
+        }
+        VerifyCmd::Payment {
+            trust,
+            revoked,
+            at,
+            file,
+        } => {
+            let keys = trusted_keys(trust)?;
+            let list = revocation_list(revoked.as_ref(), &keys)?;
+            let receipt: ari::payment::Receipt = serde_json::from_str(&read_input(file)?)
+                .context("the receipt is not the JSON `arictl payment authorize` prints")?;
+            let v =
+                ari::payment::verify(&receipt, &keys, list.as_ref(), at.unwrap_or_else(unix_now))?;
+            eprintln!(
+                "payment OK: {} {} to {} by agent {} for user {}, {} voucher(s)",
+                v.claims.amount,
+                v.claims.currency,
+                v.claims.payee,
+                v.claims.agent,
+                v.claims.sub,
+                v.chain.len()
+            );
+            print_json(&serde_json::to_value(&v.claims)?)
         }
         VerifyCmd::Attest { jwk, nonce, file } => {
             let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
@@ -660,7 +1121,7 @@ fn bench_agent(admin: &Path, agent_socket: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn bench_attest(args: &BenchArgs) -> Result<()> {
+fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
     let (_daemon, dir) = match &args.state_dir {
         Some(d) => (None, std::fs::canonicalize(d)?),
         None => {
@@ -671,13 +1132,35 @@ fn bench_attest(args: &BenchArgs) -> Result<()> {
     };
     let layout = dev::DevLayout::new(&dir)?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
+    let workload = match kind {
+        BenchKind::Attest => bench::Workload::Attest,
+        BenchKind::Authorize => {
+            let v = call(
+                &layout.admin_socket,
+                "admin.voucher_issue",
+                json!({
+                    "agent": agent, "level": "L5", "currency": "CNY",
+                    "budget": i64::MAX / 2, "max_amount": 100,
+                    "expires_at": unix_now() + 86_400,
+                }),
+            )?;
+            bench::Workload::Authorize(field(&v, "/id").as_str().unwrap_or_default().into())
+        }
+    };
     if !args.json {
         eprintln!(
-            "driving agent.attest as agent {agent} with {} clients for {} s ...",
-            args.clients, args.seconds
+            "driving {} as agent {agent} with {} clients for {} s ...",
+            workload.method(),
+            args.clients,
+            args.seconds
         );
     }
-    let socket = bench::drive_attest(&layout.agent_socket, args.clients.max(1), args.seconds)?;
+    let socket = bench::drive(
+        &layout.agent_socket,
+        &workload,
+        args.clients.max(1),
+        args.seconds,
+    )?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -706,7 +1189,14 @@ fn bench_attest(args: &BenchArgs) -> Result<()> {
         );
     }
     let raw: bench::Figures = serde_json::from_slice(&out.stdout)?;
-    let report = bench::AttestReport::new(args.clients, args.seconds, socket, raw, threads);
+    let report = bench::Report::new(
+        workload.method(),
+        args.clients,
+        args.seconds,
+        socket,
+        raw,
+        threads,
+    );
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -743,6 +1233,8 @@ fn run(cli: &Cli) -> Result<()> {
             })
         }
         Command::Voucher(cmd) => voucher_cmd(cli, cmd),
+        Command::Issuer(cmd) => issuer_cmd(cli, cmd),
+        Command::Payment(cmd) => payment_cmd(cli, cmd),
         Command::Identity { jwk } => {
             let v = call(&cli.agent_socket, "agent.identity", json!({}))?;
             print_json(if *jwk { field(&v, "/key/jwk") } else { &v })
@@ -753,7 +1245,8 @@ fn run(cli: &Cli) -> Result<()> {
             json!({ "nonce": nonce }),
         )?),
         Command::Verify(cmd) => verify_cmd(cmd),
-        Command::Bench(BenchCmd::Attest(args)) => bench_attest(args),
+        Command::Bench(BenchCmd::Attest(args)) => bench_attest(args, BenchKind::Attest),
+        Command::Bench(BenchCmd::Authorize(args)) => bench_attest(args, BenchKind::Authorize),
         Command::Bench(BenchCmd::Raw {
             state_dir,
             key_label,

@@ -221,6 +221,39 @@ pub fn report_within(chain: &[VoucherClaims]) -> Option<u64> {
         .min()
 }
 
+/// Whether the chain still stands at `now`: the agent not frozen, no voucher revoked, every
+/// voucher inside its validity window. Checked first by [`decide`], and again when a held (L2)
+/// payment is confirmed.
+pub fn standing(
+    chain: &[VoucherClaims],
+    usage: &[Usage],
+    now: i64,
+    frozen: bool,
+) -> Result<(), Denial> {
+    if frozen {
+        return Err(deny(Reason::AgentFrozen, "the agent is frozen"));
+    }
+    if let Some((v, _)) = chain.iter().zip(usage).find(|(_, u)| u.revoked) {
+        return Err(deny(
+            Reason::VoucherRevoked,
+            format!("voucher {} is revoked", v.jti),
+        ));
+    }
+    if let Some(v) = chain.iter().find(|v| now < v.nbf) {
+        return Err(deny(
+            Reason::VoucherNotYetValid,
+            format!("voucher {} is valid from {}", v.jti, v.nbf),
+        ));
+    }
+    if let Some(v) = chain.iter().find(|v| now >= v.exp) {
+        return Err(deny(
+            Reason::VoucherExpired,
+            format!("voucher {} expired at {}", v.jti, v.exp),
+        ));
+    }
+    Ok(())
+}
+
 /// Decides a payment. `chain` is root first and already verified; `usage` is parallel to it.
 pub fn decide(
     chain: &[VoucherClaims],
@@ -234,28 +267,8 @@ pub fn decide(
             "the voucher chain could not be read",
         ));
     }
-    if ctx.frozen {
-        return Err(deny(Reason::AgentFrozen, "the agent is frozen"));
-    }
+    standing(chain, usage, ctx.now, ctx.frozen)?;
     let pairs = || chain.iter().zip(usage);
-    if let Some((v, _)) = pairs().find(|(_, u)| u.revoked) {
-        return Err(deny(
-            Reason::VoucherRevoked,
-            format!("voucher {} is revoked", v.jti),
-        ));
-    }
-    if let Some(v) = chain.iter().find(|v| ctx.now < v.nbf) {
-        return Err(deny(
-            Reason::VoucherNotYetValid,
-            format!("voucher {} is valid from {}", v.jti, v.nbf),
-        ));
-    }
-    if let Some(v) = chain.iter().find(|v| ctx.now >= v.exp) {
-        return Err(deny(
-            Reason::VoucherExpired,
-            format!("voucher {} expired at {}", v.jti, v.exp),
-        ));
-    }
     let all = || chain.iter().flat_map(|v| v.constraints.iter());
     if let Some(c) = all().find(|c| matches!(c, Constraint::Unknown { .. })) {
         return Err(deny(

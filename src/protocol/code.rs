@@ -44,6 +44,46 @@ pub enum ErrorCode {
     ShuttingDown,
     /// No voucher has that id.
     VoucherNotFound,
+    /// A delegation would widen its parent voucher, or breaks its format.
+    VoucherWidens,
+    /// No payment decision has that id (for this caller).
+    DecisionNotFound,
+    /// The voucher does not verify against a registered issuer, or is not for this agent.
+    UntrustedVoucher,
+    /// An issuer with that name or key is already registered.
+    IssuerExists,
+    /// Payment denied: a voucher in the chain is revoked.
+    VoucherRevoked,
+    /// Payment denied: a voucher in the chain is not valid yet.
+    VoucherNotYetValid,
+    /// Payment denied: a voucher in the chain has expired.
+    VoucherExpired,
+    /// Payment denied: a voucher carries a constraint this daemon does not understand.
+    UnknownConstraint,
+    /// Payment denied: the autonomy level (L0, L1, or none) never signs payments.
+    LevelForbidsPayment,
+    /// Payment denied: an earlier authorization on the voucher was not reported in time.
+    ReportOverdue,
+    /// Payment denied: the payment's currency is not the voucher's.
+    CurrencyMismatch,
+    /// Payment denied: the amount is outside the voucher's range.
+    AmountOutOfRange,
+    /// Payment denied: the payee is not allowed.
+    PayeeNotAllowed,
+    /// Payment denied: the category is not allowed (or none was named).
+    CategoryNotAllowed,
+    /// Payment denied: outside the voucher's execution dates.
+    OutsideExecutionDate,
+    /// Payment denied: a condition does not hold or cannot be decided.
+    ConditionFailed,
+    /// Payment denied: the voucher's payment count is used up.
+    PaymentsExhausted,
+    /// Payment denied: the amount does not fit in what is left of the budget.
+    BudgetExhausted,
+    /// Payment denied: this checkout is already authorized or pending on the voucher.
+    DuplicateTransaction,
+    /// Payment denied: an operator rejected the pending payment.
+    RejectedByOperator,
 }
 
 impl ErrorCode {
@@ -69,6 +109,26 @@ impl ErrorCode {
         Self::StorageError,
         Self::ShuttingDown,
         Self::VoucherNotFound,
+        Self::VoucherWidens,
+        Self::DecisionNotFound,
+        Self::UntrustedVoucher,
+        Self::IssuerExists,
+        Self::VoucherRevoked,
+        Self::VoucherNotYetValid,
+        Self::VoucherExpired,
+        Self::UnknownConstraint,
+        Self::LevelForbidsPayment,
+        Self::ReportOverdue,
+        Self::CurrencyMismatch,
+        Self::AmountOutOfRange,
+        Self::PayeeNotAllowed,
+        Self::CategoryNotAllowed,
+        Self::OutsideExecutionDate,
+        Self::ConditionFailed,
+        Self::PaymentsExhausted,
+        Self::BudgetExhausted,
+        Self::DuplicateTransaction,
+        Self::RejectedByOperator,
     ];
 
     /// The JSON-RPC `code` number.
@@ -94,6 +154,26 @@ impl ErrorCode {
             Self::StorageError => -32013,
             Self::ShuttingDown => -32014,
             Self::VoucherNotFound => -32015,
+            Self::VoucherWidens => -32016,
+            Self::DecisionNotFound => -32017,
+            Self::UntrustedVoucher => -32018,
+            Self::IssuerExists => -32019,
+            Self::VoucherRevoked => -32020,
+            Self::VoucherNotYetValid => -32021,
+            Self::VoucherExpired => -32022,
+            Self::UnknownConstraint => -32023,
+            Self::LevelForbidsPayment => -32024,
+            Self::ReportOverdue => -32025,
+            Self::CurrencyMismatch => -32026,
+            Self::AmountOutOfRange => -32027,
+            Self::PayeeNotAllowed => -32028,
+            Self::CategoryNotAllowed => -32029,
+            Self::OutsideExecutionDate => -32030,
+            Self::ConditionFailed => -32031,
+            Self::PaymentsExhausted => -32032,
+            Self::BudgetExhausted => -32033,
+            Self::DuplicateTransaction => -32034,
+            Self::RejectedByOperator => -32035,
         }
     }
 
@@ -120,6 +200,26 @@ impl ErrorCode {
             Self::StorageError => "storage_error",
             Self::ShuttingDown => "shutting_down",
             Self::VoucherNotFound => "voucher_not_found",
+            Self::VoucherWidens => "voucher_widens",
+            Self::DecisionNotFound => "decision_not_found",
+            Self::UntrustedVoucher => "untrusted_voucher",
+            Self::IssuerExists => "issuer_exists",
+            Self::VoucherRevoked => "voucher_revoked",
+            Self::VoucherNotYetValid => "voucher_not_yet_valid",
+            Self::VoucherExpired => "voucher_expired",
+            Self::UnknownConstraint => "unknown_constraint",
+            Self::LevelForbidsPayment => "level_forbids_payment",
+            Self::ReportOverdue => "report_overdue",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::AmountOutOfRange => "amount_out_of_range",
+            Self::PayeeNotAllowed => "payee_not_allowed",
+            Self::CategoryNotAllowed => "category_not_allowed",
+            Self::OutsideExecutionDate => "outside_execution_date",
+            Self::ConditionFailed => "condition_failed",
+            Self::PaymentsExhausted => "payments_exhausted",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::DuplicateTransaction => "duplicate_transaction",
+            Self::RejectedByOperator => "rejected_by_operator",
         }
     }
 

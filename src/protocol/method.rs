@@ -64,6 +64,19 @@ methods! {
     AdminVoucherList => "admin.voucher_list", Admin;
     AdminVoucherShow => "admin.voucher_show", Admin;
     AdminVoucherRevoke => "admin.voucher_revoke", Admin;
+    AdminVoucherImport => "admin.voucher_import", Admin;
+    AdminVoucherRevocations => "admin.voucher_revocations", Admin;
+    AdminIssuerAdd => "admin.issuer_add", Admin;
+    AdminIssuerList => "admin.issuer_list", Admin;
+    AdminIssuerRemove => "admin.issuer_remove", Admin;
+    AdminPaymentList => "admin.payment_list", Admin;
+    AdminPaymentShow => "admin.payment_show", Admin;
+    AdminPaymentConfirm => "admin.payment_confirm", Admin;
+    AdminPaymentReject => "admin.payment_reject", Admin;
+    VoucherDelegate => "voucher.delegate", Agent;
+    PaymentAuthorize => "payment.authorize", Agent;
+    PaymentStatus => "payment.status", Agent;
+    PaymentReport => "payment.report", Agent;
 }
 
 impl Method {

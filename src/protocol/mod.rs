@@ -61,6 +61,9 @@ pub struct ErrorData {
     pub reason: &'static str,
     /// Whether the same request may succeed if sent again later.
     pub retryable: bool,
+    /// For a payment denial: the id of the recorded decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 impl RpcError {
@@ -72,8 +75,15 @@ impl RpcError {
             data: ErrorData {
                 reason: code.reason(),
                 retryable: code.retryable(),
+                decision: None,
             },
         }
+    }
+
+    /// Names the recorded decision this error reports.
+    pub fn with_decision(mut self, decision: Option<String>) -> Self {
+        self.data.decision = decision;
+        self
     }
 }
 

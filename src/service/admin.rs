@@ -139,6 +139,8 @@ impl Service {
 
     pub(super) async fn freeze(&self, p: AgentParam) -> Result<Value, Error> {
         let _writing = self.agent_writes.lock().await;
+        // Exclusive: decisions in flight finish first; later ones see the agent frozen.
+        let _gate = self.gate.write().await;
         let a = self
             .set_status(&p.agent, &[AgentStatus::Active], AgentStatus::Frozen)
             .await?;
@@ -155,6 +157,7 @@ impl Service {
 
     pub(super) async fn retire(&self, p: AgentParam) -> Result<Value, Error> {
         let _writing = self.agent_writes.lock().await;
+        let _gate = self.gate.write().await;
         // Mark retired first (durable), then destroy: a crash in between leaves a retired agent
         // whose key is destroyed on the next retire call, never an active agent without a key.
         let current = self.agent(&p.agent)?;

@@ -21,7 +21,7 @@ pub(super) struct AttestParams {
 
 impl Service {
     /// Measures the caller and finds its agent.
-    fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
+    pub(super) fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
         let facts = self
             .meter
             .measure_cached(info.cred, &info.measured)

@@ -9,17 +9,20 @@
 
 mod admin;
 mod agent;
+mod payment;
 mod voucher;
 
 use crate::attest::DaemonFacts;
 use crate::backend::{Backend, KeyInfo};
 use crate::error::Error;
 use crate::identity::{Agent, Registry};
+use crate::ledger::Ledger;
 use crate::protocol::{self, Incoming, Method, Request, Response, Role};
 use crate::server::ConnInfo;
 use crate::server::peer::{self, PeerMeter};
 use crate::store::Store;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Roles the daemon's own keys play.
@@ -56,6 +59,15 @@ pub struct Service {
     daemon_keys: Vec<(&'static str, KeyInfo)>,
     /// Serializes agent changes, so a read-modify-write of one agent never loses another's.
     agent_writes: tokio::sync::Mutex<()>,
+    /// The group-committing writer for payments, delegations and revocations.
+    ledger: Ledger,
+    /// Decisions hold it shared; freezes and revocations exclusively, so once one is
+    /// acknowledged no decision it forbids can still be signed.
+    gate: tokio::sync::RwLock<()>,
+    /// Verified voucher chains by leaf id and digest.
+    chains: std::sync::Mutex<HashMap<String, Arc<payment::Chain>>>,
+    /// Bumped on every confirmation or rejection, to wake `payment.status` waiters.
+    decided: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Service {
@@ -72,6 +84,7 @@ impl Service {
     pub async fn open(
         backend: Arc<dyn Backend>,
         store: Arc<Store>,
+        ledger: Ledger,
         facts: DaemonFacts,
         admin: AdminPolicy,
     ) -> Result<Self, Error> {
@@ -113,6 +126,10 @@ impl Service {
             admin,
             daemon_keys,
             agent_writes: tokio::sync::Mutex::new(()),
+            ledger,
+            gate: tokio::sync::RwLock::new(()),
+            chains: std::sync::Mutex::new(HashMap::new()),
+            decided: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -202,6 +219,25 @@ impl Service {
             Method::AdminVoucherList => self.voucher_list(decode(params)?).await,
             Method::AdminVoucherShow => self.voucher_show(decode(params)?).await,
             Method::AdminVoucherRevoke => self.voucher_revoke(decode(params)?).await,
+            Method::AdminVoucherImport => self.voucher_import(decode(params)?).await,
+            Method::AdminVoucherRevocations => {
+                let _: admin::NoParams = decode(params)?;
+                self.voucher_revocations().await
+            }
+            Method::AdminIssuerAdd => self.issuer_add(decode(params)?).await,
+            Method::AdminIssuerList => {
+                let _: admin::NoParams = decode(params)?;
+                self.issuer_list().await
+            }
+            Method::AdminIssuerRemove => self.issuer_remove(decode(params)?).await,
+            Method::AdminPaymentList => self.payment_list(decode(params)?).await,
+            Method::AdminPaymentShow => self.payment_show(decode(params)?).await,
+            Method::AdminPaymentConfirm => self.payment_confirm(decode(params)?).await,
+            Method::AdminPaymentReject => self.payment_reject(decode(params)?).await,
+            Method::VoucherDelegate => self.voucher_delegate(info, decode(params)?).await,
+            Method::PaymentAuthorize => self.payment_authorize(info, decode(params)?).await,
+            Method::PaymentStatus => self.payment_status(info, decode(params)?).await,
+            Method::PaymentReport => self.payment_report(info, decode(params)?).await,
         }
     }
 

@@ -5,8 +5,10 @@ use super::{Service, blocking};
 use crate::clock::unix_now as now;
 use crate::error::Error;
 use crate::identity::AgentStatus;
+use crate::jose::{Header, Jwk, SigningInput};
 use crate::store::{StoreError, StoredVoucher};
 use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
+use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +39,27 @@ pub(super) struct IssueParams {
     expires_at: i64,
     #[serde(default)]
     report_within_s: Option<u64>,
+    #[serde(default)]
+    conditions: Vec<String>,
+    #[serde(default)]
+    not_after_execution: Option<i64>,
+    #[serde(default)]
+    not_before_execution: Option<i64>,
+}
+
+/// Params of `admin.issuer_add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IssuerParams {
+    name: String,
+    jwk: Value,
+}
+
+/// `{ "name": NAME }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NameParam {
+    name: String,
 }
 
 /// Params of `admin.voucher_list`.
@@ -59,8 +82,11 @@ fn view(v: &StoredVoucher) -> Value {
         "id": v.id,
         "digest": v.digest,
         "agent": v.agent,
+        "parent": v.parent,
         "status": v.status,
+        "budget": v.budget,
         "spent": v.spent,
+        "reserved": v.reserved,
         "payments": v.payments,
         "issued_at": v.issued_at,
         "expires_at": v.expires_at,
@@ -105,6 +131,17 @@ impl IssueParams {
         if let Some(seconds) = self.report_within_s {
             out.push(Constraint::ReportWithin { seconds });
         }
+        if self.not_before_execution.is_some() || self.not_after_execution.is_some() {
+            out.push(Constraint::ExecutionDate {
+                not_before: self.not_before_execution,
+                not_after: self.not_after_execution,
+            });
+        }
+        if !self.conditions.is_empty() {
+            out.push(Constraint::Conditions {
+                all: self.conditions.clone(),
+            });
+        }
         if out.iter().all(|c| {
             !matches!(
                 c,
@@ -145,7 +182,7 @@ impl Service {
             parent: None,
             constraints: p.constraints()?,
         };
-        voucher::check_claims(&claims, 0, issued)
+        voucher::check_claims(&claims, 0, Some(issued))
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -160,7 +197,10 @@ impl Service {
             agent: agent.id.clone(),
             compact,
             status: "active".into(),
+            parent: None,
+            budget: p.budget,
             spent: 0,
+            reserved: 0,
             payments: 0,
             issued_at: issued,
             expires_at: claims.exp,
@@ -190,13 +230,118 @@ impl Service {
 
     pub(super) async fn voucher_revoke(&self, p: VoucherParam) -> Result<Value, Error> {
         let v = self.find_voucher(&p.voucher).await?;
-        let (store, id) = (self.store.clone(), v.id.clone());
-        match blocking(move || store.revoke_voucher(&id)).await {
+        // Exclusive: every decision already past the gate finishes (signed or not) before the
+        // revocation commits, and every later one sees it.
+        let _gate = self.gate.write().await;
+        let id = v.id.clone();
+        let changed = match self
+            .ledger
+            .run(move |conn| crate::ledger::revoke(conn, &id, now()))
+            .await
+        {
+            Ok(changed) => changed,
+            Err(StoreError::NotFound) => return Err(Error::VoucherNotFound(v.id)),
+            Err(e) => return Err(e.into()),
+        };
+        if changed {
+            tracing::info!(voucher = %v.id, "voucher revoked");
+        }
+        Ok(json!({ "id": v.id, "status": "revoked" }))
+    }
+
+    pub(super) async fn voucher_import(&self, p: VoucherParam) -> Result<Value, Error> {
+        if !p.voucher.contains('.') {
+            return Err(Error::InvalidParams(
+                "voucher must be the compact voucher (JWS followed by '~')".into(),
+            ));
+        }
+        let chain = self.resolve_chain(&p.voucher).await?;
+        let id = chain.ids.last().cloned().unwrap_or_default();
+        Ok(view(&self.find_voucher(&id).await?))
+    }
+
+    pub(super) async fn voucher_revocations(&self) -> Result<Value, Error> {
+        let store = self.store.clone();
+        let revoked = blocking(move || store.revoked()).await?;
+        let issuer = self.daemon_key("issuer")?;
+        let list = RevocationList {
+            iss: format!("urn:ari:issuer:{}", issuer.public.thumbprint()),
+            iat: now(),
+            revoked: revoked
+                .into_iter()
+                .map(|(v, at)| Revoked {
+                    id: v.id,
+                    digest: v.digest,
+                    revoked_at: at,
+                })
+                .collect(),
+        };
+        let input = SigningInput::new(
+            &Header::es256(REVOCATION_TYP, &issuer.public.thumbprint()),
+            &list,
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let signature = self
+            .backend
+            .sign_digest(issuer.id.clone(), input.digest())
+            .await?;
+        Ok(json!({ "list": input.finish(&signature), "count": list.revoked.len() }))
+    }
+
+    pub(super) async fn issuer_add(&self, p: IssuerParams) -> Result<Value, Error> {
+        crate::identity::validate_agent_id(&p.name)
+            .map_err(|m| Error::InvalidParams(format!("issuer name: {m}")))?;
+        let key = serde_json::from_value::<Jwk>(p.jwk)
+            .map_err(|e| Error::InvalidParams(format!("jwk: {e}")))?
+            .to_public_key()
+            .map_err(|e| Error::InvalidParams(format!("jwk: {e}")))?;
+        if key == self.daemon_key("issuer")?.public {
+            return Err(Error::IssuerExists(
+                "that is the daemon's own issuer key".into(),
+            ));
+        }
+        let (store, name) = (self.store.clone(), p.name.clone());
+        match blocking(move || store.insert_issuer(&name, &key)).await {
             Ok(()) => {}
-            Err(Error::Store(StoreError::NotFound)) => return Err(Error::VoucherNotFound(v.id)),
+            Err(Error::Store(StoreError::Exists)) => {
+                return Err(Error::IssuerExists(format!(
+                    "an issuer named {:?} or with this key is registered",
+                    p.name
+                )));
+            }
             Err(e) => return Err(e),
         }
-        tracing::info!(voucher = %v.id, "voucher revoked");
-        Ok(json!({ "id": v.id, "status": "revoked" }))
+        tracing::info!(issuer = %p.name, kid = %key.thumbprint(), "issuer registered");
+        Ok(json!({ "name": p.name, "kid": key.thumbprint() }))
+    }
+
+    pub(super) async fn issuer_list(&self) -> Result<Value, Error> {
+        let store = self.store.clone();
+        let list = blocking(move || store.issuers()).await?;
+        let own = self.daemon_key("issuer")?;
+        let mut out = vec![
+            json!({ "name": "arid", "kid": own.public.thumbprint(), "jwk": own.public.to_jwk(), "own": true }),
+        ];
+        out.extend(list.iter().map(|(name, k)| {
+            json!({ "name": name, "kid": k.thumbprint(), "jwk": k.to_jwk(), "own": false })
+        }));
+        Ok(json!({ "issuers": out }))
+    }
+
+    pub(super) async fn issuer_remove(&self, p: NameParam) -> Result<Value, Error> {
+        let (store, name) = (self.store.clone(), p.name.clone());
+        match blocking(move || store.remove_issuer(&name)).await {
+            Ok(()) => {}
+            Err(Error::Store(StoreError::NotFound)) => {
+                return Err(Error::InvalidParams(format!("no issuer {:?}", p.name)));
+            }
+            Err(e) => return Err(e),
+        }
+        // Chains verified under the removed key must be verified again.
+        if let Ok(mut cache) = self.chains.lock() {
+            cache.clear();
+        }
+        tracing::info!(issuer = %p.name, "issuer removed");
+        Ok(json!({ "name": p.name, "removed": true }))
     }
 }

@@ -9,6 +9,7 @@
 //! names the check that failed. Nothing here keeps state: budgets and counts are the daemon's.
 
 pub mod constraint;
+pub mod revocation;
 
 use crate::jose::{self, Header, JoseError, Jwk, PublicKey, SigningInput};
 use constraint::Constraint;
@@ -129,11 +130,12 @@ impl VoucherDraft {
     }
 }
 
-/// Checks claims that do not depend on other vouchers: shape, time and constraints.
+/// Checks claims that do not depend on other vouchers: shape, time (when `now` is given) and
+/// constraints.
 pub fn check_claims(
     claims: &VoucherClaims,
     index: usize,
-    now: i64,
+    now: Option<i64>,
 ) -> Result<PublicKey, VoucherError> {
     let claim = |message: String| VoucherError::Claim { index, message };
     if claims.vct != VOUCHER_VCT {
@@ -148,17 +150,19 @@ pub fn check_claims(
     if claims.jti.is_empty() || claims.sub.is_empty() || claims.agent.is_empty() {
         return Err(claim("jti, sub and agent must not be empty".into()));
     }
-    if now + CLOCK_SKEW_S < claims.nbf {
-        return Err(VoucherError::NotYetValid {
-            index,
-            nbf: claims.nbf,
-        });
-    }
-    if now - CLOCK_SKEW_S >= claims.exp {
-        return Err(VoucherError::Expired {
-            index,
-            exp: claims.exp,
-        });
+    if let Some(now) = now {
+        if now.saturating_add(CLOCK_SKEW_S) < claims.nbf {
+            return Err(VoucherError::NotYetValid {
+                index,
+                nbf: claims.nbf,
+            });
+        }
+        if now.saturating_sub(CLOCK_SKEW_S) >= claims.exp {
+            return Err(VoucherError::Expired {
+                index,
+                exp: claims.exp,
+            });
+        }
     }
     for c in &claims.constraints {
         c.validate()
@@ -218,6 +222,16 @@ pub fn verify_chain(
     chain: &[&str],
     trusted: &[PublicKey],
     now: i64,
+) -> Result<Vec<VoucherClaims>, VoucherError> {
+    verify_chain_at(chain, trusted, Some(now))
+}
+
+/// As [`verify_chain`], checking validity windows only when `now` is given: the daemon checks
+/// time at each decision instead, so an expired voucher is a recorded denial, not a parse error.
+pub fn verify_chain_at(
+    chain: &[&str],
+    trusted: &[PublicKey],
+    now: Option<i64>,
 ) -> Result<Vec<VoucherClaims>, VoucherError> {
     if chain.is_empty() || chain.len() > MAX_CHAIN {
         return Err(VoucherError::TooLong);

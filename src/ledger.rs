@@ -1,0 +1,617 @@
+//! The ledger: every change to money (debits, holds, refunds, reservations for delegations,
+//! revocations) goes through one writer thread that groups concurrent transactions into one
+//! commit.
+//!
+//! A job is a closure run on the writer's own SQLite connection inside a savepoint of the current
+//! group; a job that fails is rolled back alone. The group then commits once (WAL,
+//! `synchronous=FULL`: one fsync for many decisions) and only then is each job's result handed
+//! back. So a caller never sees a result that a crash could take back, and nothing is signed on
+//! the strength of a debit that is not on disk. Because the one thread runs jobs one after
+//! another, a job's reads and writes are never interleaved with another's: budgets are checked
+//! and debited atomically without row locks. The queue is bounded; when full, callers are told
+//! to retry.
+//!
+//! The SQL that jobs run lives here too, so every rule about how spending moves along a chain of
+//! vouchers is in one file. A trigger in the schema refuses any row whose spent plus reserved
+//! exceeds its budget, as a last line behind the policy.
+
+use crate::policy::Usage;
+use crate::store::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+/// The most jobs committed together.
+pub const MAX_GROUP: usize = 256;
+
+trait Work: Send {
+    fn run(&mut self, conn: &Connection);
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+type JobFn<T> = Box<dyn FnOnce(&Connection) -> Result<T, StoreError> + Send>;
+
+struct Task<T> {
+    job: Option<JobFn<T>>,
+    result: Option<Result<T, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static> Work for Task<T> {
+    fn run(&mut self, conn: &Connection) {
+        let Some(job) = self.job.take() else { return };
+        let result = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => {
+                let r = job(conn);
+                let end = if r.is_ok() {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                match conn.execute_batch(end) {
+                    Ok(()) => r,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.result = Some(result);
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let outcome = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(why), _) => Err(StoreError::Commit(why)),
+            (Ok(()), None) => Err(StoreError::Commit("job never ran".into())),
+        };
+        // The caller may have gone away; its result is durable regardless.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// The handle to the writer thread.
+#[derive(Debug)]
+pub struct Ledger {
+    queue: crossbeam_channel::Sender<Box<dyn Work>>,
+}
+
+impl std::fmt::Debug for dyn Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Work")
+    }
+}
+
+impl Ledger {
+    /// Opens a writer connection to the (already migrated) database at `path` and starts the
+    /// writer thread, which stops when the last handle is dropped.
+    pub fn open(path: &Path, queue_depth: usize) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Work>>(queue_depth.max(1));
+        std::thread::Builder::new()
+            .name("ari-ledger".into())
+            .spawn(move || writer(&conn, &jobs))
+            .map_err(|e| StoreError::Commit(format!("cannot start the ledger thread: {e}")))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `job` in the next group commit and returns its result once the group is durable.
+    /// A job's error rolls back only that job.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let task = Box::new(Task {
+            job: Some(Box::new(job)),
+            result: None,
+            reply,
+        });
+        match self.queue.try_send(task) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(_)) => return Err(StoreError::Busy),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                return Err(StoreError::Commit("the ledger thread has stopped".into()));
+            }
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Commit("the ledger thread has stopped".into()))?
+    }
+}
+
+fn writer(conn: &Connection, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                for job in &mut group {
+                    job.run(conn);
+                }
+                conn.execute_batch("COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    e.to_string()
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = &commit {
+            tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
+        }
+        for job in group {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} is out of range")))
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// What each voucher of a chain (ids root first) has used, read inside the current job.
+pub fn usage(conn: &Connection, chain: &[String], now: i64) -> Result<Vec<Usage>, StoreError> {
+    let mut row = conn.prepare_cached(
+        "SELECT status, spent, reserved, payments,
+                EXISTS (SELECT 1 FROM payment p
+                        WHERE p.voucher_id = v.id AND p.status = 'authorized'
+                          AND p.outcome IS NULL AND p.report_deadline IS NOT NULL
+                          AND p.report_deadline < ?2)
+         FROM voucher v WHERE id = ?1",
+    )?;
+    chain
+        .iter()
+        .map(|id| {
+            row.query_row(params![id, now], |r| {
+                Ok(Usage {
+                    revoked: r.get::<_, String>(0)? != "active",
+                    spent: to_u64(r.get(1)?),
+                    reserved: to_u64(r.get(2)?),
+                    payments: to_u64(r.get(3)?),
+                    overdue: r.get(4)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("voucher {id} is missing")))
+        })
+        .collect()
+}
+
+/// Proof that a payment's amount is debited in the current group. It is returned from
+/// [`Ledger::run`] only after the group commits, so holding one means the debit is durable;
+/// signing an authorization requires one.
+#[derive(Debug)]
+pub struct Debited(());
+
+/// Debits an allowed payment along its chain (see [`shift`]): one payment, `amount` minor units.
+pub fn debit_allowed(
+    conn: &Connection,
+    chain: &[String],
+    amount: u64,
+    _allowed: crate::policy::Allowed,
+) -> Result<Debited, StoreError> {
+    debit(conn, chain, amount, 1)?;
+    Ok(Debited(()))
+}
+
+/// Moves a held (pending) payment to authorized; its amount was debited when it was held.
+/// Returns `None` if it is not pending.
+pub fn release_hold(
+    conn: &Connection,
+    id: &str,
+    now: i64,
+    report_deadline: Option<i64>,
+) -> Result<Option<Debited>, StoreError> {
+    let moved = set_payment_status(
+        conn,
+        id,
+        &["pending"],
+        "authorized",
+        None,
+        now,
+        report_deadline,
+    )?;
+    Ok(moved.then_some(Debited(())))
+}
+
+/// Moves `amount` (and `count` payments) into spending along a chain (ids root first): every
+/// voucher's `spent` grows; every ancestor's reservation for the next link shrinks by the same
+/// amount, since that money is now spent rather than set aside.
+pub fn debit(
+    conn: &Connection,
+    chain: &[String],
+    amount: u64,
+    count: u64,
+) -> Result<(), StoreError> {
+    shift(conn, chain, to_i64(amount)?, to_i64(count)?)
+}
+
+/// Undoes [`debit`]: a failed, refunded, rejected or voided payment gives its amount back.
+pub fn credit(
+    conn: &Connection,
+    chain: &[String],
+    amount: u64,
+    count: u64,
+) -> Result<(), StoreError> {
+    shift(conn, chain, -to_i64(amount)?, -to_i64(count)?)
+}
+
+fn shift(conn: &Connection, chain: &[String], amount: i64, count: i64) -> Result<(), StoreError> {
+    let mut up = conn.prepare_cached(
+        "UPDATE voucher SET spent = spent + ?2, payments = payments + ?3,
+                reserved = reserved - CASE WHEN ?4 AND budget IS NOT NULL THEN ?2 ELSE 0 END
+         WHERE id = ?1",
+    )?;
+    let last = chain.len().saturating_sub(1);
+    for (i, id) in chain.iter().enumerate() {
+        if up.execute(params![id, amount, count, i < last])? != 1 {
+            return Err(StoreError::Corrupt(format!("voucher {id} is missing")));
+        }
+    }
+    Ok(())
+}
+
+/// Sets aside `budget` of `parent` for a new delegation. Fails with `None` (nothing changed)
+/// when the parent has not that much left.
+pub fn reserve(conn: &Connection, parent: &str, budget: u64) -> Result<Option<()>, StoreError> {
+    let n = conn.execute(
+        "UPDATE voucher SET reserved = reserved + ?2
+         WHERE id = ?1 AND budget IS NOT NULL AND spent + reserved + ?2 <= budget",
+        params![parent, to_i64(budget)?],
+    )?;
+    Ok((n == 1).then_some(()))
+}
+
+/// Revokes a voucher; a delegation's unspent reservation goes back to its parent. Returns
+/// whether it was active.
+pub fn revoke(conn: &Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+    let row: Option<(String, Option<String>, Option<i64>, i64)> = conn
+        .query_row(
+            "SELECT status, parent, budget, spent FROM voucher WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((status, parent, budget, spent)) = row else {
+        return Err(StoreError::NotFound);
+    };
+    if status != "active" {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE voucher SET status = 'revoked', revoked_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    if let (Some(parent), Some(budget)) = (parent, budget) {
+        conn.execute(
+            "UPDATE voucher SET reserved = reserved - ?2 WHERE digest = ?1 AND budget IS NOT NULL",
+            params![parent, (budget - spent).max(0)],
+        )?;
+    }
+    Ok(true)
+}
+
+/// One payment decision as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRow {
+    /// Decision id.
+    pub id: String,
+    /// Position in the ledger (grows with every decision).
+    pub seq: i64,
+    /// The voucher it was decided on (the leaf of its chain).
+    pub voucher: String,
+    /// The agent that asked.
+    pub agent: String,
+    /// Minor units.
+    pub amount: u64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Payee.
+    pub payee: String,
+    /// Category.
+    pub category: Option<String>,
+    /// Checkout digest.
+    pub transaction_id: String,
+    /// Audience of the authorization.
+    pub aud: String,
+    /// The verifier's nonce.
+    pub nonce: String,
+    /// The request's facts, JSON.
+    pub facts: String,
+    /// Whether a human must confirm (L2).
+    pub confirm: bool,
+    /// `authorized`, `denied`, `pending` or `void`.
+    pub status: String,
+    /// The denial reason.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it was authorized or denied.
+    pub decided_at: Option<i64>,
+    /// Report due by.
+    pub report_deadline: Option<i64>,
+    /// `succeeded`, `failed`, `refunded`.
+    pub outcome: Option<String>,
+    /// The payment rail's reference.
+    pub reference: Option<String>,
+    /// The attestation bundle measured when the payment was asked for (base64url JSON).
+    pub attestation: String,
+    /// The signed authorization, kept for confirmed (L2) payments.
+    pub authorization: Option<String>,
+}
+
+/// Records a decision; returns its `seq`.
+pub fn insert_payment(conn: &Connection, p: &PaymentRow) -> Result<i64, StoreError> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO payment (id, voucher_id, agent_id, amount, currency, payee, category,
+                              transaction_id, aud, nonce, facts, confirm, status, reason,
+                              created_at, decided_at, report_deadline, attestation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    ins.execute(params![
+        p.id,
+        p.voucher,
+        p.agent,
+        to_i64(p.amount)?,
+        p.currency,
+        p.payee,
+        p.category,
+        p.transaction_id,
+        p.aud,
+        p.nonce,
+        p.facts,
+        p.confirm,
+        p.status,
+        p.reason,
+        p.created_at,
+        p.decided_at,
+        p.report_deadline,
+        p.attestation
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Whether this checkout is already authorized or pending on this voucher.
+pub fn checkout_taken(
+    conn: &Connection,
+    voucher: &str,
+    transaction_id: &str,
+) -> Result<bool, StoreError> {
+    let mut q = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM payment WHERE voucher_id = ?1 AND transaction_id = ?2
+                        AND status IN ('authorized', 'pending'))",
+    )?;
+    Ok(q.query_row(params![voucher, transaction_id], |r| r.get(0))?)
+}
+
+const PAYMENT_COLUMNS: &str = "id, seq, voucher_id, agent_id, amount, currency, payee, category,
+    transaction_id, aud, nonce, facts, confirm, status, reason, created_at, decided_at,
+    report_deadline, outcome, reference, attestation, authorization";
+
+fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
+    Ok(PaymentRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        voucher: r.get(2)?,
+        agent: r.get(3)?,
+        amount: to_u64(r.get(4)?),
+        currency: r.get(5)?,
+        payee: r.get(6)?,
+        category: r.get(7)?,
+        transaction_id: r.get(8)?,
+        aud: r.get(9)?,
+        nonce: r.get(10)?,
+        facts: r.get(11)?,
+        confirm: r.get(12)?,
+        status: r.get(13)?,
+        reason: r.get(14)?,
+        created_at: r.get(15)?,
+        decided_at: r.get(16)?,
+        report_deadline: r.get(17)?,
+        outcome: r.get(18)?,
+        reference: r.get(19)?,
+        attestation: r.get(20)?,
+        authorization: r.get(21)?,
+    })
+}
+
+/// The decision with this id.
+pub fn payment(conn: &Connection, id: &str) -> Result<Option<PaymentRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {PAYMENT_COLUMNS} FROM payment WHERE id = ?1"),
+            [id],
+            payment_row,
+        )
+        .optional()?)
+}
+
+/// Decisions, newest first, filtered by status and/or voucher id.
+pub fn payments(
+    conn: &Connection,
+    status: Option<&str>,
+    voucher: Option<&str>,
+    limit: u32,
+) -> Result<Vec<PaymentRow>, StoreError> {
+    let mut q = conn.prepare(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payment
+         WHERE (status = ?1 OR ?1 IS NULL) AND (voucher_id = ?2 OR ?2 IS NULL)
+         ORDER BY seq DESC LIMIT ?3"
+    ))?;
+    let rows = q.query_map(params![status, voucher, limit], payment_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Moves a decision to a new status (from one of `from`); returns whether it moved.
+pub fn set_payment_status(
+    conn: &Connection,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    reason: Option<&str>,
+    now: i64,
+    report_deadline: Option<i64>,
+) -> Result<bool, StoreError> {
+    let current: Option<String> = conn
+        .query_row("SELECT status FROM payment WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match current {
+        Some(s) if from.contains(&s.as_str()) => {
+            conn.execute(
+                "UPDATE payment SET status = ?2, reason = ?3, decided_at = ?4,
+                        report_deadline = coalesce(?5, report_deadline)
+                 WHERE id = ?1",
+                params![id, to, reason, now, report_deadline],
+            )?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+        None => Err(StoreError::NotFound),
+    }
+}
+
+/// Keeps a confirmed payment's signed authorization for the agent to collect.
+pub fn set_authorization(conn: &Connection, id: &str, jwt: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE payment SET authorization = ?2 WHERE id = ?1",
+        params![id, jwt],
+    )?;
+    Ok(())
+}
+
+/// Records a payment's outcome.
+pub fn set_outcome(
+    conn: &Connection,
+    id: &str,
+    outcome: &str,
+    reference: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE payment SET outcome = ?2, reference = coalesce(?3, reference), reported_at = ?4
+         WHERE id = ?1",
+        params![id, outcome, reference, now],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::store::{Store, StoredVoucher};
+
+    fn row(id: &str, parent: Option<&str>, budget: Option<u64>) -> StoredVoucher {
+        StoredVoucher {
+            id: id.into(),
+            digest: format!("d-{id}"),
+            agent: "bot".into(),
+            compact: "x~".into(),
+            status: "active".into(),
+            parent: parent.map(|p| format!("d-{p}")),
+            budget,
+            spent: 0,
+            reserved: 0,
+            payments: 0,
+            issued_at: 0,
+            expires_at: 10,
+        }
+    }
+
+    fn agent() -> crate::identity::Agent {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+        let public =
+            crate::jose::PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes())
+                .unwrap();
+        let attributes: crate::backend::KeyAttributes = serde_json::from_value(serde_json::json!({
+            "token": true, "private": true, "sensitive": true, "always_sensitive": true,
+            "extractable": false, "never_extractable": true, "local": true, "sign": true,
+            "decrypt": false, "derive": false, "unwrap": false
+        }))
+        .unwrap();
+        crate::identity::Agent {
+            id: "bot".into(),
+            instance: "i-1".into(),
+            user: "alice".into(),
+            key: crate::backend::KeyInfo {
+                id: crate::backend::KeyId(vec![1]),
+                uri: "pkcs11:id=%01".into(),
+                public,
+                attributes,
+            },
+            selectors: crate::identity::Selectors {
+                uid: 1000,
+                gid: None,
+                exe_sha256: None,
+                cgroup: None,
+            },
+            status: crate::identity::AgentStatus::Active,
+            certificate: None,
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chain_spending_reservations_and_the_budget_trigger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ari.db");
+        let store = Store::open(&path).unwrap();
+        store.insert_agent(&agent()).unwrap();
+        let ledger = Ledger::open(&path, 16).unwrap();
+        store
+            .insert_voucher(&row("root", None, Some(1000)))
+            .unwrap();
+        let chain = vec!["root".to_string(), "child".to_string()];
+        let reserved = ledger
+            .run(|c| {
+                let r = reserve(c, "root", 300)?;
+                crate::store::insert_voucher(c, &row("child", Some("root"), Some(300)))?;
+                Ok(r)
+            })
+            .await
+            .unwrap();
+        assert_eq!(reserved, Some(()));
+        assert_eq!(
+            ledger.run(|c| reserve(c, "root", 701)).await.unwrap(),
+            None,
+            "only 700 left to carve"
+        );
+        let ch = chain.clone();
+        ledger.run(move |c| debit(c, &ch, 100, 1)).await.unwrap();
+        let ch = chain.clone();
+        let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
+        assert_eq!((u[0].spent, u[0].reserved, u[0].payments), (100, 200, 1));
+        assert_eq!((u[1].spent, u[1].reserved), (100, 0));
+        // The trigger refuses overspending even if the policy were bypassed; the job rolls back
+        // alone and its neighbours in the group still commit.
+        let ch = chain.clone();
+        let over = ledger.run(move |c| debit(c, &ch, 201, 1));
+        let ch = chain.clone();
+        let fine = ledger.run(move |c| debit(c, &ch, 50, 1));
+        let (over, fine) = tokio::join!(over, fine);
+        assert!(over.is_err());
+        fine.unwrap();
+        let ch = chain.clone();
+        ledger.run(move |c| credit(c, &ch, 50, 1)).await.unwrap();
+        // Revoking the child returns its unspent 200 to the root.
+        assert!(ledger.run(|c| revoke(c, "child", 7)).await.unwrap());
+        assert!(!ledger.run(|c| revoke(c, "child", 8)).await.unwrap());
+        let ch = chain.clone();
+        let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
+        assert_eq!((u[0].spent, u[0].reserved), (100, 0));
+        assert!(u[1].revoked);
+    }
+}

@@ -1,0 +1,980 @@
+//! Payments and delegations: `payment.authorize`, `payment.status`, `payment.report` and
+//! `voucher.delegate` on the agent socket, and the operator's side of held (L2) payments.
+//!
+//! Order of work for an authorization, which is the product's core promise:
+//! 1. take the decision gate (shared), so a freeze or revocation cannot complete while a
+//!    decision it should stop is in flight;
+//! 2. identify the caller, resolve its voucher chain (verified once, then cached), check that the
+//!    chain's last voucher is held by the caller's key;
+//! 3. in one ledger job: read what the chain has spent, run the policy, record the decision and,
+//!    if allowed, debit the whole chain; the group commits;
+//! 4. only then sign the authorization with the agent's key, which needs the ledger's proof of a
+//!    durable debit. A signing failure voids the decision and gives the money back.
+
+use super::admin::random_hex;
+use super::{Service, blocking};
+use crate::attest::{self, AgentClaim, Bundle, DaemonClaim, HostClaim, KeyClaim, RuntimeClaim};
+use crate::clock::unix_now;
+use crate::error::Error;
+use crate::identity::{Agent, AgentStatus, CallerFacts, MatchError};
+use crate::jose::{self, Header, PublicKey, SigningInput};
+use crate::ledger::{self, Debited, PaymentRow};
+use crate::payment::{self, AuthorizationClaims, Binding};
+use crate::policy::{self, Context, Denial, PaymentRequest, Reason, Verdict};
+use crate::server::ConnInfo;
+use crate::store::{StoreError, StoredVoucher};
+use crate::voucher::constraint::{Constraint, Currency};
+use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest `payment.status` waits for a decision.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// Bounds on free-text request fields, in bytes.
+const MAX_FIELD: usize = 256;
+
+/// A verified voucher chain as the daemon holds it, root first.
+#[derive(Debug)]
+pub(super) struct Chain {
+    pub ids: Vec<String>,
+    pub digests: Vec<String>,
+    pub compacts: Vec<String>,
+    pub claims: Vec<VoucherClaims>,
+}
+
+impl Chain {
+    fn leaf(&self) -> Result<&VoucherClaims, Error> {
+        self.claims
+            .last()
+            .ok_or_else(|| Error::Internal("empty voucher chain".into()))
+    }
+
+    fn leaf_id(&self) -> &str {
+        self.ids.last().map_or("", String::as_str)
+    }
+
+    fn leaf_digest(&self) -> &str {
+        self.digests.last().map_or("", String::as_str)
+    }
+}
+
+/// `payment` inside `payment.authorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PaymentParams {
+    amount: u64,
+    currency: String,
+    payee: String,
+    #[serde(default)]
+    category: Option<String>,
+    transaction_id: String,
+}
+
+/// Params of `payment.authorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorizeParams {
+    voucher: String,
+    payment: PaymentParams,
+    aud: String,
+    nonce: String,
+    #[serde(default)]
+    facts: Map<String, Value>,
+}
+
+/// Params of `payment.status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusParams {
+    decision: String,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// How a payment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Outcome {
+    Succeeded,
+    Failed,
+    Refunded,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+        }
+    }
+}
+
+/// Params of `payment.report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportParams {
+    decision: String,
+    outcome: Outcome,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// Params of `voucher.delegate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DelegateParams {
+    voucher: String,
+    agent: String,
+    constraints: Vec<Constraint>,
+    #[serde(default)]
+    not_before: Option<i64>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+/// Params of `admin.payment_list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    voucher: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `{ "decision": ID }`, with an optional note for rejections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecisionParam {
+    decision: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn text(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
+        return Err(Error::InvalidParams(format!(
+            "{field} must be 1 to {MAX_FIELD} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
+impl PaymentParams {
+    fn request(self) -> Result<PaymentRequest, Error> {
+        if self.amount == 0 || i64::try_from(self.amount).is_err() {
+            return Err(Error::InvalidParams(
+                "amount must be a positive integer of minor units".into(),
+            ));
+        }
+        text("payee", &self.payee)?;
+        text("transaction_id", &self.transaction_id)?;
+        if let Some(c) = &self.category {
+            text("category", c)?;
+        }
+        Ok(PaymentRequest {
+            amount: self.amount,
+            currency: Currency::try_from(self.currency).map_err(Error::InvalidParams)?,
+            payee: self.payee,
+            category: self.category,
+            transaction_id: self.transaction_id,
+        })
+    }
+}
+
+/// What one authorization job decided.
+enum Decided {
+    Denied(Denial),
+    Held,
+    Authorized(Debited, i64, Option<i64>),
+}
+
+/// What a confirmation job decided.
+enum Confirmed {
+    NotPending(String),
+    Denied(Denial),
+    Authorized(Debited),
+}
+
+/// The view of a decision for agents and operators.
+fn view(row: &PaymentRow, chain: Option<&Chain>) -> Value {
+    let status = match (row.status.as_str(), row.confirm, &row.authorization) {
+        ("pending", ..) | ("authorized", true, None) => "pending_confirmation",
+        (s, ..) => s,
+    };
+    let mut v = json!({
+        "decision": row.id,
+        "status": status,
+        "reason": row.reason,
+        "ledger_seq": row.seq,
+        "voucher": row.voucher,
+        "agent": row.agent,
+        "amount": row.amount,
+        "currency": row.currency,
+        "payee": row.payee,
+        "category": row.category,
+        "transaction_id": row.transaction_id,
+        "aud": row.aud,
+        "created_at": row.created_at,
+        "decided_at": row.decided_at,
+        "report_deadline": row.report_deadline,
+        "outcome": row.outcome,
+        "reference": row.reference,
+    });
+    if let (Some(jwt), Some(chain), Some(map)) = (&row.authorization, chain, v.as_object_mut()) {
+        map.insert("authorization".into(), json!(jwt));
+        map.insert("chain".into(), json!(chain.compacts));
+        map.insert("attestation".into(), json!(row.attestation));
+    }
+    v
+}
+
+impl Service {
+    /// The caller's agent even when frozen (the policy denies frozen agents, and the denial is
+    /// recorded); `None` facts for a frozen caller.
+    fn caller_for_decision(
+        &self,
+        info: &ConnInfo,
+    ) -> Result<(Option<CallerFacts>, Agent, bool), Error> {
+        match self.caller(info) {
+            Ok((facts, agent)) => Ok((Some(facts), agent, false)),
+            Err(Error::Caller(MatchError::Frozen(id))) => {
+                let agent = self.agent(&id)?;
+                Ok((None, agent, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every issuer key a root voucher may be signed by.
+    async fn trusted_issuers(&self) -> Result<Vec<PublicKey>, Error> {
+        let mut keys = vec![self.daemon_key("issuer")?.public];
+        let store = self.store.clone();
+        keys.extend(
+            blocking(move || store.issuers())
+                .await?
+                .into_iter()
+                .map(|(_, k)| k),
+        );
+        Ok(keys)
+    }
+
+    /// Finds a voucher by id, digest or compact form, with its chain verified. A compact voucher
+    /// the daemon has not seen is imported if a registered issuer signed it.
+    pub(super) async fn resolve_chain(&self, voucher: &str) -> Result<Arc<Chain>, Error> {
+        let key = if voucher.contains('.') {
+            voucher::digest(voucher)
+        } else {
+            voucher.to_string()
+        };
+        if let Some(c) = self.cached_chain(&key) {
+            return Ok(c);
+        }
+        let (store, k) = (self.store.clone(), key.clone());
+        let leaf = match blocking(move || store.voucher(&k)).await? {
+            Some(v) => v,
+            None if voucher.contains('.') => self.import_voucher(voucher).await?,
+            None => return Err(Error::VoucherNotFound(voucher.into())),
+        };
+        let mut rows = vec![leaf];
+        while let Some(parent) = rows.last().and_then(|r| r.parent.clone()) {
+            if rows.len() >= voucher::MAX_CHAIN {
+                return Err(Error::UntrustedVoucher(
+                    "the voucher chain is too long".into(),
+                ));
+            }
+            let store = self.store.clone();
+            let row = blocking(move || store.voucher(&parent))
+                .await?
+                .ok_or_else(|| {
+                    Error::Store(StoreError::Corrupt("a voucher's parent is missing".into()))
+                })?;
+            rows.push(row);
+        }
+        rows.reverse();
+        let compacts: Vec<String> = rows.iter().map(|r| r.compact.clone()).collect();
+        let links: Vec<&str> = compacts.iter().map(String::as_str).collect();
+        let trusted = self.trusted_issuers().await?;
+        let claims = voucher::verify_chain_at(&links, &trusted, None).map_err(|e| {
+            Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
+        })?;
+        let chain = Arc::new(Chain {
+            ids: rows.iter().map(|r| r.id.clone()).collect(),
+            digests: rows.iter().map(|r| r.digest.clone()).collect(),
+            compacts,
+            claims,
+        });
+        if let Ok(mut cache) = self.chains.lock() {
+            cache.insert(chain.leaf_id().to_string(), chain.clone());
+            cache.insert(chain.leaf_digest().to_string(), chain.clone());
+        }
+        Ok(chain)
+    }
+
+    fn cached_chain(&self, key: &str) -> Option<Arc<Chain>> {
+        self.chains.lock().ok()?.get(key).cloned()
+    }
+
+    /// Verifies and registers a root voucher signed by a registered issuer for one of this
+    /// daemon's agents.
+    pub(super) async fn import_voucher(&self, compact: &str) -> Result<StoredVoucher, Error> {
+        let trusted = self.trusted_issuers().await?;
+        let claims = voucher::verify_chain_at(&[compact], &trusted, None)
+            .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
+            .pop()
+            .ok_or_else(|| Error::Internal("empty chain".into()))?;
+        let agent = self.registry.get(&claims.agent).ok_or_else(|| {
+            Error::UntrustedVoucher(format!(
+                "the voucher names unknown agent {:?}",
+                claims.agent
+            ))
+        })?;
+        if claims.cnf.jwk != agent.key.public.to_jwk() {
+            return Err(Error::UntrustedVoucher(
+                "the voucher's cnf key is not the agent's ARI key".into(),
+            ));
+        }
+        if claims.sub != agent.user {
+            return Err(Error::UntrustedVoucher(format!(
+                "the voucher is for user {:?}, the agent acts for {:?}",
+                claims.sub, agent.user
+            )));
+        }
+        let row = StoredVoucher {
+            id: claims.jti.clone(),
+            digest: voucher::digest(compact),
+            agent: agent.id.clone(),
+            compact: compact.to_string(),
+            status: "active".into(),
+            parent: None,
+            budget: policy::budget(&claims).map(|(_, m)| m),
+            spent: 0,
+            reserved: 0,
+            payments: 0,
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+        };
+        let (store, r) = (self.store.clone(), row.clone());
+        match blocking(move || store.insert_voucher(&r)).await {
+            Ok(()) => {
+                tracing::info!(voucher = %row.id, issuer = %claims.iss, agent = %agent.id, "external voucher registered");
+                Ok(row)
+            }
+            Err(Error::Store(StoreError::Exists)) => {
+                let (store, d) = (self.store.clone(), row.digest.clone());
+                blocking(move || store.voucher(&d)).await?.ok_or_else(|| {
+                    Error::UntrustedVoucher("a voucher with this id already exists".into())
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn payment_authorize(
+        &self,
+        info: &ConnInfo,
+        p: AuthorizeParams,
+    ) -> Result<Value, Error> {
+        let _gate = self.gate.read().await;
+        attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
+        text("aud", &p.aud)?;
+        let req = p.payment.request()?;
+        let (facts, agent, frozen) = self.caller_for_decision(info)?;
+        let chain = self.resolve_chain(&p.voucher).await?;
+        let leaf = chain.leaf()?;
+        if leaf.agent != agent.id || leaf.cnf.jwk != agent.key.public.to_jwk() {
+            return Err(Error::Forbidden(format!(
+                "voucher {} is not held by agent {}",
+                chain.leaf_id(),
+                agent.id
+            )));
+        }
+        let id = random_hex(16)?;
+        let now = unix_now();
+        let kid = agent.key.public.thumbprint();
+        let binding = payment::binding_digest(&Binding {
+            voucher: chain.leaf_digest(),
+            transaction_id: &req.transaction_id,
+            amount: req.amount,
+            currency: req.currency.as_str(),
+            payee: &req.payee,
+            aud: &p.aud,
+            nonce: &p.nonce,
+            kid: &kid,
+        });
+        let attestation = match &facts {
+            Some(f) => self.bundle(&agent, f, binding, now)?,
+            None => String::new(),
+        };
+        let row = PaymentRow {
+            id: id.clone(),
+            seq: 0,
+            voucher: chain.leaf_id().to_string(),
+            agent: agent.id.clone(),
+            amount: req.amount,
+            currency: req.currency.as_str().to_string(),
+            payee: req.payee.clone(),
+            category: req.category.clone(),
+            transaction_id: req.transaction_id.clone(),
+            aud: p.aud.clone(),
+            nonce: p.nonce.clone(),
+            facts: Value::Object(p.facts.clone()).to_string(),
+            confirm: false,
+            status: String::new(),
+            reason: None,
+            created_at: now,
+            decided_at: Some(now),
+            report_deadline: None,
+            outcome: None,
+            reference: None,
+            attestation: attestation.clone(),
+            authorization: None,
+        };
+        let signing_row = row.clone();
+        let job_chain = chain.clone();
+        let report_within = policy::report_within(&chain.claims);
+        let decided = self
+            .ledger
+            .run(move |conn| {
+                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+                let ctx = Context {
+                    now,
+                    frozen,
+                    facts: &p.facts,
+                };
+                let mut row = row;
+                let verdict = match policy::decide(&job_chain.claims, &usage, &req, &ctx) {
+                    Ok(_) if ledger::checkout_taken(conn, &row.voucher, &row.transaction_id)? => {
+                        Err(Denial {
+                            reason: Reason::DuplicateTransaction,
+                            detail: "this checkout is already authorized or pending on the voucher"
+                                .into(),
+                        })
+                    }
+                    other => other,
+                };
+                match verdict {
+                    Err(denial) => {
+                        row.status = "denied".into();
+                        row.reason = Some(denial.reason.name().into());
+                        ledger::insert_payment(conn, &row)?;
+                        Ok(Decided::Denied(denial))
+                    }
+                    Ok(Verdict::AwaitConfirmation(allowed)) => {
+                        // The hold is a debit, so a confirmation can never overspend.
+                        let _held =
+                            ledger::debit_allowed(conn, &job_chain.ids, req.amount, allowed)?;
+                        row.status = "pending".into();
+                        row.confirm = true;
+                        row.decided_at = None;
+                        ledger::insert_payment(conn, &row)?;
+                        Ok(Decided::Held)
+                    }
+                    Ok(Verdict::Authorize(allowed)) => {
+                        let debited =
+                            ledger::debit_allowed(conn, &job_chain.ids, req.amount, allowed)?;
+                        row.status = "authorized".into();
+                        row.report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
+                        let seq = ledger::insert_payment(conn, &row)?;
+                        Ok(Decided::Authorized(debited, seq, row.report_deadline))
+                    }
+                }
+            })
+            .await?;
+        match decided {
+            Decided::Denied(denial) => {
+                tracing::info!(decision = %id, agent = %agent.id, reason = denial.reason.name(), "payment denied");
+                Err(Error::Denied {
+                    denial,
+                    decision: Some(id),
+                })
+            }
+            Decided::Held => {
+                tracing::info!(decision = %id, agent = %agent.id, "payment held for confirmation");
+                Ok(json!({ "status": "pending_confirmation", "decision": id }))
+            }
+            Decided::Authorized(debited, seq, deadline) => {
+                let mut signing_row = signing_row;
+                signing_row.seq = seq;
+                signing_row.report_deadline = deadline;
+                let signed = self
+                    .sign_authorization(&agent, &chain, &signing_row, false, debited)
+                    .await;
+                let jwt = match signed {
+                    Ok(jwt) => jwt,
+                    Err(e) => {
+                        self.void(&id, chain.clone()).await;
+                        return Err(e);
+                    }
+                };
+                Ok(json!({
+                    "status": "authorized",
+                    "decision": id,
+                    "ledger_seq": seq,
+                    "authorization": jwt,
+                    "chain": chain.compacts,
+                    "attestation": attestation,
+                }))
+            }
+        }
+    }
+
+    /// The attestation bundle for a payment by `agent`, measured as `facts`: base64url JSON.
+    fn bundle(
+        &self,
+        agent: &Agent,
+        facts: &CallerFacts,
+        binding: String,
+        now: i64,
+    ) -> Result<String, Error> {
+        let bundle = Bundle {
+            typ: attest::BUNDLE_TYP.into(),
+            iat: now,
+            binding,
+            agent: AgentClaim {
+                id: agent.id.clone(),
+                instance: agent.instance.clone(),
+                user: agent.user.clone(),
+            },
+            runtime: RuntimeClaim::from(facts),
+            host: HostClaim {
+                boot_id: self.facts.boot_id.clone(),
+            },
+            daemon: DaemonClaim {
+                version: self.facts.version.clone(),
+                config_sha256: self.facts.config_sha256.clone(),
+            },
+            key: KeyClaim {
+                kid: agent.key.public.thumbprint(),
+                store: self.backend.kind().into(),
+                uri: agent.key.uri.clone(),
+                attributes: agent.key.attributes,
+            },
+            tpm: attest::TpmClaim { present: false },
+        };
+        let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(jose::b64url(&bytes))
+    }
+
+    /// Signs the authorization of a durably debited payment with the agent's key.
+    async fn sign_authorization(
+        &self,
+        agent: &Agent,
+        chain: &Chain,
+        row: &PaymentRow,
+        confirmed: bool,
+        _debited: Debited,
+    ) -> Result<String, Error> {
+        let leaf = chain.leaf()?;
+        let level = policy::level(&chain.claims)
+            .ok_or_else(|| Error::Internal("authorized without a level".into()))?;
+        let iat = unix_now();
+        let bundle_bytes =
+            jose::b64url_decode(&row.attestation).map_err(|e| Error::Internal(e.to_string()))?;
+        let claims =
+            AuthorizationClaims {
+                iss: format!("urn:ari:agent:{}", agent.id),
+                sub: leaf.sub.clone(),
+                aud: row.aud.clone(),
+                iat,
+                exp: iat + payment::AUTHORIZATION_TTL_S,
+                jti: row.id.clone(),
+                nonce: row.nonce.clone(),
+                agent: agent.id.clone(),
+                instance: agent.instance.clone(),
+                vouchers: chain.digests.clone(),
+                transaction_id: row.transaction_id.clone(),
+                payee: row.payee.clone(),
+                amount: row.amount,
+                currency: row.currency.clone(),
+                category: row.category.clone(),
+                funds_carrier: chain.claims.iter().flat_map(|v| &v.constraints).find_map(
+                    |c| match c {
+                        Constraint::FundsCarrier { id } => Some(id.clone()),
+                        _ => None,
+                    },
+                ),
+                level,
+                confirmed,
+                ledger_seq: row.seq,
+                report_by: row.report_deadline,
+                attestation_sha256: jose::b64url(&Sha256::digest(&bundle_bytes)),
+            };
+        let kid = agent.key.public.thumbprint();
+        let input = SigningInput::new(&Header::es256(payment::AUTHORIZATION_TYP, &kid), &claims)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let signature = self
+            .backend
+            .sign_digest(agent.key.id.clone(), input.digest())
+            .await?;
+        Ok(input.finish(&signature))
+    }
+
+    /// Voids an authorized decision whose signature could not be made, returning its money.
+    async fn void(&self, decision: &str, chain: Arc<Chain>) {
+        let id = decision.to_string();
+        let r = self
+            .ledger
+            .run(move |conn| {
+                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                if ledger::set_payment_status(
+                    conn,
+                    &id,
+                    &["authorized"],
+                    "void",
+                    None,
+                    unix_now(),
+                    None,
+                )? {
+                    ledger::credit(conn, &chain.ids, row.amount, 1)?;
+                }
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(()) => {
+                tracing::warn!(%decision, "signing failed; decision voided and its amount returned")
+            }
+            Err(e) => {
+                tracing::error!(%decision, error = %e, "signing failed and the decision could not be voided")
+            }
+        }
+    }
+
+    /// A decision of the calling agent.
+    async fn own_decision(&self, agent: &Agent, id: &str) -> Result<PaymentRow, Error> {
+        let (store, key) = (self.store.clone(), id.to_string());
+        match blocking(move || store.payment(&key)).await? {
+            Some(row) if row.agent == agent.id => Ok(row),
+            _ => Err(Error::DecisionNotFound(id.into())),
+        }
+    }
+
+    pub(super) async fn payment_status(
+        &self,
+        info: &ConnInfo,
+        p: StatusParams,
+    ) -> Result<Value, Error> {
+        let (_, agent, _) = self.caller_for_decision(info)?;
+        let wait = Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.decided.subscribe();
+        loop {
+            let row = self.own_decision(&agent, &p.decision).await?;
+            let chain = self.resolve_chain(&row.voucher).await?;
+            let v = view(&row, Some(&chain));
+            if v.get("status").and_then(Value::as_str) != Some("pending_confirmation")
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(v);
+            }
+            // Woken by any confirmation or rejection; a timeout just answers the current state.
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    pub(super) async fn payment_report(
+        &self,
+        info: &ConnInfo,
+        p: ReportParams,
+    ) -> Result<Value, Error> {
+        if let Some(r) = &p.reference {
+            text("reference", r)?;
+        }
+        let (_, agent, _) = self.caller_for_decision(info)?;
+        let row = self.own_decision(&agent, &p.decision).await?;
+        let chain = self.resolve_chain(&row.voucher).await?;
+        let outcome = p.outcome;
+        let now = unix_now();
+        let id = row.id.clone();
+        let reported = self
+            .ledger
+            .run(move |conn| {
+                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                if row.status != "authorized" || (row.confirm && row.authorization.is_none()) {
+                    return Ok(Err(format!(
+                        "decision {id} is {}, not authorized",
+                        row.status
+                    )));
+                }
+                let allowed = matches!(
+                    (row.outcome.as_deref(), outcome),
+                    (None, _) | (Some("succeeded"), Outcome::Refunded)
+                );
+                if !allowed {
+                    return Ok(Err(format!(
+                        "decision {id} is already reported as {}",
+                        row.outcome.as_deref().unwrap_or("?")
+                    )));
+                }
+                match outcome {
+                    Outcome::Failed => ledger::credit(conn, &chain.ids, row.amount, 1)?,
+                    Outcome::Refunded => ledger::credit(conn, &chain.ids, row.amount, 0)?,
+                    Outcome::Succeeded => {}
+                }
+                ledger::set_outcome(conn, &id, outcome.as_str(), p.reference.as_deref(), now)?;
+                Ok(Ok(()))
+            })
+            .await?;
+        reported.map_err(Error::InvalidState)?;
+        tracing::info!(decision = %row.id, outcome = outcome.as_str(), "payment result reported");
+        let row = self.own_decision(&agent, &row.id).await?;
+        Ok(view(&row, None))
+    }
+
+    pub(super) async fn voucher_delegate(
+        &self,
+        info: &ConnInfo,
+        p: DelegateParams,
+    ) -> Result<Value, Error> {
+        let _gate = self.gate.read().await;
+        let (_, parent_agent) = self.caller(info)?;
+        let chain = self.resolve_chain(&p.voucher).await?;
+        let leaf = chain.leaf()?;
+        if leaf.agent != parent_agent.id || leaf.cnf.jwk != parent_agent.key.public.to_jwk() {
+            return Err(Error::Forbidden(format!(
+                "voucher {} is not held by agent {}",
+                chain.leaf_id(),
+                parent_agent.id
+            )));
+        }
+        if chain.ids.len() >= voucher::MAX_CHAIN {
+            return Err(Error::Widens(format!(
+                "a chain holds at most {} vouchers",
+                voucher::MAX_CHAIN
+            )));
+        }
+        let child = self.agent(&p.agent)?;
+        if child.status == AgentStatus::Retired {
+            return Err(Error::InvalidState(format!(
+                "agent {} is retired",
+                child.id
+            )));
+        }
+        if child.user != leaf.sub {
+            return Err(Error::Forbidden(format!(
+                "agent {} acts for another user than the voucher's",
+                child.id
+            )));
+        }
+        let now = unix_now();
+        let claims = VoucherClaims {
+            iss: format!("urn:ari:agent:{}", parent_agent.id),
+            sub: leaf.sub.clone(),
+            iat: now,
+            nbf: p.not_before.unwrap_or(now.max(leaf.nbf)),
+            exp: p.expires_at.unwrap_or(leaf.exp),
+            jti: random_hex(16)?,
+            vct: voucher::VOUCHER_VCT.into(),
+            agent: child.id.clone(),
+            cnf: Confirmation {
+                jwk: child.key.public.to_jwk(),
+            },
+            parent: Some(chain.leaf_digest().to_string()),
+            constraints: p.constraints,
+        };
+        let index = chain.ids.len();
+        voucher::check_claims(&claims, index, Some(now))
+            .map_err(|e| Error::Widens(e.to_string()))?;
+        voucher::check_narrowing(&claims, leaf, index).map_err(|e| Error::Widens(e.to_string()))?;
+        let carve = policy::budget(&claims).map(|(_, m)| m);
+        let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let signature = self
+            .backend
+            .sign_digest(parent_agent.key.id.clone(), draft.digest())
+            .await?;
+        let compact = draft.finish(&signature);
+        let row = StoredVoucher {
+            id: claims.jti.clone(),
+            digest: voucher::digest(&compact),
+            agent: child.id.clone(),
+            compact,
+            status: "active".into(),
+            parent: claims.parent.clone(),
+            budget: carve,
+            spent: 0,
+            reserved: 0,
+            payments: 0,
+            issued_at: now,
+            expires_at: claims.exp,
+        };
+        let (job_chain, job_row) = (chain.clone(), row.clone());
+        let parent_has_budget = policy::budget(leaf).is_some();
+        let refused = self
+            .ledger
+            .run(move |conn| {
+                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+                if let Err(d) = policy::standing(&job_chain.claims, &usage, now, false) {
+                    return Ok(Some(d));
+                }
+                if let (true, Some(amount)) = (parent_has_budget, job_row.budget)
+                    && ledger::reserve(conn, job_chain.leaf_id(), amount)?.is_none()
+                {
+                    return Ok(Some(Denial {
+                        reason: Reason::BudgetExhausted,
+                        detail: format!(
+                            "the parent voucher has less than {amount} left to delegate"
+                        ),
+                    }));
+                }
+                crate::store::insert_voucher(conn, &job_row)?;
+                Ok(None)
+            })
+            .await?;
+        if let Some(denial) = refused {
+            return Err(Error::Denied {
+                denial,
+                decision: None,
+            });
+        }
+        tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
+        Ok(json!({ "id": row.id, "digest": row.digest, "voucher": row.compact }))
+    }
+
+    pub(super) async fn payment_list(&self, p: ListParams) -> Result<Value, Error> {
+        let store = self.store.clone();
+        let limit = p.limit.unwrap_or(100).min(10_000);
+        let rows =
+            blocking(move || store.payments(p.status.as_deref(), p.voucher.as_deref(), limit))
+                .await?;
+        Ok(json!({ "payments": rows.iter().map(|r| view(r, None)).collect::<Vec<_>>() }))
+    }
+
+    pub(super) async fn payment_show(&self, p: DecisionParam) -> Result<Value, Error> {
+        let (store, id) = (self.store.clone(), p.decision.clone());
+        let row = blocking(move || store.payment(&id))
+            .await?
+            .ok_or(Error::DecisionNotFound(p.decision))?;
+        Ok(view(&row, None))
+    }
+
+    pub(super) async fn payment_confirm(&self, p: DecisionParam) -> Result<Value, Error> {
+        let _gate = self.gate.read().await;
+        let (store, id) = (self.store.clone(), p.decision.clone());
+        let row = blocking(move || store.payment(&id))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(p.decision.clone()))?;
+        let chain = self.resolve_chain(&row.voucher).await?;
+        let agent = self.agent(&row.agent)?;
+        let frozen = agent.status != AgentStatus::Active;
+        let now = unix_now();
+        let deadline = policy::report_within(&chain.claims).map(|s| now.saturating_add_unsigned(s));
+        let (job_chain, id) = (chain.clone(), row.id.clone());
+        let confirmed = self
+            .ledger
+            .run(move |conn| {
+                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                if row.status != "pending" {
+                    return Ok(Confirmed::NotPending(row.status));
+                }
+                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+                if let Err(denial) = policy::standing(&job_chain.claims, &usage, now, frozen) {
+                    ledger::credit(conn, &job_chain.ids, row.amount, 1)?;
+                    ledger::set_payment_status(
+                        conn,
+                        &id,
+                        &["pending"],
+                        "denied",
+                        Some(denial.reason.name()),
+                        now,
+                        None,
+                    )?;
+                    return Ok(Confirmed::Denied(denial));
+                }
+                match ledger::release_hold(conn, &id, now, deadline)? {
+                    Some(debited) => Ok(Confirmed::Authorized(debited)),
+                    None => Ok(Confirmed::NotPending(row.status)),
+                }
+            })
+            .await?;
+        let result = match confirmed {
+            Confirmed::NotPending(status) => Err(Error::InvalidState(format!(
+                "decision {} is {status}, not pending",
+                row.id
+            ))),
+            Confirmed::Denied(denial) => Err(Error::Denied {
+                denial,
+                decision: Some(row.id.clone()),
+            }),
+            Confirmed::Authorized(debited) => {
+                let mut row = row.clone();
+                row.report_deadline = deadline;
+                match self
+                    .sign_authorization(&agent, &chain, &row, true, debited)
+                    .await
+                {
+                    Ok(jwt) => {
+                        let id = row.id.clone();
+                        self.ledger
+                            .run(move |conn| ledger::set_authorization(conn, &id, &jwt))
+                            .await?;
+                        tracing::info!(decision = %row.id, "pending payment confirmed");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.void(&row.id, chain.clone()).await;
+                        Err(e)
+                    }
+                }
+            }
+        };
+        self.decided.send_modify(|n| *n += 1);
+        result?;
+        let (store, id) = (self.store.clone(), row.id.clone());
+        let row = blocking(move || store.payment(&id))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(row.id.clone()))?;
+        Ok(view(&row, None))
+    }
+
+    pub(super) async fn payment_reject(&self, p: DecisionParam) -> Result<Value, Error> {
+        if let Some(n) = &p.note {
+            text("note", n)?;
+        }
+        let (store, id) = (self.store.clone(), p.decision.clone());
+        let row = blocking(move || store.payment(&id))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(p.decision.clone()))?;
+        let chain = self.resolve_chain(&row.voucher).await?;
+        let (id, now) = (row.id.clone(), unix_now());
+        let moved = self
+            .ledger
+            .run(move |conn| {
+                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                let moved = ledger::set_payment_status(
+                    conn,
+                    &id,
+                    &["pending"],
+                    "denied",
+                    Some(Reason::RejectedByOperator.name()),
+                    now,
+                    None,
+                )?;
+                if moved {
+                    ledger::credit(conn, &chain.ids, row.amount, 1)?;
+                }
+                Ok(moved)
+            })
+            .await?;
+        self.decided.send_modify(|n| *n += 1);
+        if !moved {
+            return Err(Error::InvalidState(format!(
+                "decision {} is not pending",
+                row.id
+            )));
+        }
+        tracing::info!(decision = %row.id, note = p.note.as_deref().unwrap_or(""), "pending payment rejected");
+        let (store, id) = (self.store.clone(), row.id.clone());
+        let row = blocking(move || store.payment(&id))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(row.id.clone()))?;
+        Ok(view(&row, None))
+    }
+}
