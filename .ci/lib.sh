@@ -10,7 +10,9 @@ die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 #   openssl    independent checks of CSRs and certificates in the tests and the demo
 #   util-linux setpriv, to run a client as another user in the tests
 #   gcc, libc6-dev  to build the bundled SQLite
-ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev"
+#   python3-jwt, python3-cryptography  an independent JOSE implementation (PyJWT) that the
+#              tests use to check vouchers and payment authorizations
+ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography"
 
 ensure_packages() {
   local missing=() pkg

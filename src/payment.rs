@@ -187,7 +187,14 @@ pub fn verify(
     now: i64,
 ) -> Result<Verified, PaymentError> {
     let links: Vec<&str> = receipt.chain.iter().map(String::as_str).collect();
-    let chain = voucher::verify_chain_at(&links, trusted, None)?;
+    let chain = voucher::verify_chain_with(
+        &links,
+        trusted,
+        voucher::Checks {
+            now: None,
+            allow_unknown: false,
+        },
+    )?;
     let leaf = chain
         .last()
         .ok_or_else(|| fail("chain", "the chain is empty"))?;

@@ -33,6 +33,12 @@ use std::time::Duration;
 
 /// The longest `payment.status` waits for a decision.
 pub const MAX_WAIT_MS: u64 = 30_000;
+/// How the daemon verifies chains: time and unknown constraints are the policy's business, so
+/// they become recorded denials.
+const DAEMON_CHECKS: voucher::Checks = voucher::Checks {
+    now: None,
+    allow_unknown: true,
+};
 /// Bounds on free-text request fields, in bytes.
 const MAX_FIELD: usize = 256;
 
@@ -301,7 +307,7 @@ impl Service {
         let compacts: Vec<String> = rows.iter().map(|r| r.compact.clone()).collect();
         let links: Vec<&str> = compacts.iter().map(String::as_str).collect();
         let trusted = self.trusted_issuers().await?;
-        let claims = voucher::verify_chain_at(&links, &trusted, None).map_err(|e| {
+        let claims = voucher::verify_chain_with(&links, &trusted, DAEMON_CHECKS).map_err(|e| {
             Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
         })?;
         let chain = Arc::new(Chain {
@@ -325,7 +331,7 @@ impl Service {
     /// daemon's agents.
     pub(super) async fn import_voucher(&self, compact: &str) -> Result<StoredVoucher, Error> {
         let trusted = self.trusted_issuers().await?;
-        let claims = voucher::verify_chain_at(&[compact], &trusted, None)
+        let claims = voucher::verify_chain_with(&[compact], &trusted, DAEMON_CHECKS)
             .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
             .pop()
             .ok_or_else(|| Error::Internal("empty chain".into()))?;
@@ -780,7 +786,7 @@ impl Service {
             constraints: p.constraints,
         };
         let index = chain.ids.len();
-        voucher::check_claims(&claims, index, Some(now))
+        voucher::check_claims(&claims, index, voucher::Checks::at(now))
             .map_err(|e| Error::Widens(e.to_string()))?;
         voucher::check_narrowing(&claims, leaf, index).map_err(|e| Error::Widens(e.to_string()))?;
         let carve = policy::budget(&claims).map(|(_, m)| m);

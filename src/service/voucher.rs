@@ -182,7 +182,14 @@ impl Service {
             parent: None,
             constraints: p.constraints()?,
         };
-        voucher::check_claims(&claims, 0, Some(issued))
+        if claims.exp <= issued {
+            return Err(Error::InvalidParams("expires_at is in the past".into()));
+        }
+        let checks = voucher::Checks {
+            now: None,
+            allow_unknown: false,
+        };
+        voucher::check_claims(&claims, 0, checks)
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -130,12 +130,33 @@ impl VoucherDraft {
     }
 }
 
-/// Checks claims that do not depend on other vouchers: shape, time (when `now` is given) and
+/// What a verification checks besides signatures, links and narrowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Check validity windows at this time (with [`CLOCK_SKEW_S`]); `None` skips them.
+    pub now: Option<i64>,
+    /// Accept constraint types this build does not know. Only the daemon sets this, so that a
+    /// payment against such a voucher is a recorded `unknown_constraint` denial; its policy
+    /// never lets an unknown constraint pass.
+    pub allow_unknown: bool,
+}
+
+impl Checks {
+    /// Everything, at time `now`.
+    pub fn at(now: i64) -> Self {
+        Self {
+            now: Some(now),
+            allow_unknown: false,
+        }
+    }
+}
+
+/// Checks claims that do not depend on other vouchers: shape, time (when asked) and
 /// constraints.
 pub fn check_claims(
     claims: &VoucherClaims,
     index: usize,
-    now: Option<i64>,
+    checks: Checks,
 ) -> Result<PublicKey, VoucherError> {
     let claim = |message: String| VoucherError::Claim { index, message };
     if claims.vct != VOUCHER_VCT {
@@ -150,7 +171,7 @@ pub fn check_claims(
     if claims.jti.is_empty() || claims.sub.is_empty() || claims.agent.is_empty() {
         return Err(claim("jti, sub and agent must not be empty".into()));
     }
-    if let Some(now) = now {
+    if let Some(now) = checks.now {
         if now.saturating_add(CLOCK_SKEW_S) < claims.nbf {
             return Err(VoucherError::NotYetValid {
                 index,
@@ -165,6 +186,9 @@ pub fn check_claims(
         }
     }
     for c in &claims.constraints {
+        if checks.allow_unknown && matches!(c, Constraint::Unknown { .. }) {
+            continue;
+        }
         c.validate()
             .map_err(|message| VoucherError::Constraint { index, message })?;
     }
@@ -223,15 +247,15 @@ pub fn verify_chain(
     trusted: &[PublicKey],
     now: i64,
 ) -> Result<Vec<VoucherClaims>, VoucherError> {
-    verify_chain_at(chain, trusted, Some(now))
+    verify_chain_with(chain, trusted, Checks::at(now))
 }
 
-/// As [`verify_chain`], checking validity windows only when `now` is given: the daemon checks
-/// time at each decision instead, so an expired voucher is a recorded denial, not a parse error.
-pub fn verify_chain_at(
+/// As [`verify_chain`] with chosen [`Checks`]: the daemon checks time at each decision instead,
+/// so an expired voucher is a recorded denial rather than an unreadable one.
+pub fn verify_chain_with(
     chain: &[&str],
     trusted: &[PublicKey],
-    now: Option<i64>,
+    checks: Checks,
 ) -> Result<Vec<VoucherClaims>, VoucherError> {
     if chain.is_empty() || chain.len() > MAX_CHAIN {
         return Err(VoucherError::TooLong);
@@ -260,7 +284,7 @@ pub fn verify_chain_at(
                 message: "kid is not the signer's thumbprint".into(),
             });
         }
-        let holder = check_claims(&v.payload, index, now)?;
+        let holder = check_claims(&v.payload, index, checks)?;
         match (
             index.checked_sub(1).and_then(|i| chain.get(i)),
             verified.last(),
