@@ -72,6 +72,8 @@ impl<T: Send + 'static> Work for Task<T> {
 #[derive(Debug)]
 pub struct Ledger {
     queue: crossbeam_channel::Sender<Box<dyn Work>>,
+    /// Dropped with the ledger, which stops the checkpoint thread.
+    _stop: crossbeam_channel::Sender<()>,
 }
 
 impl std::fmt::Debug for dyn Work {
@@ -89,12 +91,21 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Checkpoints run on their own thread (below), never inside a commit of this one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        std::thread::Builder::new()
+            .name("ari-checkpoint".into())
+            .spawn(move || checkpoints(&checkpointer, &stopped))
+            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
         let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Work>>(queue_depth.max(1));
         std::thread::Builder::new()
             .name("ari-ledger".into())
             .spawn(move || writer(&conn, &jobs))
             .map_err(|e| StoreError::Commit(format!("cannot start the ledger thread: {e}")))?;
-        Ok(Self { queue })
+        Ok(Self { queue, _stop: stop })
     }
 
     /// Runs `job` in the next group commit and returns its result once the group is durable.
@@ -121,6 +132,21 @@ impl Ledger {
             .map_err(|_| StoreError::Commit("the ledger thread has stopped".into()))?
     }
 }
+
+/// Copies committed WAL pages into the database file in the background, so the writer's
+/// commits stay one WAL append and one fsync each. Passive: it never blocks the writer.
+fn checkpoints(conn: &Connection, stopped: &crossbeam_channel::Receiver<()>) {
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed; will retry");
+        }
+    }
+}
+
+/// How often the background checkpoint runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn writer(conn: &Connection, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) {
     while let Ok(first) = jobs.recv() {
@@ -194,7 +220,7 @@ pub fn usage(conn: &Connection, chain: &[String], now: i64) -> Result<Vec<Usage>
 #[derive(Debug)]
 pub struct Debited(());
 
-/// Debits an allowed payment along its chain (see [`shift`]): one payment, `amount` minor units.
+/// Debits an allowed payment along its chain (see [`debit`]): one payment, `amount` minor units.
 pub fn debit_allowed(
     conn: &Connection,
     chain: &[String],

@@ -55,14 +55,15 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at  INTEGER
     ) STRICT;
     CREATE INDEX voucher_agent ON voucher (agent_id);",
-    // 3: budgets and reservations, payment decisions, external issuers.
+    // 3: budgets and reservations, payment decisions (never deleted, so `seq` only grows),
+    // external issuers.
     "ALTER TABLE voucher ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
     ALTER TABLE voucher ADD COLUMN budget INTEGER CHECK (budget >= 0);
     CREATE TRIGGER voucher_within_budget BEFORE UPDATE OF spent, reserved ON voucher
         WHEN NEW.budget IS NOT NULL AND NEW.spent + NEW.reserved > NEW.budget
         BEGIN SELECT RAISE(ABORT, 'voucher budget exceeded'); END;
     CREATE TABLE payment (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq             INTEGER PRIMARY KEY,
         id              TEXT NOT NULL UNIQUE,
         voucher_id      TEXT NOT NULL REFERENCES voucher (id),
         agent_id        TEXT NOT NULL,
@@ -90,7 +91,6 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE status IN ('authorized', 'pending');
     CREATE INDEX payment_due ON payment (voucher_id, report_deadline)
         WHERE status = 'authorized' AND outcome IS NULL AND report_deadline IS NOT NULL;
-    CREATE INDEX payment_status ON payment (status, voucher_id);
     CREATE TABLE issuer (
         name        TEXT PRIMARY KEY,
         kid         TEXT NOT NULL UNIQUE,

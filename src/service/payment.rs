@@ -194,6 +194,16 @@ impl PaymentParams {
     }
 }
 
+/// A decision id: milliseconds since the epoch then random bits, 32 hex digits. Ids grow with
+/// time, so the ledger's id index takes appends rather than random inserts, and they still
+/// cannot be guessed.
+fn decision_id() -> Result<String, Error> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Ok(format!("{:012x}{}", ms & 0xffff_ffff_ffff, random_hex(10)?))
+}
+
 /// What one authorization job decided.
 enum Decided {
     Denied(Denial),
@@ -401,7 +411,7 @@ impl Service {
                 agent.id
             )));
         }
-        let id = random_hex(16)?;
+        let id = decision_id()?;
         let now = unix_now();
         let kid = agent.key.public.thumbprint();
         let binding = payment::binding_digest(&Binding {
@@ -418,7 +428,7 @@ impl Service {
             Some(f) => self.bundle(&agent, f, binding, now)?,
             None => String::new(),
         };
-        let row = PaymentRow {
+        let mut row = PaymentRow {
             id: id.clone(),
             seq: 0,
             voucher: chain.leaf_id().to_string(),
@@ -442,7 +452,9 @@ impl Service {
             attestation: attestation.clone(),
             authorization: None,
         };
-        let signing_row = row.clone();
+        let mut signing_row = row.clone();
+        signing_row.attestation = attestation.clone();
+        let attestation_for_hold = std::mem::take(&mut row.attestation);
         let job_chain = chain.clone();
         let report_within = policy::report_within(&chain.claims);
         let decided = self
@@ -473,6 +485,9 @@ impl Service {
                         Ok(Decided::Denied(denial))
                     }
                     Ok(Verdict::AwaitConfirmation(allowed)) => {
+                        // Only a held payment keeps its bundle: it is signed later, at
+                        // confirmation, and the receipt must carry what was measured now.
+                        row.attestation = attestation_for_hold;
                         // The hold is a debit, so a confirmation can never overspend.
                         let _held =
                             ledger::debit_allowed(conn, &job_chain.ids, req.amount, allowed)?;
