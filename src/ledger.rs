@@ -76,12 +76,6 @@ pub struct Ledger {
     _stop: crossbeam_channel::Sender<()>,
 }
 
-impl std::fmt::Debug for dyn Work {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Work")
-    }
-}
-
 impl Ledger {
     /// Opens a writer connection to the (already migrated) database at `path` and starts the
     /// writer thread, which stops when the last handle is dropped.

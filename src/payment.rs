@@ -252,7 +252,7 @@ pub fn verify(
     if bundle.binding != binding_digest(&c.binding(&kid)) {
         return Err(fail("binding", "the bundle is bound to another payment"));
     }
-    if bundle.key.kid != kid || bundle.agent.id != c.agent {
+    if bundle.evidence.key.kid != kid || bundle.evidence.agent.id != c.agent {
         return Err(fail(
             "attestation",
             "the bundle describes another agent or key",

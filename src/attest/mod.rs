@@ -41,6 +41,15 @@ pub struct AttestClaims {
     pub iat: i64,
     /// The caller's nonce, verbatim.
     pub nonce: String,
+    /// What the daemon vouches for (members at the top level of the claims).
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}
+
+/// What the daemon vouches for about a caller, shared by attestations and the bundles of
+/// payments: the agent, the process as measured, the host, the daemon and the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
     /// The agent this key belongs to.
     pub agent: AgentClaim,
     /// The calling process as measured.
@@ -147,18 +156,9 @@ pub struct Bundle {
     pub iat: i64,
     /// The payment's binding digest.
     pub binding: String,
-    /// The agent.
-    pub agent: AgentClaim,
-    /// The calling process as measured when the payment was asked for.
-    pub runtime: RuntimeClaim,
-    /// Host facts.
-    pub host: HostClaim,
-    /// Daemon facts.
-    pub daemon: DaemonClaim,
-    /// The ARI key and its protection.
-    pub key: KeyClaim,
-    /// TPM evidence.
-    pub tpm: TpmClaim,
+    /// The agent, its process as measured when the payment was asked for, host, daemon, key.
+    #[serde(flatten)]
+    pub evidence: Evidence,
 }
 
 /// Checks a caller's nonce.
@@ -192,7 +192,7 @@ pub enum AttestError {
 pub fn verify(jws: &str, key: &PublicKey, nonce: &str) -> Result<AttestClaims, AttestError> {
     let v = jose::verify::<AttestClaims>(jws, key, ATTEST_TYP)?;
     let kid = key.thumbprint();
-    if v.header.kid != kid || v.payload.key.kid != kid {
+    if v.header.kid != kid || v.payload.evidence.key.kid != kid {
         return Err(AttestError::Kid);
     }
     if v.payload.nonce != nonce {

@@ -1045,7 +1045,7 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             let claims = attest::verify(&token, &key, nonce)?;
             eprintln!(
                 "attestation OK: agent {} (user {}), key {}",
-                claims.agent.id, claims.agent.user, claims.key.kid
+                claims.evidence.agent.id, claims.evidence.agent.user, claims.evidence.key.kid
             );
             print_json(&serde_json::to_value(&claims)?)
         }

@@ -2,7 +2,8 @@
 
 use super::{Service, agent_view};
 use crate::attest::{
-    self, AgentClaim, AttestClaims, DaemonClaim, HostClaim, KeyClaim, RuntimeClaim, TpmClaim,
+    self, AgentClaim, AttestClaims, DaemonClaim, Evidence, HostClaim, KeyClaim, RuntimeClaim,
+    TpmClaim,
 };
 use crate::clock::unix_now;
 use crate::error::Error;
@@ -48,26 +49,7 @@ impl Service {
             sub: agent.id.clone(),
             iat: unix_now(),
             nonce: p.nonce,
-            agent: AgentClaim {
-                id: agent.id.clone(),
-                instance: agent.instance.clone(),
-                user: agent.user.clone(),
-            },
-            runtime: RuntimeClaim::from(&facts),
-            host: HostClaim {
-                boot_id: self.facts.boot_id.clone(),
-            },
-            daemon: DaemonClaim {
-                version: self.facts.version.clone(),
-                config_sha256: self.facts.config_sha256.clone(),
-            },
-            key: KeyClaim {
-                kid: kid.clone(),
-                store: self.backend.kind().into(),
-                uri: agent.key.uri.clone(),
-                attributes: agent.key.attributes,
-            },
-            tpm: TpmClaim { present: false },
+            evidence: self.evidence(&agent, &facts),
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -76,5 +58,31 @@ impl Service {
             .sign_digest(agent.key.id.clone(), input.digest())
             .await?;
         Ok(json!({ "attestation": input.finish(&signature), "kid": kid }))
+    }
+
+    /// What the daemon vouches for about `agent` running as `facts`.
+    pub(super) fn evidence(&self, agent: &Agent, facts: &CallerFacts) -> Evidence {
+        Evidence {
+            agent: AgentClaim {
+                id: agent.id.clone(),
+                instance: agent.instance.clone(),
+                user: agent.user.clone(),
+            },
+            runtime: RuntimeClaim::from(facts),
+            host: HostClaim {
+                boot_id: self.facts.boot_id.clone(),
+            },
+            daemon: DaemonClaim {
+                version: self.facts.version.clone(),
+                config_sha256: self.facts.config_sha256.clone(),
+            },
+            key: KeyClaim {
+                kid: agent.key.public.thumbprint(),
+                store: self.backend.kind().into(),
+                uri: agent.key.uri.clone(),
+                attributes: agent.key.attributes,
+            },
+            tpm: TpmClaim { present: false },
+        }
     }
 }

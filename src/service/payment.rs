@@ -13,7 +13,7 @@
 
 use super::admin::random_hex;
 use super::{Service, blocking};
-use crate::attest::{self, AgentClaim, Bundle, DaemonClaim, HostClaim, KeyClaim, RuntimeClaim};
+use crate::attest::{self, Bundle};
 use crate::clock::unix_now;
 use crate::error::Error;
 use crate::identity::{Agent, AgentStatus, CallerFacts, MatchError};
@@ -558,26 +558,7 @@ impl Service {
             typ: attest::BUNDLE_TYP.into(),
             iat: now,
             binding,
-            agent: AgentClaim {
-                id: agent.id.clone(),
-                instance: agent.instance.clone(),
-                user: agent.user.clone(),
-            },
-            runtime: RuntimeClaim::from(facts),
-            host: HostClaim {
-                boot_id: self.facts.boot_id.clone(),
-            },
-            daemon: DaemonClaim {
-                version: self.facts.version.clone(),
-                config_sha256: self.facts.config_sha256.clone(),
-            },
-            key: KeyClaim {
-                kid: agent.key.public.thumbprint(),
-                store: self.backend.kind().into(),
-                uri: agent.key.uri.clone(),
-                attributes: agent.key.attributes,
-            },
-            tpm: attest::TpmClaim { present: false },
+            evidence: self.evidence(agent, facts),
         };
         let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(jose::b64url(&bytes))
@@ -670,11 +651,19 @@ impl Service {
 
     /// A decision of the calling agent.
     async fn own_decision(&self, agent: &Agent, id: &str) -> Result<PaymentRow, Error> {
-        let (store, key) = (self.store.clone(), id.to_string());
-        match blocking(move || store.payment(&key)).await? {
-            Some(row) if row.agent == agent.id => Ok(row),
-            _ => Err(Error::DecisionNotFound(id.into())),
+        match self.decision(id).await {
+            Ok(row) if row.agent == agent.id => Ok(row),
+            Ok(_) => Err(Error::DecisionNotFound(id.into())),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Any decision, as the state database has it now.
+    async fn decision(&self, id: &str) -> Result<PaymentRow, Error> {
+        let (store, key) = (self.store.clone(), id.to_string());
+        blocking(move || store.payment(&key))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(id.into()))
     }
 
     pub(super) async fn payment_status(
@@ -869,19 +858,13 @@ impl Service {
     }
 
     pub(super) async fn payment_show(&self, p: DecisionParam) -> Result<Value, Error> {
-        let (store, id) = (self.store.clone(), p.decision.clone());
-        let row = blocking(move || store.payment(&id))
-            .await?
-            .ok_or(Error::DecisionNotFound(p.decision))?;
+        let row = self.decision(&p.decision).await?;
         Ok(view(&row, None))
     }
 
     pub(super) async fn payment_confirm(&self, p: DecisionParam) -> Result<Value, Error> {
         let _gate = self.gate.read().await;
-        let (store, id) = (self.store.clone(), p.decision.clone());
-        let row = blocking(move || store.payment(&id))
-            .await?
-            .ok_or_else(|| Error::DecisionNotFound(p.decision.clone()))?;
+        let row = self.decision(&p.decision).await?;
         let chain = self.resolve_chain(&row.voucher).await?;
         let agent = self.agent(&row.agent)?;
         let frozen = agent.status != AgentStatus::Active;
@@ -948,10 +931,7 @@ impl Service {
         };
         self.decided.send_modify(|n| *n += 1);
         result?;
-        let (store, id) = (self.store.clone(), row.id.clone());
-        let row = blocking(move || store.payment(&id))
-            .await?
-            .ok_or_else(|| Error::DecisionNotFound(row.id.clone()))?;
+        let row = self.decision(&row.id).await?;
         Ok(view(&row, None))
     }
 
@@ -959,10 +939,7 @@ impl Service {
         if let Some(n) = &p.note {
             text("note", n)?;
         }
-        let (store, id) = (self.store.clone(), p.decision.clone());
-        let row = blocking(move || store.payment(&id))
-            .await?
-            .ok_or_else(|| Error::DecisionNotFound(p.decision.clone()))?;
+        let row = self.decision(&p.decision).await?;
         let chain = self.resolve_chain(&row.voucher).await?;
         let (id, now) = (row.id.clone(), unix_now());
         let moved = self
@@ -992,10 +969,7 @@ impl Service {
             )));
         }
         tracing::info!(decision = %row.id, note = p.note.as_deref().unwrap_or(""), "pending payment rejected");
-        let (store, id) = (self.store.clone(), row.id.clone());
-        let row = blocking(move || store.payment(&id))
-            .await?
-            .ok_or_else(|| Error::DecisionNotFound(row.id.clone()))?;
+        let row = self.decision(&row.id).await?;
         Ok(view(&row, None))
     }
 }
