@@ -44,6 +44,9 @@ pub enum JoseError {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey {
     key: VerifyingKey,
+    /// SHA-256 of the RFC 7638 member string, computed once: keys are compared and named by
+    /// it on every call.
+    thumbprint: [u8; 32],
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -55,9 +58,14 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Parses a SEC1 point (`04||x||y`, or compressed).
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, JoseError> {
-        VerifyingKey::from_sec1_bytes(bytes)
-            .map(|key| Self { key })
-            .map_err(|_| JoseError::Jwk("not a valid P-256 point"))
+        let key = VerifyingKey::from_sec1_bytes(bytes)
+            .map_err(|_| JoseError::Jwk("not a valid P-256 point"))?;
+        let (x, y) = coordinates(&key);
+        let members = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        Ok(Self {
+            key,
+            thumbprint: Sha256::digest(members.as_bytes()).into(),
+        })
     }
 
     /// The uncompressed SEC1 encoding, 65 bytes.
@@ -84,20 +92,12 @@ impl PublicKey {
 
     /// The base64url `x` and `y` coordinates.
     fn coordinates(&self) -> (String, String) {
-        let sec1 = self.to_sec1();
-        let x = sec1.get(1..33).unwrap_or_default();
-        let y = sec1.get(33..65).unwrap_or_default();
-        (
-            Base64UrlUnpadded::encode_string(x),
-            Base64UrlUnpadded::encode_string(y),
-        )
+        coordinates(&self.key)
     }
 
     /// RFC 7638 thumbprint: base64url(SHA-256 of the canonical member string).
     pub fn thumbprint(&self) -> String {
-        let (x, y) = self.coordinates();
-        let jwk = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        Base64UrlUnpadded::encode_string(&Sha256::digest(jwk.as_bytes()))
+        Base64UrlUnpadded::encode_string(&self.thumbprint)
     }
 
     /// Verifies a raw 64-byte `r||s` signature over a SHA-256 digest.
@@ -107,6 +107,16 @@ impl PublicKey {
             .verify_prehash(digest, &sig)
             .map_err(|_| JoseError::Signature)
     }
+}
+
+/// The base64url `x` and `y` coordinates of a point.
+fn coordinates(key: &VerifyingKey) -> (String, String) {
+    let sec1 = key.to_sec1_point(false);
+    let bytes = sec1.as_bytes();
+    (
+        Base64UrlUnpadded::encode_string(bytes.get(1..33).unwrap_or_default()),
+        Base64UrlUnpadded::encode_string(bytes.get(33..65).unwrap_or_default()),
+    )
 }
 
 /// A public EC JWK as it travels on the wire and in files.

@@ -5,11 +5,17 @@
 //! A job is a closure run on the writer's own SQLite connection inside a savepoint of the current
 //! group; a job that fails is rolled back alone. The group then commits once (WAL,
 //! `synchronous=FULL`: one fsync for many decisions) and only then is each job's result handed
-//! back. So a caller never sees a result that a crash could take back, and nothing is signed on
-//! the strength of a debit that is not on disk. Because the one thread runs jobs one after
-//! another, a job's reads and writes are never interleaved with another's: budgets are checked
-//! and debited atomically without row locks. The queue is bounded; when full, callers are told
-//! to retry.
+//! back. So a caller never sees a result that a crash could take back. A job may also tell a
+//! part of its result early ([`Ledger::stage`]), before the commit: the payment path uses it to
+//! compute the signature while the fsync runs, and holds that signature back until the
+//! [`Debited`] proof, which only the committed result carries, lets it go. Nothing signed leaves
+//! the daemon on the strength of a debit that is not on disk.
+//!
+//! Because the one thread runs jobs one after another, a job's reads and writes are never
+//! interleaved with another's: budgets are checked and debited atomically without row locks. The
+//! queue is bounded; when full, callers are told to retry. The writer also checkpoints the log
+//! between groups, so the WAL is rewritten from its start rather than grown: overwriting blocks
+//! the file already has makes each commit's flush cheaper than extending the file.
 //!
 //! The SQL that jobs run lives here too, so every rule about how spending moves along a chain of
 //! vouchers is in one file. A trigger in the schema refuses any row whose spent plus reserved
@@ -23,38 +29,50 @@ use std::path::Path;
 /// The most jobs committed together.
 pub const MAX_GROUP: usize = 256;
 
+/// WAL pages after which the writer copies the log back into the database (between groups,
+/// after their replies), so the log is rewritten from its start instead of growing: rewriting
+/// blocks a file already has makes each commit's fsync cheaper than extending the file.
+const CHECKPOINT_PAGES: i32 = 512;
+
 trait Work: Send {
     fn run(&mut self, conn: &Connection);
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
-type JobFn<T> = Box<dyn FnOnce(&Connection) -> Result<T, StoreError> + Send>;
+type JobFn<E, T> = Box<dyn FnOnce(&Connection) -> Result<(E, T), StoreError> + Send>;
 
-struct Task<T> {
-    job: Option<JobFn<T>>,
+struct Task<E, T> {
+    job: Option<JobFn<E, T>>,
+    /// Told as soon as the job's savepoint is released, before the group commits.
+    early: Option<tokio::sync::oneshot::Sender<E>>,
     result: Option<Result<T, StoreError>>,
     reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T: Send + 'static> Work for Task<T> {
+impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
     fn run(&mut self, conn: &Connection) {
         let Some(job) = self.job.take() else { return };
-        let result = match conn.execute_batch("SAVEPOINT job") {
+        let result = match sql(conn, "SAVEPOINT job") {
             Ok(()) => {
                 let r = job(conn);
                 let end = if r.is_ok() {
-                    "RELEASE job"
+                    sql(conn, "RELEASE job")
                 } else {
-                    "ROLLBACK TO job; RELEASE job"
+                    sql(conn, "ROLLBACK TO job").and_then(|()| sql(conn, "RELEASE job"))
                 };
-                match conn.execute_batch(end) {
+                match end {
                     Ok(()) => r,
                     Err(e) => Err(e.into()),
                 }
             }
             Err(e) => Err(e.into()),
         };
-        self.result = Some(result);
+        self.result = Some(result.map(|(early, rest)| {
+            if let Some(tell) = self.early.take() {
+                let _ = tell.send(early);
+            }
+            rest
+        }));
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -68,38 +86,64 @@ impl<T: Send + 'static> Work for Task<T> {
     }
 }
 
+/// Runs one statement that returns no rows, prepared once per connection.
+fn sql(conn: &Connection, statement: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.execute([]).map(drop)
+}
+
+/// A job that has run but whose group may not be durable yet: `early` is what the job chose to
+/// tell before the commit (never a proof of anything durable); the rest comes from
+/// [`Staged::durable`] once the group is on disk.
+#[derive(Debug)]
+pub struct Staged<E, T> {
+    pub early: E,
+    rest: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<E, T> Staged<E, T> {
+    /// The job's result, once its group is durable.
+    pub async fn durable(self) -> Result<T, StoreError> {
+        self.rest.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the ledger thread has stopped".into())
+}
+
 /// The handle to the writer thread.
 #[derive(Debug)]
 pub struct Ledger {
     queue: crossbeam_channel::Sender<Box<dyn Work>>,
-    /// Dropped with the ledger, which stops the checkpoint thread.
-    _stop: crossbeam_channel::Sender<()>,
 }
 
 impl Ledger {
     /// Opens a writer connection to the (already migrated) database at `path` and starts the
     /// writer thread, which stops when the last handle is dropped.
     pub fn open(path: &Path, queue_depth: usize) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Checkpoints run on their own thread (below), never inside a commit of this one.
+        // Every statement a job runs stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
+        // The writer checkpoints itself, between groups; a log that grew under a burst is
+        // cut back when it restarts.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = Connection::open(path)?;
-        checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        std::thread::Builder::new()
-            .name("ari-checkpoint".into())
-            .spawn(move || checkpoints(&checkpointer, &stopped))
-            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
+        let pages = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let seen = pages.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n| {
+            seen.store(n, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }))?;
         let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Work>>(queue_depth.max(1));
         std::thread::Builder::new()
             .name("ari-ledger".into())
-            .spawn(move || writer(&conn, &jobs))
+            .spawn(move || writer(&conn, &jobs, &pages))
             .map_err(|e| StoreError::Commit(format!("cannot start the ledger thread: {e}")))?;
-        Ok(Self { queue, _stop: stop })
+        Ok(Self { queue })
     }
 
     /// Runs `job` in the next group commit and returns its result once the group is durable.
@@ -108,41 +152,49 @@ impl Ledger {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.stage(move |conn| job(conn).map(|t| ((), t)))
+            .await?
+            .durable()
+            .await
+    }
+
+    /// Runs `job` in the next group commit and returns as soon as it has run, with the part of
+    /// its result it chose to tell early; the rest waits for the commit ([`Staged::durable`]).
+    /// Lets a caller prepare work (a signature) during the fsync that it releases only after.
+    pub async fn stage<E: Send + 'static, T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<(E, T), StoreError> + Send + 'static,
+    ) -> Result<Staged<E, T>, StoreError> {
+        let (early, told) = tokio::sync::oneshot::channel();
+        let (reply, rest) = tokio::sync::oneshot::channel();
         let task = Box::new(Task {
             job: Some(Box::new(job)),
+            early: Some(early),
             result: None,
             reply,
         });
         match self.queue.try_send(task) {
             Ok(()) => {}
             Err(crossbeam_channel::TrySendError::Full(_)) => return Err(StoreError::Busy),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                return Err(StoreError::Commit("the ledger thread has stopped".into()));
-            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(stopped()),
         }
-        answer
-            .await
-            .map_err(|_| StoreError::Commit("the ledger thread has stopped".into()))?
-    }
-}
-
-/// Copies committed WAL pages into the database file in the background, so the writer's
-/// commits stay one WAL append and one fsync each. Passive: it never blocks the writer.
-fn checkpoints(conn: &Connection, stopped: &crossbeam_channel::Receiver<()>) {
-    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-        stopped.recv_timeout(CHECKPOINT_EVERY)
-    {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "background checkpoint failed; will retry");
+        match told.await {
+            Ok(early) => Ok(Staged { early, rest }),
+            // The job failed (its error comes with the reply) or the thread stopped.
+            Err(_) => match rest.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => Err(StoreError::Commit("a job finished without running".into())),
+                Err(_) => Err(stopped()),
+            },
         }
     }
 }
 
-/// How often the background checkpoint runs.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
-fn writer(conn: &Connection, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) {
+fn writer(
+    conn: &Connection,
+    jobs: &crossbeam_channel::Receiver<Box<dyn Work>>,
+    pages: &std::sync::atomic::AtomicI32,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -151,13 +203,13 @@ fn writer(conn: &Connection, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) 
                 Err(_) => break,
             }
         }
-        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let commit = match sql(conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
                 for job in &mut group {
                     job.run(conn);
                 }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
+                sql(conn, "COMMIT").map_err(|e| {
+                    let _ = sql(conn, "ROLLBACK");
                     e.to_string()
                 })
             }
@@ -168,6 +220,15 @@ fn writer(conn: &Connection, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) 
         }
         for job in group {
             job.finish(commit.clone());
+        }
+        if pages.load(std::sync::atomic::Ordering::Relaxed) >= CHECKPOINT_PAGES {
+            // Passive: readers are never blocked; what they still hold is copied next time.
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
+            }) {
+                Ok((log, done)) => pages.store(log - done, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+            }
         }
     }
 }
@@ -208,9 +269,10 @@ pub fn usage(conn: &Connection, chain: &[String], now: i64) -> Result<Vec<Usage>
         .collect()
 }
 
-/// Proof that a payment's amount is debited in the current group. It is returned from
-/// [`Ledger::run`] only after the group commits, so holding one means the debit is durable;
-/// signing an authorization requires one.
+/// Proof that a payment's amount is debited in the current group. Jobs return it in the part of
+/// their result that comes only after the group commits ([`Ledger::run`], [`Staged::durable`];
+/// never in a staged job's early part), so holding one means the debit is durable; releasing a
+/// signed authorization requires one.
 #[derive(Debug)]
 pub struct Debited(());
 
@@ -633,5 +695,82 @@ mod tests {
         let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
         assert_eq!((u[0].spent, u[0].reserved), (100, 0));
         assert!(u[1].revoked);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_results_wait_for_the_commit_and_die_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ari.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let ledger = Ledger::open(&path, 16).unwrap();
+        // The early part arrives before the commit; the rest once the group is on disk.
+        let staged = ledger
+            .stage(|c| {
+                c.execute("INSERT INTO parent (id) VALUES (1)", [])?;
+                Ok((c.last_insert_rowid(), "durable"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(staged.early, 1);
+        assert_eq!(staged.durable().await.unwrap(), "durable");
+        // A deferred foreign key fails only at COMMIT: the job told its early part, but the
+        // commit failed, so the rest never comes and nothing it wrote is kept.
+        let staged = ledger
+            .stage(|c| {
+                c.execute("INSERT INTO child (p) VALUES (42)", [])?;
+                Ok(((), ()))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(staged.durable().await, Err(StoreError::Commit(_))));
+        let children: i64 = ledger
+            .run(|c| Ok(c.query_row("SELECT count(*) FROM child", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(children, 0);
+        // A job's own error comes back from `stage` itself, with no early part.
+        let failed = ledger
+            .stage(|c| {
+                c.execute("INSERT INTO parent (id) VALUES (1)", [])?;
+                Ok(((), ()))
+            })
+            .await;
+        assert!(failed.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_rewritten_in_place_not_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ari.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE filler (n INTEGER PRIMARY KEY, pad BLOB)")
+            .unwrap();
+        let ledger = Ledger::open(&path, 16).unwrap();
+        // Each commit writes at least two pages; 3000 commits would make a 25 MB log if it
+        // were never restarted.
+        for n in 0..3000_i64 {
+            ledger
+                .run(move |c| {
+                    c.execute(
+                        "INSERT INTO filler (n, pad) VALUES (?1, zeroblob(600))",
+                        [n],
+                    )?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("ari.db-wal"))
+            .unwrap()
+            .len();
+        let bound = u64::try_from(CHECKPOINT_PAGES * 3).unwrap() * 4120;
+        assert!(wal <= bound, "the log grew to {wal} bytes (bound {bound})");
     }
 }

@@ -49,9 +49,19 @@ pub(super) struct Chain {
     pub digests: Vec<String>,
     pub compacts: Vec<String>,
     pub claims: Vec<VoucherClaims>,
+    /// The leaf's `cnf` key: only its holder may spend or delegate it.
+    pub holder: Option<PublicKey>,
 }
 
 impl Chain {
+    /// Whether `agent` holds the leaf voucher (named in it and bound to its key).
+    fn held_by(&self, agent: &Agent) -> bool {
+        self.claims
+            .last()
+            .is_some_and(|leaf| leaf.agent == agent.id)
+            && self.holder == Some(agent.key.public)
+    }
+
     fn leaf(&self) -> Result<&VoucherClaims, Error> {
         self.claims
             .last()
@@ -208,7 +218,23 @@ fn decision_id() -> Result<String, Error> {
 enum Decided {
     Denied(Denial),
     Held,
-    Authorized(Debited, i64, Option<i64>),
+    Authorized(Debited),
+}
+
+/// The digest an authorization carries of its (base64url) attestation bundle.
+fn attestation_digest(bundle: &str) -> Result<String, Error> {
+    let bytes = jose::b64url_decode(bundle).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(jose::b64url(&Sha256::digest(&bytes)))
+}
+
+/// An authorization signed while its debit was still being committed. It leaves the daemon
+/// only through [`Sealed::release`], which takes the ledger's proof that the debit is durable.
+struct Sealed(String);
+
+impl Sealed {
+    fn release(self, _durable: &Debited) -> String {
+        self.0
+    }
 }
 
 /// What a confirmation job decided.
@@ -320,7 +346,9 @@ impl Service {
         let claims = voucher::verify_chain_with(&links, &trusted, DAEMON_CHECKS).map_err(|e| {
             Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
         })?;
+        let holder = claims.last().and_then(|c| c.cnf.jwk.to_public_key().ok());
         let chain = Arc::new(Chain {
+            holder,
             ids: rows.iter().map(|r| r.id.clone()).collect(),
             digests: rows.iter().map(|r| r.digest.clone()).collect(),
             compacts,
@@ -403,8 +431,7 @@ impl Service {
         let req = p.payment.request()?;
         let (facts, agent, frozen) = self.caller_for_decision(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
-        let leaf = chain.leaf()?;
-        if leaf.agent != agent.id || leaf.cnf.jwk != agent.key.public.to_jwk() {
+        if !chain.held_by(&agent) {
             return Err(Error::Forbidden(format!(
                 "voucher {} is not held by agent {}",
                 chain.leaf_id(),
@@ -424,9 +451,9 @@ impl Service {
             nonce: &p.nonce,
             kid: &kid,
         });
-        let attestation = match &facts {
+        let (attestation, attestation_sha256) = match &facts {
             Some(f) => self.bundle(&agent, f, binding, now)?,
-            None => String::new(),
+            None => (String::new(), String::new()),
         };
         let mut row = PaymentRow {
             id: id.clone(),
@@ -457,9 +484,9 @@ impl Service {
         let attestation_for_hold = std::mem::take(&mut row.attestation);
         let job_chain = chain.clone();
         let report_within = policy::report_within(&chain.claims);
-        let decided = self
+        let staged = self
             .ledger
-            .run(move |conn| {
+            .stage(move |conn| {
                 let usage = ledger::usage(conn, &job_chain.ids, now)?;
                 let ctx = Context {
                     now,
@@ -482,7 +509,7 @@ impl Service {
                         row.status = "denied".into();
                         row.reason = Some(denial.reason.name().into());
                         ledger::insert_payment(conn, &row)?;
-                        Ok(Decided::Denied(denial))
+                        Ok((None, Decided::Denied(denial)))
                     }
                     Ok(Verdict::AwaitConfirmation(allowed)) => {
                         // Only a held payment keeps its bundle: it is signed later, at
@@ -495,7 +522,7 @@ impl Service {
                         row.confirm = true;
                         row.decided_at = None;
                         ledger::insert_payment(conn, &row)?;
-                        Ok(Decided::Held)
+                        Ok((None, Decided::Held))
                     }
                     Ok(Verdict::Authorize(allowed)) => {
                         let debited =
@@ -503,11 +530,32 @@ impl Service {
                         row.status = "authorized".into();
                         row.report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
                         let seq = ledger::insert_payment(conn, &row)?;
-                        Ok(Decided::Authorized(debited, seq, row.report_deadline))
+                        Ok((
+                            Some((seq, row.report_deadline)),
+                            Decided::Authorized(debited),
+                        ))
                     }
                 }
             })
             .await?;
+        // An authorization is signed while its group commits, and released only once durable.
+        let (signed, decided) = match staged.early {
+            Some((seq, deadline)) => {
+                let mut signing_row = signing_row;
+                signing_row.seq = seq;
+                signing_row.report_deadline = deadline;
+                let sign = self.sign_authorization(
+                    &agent,
+                    &chain,
+                    &signing_row,
+                    &attestation_sha256,
+                    false,
+                );
+                let (signed, decided) = tokio::join!(sign, staged.durable());
+                (Some((signed, seq)), decided?)
+            }
+            None => (None, staged.durable().await?),
+        };
         match decided {
             Decided::Denied(denial) => {
                 tracing::info!(decision = %id, agent = %agent.id, reason = denial.reason.name(), "payment denied");
@@ -520,15 +568,12 @@ impl Service {
                 tracing::info!(decision = %id, agent = %agent.id, "payment held for confirmation");
                 Ok(json!({ "status": "pending_confirmation", "decision": id }))
             }
-            Decided::Authorized(debited, seq, deadline) => {
-                let mut signing_row = signing_row;
-                signing_row.seq = seq;
-                signing_row.report_deadline = deadline;
-                let signed = self
-                    .sign_authorization(&agent, &chain, &signing_row, false, debited)
-                    .await;
+            Decided::Authorized(debited) => {
+                let Some((signed, seq)) = signed else {
+                    return Err(Error::Internal("authorized without a preview".into()));
+                };
                 let jwt = match signed {
-                    Ok(jwt) => jwt,
+                    Ok(sealed) => sealed.release(&debited),
                     Err(e) => {
                         self.void(&id, chain.clone()).await;
                         return Err(e);
@@ -546,14 +591,15 @@ impl Service {
         }
     }
 
-    /// The attestation bundle for a payment by `agent`, measured as `facts`: base64url JSON.
+    /// The attestation bundle for a payment by `agent`, measured as `facts`: base64url JSON,
+    /// and the base64url SHA-256 of that JSON, which the authorization carries.
     fn bundle(
         &self,
         agent: &Agent,
         facts: &CallerFacts,
         binding: String,
         now: i64,
-    ) -> Result<String, Error> {
+    ) -> Result<(String, String), Error> {
         let bundle = Bundle {
             typ: attest::BUNDLE_TYP.into(),
             iat: now,
@@ -561,24 +607,23 @@ impl Service {
             evidence: self.evidence(agent, facts),
         };
         let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(jose::b64url(&bytes))
+        Ok((jose::b64url(&bytes), jose::b64url(&Sha256::digest(&bytes))))
     }
 
-    /// Signs the authorization of a durably debited payment with the agent's key.
+    /// Signs the authorization of a debited payment with the agent's key, sealed until the
+    /// debit is durable.
     async fn sign_authorization(
         &self,
         agent: &Agent,
         chain: &Chain,
         row: &PaymentRow,
+        attestation_sha256: &str,
         confirmed: bool,
-        _debited: Debited,
-    ) -> Result<String, Error> {
+    ) -> Result<Sealed, Error> {
         let leaf = chain.leaf()?;
         let level = policy::level(&chain.claims)
             .ok_or_else(|| Error::Internal("authorized without a level".into()))?;
         let iat = unix_now();
-        let bundle_bytes =
-            jose::b64url_decode(&row.attestation).map_err(|e| Error::Internal(e.to_string()))?;
         let claims =
             AuthorizationClaims {
                 iss: format!("urn:ari:agent:{}", agent.id),
@@ -606,7 +651,7 @@ impl Service {
                 confirmed,
                 ledger_seq: row.seq,
                 report_by: row.report_deadline,
-                attestation_sha256: jose::b64url(&Sha256::digest(&bundle_bytes)),
+                attestation_sha256: attestation_sha256.to_string(),
             };
         let kid = agent.key.public.thumbprint();
         let input = SigningInput::new(&Header::es256(payment::AUTHORIZATION_TYP, &kid), &claims)
@@ -615,7 +660,7 @@ impl Service {
             .backend
             .sign_digest(agent.key.id.clone(), input.digest())
             .await?;
-        Ok(input.finish(&signature))
+        Ok(Sealed(input.finish(&signature)))
     }
 
     /// Voids an authorized decision whose signature could not be made, returning its money.
@@ -747,7 +792,7 @@ impl Service {
         let (_, parent_agent) = self.caller(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
         let leaf = chain.leaf()?;
-        if leaf.agent != parent_agent.id || leaf.cnf.jwk != parent_agent.key.public.to_jwk() {
+        if !chain.held_by(&parent_agent) {
             return Err(Error::Forbidden(format!(
                 "voucher {} is not held by agent {}",
                 chain.leaf_id(),
@@ -911,10 +956,17 @@ impl Service {
                 let mut row = row.clone();
                 row.report_deadline = deadline;
                 match self
-                    .sign_authorization(&agent, &chain, &row, true, debited)
+                    .sign_authorization(
+                        &agent,
+                        &chain,
+                        &row,
+                        &attestation_digest(&row.attestation)?,
+                        true,
+                    )
                     .await
                 {
-                    Ok(jwt) => {
+                    Ok(sealed) => {
+                        let jwt = sealed.release(&debited);
                         let id = row.id.clone();
                         self.ledger
                             .run(move |conn| ledger::set_authorization(conn, &id, &jwt))
