@@ -36,6 +36,10 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the database and other state live.
     pub state_dir: PathBuf,
+    /// Threads that serve the sockets (read, check, answer); signing and the ledger have their
+    /// own. 0 means half the CPUs, at least one.
+    #[serde(default)]
+    pub io_threads: usize,
     /// The key store.
     pub backend: BackendConfig,
     /// The socket agent runtimes call.
@@ -235,6 +239,17 @@ impl Config {
         Ok(())
     }
 
+    /// Number of threads serving the sockets.
+    pub fn io_threads(&self) -> usize {
+        if self.io_threads > 0 {
+            self.io_threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get().div_ceil(2))
+                .unwrap_or(1)
+        }
+    }
+
     /// Number of signing sessions to open.
     pub fn sessions(&self) -> usize {
         let BackendConfig::Pkcs11(p) = &self.backend;
@@ -280,6 +295,15 @@ path = "/run/ari/admin.sock"
         let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
         assert_eq!(c.limits.max_line_bytes, 65536);
         assert_eq!(c.agent_socket.mode, "0660");
+    }
+
+    #[test]
+    fn io_threads_default_to_half_the_cpus() {
+        let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.io_threads(), cpus.div_ceil(2));
+        let c = Config::parse(&format!("io_threads = 3\n{MIN}"), Path::new("t.toml")).unwrap();
+        assert_eq!(c.io_threads(), 3);
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub fn prepare(dir: &Path) -> Result<DevLayout, DevError> {
         let text = format!(
             r#"# arid dev-mode configuration, written by `arid dev`. Edit freely; it is reused.
 state_dir = "{state}"
+# Threads serving the sockets; 0 = half the CPUs, at least one.
+io_threads = 0
 
 [backend]
 kind = "pkcs11"

@@ -53,8 +53,9 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+fn runtime(config: &Config) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -65,7 +66,7 @@ fn run_config(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read config {}", path.display()))?;
     let config = Config::parse(&text, path)?;
     init_logging(&config.log.level);
-    runtime()?.block_on(daemon::run(config, &text, None))?;
+    runtime(&config)?.block_on(daemon::run(config, &text, None))?;
     Ok(())
 }
 
@@ -108,7 +109,7 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
     }
     init_logging(&config.log.level);
     print!("{}", dev::banner(&layout, created));
-    runtime()?.block_on(daemon::run(config, &text, Some(ctx)))?;
+    runtime(&config)?.block_on(daemon::run(config, &text, Some(ctx)))?;
     Ok(())
 }
 
