@@ -20,6 +20,7 @@
 //! | [`payment`] | payment authorizations (closed mandates), receipts and their offline verification |
 //! | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
 //! | [`attest`] | runtime claims and attestation tokens, and their verification |
+//! | [`evidence`] | the evidence log: entries, the Merkle tree, checkpoints and proofs |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
 //! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
 //! | [`service`] | the methods: from a parsed call to its result |
@@ -45,6 +46,7 @@ pub mod config;
 pub mod daemon;
 pub mod dev;
 pub mod error;
+pub mod evidence;
 pub mod identity;
 pub mod jose;
 pub mod ledger;
