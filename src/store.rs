@@ -97,6 +97,26 @@ pub const MIGRATIONS: &[&str] = &[
         jwk         TEXT NOT NULL,
         added_at    INTEGER NOT NULL
     ) STRICT;",
+    // 4: the evidence log. An entry's bytes are exactly what its leaf hash covers; the node
+    // table keeps every perfect subtree's hash (level 0 are the leaves), so roots and proofs
+    // read O(log n) rows.
+    "CREATE TABLE evidence_entry (
+        idx         INTEGER PRIMARY KEY CHECK (idx >= 0),
+        kind        TEXT NOT NULL,
+        entry       BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE evidence_node (
+        level       INTEGER NOT NULL CHECK (level BETWEEN 0 AND 63),
+        idx         INTEGER NOT NULL CHECK (idx >= 0),
+        hash        BLOB NOT NULL CHECK (length(hash) = 32),
+        PRIMARY KEY (level, idx)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE evidence_checkpoint (
+        size        INTEGER PRIMARY KEY CHECK (size >= 0),
+        root        BLOB NOT NULL CHECK (length(root) = 32),
+        note        TEXT NOT NULL,
+        signed_at   INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// A voucher as the daemon keeps it.

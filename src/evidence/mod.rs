@@ -6,4 +6,6 @@
 //! key, so a verifier who has seen one checkpoint can demand proof that every later one extends
 //! it, and that a given entry is in it.
 
+pub mod checkpoint;
+pub mod log;
 pub mod tree;

@@ -1,0 +1,320 @@
+//! Checkpoints: the log's signed tree heads.
+//!
+//! The text is the C2SP `tlog-checkpoint` body (origin line, decimal size, standard-base64 root,
+//! each ending in a newline) and it travels as a C2SP `signed-note`: the text, a blank line, and
+//! one line per signature, `— <key name> base64(key ID || signature)`. The daemon signs with the
+//! log key in its token, ECDSA P-256 over SHA-256 of the text, as signature type `0x02`: the
+//! signature is ASN.1 DER and the key ID is the first four bytes of SHA-256 over the key's DER
+//! `SubjectPublicKeyInfo`. The key name is the origin.
+//!
+//! Verification follows the note rules: signatures by other keys are ignored, a known key's
+//! signature that fails rejects the note, and a note without a valid known signature is
+//! rejected. Parsing never trusts a length or a count it was given.
+
+use super::tree::Hash;
+use crate::jose::PublicKey;
+use base64ct::{Base64, Encoding};
+use p256::pkcs8::EncodePublicKey;
+use sha2::{Digest, Sha256};
+
+/// The longest note accepted.
+pub const MAX_NOTE_BYTES: usize = 16 * 1024;
+
+/// Why a checkpoint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The note or its text is not well formed (says where).
+    #[error("malformed checkpoint: {0}")]
+    Format(&'static str),
+    /// The checkpoint is for another log.
+    #[error("the checkpoint is for log {found:?}, not {expected:?}")]
+    Origin { expected: String, found: String },
+    /// No signature by the expected key.
+    #[error("the checkpoint carries no signature by the log key")]
+    Unsigned,
+    /// The log key's signature does not verify.
+    #[error("the log key's signature on the checkpoint does not verify")]
+    Signature,
+    /// The public key cannot be encoded.
+    #[error("the log key cannot be encoded: {0}")]
+    Key(String),
+}
+
+/// A tree head: the log named `origin` had `size` entries with this `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl Checkpoint {
+    /// The note text that is signed.
+    pub fn text(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            Base64::encode_string(&self.root)
+        )
+    }
+
+    /// What the log key signs: SHA-256 of the text.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.text().as_bytes()).into()
+    }
+
+    /// Parses a checkpoint text (origin, size, root, optional extension lines).
+    pub fn parse_text(text: &str) -> Result<Self, CheckpointError> {
+        let body = text
+            .strip_suffix('\n')
+            .ok_or(CheckpointError::Format("the text must end in a newline"))?;
+        let mut lines = body.split('\n');
+        let origin = lines
+            .next()
+            .filter(|o| valid_name(o))
+            .ok_or(CheckpointError::Format("bad origin line"))?;
+        let size = lines
+            .next()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|s| s.len() == 1 || !s.starts_with('0'))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(CheckpointError::Format("bad size line"))?;
+        let root = lines
+            .next()
+            .and_then(|r| Base64::decode_vec(r).ok())
+            .and_then(|r| Hash::try_from(r.as_slice()).ok())
+            .ok_or(CheckpointError::Format("bad root line"))?;
+        // Extension lines are allowed by the format; a blank one would end the text.
+        if lines.any(str::is_empty) {
+            return Err(CheckpointError::Format("blank line inside the text"));
+        }
+        Ok(Self {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
+    }
+}
+
+/// A key name or origin: non-empty, no whitespace, no `+`, no control characters.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.contains('+')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Whether `origin` can name a log.
+pub fn valid_origin(origin: &str) -> bool {
+    valid_name(origin)
+}
+
+/// The note key ID of the log key for signature type 0x02: SHA-256 of its DER
+/// `SubjectPublicKeyInfo`, first four bytes.
+pub fn key_id(key: &PublicKey) -> Result<[u8; 4], CheckpointError> {
+    let der = key
+        .verifying_key()
+        .to_public_key_der()
+        .map_err(|e| CheckpointError::Key(e.to_string()))?;
+    let digest = Sha256::digest(der.as_bytes());
+    let mut id = [0u8; 4];
+    id.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    Ok(id)
+}
+
+/// The signed note for `checkpoint`, given the log key and its raw `r || s` signature over
+/// [`Checkpoint::digest`].
+pub fn note(
+    checkpoint: &Checkpoint,
+    key: &PublicKey,
+    signature: &[u8; 64],
+) -> Result<String, CheckpointError> {
+    let sig =
+        p256::ecdsa::Signature::from_slice(signature).map_err(|_| CheckpointError::Signature)?;
+    let mut blob = key_id(key)?.to_vec();
+    blob.extend_from_slice(sig.to_der().as_bytes());
+    Ok(format!(
+        "{}\n\u{2014} {} {}\n",
+        checkpoint.text(),
+        checkpoint.origin,
+        Base64::encode_string(&blob)
+    ))
+}
+
+/// Verifies a signed checkpoint note from the log `origin` with its log `key`.
+pub fn verify(note: &str, origin: &str, key: &PublicKey) -> Result<Checkpoint, CheckpointError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(CheckpointError::Format("the note is too long"));
+    }
+    if note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(CheckpointError::Format("control characters in the note"));
+    }
+    let (text, signatures) = note
+        .split_once("\n\n")
+        .map(|(t, s)| (format!("{t}\n"), s))
+        .ok_or(CheckpointError::Format(
+            "no blank line before the signatures",
+        ))?;
+    let checkpoint = Checkpoint::parse_text(&text)?;
+    if checkpoint.origin != origin {
+        return Err(CheckpointError::Origin {
+            expected: origin.to_string(),
+            found: checkpoint.origin,
+        });
+    }
+    let lines = signatures
+        .strip_suffix('\n')
+        .ok_or(CheckpointError::Format(
+            "the signatures must end in a newline",
+        ))?;
+    let id = key_id(key)?;
+    let digest = Sha256::digest(text.as_bytes());
+    let mut verified = false;
+    for line in lines.split('\n') {
+        let (name, blob) = line
+            .strip_prefix("\u{2014} ")
+            .and_then(|l| l.split_once(' '))
+            .ok_or(CheckpointError::Format("bad signature line"))?;
+        let blob = Base64::decode_vec(blob)
+            .map_err(|_| CheckpointError::Format("signature is not base64"))?;
+        let (line_id, sig) = blob
+            .split_at_checked(4)
+            .ok_or(CheckpointError::Format("signature too short"))?;
+        // Another key's signature (a witness, say) is not ours to judge.
+        if name != origin || line_id != id {
+            continue;
+        }
+        let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| CheckpointError::Signature)?;
+        let digest: [u8; 32] = digest.into();
+        key.verify_digest(&digest, &sig.to_bytes())
+            .map_err(|_| CheckpointError::Signature)?;
+        verified = true;
+    }
+    if verified {
+        Ok(checkpoint)
+    } else {
+        Err(CheckpointError::Unsigned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use p256::ecdsa::{SigningKey, signature::hazmat::PrehashSigner};
+
+    fn key(seed: u8) -> (SigningKey, PublicKey) {
+        let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
+        let pk = PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes()).unwrap();
+        (sk, pk)
+    }
+
+    fn signed(cp: &Checkpoint, sk: &SigningKey, pk: &PublicKey) -> String {
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&cp.digest()).unwrap();
+        note(cp, pk, &sig.to_bytes().into()).unwrap()
+    }
+
+    fn cp() -> Checkpoint {
+        Checkpoint {
+            origin: "ari.example/host-1".into(),
+            size: 20852163,
+            root: [7; 32],
+        }
+    }
+
+    #[test]
+    fn the_text_is_the_tlog_checkpoint_body() {
+        assert_eq!(
+            cp().text(),
+            "ari.example/host-1\n20852163\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"
+        );
+        assert_eq!(Checkpoint::parse_text(&cp().text()).unwrap(), cp());
+    }
+
+    #[test]
+    fn a_signed_note_verifies_and_names_what_is_wrong() {
+        let (sk, pk) = key(1);
+        let n = signed(&cp(), &sk, &pk);
+        assert!(n.contains("\n\n\u{2014} ari.example/host-1 "));
+        assert_eq!(verify(&n, "ari.example/host-1", &pk).unwrap(), cp());
+        // Another log, another key, an edited size or root.
+        assert!(matches!(
+            verify(&n, "ari.example/other", &pk),
+            Err(CheckpointError::Origin { .. })
+        ));
+        let (_, other) = key(2);
+        assert_eq!(
+            verify(&n, "ari.example/host-1", &other),
+            Err(CheckpointError::Unsigned)
+        );
+        let edited = n.replacen("20852163", "20852164", 1);
+        assert_eq!(
+            verify(&edited, "ari.example/host-1", &pk),
+            Err(CheckpointError::Signature)
+        );
+        let root = Base64::encode_string(&[7u8; 32]);
+        let other_root = Base64::encode_string(&[8u8; 32]);
+        let edited = n.replacen(&root, &other_root, 1);
+        assert_eq!(
+            verify(&edited, "ari.example/host-1", &pk),
+            Err(CheckpointError::Signature)
+        );
+    }
+
+    #[test]
+    fn foreign_signatures_are_ignored_and_a_bad_own_one_rejects() {
+        let (sk, pk) = key(1);
+        let (wsk, wpk) = key(3);
+        let n = signed(&cp(), &sk, &pk);
+        let witness = signed(
+            &Checkpoint {
+                origin: "witness.example/w1".into(),
+                ..cp()
+            },
+            &wsk,
+            &wpk,
+        );
+        let witness_line = witness.rsplit_once("\n\n").unwrap().1;
+        let both = format!("{n}{witness_line}");
+        assert_eq!(verify(&both, "ari.example/host-1", &pk).unwrap(), cp());
+        // Our name and key ID with a signature that does not verify.
+        let own = n.rsplit_once("\n\n").unwrap().1;
+        let blob = Base64::decode_vec(own.split(' ').nth(2).unwrap().trim()).unwrap();
+        let mut bad = blob.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let forged = format!(
+            "{}\u{2014} ari.example/host-1 {}\n",
+            n,
+            Base64::encode_string(&bad)
+        );
+        assert_eq!(
+            verify(&forged, "ari.example/host-1", &pk),
+            Err(CheckpointError::Signature)
+        );
+    }
+
+    #[test]
+    fn malformed_notes_are_refused() {
+        let (sk, pk) = key(1);
+        let n = signed(&cp(), &sk, &pk);
+        for bad in [
+            n.replacen("\n\n", "\n", 1),
+            n.replacen("20852163", "020852163", 1),
+            n.replacen("20852163", "-1", 1),
+            n.replacen("ari.example/host-1\n", "ari example\n", 1),
+            n.replacen('=', "", 1),
+            n.replace('\u{2014}', "-"),
+            format!("{n}\u{7}"),
+            n.trim_end().to_string(),
+            "x".repeat(MAX_NOTE_BYTES + 1),
+        ] {
+            assert!(
+                verify(&bad, "ari.example/host-1", &pk).is_err(),
+                "accepted {bad:?}"
+            );
+        }
+    }
+}
