@@ -7,6 +7,7 @@
 //! a root or a proof reads O(log n) rows whatever the log's size. Nothing here ever updates or
 //! deletes a row.
 
+use super::entry::Draft;
 use super::tree::{self, Hash, Nodes, TreeError};
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -83,6 +84,32 @@ pub fn append(conn: &Connection, kind: &str, entry: &[u8]) -> Result<Appended, S
     Ok(Appended { index, leaf })
 }
 
+/// Writes `draft` as the next entry of the log `origin`, linked to the entry before it.
+pub fn append_entry(
+    conn: &Connection,
+    origin: &str,
+    draft: &Draft,
+    now: i64,
+) -> Result<Appended, StoreError> {
+    let index = size(conn)?;
+    let prev = last_leaf(conn)?;
+    let bytes = draft
+        .encode(origin, index, prev.as_ref(), now)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    append(conn, draft.kind.name(), &bytes)
+}
+
+/// Entries `from..to` (clamped to the log), in order.
+pub fn entries(conn: &Connection, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (from, to) = (clamp(from), clamp(to));
+    let mut q = conn.prepare_cached(
+        "SELECT entry FROM evidence_entry WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+    )?;
+    let rows = q.query_map([from, to], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The entry at `index`: its kind and bytes.
 pub fn entry(conn: &Connection, index: u64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
     let Ok(idx) = i64::try_from(index) else {
@@ -145,6 +172,32 @@ mod tests {
             .query_row("SELECT count(*) FROM evidence_node", [], |r| r.get(0))
             .unwrap();
         assert!(nodes < 2 * 130);
+    }
+
+    #[test]
+    fn entries_written_here_check_offline() {
+        use crate::evidence::entry::{Kind, check_chain};
+        let (_dir, conn) = db();
+        for i in 0..40 {
+            let draft = Draft {
+                kind: Kind::PaymentDenied,
+                agent: Some("bot".into()),
+                user: Some("alice".into()),
+                runtime: None,
+                fact: serde_json::json!({ "reason": "budget_exhausted", "n": i }),
+            };
+            append_entry(&conn, "ari.example/t", &draft, 1_700_000_000 + i).unwrap();
+        }
+        let all = entries(&conn, 0, u64::MAX).unwrap();
+        assert_eq!(all.len(), 40);
+        let (_, tree) = check_chain("ari.example/t", 0, None, &all).unwrap();
+        assert_eq!(
+            tree.root(40).unwrap(),
+            tree::root(&StoredNodes(&conn), 40).unwrap()
+        );
+        let tail = entries(&conn, 30, 45).unwrap();
+        let before = StoredNodes(&conn).node(0, 29).unwrap();
+        check_chain("ari.example/t", 30, Some(before), &tail).unwrap();
     }
 
     #[test]

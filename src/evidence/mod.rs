@@ -7,5 +7,6 @@
 //! it, and that a given entry is in it.
 
 pub mod checkpoint;
+pub mod entry;
 pub mod log;
 pub mod tree;
