@@ -479,8 +479,7 @@ impl Service {
             attestation: attestation.clone(),
             authorization: None,
         };
-        let mut signing_row = row.clone();
-        signing_row.attestation = attestation.clone();
+        let signing_row = row.clone();
         let attestation_for_hold = std::mem::take(&mut row.attestation);
         let job_chain = chain.clone();
         let report_within = policy::report_within(&chain.claims);
