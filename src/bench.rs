@@ -53,6 +53,8 @@ pub enum Workload {
     Attest,
     /// `payment.authorize` against this voucher id (issued by the caller of [`drive`]).
     Authorize(String),
+    /// `evidence.record`: a signed agent statement, one durable entry per call.
+    Record,
 }
 
 impl Workload {
@@ -61,6 +63,7 @@ impl Workload {
         match self {
             Self::Attest => "agent.attest",
             Self::Authorize(_) => "payment.authorize",
+            Self::Record => "evidence.record",
         }
     }
 
@@ -76,6 +79,11 @@ impl Workload {
                 },
                 "aud": "bench.example",
                 "nonce": nonce,
+            }),
+            Self::Record => serde_json::json!({
+                "kind": "offer.chosen",
+                "body": {"offer": nonce, "price": 1999, "currency": "CNY",
+                         "why": "cheapest of three offers in stock"},
             }),
         }
     }
@@ -260,4 +268,197 @@ impl Report {
             ratio = self.ratio,
         )
     }
+}
+
+/// What `bench log` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    /// Client threads.
+    pub clients: usize,
+    /// Seconds run.
+    pub seconds: f64,
+    /// Durable entries per second.
+    pub ops_per_s: f64,
+    /// Median latency of one `evidence.record`, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Entries appended during the run (statements, and nothing else).
+    pub entries: u64,
+    /// Checkpoints signed during the run.
+    pub checkpoints: u64,
+    /// Database growth (entries, subtree hashes, checkpoints, indexes) per entry, in bytes.
+    pub bytes_per_entry: f64,
+}
+
+impl LogReport {
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        format!(
+            "evidence.record  {clients:>3} clients  {ops:>9.0} entries/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
+             {entries} entries, {cps} checkpoints ({per:.1} entries per checkpoint), {bytes:.0} bytes per entry on disk\n",
+            clients = self.clients,
+            ops = self.ops_per_s,
+            p50 = self.p50_us,
+            p99 = self.p99_us,
+            entries = self.entries,
+            cps = self.checkpoints,
+            per = self.entries as f64 / (self.checkpoints.max(1)) as f64,
+            bytes = self.bytes_per_entry,
+        )
+    }
+}
+
+/// The log's size, checkpoint count and the database's bytes (after folding in the WAL), read
+/// from the state database at `db`.
+pub fn log_footprint(db: &Path) -> Result<(u64, u64, u64), crate::store::StoreError> {
+    let conn = rusqlite::Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // Copy what the log holds into the database file so page counts are honest.
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    let size = crate::evidence::log::size(&conn)?;
+    let checkpoints: i64 =
+        conn.query_row("SELECT count(*) FROM evidence_checkpoint", [], |r| r.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let bytes = u64::try_from((pages - free) * page).unwrap_or(0);
+    Ok((size, u64::try_from(checkpoints).unwrap_or(0), bytes))
+}
+
+/// What `bench proof` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofReport {
+    /// Entries in the log.
+    pub entries: u64,
+    /// Appends per second while building it (one transaction per 10 000, no signing).
+    pub build_entries_per_s: f64,
+    /// Inclusion proofs generated.
+    pub proofs: u64,
+    /// Median time to generate one inclusion proof from SQLite, microseconds.
+    pub inclusion_p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub inclusion_p99_us: f64,
+    /// Median time for a consistency proof between two random sizes, microseconds.
+    pub consistency_p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub consistency_p99_us: f64,
+    /// Hashes in a proof at this size (inclusion, at most).
+    pub proof_hashes: usize,
+    /// Database bytes per entry.
+    pub bytes_per_entry: f64,
+}
+
+impl ProofReport {
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        format!(
+            "log of {n} entries built at {build:.0} entries/s, {bytes:.0} bytes per entry\n\
+             inclusion proof    p50 {ip50:>7.1} µs  p99 {ip99:>7.1} µs  ({proofs} proofs, up to {hashes} hashes)\n\
+             consistency proof  p50 {cp50:>7.1} µs  p99 {cp99:>7.1} µs\n",
+            n = self.entries,
+            build = self.build_entries_per_s,
+            bytes = self.bytes_per_entry,
+            ip50 = self.inclusion_p50_us,
+            ip99 = self.inclusion_p99_us,
+            proofs = self.proofs,
+            hashes = self.proof_hashes,
+            cp50 = self.consistency_p50_us,
+            cp99 = self.consistency_p99_us,
+        )
+    }
+}
+
+/// Builds a log of `entries` payment-sized entries in a fresh database under `dir`, then times
+/// inclusion and consistency proofs read from it. Every proof is checked against the root.
+pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, String> {
+    use crate::evidence::entry::{Draft, Kind};
+    use crate::evidence::{log, tree};
+    let e = |e: crate::store::StoreError| e.to_string();
+    let path = dir.join("ari.db");
+    crate::store::Store::open(&path).map_err(e)?;
+    let mut conn = rusqlite::Connection::open(&path).map_err(|x| x.to_string())?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|x| x.to_string())?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|x| x.to_string())?;
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < entries {
+        let tx = conn.transaction().map_err(|x| x.to_string())?;
+        let batch = (entries - written).min(10_000);
+        for i in written..written + batch {
+            let draft = Draft::new(
+                Kind::PaymentDenied,
+                serde_json::json!({
+                    "decision": format!("{i:032x}"),
+                    "voucher": "BfyGAohPhxJA8fuOFjkgMKkz5Iae63BBbRx79VgQOGU",
+                    "transaction_id": format!("tx-{i}"),
+                    "amount": 1999, "currency": "CNY", "payee": "shop.example",
+                    "reason": "budget_exhausted",
+                }),
+            )
+            .about("shop-bot", "alice@example.com");
+            log::append_entry(&tx, "bench.example/ari", &draft, 1_795_000_000).map_err(e)?;
+        }
+        tx.commit().map_err(|x| x.to_string())?;
+        written += batch;
+    }
+    let build = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let nodes = log::StoredNodes(&conn);
+    let root = tree::root(&nodes, entries).map_err(|x| x.to_string())?;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n.max(1)
+    };
+    let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
+    let mut longest = 0;
+    for _ in 0..samples {
+        let index = next(entries);
+        let t = Instant::now();
+        let proof = tree::inclusion_proof(&nodes, index, entries).map_err(|x| x.to_string())?;
+        inclusion.push(t.elapsed().as_secs_f64() * 1e6);
+        longest = longest.max(proof.len());
+        let leaf = tree::Nodes::node(&nodes, 0, index).map_err(|x| x.to_string())?;
+        if !tree::verify_inclusion(index, entries, &leaf, &proof, &root) {
+            return Err(format!(
+                "the inclusion proof of entry {index} does not verify"
+            ));
+        }
+        let old = 1 + next(entries - 1);
+        let t = Instant::now();
+        let proof = tree::consistency_proof(&nodes, old, entries).map_err(|x| x.to_string())?;
+        consistency.push(t.elapsed().as_secs_f64() * 1e6);
+        let old_root = tree::root(&nodes, old).map_err(|x| x.to_string())?;
+        if !tree::verify_consistency(old, entries, &old_root, &root, &proof) {
+            return Err(format!(
+                "the consistency proof {old}..{entries} does not verify"
+            ));
+        }
+    }
+    let (pages, page): (i64, i64) = (
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(|x| x.to_string())?,
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(|x| x.to_string())?,
+    );
+    let pick = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+        v.get(i).copied().unwrap_or(0.0)
+    };
+    Ok(ProofReport {
+        entries,
+        build_entries_per_s: build,
+        proofs: samples,
+        inclusion_p50_us: pick(&mut inclusion, 0.5),
+        inclusion_p99_us: pick(&mut inclusion, 0.99),
+        consistency_p50_us: pick(&mut consistency, 0.5),
+        consistency_p99_us: pick(&mut consistency, 0.99),
+        proof_hashes: longest,
+        bytes_per_entry: (pages * page) as f64 / entries.max(1) as f64,
+    })
 }

@@ -52,6 +52,19 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The evidence log.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+}
+
+/// Evidence log settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// The log's name, the first line of every checkpoint (C2SP `origin`), e.g.
+    /// `pay.example.com/ari/host-7`. Empty means `<hostname>/ari`. It is written into every
+    /// entry, so it cannot change once the log has entries.
+    pub origin: String,
 }
 
 /// Which key store, and how to reach it.
@@ -220,6 +233,12 @@ impl Config {
                 "the agent and admin sockets must differ",
             ));
         }
+        if !crate::evidence::checkpoint::valid_origin(&self.origin()) {
+            return Err(bad(
+                "evidence.origin",
+                "an origin is printable text without spaces or '+', e.g. example.com/ari/host-1",
+            ));
+        }
         let l = &self.limits;
         if !(256..=16 * 1024 * 1024).contains(&l.max_line_bytes) {
             return Err(bad(
@@ -237,6 +256,16 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The evidence log's origin: as configured, or `<hostname>/ari`.
+    pub fn origin(&self) -> String {
+        if !self.evidence.origin.is_empty() {
+            return self.evidence.origin.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        format!("{}/ari", if host.is_empty() { "localhost" } else { host })
     }
 
     /// Number of threads serving the sockets.

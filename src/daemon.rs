@@ -157,7 +157,8 @@ pub async fn run(
     let backend = open_backend(&config, loaded)?;
     let db = config.state_dir.join("ari.db");
     let store = Arc::new(Store::open(&db)?);
-    let ledger = crate::ledger::Ledger::open(&db, LEDGER_QUEUE)?;
+    let origin = config.origin();
+    let ledger = crate::ledger::Ledger::open(&db, LEDGER_QUEUE, &origin)?;
     let admin = AdminPolicy {
         allow_uids: config.admin_socket.allow_uids.clone(),
         gid: config
@@ -167,8 +168,18 @@ pub async fn run(
             .map(resolve_group)
             .transpose()?,
     };
-    let service =
-        Arc::new(Service::open(backend, store, ledger, daemon_facts(config_text), admin).await?);
+    let service = Arc::new(
+        Service::open(
+            backend,
+            store,
+            ledger,
+            daemon_facts(config_text),
+            admin,
+            origin,
+        )
+        .await?,
+    );
+    let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
 
     let agent = bind(
         &config.agent_socket.path,
@@ -209,6 +220,8 @@ pub async fn run(
     trigger.trigger();
     let _ = agent_task.await;
     let _ = admin_task.await;
+    // A head not yet signed is signed at the next start.
+    checkpoints.abort();
     for path in [&config.agent_socket.path, &config.admin_socket.path] {
         let _ = std::fs::remove_file(path);
     }

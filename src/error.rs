@@ -67,6 +67,12 @@ pub enum Error {
     /// The issuer name or key is taken.
     #[error("{0}")]
     IssuerExists(String),
+    /// No evidence entry there.
+    #[error("{0}")]
+    EntryNotFound(String),
+    /// No checkpoint covers it yet.
+    #[error("{0}")]
+    NotYetCheckpointed(String),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -137,6 +143,8 @@ impl Error {
                     .with_decision(decision.clone())
             }
             Self::Widens(m) => RpcError::new(C::VoucherWidens, m.clone()),
+            Self::EntryNotFound(m) => RpcError::new(C::EntryNotFound, m.clone()),
+            Self::NotYetCheckpointed(m) => RpcError::new(C::NotYetCheckpointed, m.clone()),
             Self::DecisionNotFound(id) => {
                 RpcError::new(C::DecisionNotFound, format!("no payment decision {id:?}"))
             }

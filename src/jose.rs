@@ -204,6 +204,11 @@ impl SigningInput {
         Ok(Self { text })
     }
 
+    /// The payload segment (base64url of the payload's JSON), as the JWS will carry it.
+    pub fn payload(&self) -> &str {
+        self.text.split_once('.').map_or("", |(_, p)| p)
+    }
+
     /// SHA-256 of the signing input: what the backend signs.
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.text.as_bytes()).into()

@@ -21,6 +21,9 @@
 //! vouchers is in one file. A trigger in the schema refuses any row whose spent plus reserved
 //! exceeds its budget, as a last line behind the policy.
 
+use crate::evidence::entry::Draft;
+use crate::evidence::log::{self, Appended};
+use crate::evidence::tree::{self, Hash};
 use crate::policy::Usage;
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,11 +40,56 @@ pub const MAX_GROUP: usize = 256;
 const CHECKPOINT_PAGES: i32 = 4096;
 
 trait Work: Send {
-    fn run(&mut self, conn: &Connection);
+    fn run(&mut self, tx: &Tx<'_>);
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
-type JobFn<E, T> = Box<dyn FnOnce(&Connection) -> Result<(E, T), StoreError> + Send>;
+type JobFn<E, T> = Box<dyn for<'t> FnOnce(&Tx<'t>) -> Result<(E, T), StoreError> + Send>;
+
+/// What a job runs on: the writer's connection (through `Deref`) and the evidence log that
+/// commits with it.
+#[derive(Debug)]
+pub struct Tx<'c> {
+    conn: &'c Connection,
+    origin: &'c str,
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Tx<'_> {
+    /// Appends `draft` to the evidence log in this job's transaction: the entry is durable
+    /// exactly when the change it records is.
+    pub fn record(&self, draft: &Draft) -> Result<Appended, StoreError> {
+        log::append_entry(self.conn, self.origin, draft, crate::clock::unix_now())
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        self.origin
+    }
+}
+
+/// The log's size and root after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Entries in the log.
+    pub size: u64,
+    /// RFC 9162 root of those entries.
+    pub root: Hash,
+}
+
+fn head(conn: &Connection) -> Result<Head, StoreError> {
+    let size = log::size(conn)?;
+    Ok(Head {
+        size,
+        root: tree::root(&log::StoredNodes(conn), size)?,
+    })
+}
 
 struct Task<E, T> {
     job: Option<JobFn<E, T>>,
@@ -52,11 +100,12 @@ struct Task<E, T> {
 }
 
 impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
-    fn run(&mut self, conn: &Connection) {
+    fn run(&mut self, tx: &Tx<'_>) {
         let Some(job) = self.job.take() else { return };
+        let conn = tx.conn;
         let result = match sql(conn, "SAVEPOINT job") {
             Ok(()) => {
-                let r = job(conn);
+                let r = job(tx);
                 let end = if r.is_ok() {
                     sql(conn, "RELEASE job")
                 } else {
@@ -99,13 +148,24 @@ fn sql(conn: &Connection, statement: &str) -> rusqlite::Result<()> {
 #[derive(Debug)]
 pub struct Staged<E, T> {
     pub early: E,
-    rest: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    pub rest: Rest<T>,
+}
+
+/// The rest of a staged job's result.
+#[derive(Debug)]
+pub struct Rest<T>(tokio::sync::oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Rest<T> {
+    /// The job's result, once its group is durable.
+    pub async fn durable(self) -> Result<T, StoreError> {
+        self.0.await.map_err(|_| stopped())?
+    }
 }
 
 impl<E, T> Staged<E, T> {
     /// The job's result, once its group is durable.
     pub async fn durable(self) -> Result<T, StoreError> {
-        self.rest.await.map_err(|_| stopped())?
+        self.rest.durable().await
     }
 }
 
@@ -117,18 +177,21 @@ fn stopped() -> StoreError {
 #[derive(Debug)]
 pub struct Ledger {
     queue: crossbeam_channel::Sender<Box<dyn Work>>,
+    heads: tokio::sync::watch::Receiver<Head>,
 }
 
 impl Ledger {
     /// Opens a writer connection to the (already migrated) database at `path` and starts the
-    /// writer thread, which stops when the last handle is dropped.
-    pub fn open(path: &Path, queue_depth: usize) -> Result<Self, StoreError> {
-        Self::open_with(path, queue_depth, CHECKPOINT_PAGES)
+    /// writer thread, which stops when the last handle is dropped. Entries are written for the
+    /// log named `origin`.
+    pub fn open(path: &Path, queue_depth: usize, origin: &str) -> Result<Self, StoreError> {
+        Self::open_with(path, queue_depth, origin, CHECKPOINT_PAGES)
     }
 
     fn open_with(
         path: &Path,
         queue_depth: usize,
+        origin: &str,
         checkpoint_pages: i32,
     ) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path)?;
@@ -149,18 +212,34 @@ impl Ledger {
             Ok(())
         }))?;
         let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Work>>(queue_depth.max(1));
+        let (tell, heads) = tokio::sync::watch::channel(head(&conn)?);
+        let origin = origin.to_string();
         std::thread::Builder::new()
             .name("ari-ledger".into())
-            .spawn(move || writer(&conn, &jobs, &pages, checkpoint_pages))
+            .spawn(move || {
+                let writer = Writer {
+                    conn: &conn,
+                    origin: &origin,
+                    pages: &pages,
+                    checkpoint_pages,
+                    heads: &tell,
+                };
+                writer.serve(&jobs);
+            })
             .map_err(|e| StoreError::Commit(format!("cannot start the ledger thread: {e}")))?;
-        Ok(Self { queue })
+        Ok(Self { queue, heads })
+    }
+
+    /// The log's head after each commit that grew it; the first value is the head at open.
+    pub fn heads(&self) -> tokio::sync::watch::Receiver<Head> {
+        self.heads.clone()
     }
 
     /// Runs `job` in the next group commit and returns its result once the group is durable.
     /// A job's error rolls back only that job.
     pub async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        job: impl for<'t> FnOnce(&Tx<'t>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.stage(move |conn| job(conn).map(|t| ((), t)))
             .await?
@@ -173,7 +252,7 @@ impl Ledger {
     /// Lets a caller prepare work (a signature) during the fsync that it releases only after.
     pub async fn stage<E: Send + 'static, T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<(E, T), StoreError> + Send + 'static,
+        job: impl for<'t> FnOnce(&Tx<'t>) -> Result<(E, T), StoreError> + Send + 'static,
     ) -> Result<Staged<E, T>, StoreError> {
         let (early, told) = tokio::sync::oneshot::channel();
         let (reply, rest) = tokio::sync::oneshot::channel();
@@ -189,7 +268,10 @@ impl Ledger {
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(stopped()),
         }
         match told.await {
-            Ok(early) => Ok(Staged { early, rest }),
+            Ok(early) => Ok(Staged {
+                early,
+                rest: Rest(rest),
+            }),
             // The job failed (its error comes with the reply) or the thread stopped.
             Err(_) => match rest.await {
                 Ok(Err(e)) => Err(e),
@@ -200,46 +282,85 @@ impl Ledger {
     }
 }
 
-fn writer(
-    conn: &Connection,
-    jobs: &crossbeam_channel::Receiver<Box<dyn Work>>,
-    pages: &std::sync::atomic::AtomicI32,
+struct Writer<'a> {
+    conn: &'a Connection,
+    origin: &'a str,
+    pages: &'a std::sync::atomic::AtomicI32,
     checkpoint_pages: i32,
-) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(j) => group.push(j),
-                Err(_) => break,
-            }
-        }
-        let commit = match sql(conn, "BEGIN IMMEDIATE") {
-            Ok(()) => {
-                for job in &mut group {
-                    job.run(conn);
-                }
-                sql(conn, "COMMIT").map_err(|e| {
-                    let _ = sql(conn, "ROLLBACK");
-                    e.to_string()
-                })
-            }
-            Err(e) => Err(e.to_string()),
+    heads: &'a tokio::sync::watch::Sender<Head>,
+}
+
+impl Writer<'_> {
+    fn serve(&self, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) {
+        let conn = self.conn;
+        let tx = Tx {
+            conn,
+            origin: self.origin,
         };
-        if let Err(why) = &commit {
-            tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
+                }
+            }
+            let commit = match sql(conn, "BEGIN IMMEDIATE") {
+                Ok(()) => {
+                    for job in &mut group {
+                        job.run(&tx);
+                    }
+                    sql(conn, "COMMIT").map_err(|e| {
+                        let _ = sql(conn, "ROLLBACK");
+                        e.to_string()
+                    })
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = &commit {
+                tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
+            }
+            for job in group {
+                job.finish(commit.clone());
+            }
+            if commit.is_ok() {
+                self.publish_head();
+            }
+            self.checkpoint_wal();
         }
-        for job in group {
-            job.finish(commit.clone());
+    }
+
+    /// Tells the checkpoint signer the log's new head, if the group grew it.
+    fn publish_head(&self) {
+        let size = match log::size(self.conn) {
+            Ok(size) if size != self.heads.borrow().size => size,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the log's size");
+                return;
+            }
+        };
+        match tree::root(&log::StoredNodes(self.conn), size) {
+            Ok(root) => {
+                self.heads.send_replace(Head { size, root });
+            }
+            Err(e) => tracing::error!(error = %e, size, "cannot compute the log's root"),
         }
-        if pages.load(std::sync::atomic::Ordering::Relaxed) >= checkpoint_pages {
-            // Passive: readers are never blocked; what they still hold is copied next time.
-            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+    }
+
+    fn checkpoint_wal(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.pages.load(Relaxed) < self.checkpoint_pages {
+            return;
+        }
+        // Passive: readers are never blocked; what they still hold is copied next time.
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
             }) {
-                Ok((log, done)) => pages.store(log - done, std::sync::atomic::Ordering::Relaxed),
-                Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
-            }
+            Ok((log, done)) => self.pages.store(log - done, Relaxed),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
         }
     }
 }
@@ -663,7 +784,7 @@ mod tests {
         let path = dir.path().join("ari.db");
         let store = Store::open(&path).unwrap();
         store.insert_agent(&agent()).unwrap();
-        let ledger = Ledger::open(&path, 16).unwrap();
+        let ledger = Ledger::open(&path, 16, "test.example/log").unwrap();
         store
             .insert_voucher(&row("root", None, Some(1000)))
             .unwrap();
@@ -712,6 +833,7 @@ mod tests {
     async fn staged_results_wait_for_the_commit_and_die_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ari.db");
+        crate::store::Store::open(&path).unwrap();
         Connection::open(&path)
             .unwrap()
             .execute_batch(
@@ -719,7 +841,7 @@ mod tests {
                  CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
             )
             .unwrap();
-        let ledger = Ledger::open(&path, 16).unwrap();
+        let ledger = Ledger::open(&path, 16, "test.example/log").unwrap();
         // The early part arrives before the commit; the rest once the group is on disk.
         let staged = ledger
             .stage(|c| {
@@ -759,11 +881,12 @@ mod tests {
     async fn the_log_is_rewritten_in_place_not_grown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ari.db");
+        crate::store::Store::open(&path).unwrap();
         Connection::open(&path)
             .unwrap()
             .execute_batch("CREATE TABLE filler (n INTEGER PRIMARY KEY, pad BLOB)")
             .unwrap();
-        let ledger = Ledger::open_with(&path, 16, 256).unwrap();
+        let ledger = Ledger::open_with(&path, 16, "test.example/log", 256).unwrap();
         // Each commit writes at least two pages; 3000 commits would make a 25 MB log if it
         // were never restarted.
         for n in 0..3000_i64 {

@@ -67,8 +67,8 @@ pub struct AuthorizationClaims {
     pub level: AutonomyLevel,
     /// Whether a human confirmed the payment (L2).
     pub confirmed: bool,
-    /// The decision's position in the daemon's ledger.
-    pub ledger_seq: i64,
+    /// The index of the evidence entry that records this authorization.
+    pub log_index: u64,
     /// Report deadline, Unix seconds, if the voucher asks for a report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_by: Option<i64>,

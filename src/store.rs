@@ -215,53 +215,20 @@ impl Store {
 
     /// Adds an agent. Fails with [`StoreError::Exists`] if the id or instance is taken.
     pub fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        let selectors = serde_json::to_string(&agent.selectors)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let attributes = serde_json::to_string(&agent.key.attributes)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|c| {
-            let t = now();
-            let r = c.execute(
-                "INSERT INTO agent (id, instance_id, user_id, key_id, key_uri, public_key, attributes,
-                                    selectors, status, certificate, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-                params![
-                    agent.id,
-                    agent.instance,
-                    agent.user,
-                    agent.key.id.0,
-                    agent.key.uri,
-                    agent.key.public.to_sec1(),
-                    attributes,
-                    selectors,
-                    agent.status.as_str(),
-                    agent.certificate,
-                    t
-                ],
-            );
-            match r {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    Err(StoreError::Exists)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
+        self.with(|c| insert_agent(c, agent))
     }
 
     /// Sets an agent's status.
     pub fn set_status(&self, id: &str, status: AgentStatus) -> Result<(), StoreError> {
-        self.with(|c| {
-            let n = c.execute(
-                "UPDATE agent SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, status.as_str(), now()],
-            )?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound)
-            }
-        })
+        self.with(|c| set_agent_status(c, id, status))
+    }
+
+    /// Runs `f` on the reading connection (committed state only).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with(|c| f(c))
     }
 
     /// Stores an agent's certificate (PEM).
@@ -350,6 +317,54 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+}
+
+/// Adds an agent. Fails with [`StoreError::Exists`] if the id or instance is taken.
+pub fn insert_agent(c: &Connection, agent: &Agent) -> Result<(), StoreError> {
+    let selectors =
+        serde_json::to_string(&agent.selectors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let attributes = serde_json::to_string(&agent.key.attributes)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let r = c.execute(
+        "INSERT INTO agent (id, instance_id, user_id, key_id, key_uri, public_key, attributes,
+                            selectors, status, certificate, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            agent.id,
+            agent.instance,
+            agent.user,
+            agent.key.id.0,
+            agent.key.uri,
+            agent.key.public.to_sec1(),
+            attributes,
+            selectors,
+            agent.status.as_str(),
+            agent.certificate,
+            now()
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets an agent's status.
+pub fn set_agent_status(c: &Connection, id: &str, status: AgentStatus) -> Result<(), StoreError> {
+    let n = c.execute(
+        "UPDATE agent SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, status.as_str(), now()],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
     }
 }
 

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ari::client::{Client, ClientError, DEFAULT_ADMIN_SOCKET, DEFAULT_AGENT_SOCKET};
 use ari::clock::unix_now;
 use ari::jose::Jwk;
-use ari::{attest, bench, dev, voucher};
+use ari::{attest, bench, dev, evidence, voucher};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -35,11 +35,16 @@ enum Command {
     #[command(subcommand)]
     Agent(AgentCmd),
     /// Show the daemon's version, backend, agent counts and own keys (operator).
-    #[command(after_help = "Examples:\n  arictl status\n  arictl status --issuer-jwk > issuer.jwk")]
+    #[command(
+        after_help = "Examples:\n  arictl status\n  arictl status --issuer-jwk > issuer.jwk\n  arictl status --log-jwk > log.jwk"
+    )]
     Status {
         /// Print only the public JWK of the daemon's voucher issuer key (for verifiers).
         #[arg(long)]
         issuer_jwk: bool,
+        /// Print only the public JWK of the daemon's evidence log key (for auditors).
+        #[arg(long, conflicts_with = "issuer_jwk")]
+        log_jwk: bool,
     },
     /// Issue, list, show, revoke, import and delegate vouchers.
     #[command(subcommand)]
@@ -64,6 +69,21 @@ enum Command {
         #[arg(long)]
         nonce: String,
     },
+    /// Record an execution decision in the evidence log, signed with the agent's key (agent side).
+    #[command(
+        after_help = "Example:\n  arictl record --kind offer.chosen --body '{\"offer\":\"X\",\"price\":1999,\"why\":\"cheapest in stock\"}'"
+    )]
+    Record {
+        /// The agent's label for the statement: letters, digits and . _ - :
+        #[arg(long)]
+        kind: String,
+        /// The statement, a JSON object (`-` for stdin).
+        #[arg(long)]
+        body: String,
+    },
+    /// Read and export the evidence log (operator, admin socket).
+    #[command(subcommand)]
+    Log(LogCmd),
     /// Verify artifacts offline.
     #[command(subcommand)]
     Verify(VerifyCmd),
@@ -346,6 +366,38 @@ enum PaymentCmd {
 }
 
 #[derive(Subcommand)]
+enum LogCmd {
+    /// Write entries, checkpoints and the log key to a directory for `arictl verify log`.
+    #[command(
+        after_help = "Examples:\n  arictl log export --out /tmp/evidence\n  arictl log export --out /tmp/tail --from 1000\n  arictl log export --out /tmp/copy --db /backup/ari.db   # offline, from a copy of the database"
+    )]
+    Export {
+        /// The directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// First entry.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// One past the last entry (default: the newest checkpoint's size).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Read this database file directly instead of asking the daemon.
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Print the newest signed checkpoint.
+    Checkpoint,
+    /// Print one entry.
+    Entry { index: u64 },
+    /// Print the inclusion proof of an entry in the newest (or a given) checkpoint.
+    Proof {
+        index: u64,
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum VerifyCmd {
     /// Verify a voucher (or a chain, root first) against trusted issuer keys.
     #[command(
@@ -380,6 +432,36 @@ enum VerifyCmd {
         /// The receipt JSON (`-` for stdin).
         file: PathBuf,
     },
+    /// Verify an exported log: every entry, link, statement and checkpoint signature, and the
+    /// tree against each checkpoint; with --since, that it extends a checkpoint seen earlier.
+    #[command(
+        after_help = "Example:\n  arictl log export --out /tmp/evidence\n  arictl verify log /tmp/evidence --log-key log.jwk --since yesterday.note"
+    )]
+    Log {
+        /// The export directory.
+        dir: PathBuf,
+        /// The log's public JWK, from a source you trust.
+        #[arg(long, value_name = "FILE")]
+        log_key: PathBuf,
+        /// A checkpoint note seen earlier that the log must extend.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
+    },
+    /// Verify that an entry is in the log a signed checkpoint commits to.
+    #[command(
+        after_help = "Example:\n  arictl log entry 42 | jq -r .entry > entry.json\n  arictl log proof 42 > proof.json\n  arictl log checkpoint | jq -r .note > checkpoint.note\n  arictl verify inclusion entry.json proof.json checkpoint.note --log-key log.jwk"
+    )]
+    Inclusion {
+        /// The entry's exact bytes.
+        entry: PathBuf,
+        /// The proof JSON (`evidence.inclusion`'s result).
+        proof: PathBuf,
+        /// The signed checkpoint note.
+        checkpoint: PathBuf,
+        /// The log's public JWK.
+        #[arg(long, value_name = "FILE")]
+        log_key: PathBuf,
+    },
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
     #[command(
         after_help = "Example:\n  arictl identity --jwk > agent.jwk\n  arictl verify attest --jwk agent.jwk --nonce 3f1c9a0e5b7d2468 attestation.jws"
@@ -408,6 +490,27 @@ enum BenchCmd {
         after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
     )]
     Attest(BenchArgs),
+    /// Durable evidence.record (signed agent statements) over the socket: entries per second,
+    /// latency, checkpoints per batch and bytes per entry on disk.
+    #[command(
+        after_help = "Examples:\n  arictl bench log --clients 16 --seconds 10\n  arictl bench log --clients 1 --seconds 5 --json"
+    )]
+    Log(BenchArgs),
+    /// Inclusion and consistency proof generation from a log of N entries built for the run.
+    #[command(
+        after_help = "Examples:\n  arictl bench proof --entries 1000000\n  arictl bench proof --entries 100000 --json"
+    )]
+    Proof {
+        /// Entries in the log.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Proofs to time.
+        #[arg(long, default_value_t = 10_000)]
+        samples: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// (internal) The raw signing half of `bench attest`, run in a child process.
     #[command(hide = true)]
     Raw {
@@ -975,6 +1078,92 @@ fn read_input(path: &Path) -> Result<String> {
     }
 }
 
+fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<()> {
+    let admin = &cli.admin_socket;
+    match cmd {
+        LogCmd::Export { out, from, to, db } => {
+            let mut writer = evidence::export::DirWriter::create(out)
+                .with_context(|| format!("cannot create an export in {}", out.display()))?;
+            let mut next = *from;
+            let mut offline = db.as_ref().map(|p| OfflineLog::open(p)).transpose()?;
+            loop {
+                let page = match &mut offline {
+                    Some(log) => log.page(next, *to)?,
+                    None => {
+                        let params = json!({ "from": next, "to": to });
+                        serde_json::from_value(call(admin, "admin.log_export", params)?)?
+                    }
+                };
+                writer.add(&page)?;
+                next = page.to;
+                if page.to >= page.end || page.entries.is_empty() {
+                    break;
+                }
+            }
+            let m = writer.finish()?;
+            eprintln!(
+                "exported entries {}..{} of {} to {}",
+                m.from,
+                m.to,
+                m.origin,
+                out.display()
+            );
+            Ok(())
+        }
+        LogCmd::Checkpoint => print_json(&call(admin, "evidence.checkpoint", json!({}))?),
+        LogCmd::Entry { index } => {
+            print_json(&call(admin, "evidence.entry", json!({ "index": index }))?)
+        }
+        LogCmd::Proof { index, tree_size } => print_json(&call(
+            admin,
+            "evidence.inclusion",
+            json!({ "index": index, "tree_size": tree_size }),
+        )?),
+    }
+}
+
+/// A copy of the state database read directly, for exports without the daemon.
+struct OfflineLog {
+    conn: rusqlite::Connection,
+    origin: String,
+    key: ari::jose::PublicKey,
+}
+
+impl OfflineLog {
+    fn open(path: &Path) -> Result<Self> {
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+        let key: Vec<u8> = conn
+            .query_row(
+                "SELECT public_key FROM daemon_key WHERE role = 'log'",
+                [],
+                |r| r.get(0),
+            )
+            .context("the database has no log key")?;
+        let key = ari::jose::PublicKey::from_sec1(&key)?;
+        let latest = evidence::log::latest_checkpoint(&conn)?
+            .ok_or_else(|| anyhow!("the database holds no checkpoint"))?;
+        let origin = latest.note.lines().next().unwrap_or_default().to_string();
+        Ok(Self { conn, origin, key })
+    }
+
+    fn page(&mut self, from: u64, to: Option<u64>) -> Result<evidence::export::Page> {
+        let end = match to {
+            Some(n) => n,
+            None => evidence::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
+        };
+        Ok(evidence::export::read_page(
+            &self.conn,
+            &self.origin,
+            &self.key,
+            from,
+            end,
+            5_000,
+        )?)
+    }
+}
+
 fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
     match cmd {
         VerifyCmd::Voucher {
@@ -1029,6 +1218,49 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
                 v.chain.len()
             );
             print_json(&serde_json::to_value(&v.claims)?)
+        }
+        VerifyCmd::Log {
+            dir,
+            log_key,
+            since,
+        } => {
+            let key = Jwk::from_json(&read_input(log_key)?)?.to_public_key()?;
+            let since = since.as_ref().map(|f| read_input(f)).transpose()?;
+            let summary = evidence::export::verify_dir(dir, &key, since.as_deref())?;
+            eprintln!(
+                "log OK: {} entries ({}..{}) of {}, {} checkpoint(s) checked{}",
+                summary.to - summary.from,
+                summary.from,
+                summary.to,
+                summary.origin,
+                summary.checkpoints,
+                if since.is_some() {
+                    ", extends the --since checkpoint"
+                } else {
+                    ""
+                }
+            );
+            print_json(&serde_json::to_value(&summary)?)
+        }
+        VerifyCmd::Inclusion {
+            entry,
+            proof,
+            checkpoint,
+            log_key,
+        } => {
+            let key = Jwk::from_json(&read_input(log_key)?)?.to_public_key()?;
+            let bytes =
+                std::fs::read(entry).with_context(|| format!("cannot read {}", entry.display()))?;
+            let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            let proof: evidence::export::InclusionProof = serde_json::from_str(&read_input(proof)?)
+                .context("the proof is not the JSON `arictl log proof` prints")?;
+            let cp =
+                evidence::export::verify_inclusion(bytes, &proof, &read_input(checkpoint)?, &key)?;
+            eprintln!(
+                "inclusion OK: entry {} is in {} at size {}",
+                proof.index, cp.origin, cp.size
+            );
+            Ok(())
         }
         VerifyCmd::Attest { jwk, nonce, file } => {
             let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
@@ -1205,6 +1437,53 @@ fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
     Ok(())
 }
 
+fn bench_log(args: &BenchArgs) -> Result<()> {
+    let (_daemon, dir) = match &args.state_dir {
+        Some(d) => (None, std::fs::canonicalize(d)?),
+        None => {
+            let d = ThrowawayDaemon::start()?;
+            let dir = d.dir.clone();
+            (Some(d), dir)
+        }
+    };
+    let layout = dev::DevLayout::new(&dir)?;
+    let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
+    let db = dir.join("state/ari.db");
+    if !args.json {
+        eprintln!(
+            "driving evidence.record as agent {agent} with {} clients for {} s ...",
+            args.clients, args.seconds
+        );
+    }
+    let before = bench::log_footprint(&db)?;
+    let figures = bench::drive(
+        &layout.agent_socket,
+        &bench::Workload::Record,
+        args.clients.max(1),
+        args.seconds,
+    )?;
+    // Let the last checkpoint land before counting.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = bench::log_footprint(&db)?;
+    let entries = after.0.saturating_sub(before.0);
+    let report = bench::LogReport {
+        clients: args.clients,
+        seconds: args.seconds,
+        ops_per_s: figures.ops_per_s,
+        p50_us: figures.p50_us,
+        p99_us: figures.p99_us,
+        entries,
+        checkpoints: after.1.saturating_sub(before.1),
+        bytes_per_entry: after.2.saturating_sub(before.2) as f64 / entries.max(1) as f64,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
 fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) -> Result<()> {
     let layout = dev::DevLayout::new(state_dir)?;
     let module = dev::check_softhsm()?;
@@ -1224,10 +1503,15 @@ fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) ->
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Agent(cmd) => agent_cmd(cli, cmd),
-        Command::Status { issuer_jwk } => {
+        Command::Status {
+            issuer_jwk,
+            log_jwk,
+        } => {
             let v = call(&cli.admin_socket, "admin.status", json!({}))?;
             print_json(if *issuer_jwk {
                 field(&v, "/daemon_keys/issuer/jwk")
+            } else if *log_jwk {
+                field(&v, "/daemon_keys/log/jwk")
             } else {
                 &v
             })
@@ -1244,9 +1528,49 @@ fn run(cli: &Cli) -> Result<()> {
             "agent.attest",
             json!({ "nonce": nonce }),
         )?),
+        Command::Record { kind, body } => {
+            let body = if body == "-" {
+                read_input(Path::new("-"))?
+            } else {
+                body.clone()
+            };
+            let body: Value = serde_json::from_str(&body).context("--body is not JSON")?;
+            print_json(&call(
+                &cli.agent_socket,
+                "evidence.record",
+                json!({ "kind": kind, "body": body }),
+            )?)
+        }
+        Command::Log(cmd) => log_cmd(cli, cmd),
         Command::Verify(cmd) => verify_cmd(cmd),
         Command::Bench(BenchCmd::Attest(args)) => bench_attest(args, BenchKind::Attest),
         Command::Bench(BenchCmd::Authorize(args)) => bench_attest(args, BenchKind::Authorize),
+        Command::Bench(BenchCmd::Log(args)) => bench_log(args),
+        Command::Bench(BenchCmd::Proof {
+            entries,
+            samples,
+            json,
+        }) => {
+            let mut raw = [0u8; 6];
+            getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
+            let tmp = std::env::temp_dir().join(format!("ari-bench-proof-{}", hex::encode(raw)));
+            std::fs::create_dir_all(&tmp)?;
+            if !json {
+                eprintln!(
+                    "building a log of {entries} entries in {} ...",
+                    tmp.display()
+                );
+            }
+            let report = bench::proofs(&tmp, (*entries).max(1), (*samples).max(1));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let report = report.map_err(|e| anyhow!(e))?;
+            if *json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(())
+        }
         Command::Bench(BenchCmd::Raw {
             state_dir,
             key_label,

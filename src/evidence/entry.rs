@@ -47,6 +47,8 @@ pub enum Kind {
     PaymentConfirmed,
     #[serde(rename = "payment.rejected")]
     PaymentRejected,
+    #[serde(rename = "payment.voided")]
+    PaymentVoided,
     #[serde(rename = "payment.reported")]
     PaymentReported,
     #[serde(rename = "agent.statement")]
@@ -69,6 +71,7 @@ impl Kind {
             Kind::PaymentPending => "payment.pending",
             Kind::PaymentConfirmed => "payment.confirmed",
             Kind::PaymentRejected => "payment.rejected",
+            Kind::PaymentVoided => "payment.voided",
             Kind::PaymentReported => "payment.reported",
             Kind::AgentStatement => "agent.statement",
         }
@@ -107,6 +110,30 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// A fact of `kind` with nobody named yet.
+    pub fn new(kind: Kind, fact: Value) -> Self {
+        Self {
+            kind,
+            agent: None,
+            user: None,
+            runtime: None,
+            fact,
+        }
+    }
+
+    /// Names the agent and its user.
+    pub fn about(mut self, agent: &str, user: &str) -> Self {
+        self.agent = Some(agent.to_string());
+        self.user = Some(user.to_string());
+        self
+    }
+
+    /// Records the digest of the caller's runtime claims.
+    pub fn runtime(mut self, digest: Option<String>) -> Self {
+        self.runtime = digest.filter(|d| !d.is_empty());
+        self
+    }
+
     /// The entry's bytes as leaf `index` of the log `log`, after the leaf `prev`.
     pub fn encode(
         &self,

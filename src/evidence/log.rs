@@ -110,6 +110,70 @@ pub fn entries(conn: &Connection, from: u64, to: u64) -> Result<Vec<Vec<u8>>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it covers.
+    pub size: u64,
+    /// The signed note.
+    pub note: String,
+    /// Unix seconds.
+    pub signed_at: i64,
+}
+
+/// Keeps a signed checkpoint (a second one for the same size is ignored).
+pub fn put_checkpoint(
+    conn: &Connection,
+    size: u64,
+    root: &Hash,
+    note: &str,
+    signed_at: i64,
+) -> Result<(), StoreError> {
+    let size = i64::try_from(size).map_err(|_| StoreError::Corrupt("log too large".into()))?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO evidence_checkpoint (size, root, note, signed_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![size, root.as_slice(), note, signed_at])?;
+    Ok(())
+}
+
+/// Checkpoints of sizes `from..=to`, smallest first.
+pub fn checkpoints(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut q = conn.prepare_cached(
+        "SELECT size, note, signed_at FROM evidence_checkpoint
+         WHERE size >= ?1 AND size <= ?2 ORDER BY size",
+    )?;
+    let rows = q.query_map([clamp(from), clamp(to)], |r| {
+        Ok(StoredCheckpoint {
+            size: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            note: r.get(1)?,
+            signed_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The checkpoint of the largest size.
+pub fn latest_checkpoint(conn: &Connection) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let mut q = conn.prepare_cached(
+        "SELECT size, note, signed_at FROM evidence_checkpoint ORDER BY size DESC LIMIT 1",
+    )?;
+    Ok(q.query_row([], |r| {
+        Ok(StoredCheckpoint {
+            size: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            note: r.get(1)?,
+            signed_at: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
 /// The entry at `index`: its kind and bytes.
 pub fn entry(conn: &Connection, index: u64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
     let Ok(idx) = i64::try_from(index) else {

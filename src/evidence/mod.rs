@@ -8,5 +8,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod export;
 pub mod log;
+pub mod statement;
 pub mod tree;

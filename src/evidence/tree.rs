@@ -238,6 +238,77 @@ pub fn completed_by(
     Ok(out)
 }
 
+/// The right edge of a tree: the hashes of the perfect subtrees that cover its leaves, largest
+/// first (one per set bit of the size). Enough to append leaves and compute the root at every
+/// size from here on, in O(log n) memory: what a verifier streaming a log needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// (level, hash), levels strictly decreasing.
+    edge: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The frontier of a tree of `size` leaves given its subtree hashes, largest first. Fails
+    /// unless there is exactly one hash per set bit of `size`.
+    pub fn from_hashes(size: u64, hashes: &[Hash]) -> Option<Self> {
+        let levels: Vec<u32> = (0..64).rev().filter(|b| size >> b & 1 == 1).collect();
+        (levels.len() == hashes.len()).then(|| Self {
+            size,
+            edge: levels.into_iter().zip(hashes.iter().copied()).collect(),
+        })
+    }
+
+    /// Reads the frontier of the first `size` leaves from stored subtrees.
+    pub fn read(nodes: &impl Nodes, size: u64) -> Result<Self, TreeError> {
+        let mut edge = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u32).rev().filter(|b| size >> b & 1 == 1) {
+            edge.push((level, nodes.node(level, start >> level)?));
+            start += 1 << level;
+        }
+        Ok(Self { size, edge })
+    }
+
+    /// Number of leaves covered.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The subtree hashes, largest first.
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.edge.iter().map(|(_, h)| *h).collect()
+    }
+
+    /// Appends a leaf by its hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(level, left)) = self.edge.last() {
+            if level != node.0 {
+                break;
+            }
+            self.edge.pop();
+            node = (level + 1, node_hash(&left, &node.1));
+        }
+        self.edge.push(node);
+        self.size += 1;
+    }
+
+    /// The root of the leaves covered.
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.edge.iter().rev().map(|(_, h)| *h);
+        match hashes.next() {
+            None => empty_root(),
+            Some(last) => hashes.fold(last, |acc, left| node_hash(&left, &acc)),
+        }
+    }
+}
+
 /// A tree kept in memory: one vector of perfect-subtree hashes per level.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTree {
@@ -293,6 +364,30 @@ impl Nodes for MemoryTree {
             .and_then(|i| self.levels.get(level as usize)?.get(i))
             .copied()
             .ok_or(TreeError::Missing { level, index })
+    }
+}
+
+#[cfg(test)]
+mod frontier_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_frontier_gives_every_root_and_resumes_from_stored_nodes() {
+        let mut mem = MemoryTree::new();
+        let mut edge = Frontier::new();
+        assert_eq!(edge.root(), empty_root());
+        for i in 0..300u32 {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            mem.push(leaf);
+            edge.push(leaf);
+            let n = u64::from(i) + 1;
+            assert_eq!(edge.root(), mem.root(n).unwrap(), "size {n}");
+            let read = Frontier::read(&mem, n).unwrap();
+            assert_eq!(read, edge);
+            assert_eq!(Frontier::from_hashes(n, &read.hashes()), Some(read));
+        }
+        assert_eq!(Frontier::from_hashes(5, &[empty_root()]), None);
     }
 }
 

@@ -84,6 +84,10 @@ pub enum ErrorCode {
     DuplicateTransaction,
     /// Payment denied: an operator rejected the pending payment.
     RejectedByOperator,
+    /// No evidence entry at that index, or a tree size beyond the log.
+    EntryNotFound,
+    /// No signed checkpoint covers the entry or size yet; retry shortly.
+    NotYetCheckpointed,
 }
 
 impl ErrorCode {
@@ -129,6 +133,8 @@ impl ErrorCode {
         Self::BudgetExhausted,
         Self::DuplicateTransaction,
         Self::RejectedByOperator,
+        Self::EntryNotFound,
+        Self::NotYetCheckpointed,
     ];
 
     /// The JSON-RPC `code` number.
@@ -174,6 +180,8 @@ impl ErrorCode {
             Self::BudgetExhausted => -32033,
             Self::DuplicateTransaction => -32034,
             Self::RejectedByOperator => -32035,
+            Self::EntryNotFound => -32036,
+            Self::NotYetCheckpointed => -32037,
         }
     }
 
@@ -220,6 +228,8 @@ impl ErrorCode {
             Self::BudgetExhausted => "budget_exhausted",
             Self::DuplicateTransaction => "duplicate_transaction",
             Self::RejectedByOperator => "rejected_by_operator",
+            Self::EntryNotFound => "entry_not_found",
+            Self::NotYetCheckpointed => "not_yet_checkpointed",
         }
     }
 
@@ -227,7 +237,11 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            Self::Busy | Self::BackendUnavailable | Self::StorageError | Self::ShuttingDown
+            Self::Busy
+                | Self::BackendUnavailable
+                | Self::StorageError
+                | Self::ShuttingDown
+                | Self::NotYetCheckpointed
         )
     }
 

@@ -19,6 +19,36 @@ impl Role {
     }
 }
 
+/// Where a method is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Surface {
+    /// Only on the agent socket.
+    Agent,
+    /// Only on the admin socket.
+    Admin,
+    /// On both: reads of public facts (the evidence log's proofs and checkpoints).
+    Both,
+}
+
+impl Surface {
+    /// Whether a caller on `role`'s socket may call it.
+    pub fn serves(self, role: Role) -> bool {
+        matches!(
+            (self, role),
+            (Self::Both, _) | (Self::Agent, Role::Agent) | (Self::Admin, Role::Admin)
+        )
+    }
+
+    /// `agent`, `admin` or `agent and admin`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Admin => "admin",
+            Self::Both => "agent and admin",
+        }
+    }
+}
+
 macro_rules! methods {
     ($($variant:ident => $name:literal, $role:ident;)*) => {
         /// Every method of the protocol.
@@ -40,9 +70,9 @@ macro_rules! methods {
                 match self { $(Self::$variant => $name,)* }
             }
 
-            /// The socket that serves it.
-            pub fn role(self) -> Role {
-                match self { $(Self::$variant => Role::$role,)* }
+            /// The sockets that serve it.
+            pub fn surface(self) -> Surface {
+                match self { $(Self::$variant => Surface::$role,)* }
             }
         }
     };
@@ -77,6 +107,12 @@ methods! {
     PaymentAuthorize => "payment.authorize", Agent;
     PaymentStatus => "payment.status", Agent;
     PaymentReport => "payment.report", Agent;
+    EvidenceRecord => "evidence.record", Agent;
+    EvidenceCheckpoint => "evidence.checkpoint", Both;
+    EvidenceInclusion => "evidence.inclusion", Both;
+    EvidenceConsistency => "evidence.consistency", Both;
+    EvidenceEntry => "evidence.entry", Both;
+    AdminLogExport => "admin.log_export", Admin;
 }
 
 impl Method {

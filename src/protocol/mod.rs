@@ -12,7 +12,7 @@ mod code;
 mod method;
 
 pub use code::ErrorCode;
-pub use method::{Method, Role};
+pub use method::{Method, Role, Surface};
 
 use serde::Serialize;
 use serde_json::{Map, Value};

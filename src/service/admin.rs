@@ -4,6 +4,7 @@
 
 use super::{Service, agent_view, blocking};
 use crate::error::Error;
+use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
 use crate::store::StoreError;
@@ -98,8 +99,26 @@ impl Service {
             certificate: None,
             created_at: crate::clock::unix_now(),
         };
-        let (store, row) = (self.store.clone(), agent.clone());
-        if let Err(e) = blocking(move || store.insert_agent(&row)).await {
+        let row = agent.clone();
+        let draft = Draft::new(
+            Kind::AgentProvisioned,
+            json!({
+                "instance": agent.instance,
+                "kid": agent.key.public.thumbprint(),
+                "jwk": agent.key.public.to_jwk(),
+                "key_store": self.backend.kind(),
+                "selectors": agent.selectors,
+            }),
+        )
+        .about(&agent.id, &agent.user);
+        let inserted = self
+            .ledger
+            .run(move |tx| {
+                crate::store::insert_agent(tx, &row)?;
+                tx.record(&draft).map(drop)
+            })
+            .await;
+        if let Err(e) = inserted.map_err(Error::from) {
             if let Err(d) = self.backend.destroy_key(agent.key.id.clone()).await {
                 tracing::error!(uri = %agent.key.uri, error = %d, "could not destroy the key of a failed registration");
             }
@@ -129,8 +148,23 @@ impl Service {
                 agent.status.as_str()
             )));
         }
-        let (store, key) = (self.store.clone(), id.to_string());
-        blocking(move || store.set_status(&key, to)).await?;
+        let kind = match to {
+            AgentStatus::Active => Kind::AgentUnfrozen,
+            AgentStatus::Frozen => Kind::AgentFrozen,
+            AgentStatus::Retired => Kind::AgentRetired,
+        };
+        let draft = Draft::new(
+            kind,
+            json!({ "instance": agent.instance, "from": agent.status.as_str() }),
+        )
+        .about(&agent.id, &agent.user);
+        let key = id.to_string();
+        self.ledger
+            .run(move |tx| {
+                crate::store::set_agent_status(tx, &key, to)?;
+                tx.record(&draft).map(drop)
+            })
+            .await?;
         agent.status = to;
         self.registry.put(agent.clone());
         tracing::info!(agent = %id, status = to.as_str(), "agent status changed");

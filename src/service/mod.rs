@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent;
+mod evidence;
 mod payment;
 mod voucher;
 
@@ -68,6 +69,10 @@ pub struct Service {
     chains: std::sync::Mutex<HashMap<String, Arc<payment::Chain>>>,
     /// Bumped on every confirmation or rejection, to wake `payment.status` waiters.
     decided: tokio::sync::watch::Sender<u64>,
+    /// The evidence log's name.
+    origin: String,
+    /// The newest signed checkpoint.
+    signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -87,7 +92,35 @@ impl Service {
         ledger: Ledger,
         facts: DaemonFacts,
         admin: AdminPolicy,
+        origin: String,
     ) -> Result<Self, Error> {
+        let s = store.clone();
+        let (first, latest, size) = blocking(move || {
+            s.read(|c| {
+                let first = crate::evidence::log::entry(c, 0)?;
+                let size = crate::evidence::log::size(c)?;
+                Ok((first, crate::evidence::log::latest_checkpoint(c)?, size))
+            })
+        })
+        .await?;
+        if let Some(cp) = &latest
+            && cp.size > size
+        {
+            return Err(Error::InvalidState(format!(
+                "the evidence log holds {size} entries but a checkpoint for {} was signed: entries were removed from the state database",
+                cp.size
+            )));
+        }
+        if let Some((_, bytes)) = first {
+            let written = crate::evidence::entry::parse(&bytes)
+                .map(|e| e.log)
+                .map_err(|e| Error::Internal(format!("evidence entry 0 is unreadable: {e}")))?;
+            if written != origin {
+                return Err(Error::InvalidState(format!(
+                    "the evidence log in the state directory is {written:?}, but the configured origin is {origin:?}; set evidence.origin = {written:?}"
+                )));
+            }
+        }
         let mut daemon_keys = Vec::new();
         for role in DAEMON_KEY_ROLES {
             let s = store.clone();
@@ -130,6 +163,11 @@ impl Service {
             gate: tokio::sync::RwLock::new(()),
             chains: std::sync::Mutex::new(HashMap::new()),
             decided: tokio::sync::watch::Sender::new(0),
+            origin,
+            signed: tokio::sync::watch::Sender::new(latest.map(|c| evidence::Signed {
+                size: c.size,
+                note: c.note,
+            })),
         })
     }
 
@@ -175,11 +213,11 @@ impl Service {
         method: Method,
         params: Value,
     ) -> Result<Value, Error> {
-        if method.role() != info.role {
+        if !method.surface().serves(info.role) {
             return Err(Error::Forbidden(format!(
                 "{} is served on the {} socket, not the {} socket",
                 method.name(),
-                method.role().name(),
+                method.surface().name(),
                 info.role.name()
             )));
         }
@@ -238,6 +276,19 @@ impl Service {
             Method::PaymentAuthorize => self.payment_authorize(info, decode(params)?).await,
             Method::PaymentStatus => self.payment_status(info, decode(params)?).await,
             Method::PaymentReport => self.payment_report(info, decode(params)?).await,
+            Method::EvidenceRecord => self.evidence_record(info, decode(params)?).await,
+            Method::EvidenceCheckpoint => {
+                let p = if params.is_null() {
+                    evidence::CheckpointParams::default()
+                } else {
+                    decode(params)?
+                };
+                self.evidence_checkpoint(p).await
+            }
+            Method::EvidenceInclusion => self.evidence_inclusion(decode(params)?).await,
+            Method::EvidenceConsistency => self.evidence_consistency(decode(params)?).await,
+            Method::EvidenceEntry => self.evidence_entry(info, decode(params)?).await,
+            Method::AdminLogExport => self.log_export(decode(params)?).await,
         }
     }
 

@@ -16,9 +16,10 @@ use super::{Service, blocking};
 use crate::attest::{self, Bundle};
 use crate::clock::unix_now;
 use crate::error::Error;
+use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, AgentStatus, CallerFacts, MatchError};
 use crate::jose::{self, Header, PublicKey, SigningInput};
-use crate::ledger::{self, Debited, PaymentRow};
+use crate::ledger::{self, Debited, PaymentRow, Staged};
 use crate::payment::{self, AuthorizationClaims, Binding};
 use crate::policy::{self, Context, Denial, PaymentRequest, Reason, Verdict};
 use crate::server::ConnInfo;
@@ -237,11 +238,56 @@ impl Sealed {
     }
 }
 
+/// An authorization's header and claims, waiting for the ledger to give it its log index.
+struct Mandate {
+    header: Header,
+    claims: AuthorizationClaims,
+}
+
+impl Mandate {
+    /// The signing input once the decision's entry index is known; the entry records its
+    /// payload, so the log holds exactly what the agent's key signs.
+    fn sign_input(
+        &self,
+        log_index: u64,
+        report_by: Option<i64>,
+        now: i64,
+    ) -> Result<SigningInput, StoreError> {
+        let mut claims = self.claims.clone();
+        claims.log_index = log_index;
+        claims.report_by = report_by;
+        claims.iat = now;
+        claims.exp = now + payment::AUTHORIZATION_TTL_S;
+        SigningInput::new(&self.header, &claims).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+/// Sets `key` in an entry's fact object.
+fn set(fact: &mut Value, key: &str, value: Value) {
+    if let Some(map) = fact.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// What every payment entry says about the payment.
+fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
+    json!({
+        "decision": row.id,
+        "voucher": voucher_digest,
+        "transaction_id": row.transaction_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "payee": row.payee,
+        "category": row.category,
+        "aud": row.aud,
+    })
+}
+
 /// What a confirmation job decided.
 enum Confirmed {
     NotPending(String),
     Denied(Denial),
-    Authorized(Debited),
+    Authorized(Debited, SigningInput),
 }
 
 /// The view of a decision for agents and operators.
@@ -404,8 +450,17 @@ impl Service {
             issued_at: claims.iat,
             expires_at: claims.exp,
         };
-        let (store, r) = (self.store.clone(), row.clone());
-        match blocking(move || store.insert_voucher(&r)).await {
+        let r = row.clone();
+        let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &row, &claims);
+        let inserted = self
+            .ledger
+            .run(move |tx| {
+                crate::store::insert_voucher(tx, &r)?;
+                tx.record(&draft).map(drop)
+            })
+            .await
+            .map_err(Error::from);
+        match inserted {
             Ok(()) => {
                 tracing::info!(voucher = %row.id, issuer = %claims.iss, agent = %agent.id, "external voucher registered");
                 Ok(row)
@@ -479,14 +534,16 @@ impl Service {
             attestation: attestation.clone(),
             authorization: None,
         };
-        let signing_row = row.clone();
         let attestation_for_hold = std::mem::take(&mut row.attestation);
         let job_chain = chain.clone();
         let report_within = policy::report_within(&chain.claims);
+        let mandate = self.mandate(&agent, &chain, &row, &attestation_sha256, false)?;
+        let about = (agent.id.clone(), agent.user.clone());
+        let runtime = (!attestation_sha256.is_empty()).then(|| attestation_sha256.clone());
         let staged = self
             .ledger
-            .stage(move |conn| {
-                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+            .stage(move |tx| {
+                let usage = ledger::usage(tx, &job_chain.ids, now)?;
                 let ctx = Context {
                     now,
                     frozen,
@@ -494,7 +551,7 @@ impl Service {
                 };
                 let mut row = row;
                 let verdict = match policy::decide(&job_chain.claims, &usage, &req, &ctx) {
-                    Ok(_) if ledger::checkout_taken(conn, &row.voucher, &row.transaction_id)? => {
+                    Ok(_) if ledger::checkout_taken(tx, &row.voucher, &row.transaction_id)? => {
                         Err(Denial {
                             reason: Reason::DuplicateTransaction,
                             detail: "this checkout is already authorized or pending on the voucher"
@@ -503,11 +560,25 @@ impl Service {
                     }
                     other => other,
                 };
+                let base = payment_fact(&row, job_chain.leaf_digest());
+                let draft = |kind: Kind, extra: Value| {
+                    let mut fact = base.clone();
+                    if let (Some(map), Value::Object(more)) = (fact.as_object_mut(), extra) {
+                        map.extend(more);
+                    }
+                    Draft::new(kind, fact)
+                        .about(&about.0, &about.1)
+                        .runtime(runtime.clone())
+                };
                 match verdict {
                     Err(denial) => {
                         row.status = "denied".into();
                         row.reason = Some(denial.reason.name().into());
-                        ledger::insert_payment(conn, &row)?;
+                        ledger::insert_payment(tx, &row)?;
+                        tx.record(&draft(
+                            Kind::PaymentDenied,
+                            json!({ "reason": denial.reason.name(), "detail": denial.detail }),
+                        ))?;
                         Ok((None, Decided::Denied(denial)))
                     }
                     Ok(Verdict::AwaitConfirmation(allowed)) => {
@@ -515,45 +586,40 @@ impl Service {
                         // confirmation, and the receipt must carry what was measured now.
                         row.attestation = attestation_for_hold;
                         // The hold is a debit, so a confirmation can never overspend.
-                        let _held =
-                            ledger::debit_allowed(conn, &job_chain.ids, req.amount, allowed)?;
+                        let _held = ledger::debit_allowed(tx, &job_chain.ids, req.amount, allowed)?;
                         row.status = "pending".into();
                         row.confirm = true;
                         row.decided_at = None;
-                        ledger::insert_payment(conn, &row)?;
+                        ledger::insert_payment(tx, &row)?;
+                        tx.record(&draft(Kind::PaymentPending, json!({})))?;
                         Ok((None, Decided::Held))
                     }
                     Ok(Verdict::Authorize(allowed)) => {
                         let debited =
-                            ledger::debit_allowed(conn, &job_chain.ids, req.amount, allowed)?;
+                            ledger::debit_allowed(tx, &job_chain.ids, req.amount, allowed)?;
                         row.status = "authorized".into();
                         row.report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
-                        let seq = ledger::insert_payment(conn, &row)?;
-                        Ok((
-                            Some((seq, row.report_deadline)),
-                            Decided::Authorized(debited),
-                        ))
+                        let seq = ledger::insert_payment(tx, &row)?;
+                        let index = crate::evidence::log::size(tx)?;
+                        let input = mandate.sign_input(index, row.report_deadline, now)?;
+                        tx.record(&draft(
+                            Kind::PaymentAuthorized,
+                            json!({ "mandate": input.payload() }),
+                        ))?;
+                        Ok((Some((seq, index, input)), Decided::Authorized(debited)))
                     }
                 }
             })
             .await?;
         // An authorization is signed while its group commits, and released only once durable.
-        let (signed, decided) = match staged.early {
-            Some((seq, deadline)) => {
-                let mut signing_row = signing_row;
-                signing_row.seq = seq;
-                signing_row.report_deadline = deadline;
-                let sign = self.sign_authorization(
-                    &agent,
-                    &chain,
-                    &signing_row,
-                    &attestation_sha256,
-                    false,
-                );
-                let (signed, decided) = tokio::join!(sign, staged.durable());
-                (Some((signed, seq)), decided?)
+        let Staged { early, rest } = staged;
+        let (signed, decided) = match early {
+            Some((seq, index, input)) => {
+                let sign = self.seal(&agent, input);
+                let (signed, decided) = tokio::join!(sign, rest.durable());
+                (Some((signed, seq, index)), decided?)
             }
-            None => (None, staged.durable().await?),
+            None => (None, rest.durable().await?),
         };
         match decided {
             Decided::Denied(denial) => {
@@ -568,13 +634,13 @@ impl Service {
                 Ok(json!({ "status": "pending_confirmation", "decision": id }))
             }
             Decided::Authorized(debited) => {
-                let Some((signed, seq)) = signed else {
+                let Some((signed, seq, index)) = signed else {
                     return Err(Error::Internal("authorized without a preview".into()));
                 };
                 let jwt = match signed {
                     Ok(sealed) => sealed.release(&debited),
                     Err(e) => {
-                        self.void(&id, chain.clone()).await;
+                        self.void(&id, chain.clone(), &agent).await;
                         return Err(e);
                     }
                 };
@@ -582,6 +648,7 @@ impl Service {
                     "status": "authorized",
                     "decision": id,
                     "ledger_seq": seq,
+                    "log_index": index,
                     "authorization": jwt,
                     "chain": chain.compacts,
                     "attestation": attestation,
@@ -609,27 +676,25 @@ impl Service {
         Ok((jose::b64url(&bytes), jose::b64url(&Sha256::digest(&bytes))))
     }
 
-    /// Signs the authorization of a debited payment with the agent's key, sealed until the
-    /// debit is durable.
-    async fn sign_authorization(
+    /// Everything an authorization of `row` will say that is known before the ledger decides.
+    fn mandate(
         &self,
         agent: &Agent,
         chain: &Chain,
         row: &PaymentRow,
         attestation_sha256: &str,
         confirmed: bool,
-    ) -> Result<Sealed, Error> {
+    ) -> Result<Mandate, Error> {
         let leaf = chain.leaf()?;
         let level = policy::level(&chain.claims)
-            .ok_or_else(|| Error::Internal("authorized without a level".into()))?;
-        let iat = unix_now();
+            .ok_or_else(|| Error::Internal("a voucher chain without a level".into()))?;
         let claims =
             AuthorizationClaims {
                 iss: format!("urn:ari:agent:{}", agent.id),
                 sub: leaf.sub.clone(),
                 aud: row.aud.clone(),
-                iat,
-                exp: iat + payment::AUTHORIZATION_TTL_S,
+                iat: 0,
+                exp: 0,
                 jti: row.id.clone(),
                 nonce: row.nonce.clone(),
                 agent: agent.id.clone(),
@@ -648,13 +713,18 @@ impl Service {
                 ),
                 level,
                 confirmed,
-                ledger_seq: row.seq,
-                report_by: row.report_deadline,
+                log_index: 0,
+                report_by: None,
                 attestation_sha256: attestation_sha256.to_string(),
             };
-        let kid = agent.key.public.thumbprint();
-        let input = SigningInput::new(&Header::es256(payment::AUTHORIZATION_TYP, &kid), &claims)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Mandate {
+            header: Header::es256(payment::AUTHORIZATION_TYP, &agent.key.public.thumbprint()),
+            claims,
+        })
+    }
+
+    /// Signs an authorization with the agent's key, sealed until its debit is durable.
+    async fn seal(&self, agent: &Agent, input: SigningInput) -> Result<Sealed, Error> {
         let signature = self
             .backend
             .sign_digest(agent.key.id.clone(), input.digest())
@@ -663,14 +733,15 @@ impl Service {
     }
 
     /// Voids an authorized decision whose signature could not be made, returning its money.
-    async fn void(&self, decision: &str, chain: Arc<Chain>) {
+    async fn void(&self, decision: &str, chain: Arc<Chain>, agent: &Agent) {
         let id = decision.to_string();
+        let about = (agent.id.clone(), agent.user.clone());
         let r = self
             .ledger
-            .run(move |conn| {
-                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+            .run(move |tx| {
+                let row = ledger::payment(tx, &id)?.ok_or(StoreError::NotFound)?;
                 if ledger::set_payment_status(
-                    conn,
+                    tx,
                     &id,
                     &["authorized"],
                     "void",
@@ -678,7 +749,10 @@ impl Service {
                     unix_now(),
                     None,
                 )? {
-                    ledger::credit(conn, &chain.ids, row.amount, 1)?;
+                    ledger::credit(tx, &chain.ids, row.amount, 1)?;
+                    let mut fact = payment_fact(&row, chain.leaf_digest());
+                    set(&mut fact, "reason", json!("signing_failed"));
+                    tx.record(&Draft::new(Kind::PaymentVoided, fact).about(&about.0, &about.1))?;
                 }
                 Ok(())
             })
@@ -747,6 +821,11 @@ impl Service {
         let outcome = p.outcome;
         let now = unix_now();
         let id = row.id.clone();
+        let about = (agent.id.clone(), agent.user.clone());
+        let runtime = self
+            .caller(info)
+            .ok()
+            .and_then(|(f, a)| self.runtime_digest(&a, &f));
         let reported = self
             .ledger
             .run(move |conn| {
@@ -773,6 +852,14 @@ impl Service {
                     Outcome::Succeeded => {}
                 }
                 ledger::set_outcome(conn, &id, outcome.as_str(), p.reference.as_deref(), now)?;
+                let mut fact = payment_fact(&row, chain.leaf_digest());
+                set(&mut fact, "outcome", json!(outcome.as_str()));
+                set(&mut fact, "reference", json!(p.reference));
+                conn.record(
+                    &Draft::new(Kind::PaymentReported, fact)
+                        .about(&about.0, &about.1)
+                        .runtime(runtime),
+                )?;
                 Ok(Ok(()))
             })
             .await?;
@@ -861,6 +948,13 @@ impl Service {
         };
         let (job_chain, job_row) = (chain.clone(), row.clone());
         let parent_has_budget = policy::budget(leaf).is_some();
+        let mut draft = super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &claims)
+            .runtime(
+                self.caller(info)
+                    .ok()
+                    .and_then(|(f, a)| self.runtime_digest(&a, &f)),
+            );
+        set(&mut draft.fact, "from", json!(parent_agent.id));
         let refused = self
             .ledger
             .run(move |conn| {
@@ -879,6 +973,7 @@ impl Service {
                     }));
                 }
                 crate::store::insert_voucher(conn, &job_row)?;
+                conn.record(&draft)?;
                 Ok(None)
             })
             .await?;
@@ -914,19 +1009,23 @@ impl Service {
         let frozen = agent.status != AgentStatus::Active;
         let now = unix_now();
         let deadline = policy::report_within(&chain.claims).map(|s| now.saturating_add_unsigned(s));
+        let attestation_sha256 = attestation_digest(&row.attestation)?;
+        let mandate = self.mandate(&agent, &chain, &row, &attestation_sha256, true)?;
         let (job_chain, id) = (chain.clone(), row.id.clone());
+        let about = (agent.id.clone(), agent.user.clone());
         let confirmed = self
             .ledger
-            .run(move |conn| {
-                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+            .run(move |tx| {
+                let row = ledger::payment(tx, &id)?.ok_or(StoreError::NotFound)?;
                 if row.status != "pending" {
                     return Ok(Confirmed::NotPending(row.status));
                 }
-                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+                let mut fact = payment_fact(&row, job_chain.leaf_digest());
+                let usage = ledger::usage(tx, &job_chain.ids, now)?;
                 if let Err(denial) = policy::standing(&job_chain.claims, &usage, now, frozen) {
-                    ledger::credit(conn, &job_chain.ids, row.amount, 1)?;
+                    ledger::credit(tx, &job_chain.ids, row.amount, 1)?;
                     ledger::set_payment_status(
-                        conn,
+                        tx,
                         &id,
                         &["pending"],
                         "denied",
@@ -934,10 +1033,23 @@ impl Service {
                         now,
                         None,
                     )?;
+                    set(&mut fact, "reason", json!(denial.reason.name()));
+                    set(&mut fact, "detail", json!(denial.detail));
+                    tx.record(&Draft::new(Kind::PaymentDenied, fact).about(&about.0, &about.1))?;
                     return Ok(Confirmed::Denied(denial));
                 }
-                match ledger::release_hold(conn, &id, now, deadline)? {
-                    Some(debited) => Ok(Confirmed::Authorized(debited)),
+                match ledger::release_hold(tx, &id, now, deadline)? {
+                    Some(debited) => {
+                        let index = crate::evidence::log::size(tx)?;
+                        let input = mandate.sign_input(index, deadline, now)?;
+                        set(&mut fact, "mandate", json!(input.payload()));
+                        tx.record(
+                            &Draft::new(Kind::PaymentConfirmed, fact)
+                                .about(&about.0, &about.1)
+                                .runtime(Some(attestation_sha256)),
+                        )?;
+                        Ok(Confirmed::Authorized(debited, input))
+                    }
                     None => Ok(Confirmed::NotPending(row.status)),
                 }
             })
@@ -951,34 +1063,21 @@ impl Service {
                 denial,
                 decision: Some(row.id.clone()),
             }),
-            Confirmed::Authorized(debited) => {
-                let mut row = row.clone();
-                row.report_deadline = deadline;
-                match self
-                    .sign_authorization(
-                        &agent,
-                        &chain,
-                        &row,
-                        &attestation_digest(&row.attestation)?,
-                        true,
-                    )
-                    .await
-                {
-                    Ok(sealed) => {
-                        let jwt = sealed.release(&debited);
-                        let id = row.id.clone();
-                        self.ledger
-                            .run(move |conn| ledger::set_authorization(conn, &id, &jwt))
-                            .await?;
-                        tracing::info!(decision = %row.id, "pending payment confirmed");
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.void(&row.id, chain.clone()).await;
-                        Err(e)
-                    }
+            Confirmed::Authorized(debited, input) => match self.seal(&agent, input).await {
+                Ok(sealed) => {
+                    let jwt = sealed.release(&debited);
+                    let id = row.id.clone();
+                    self.ledger
+                        .run(move |tx| ledger::set_authorization(tx, &id, &jwt))
+                        .await?;
+                    tracing::info!(decision = %row.id, "pending payment confirmed");
+                    Ok(())
                 }
-            }
+                Err(e) => {
+                    self.void(&row.id, chain.clone(), &agent).await;
+                    Err(e)
+                }
+            },
         };
         self.decided.send_modify(|n| *n += 1);
         result?;
@@ -993,6 +1092,8 @@ impl Service {
         let row = self.decision(&p.decision).await?;
         let chain = self.resolve_chain(&row.voucher).await?;
         let (id, now) = (row.id.clone(), unix_now());
+        let user = self.agent(&row.agent).map(|a| a.user).unwrap_or_default();
+        let note = p.note.clone();
         let moved = self
             .ledger
             .run(move |conn| {
@@ -1008,6 +1109,9 @@ impl Service {
                 )?;
                 if moved {
                     ledger::credit(conn, &chain.ids, row.amount, 1)?;
+                    let mut fact = payment_fact(&row, chain.leaf_digest());
+                    set(&mut fact, "note", json!(note));
+                    conn.record(&Draft::new(Kind::PaymentRejected, fact).about(&row.agent, &user))?;
                 }
                 Ok(moved)
             })

@@ -4,6 +4,7 @@
 use super::{Service, blocking};
 use crate::clock::unix_now as now;
 use crate::error::Error;
+use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::jose::{Header, Jwk, SigningInput};
 use crate::store::{StoreError, StoredVoucher};
@@ -212,8 +213,14 @@ impl Service {
             issued_at: issued,
             expires_at: claims.exp,
         };
-        let (store, row) = (self.store.clone(), stored.clone());
-        blocking(move || store.insert_voucher(&row)).await?;
+        let row = stored.clone();
+        let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &stored, &claims);
+        self.ledger
+            .run(move |tx| {
+                crate::store::insert_voucher(tx, &row)?;
+                tx.record(&draft).map(drop)
+            })
+            .await?;
         tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
         Ok(view(&stored))
     }
@@ -241,9 +248,21 @@ impl Service {
         // revocation commits, and every later one sees it.
         let _gate = self.gate.write().await;
         let id = v.id.clone();
+        let user = self.agent(&v.agent).map(|a| a.user).unwrap_or_default();
+        let draft = Draft::new(
+            Kind::VoucherRevoked,
+            json!({ "voucher": v.id, "digest": v.digest }),
+        )
+        .about(&v.agent, &user);
         let changed = match self
             .ledger
-            .run(move |conn| crate::ledger::revoke(conn, &id, now()))
+            .run(move |tx| {
+                let changed = crate::ledger::revoke(tx, &id, now())?;
+                if changed {
+                    tx.record(&draft)?;
+                }
+                Ok(changed)
+            })
             .await
         {
             Ok(changed) => changed,

@@ -1,0 +1,686 @@
+//! The evidence log against the real daemon on a real SoftHSM2 token: entries written with the
+//! changes they record, checkpoints and proofs over the socket, offline export and verification,
+//! tampering with the database, SIGKILL under load, a full filesystem, and an agent statement
+//! checked by an independent JOSE implementation (PyJWT).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use ari::client::{Client, ClientError};
+use ari::evidence::tree;
+use common::{ARICTL, Daemon, remote_err};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn issue(d: &Daemon, params: Value) -> String {
+    let mut p = json!({"agent": "shop-bot", "level": "L5", "currency": "CNY",
+                       "expires_at": ari::clock::unix_now() + 86_400});
+    for (k, v) in params.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    let v = d.admin().call("admin.voucher_issue", p).unwrap();
+    v["id"].as_str().unwrap().into()
+}
+
+fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value, ClientError> {
+    c.call(
+        "payment.authorize",
+        json!({
+            "voucher": voucher,
+            "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
+                        "transaction_id": tx},
+            "aud": "psp.example",
+            "nonce": format!("nonce-{tx}-0000"),
+        }),
+    )
+}
+
+fn record(c: &mut Client, kind: &str, body: Value) -> Value {
+    c.call("evidence.record", json!({"kind": kind, "body": body}))
+        .unwrap()
+}
+
+/// Waits until a checkpoint covers `size` entries; returns it.
+fn checkpoint(d: &Daemon, size: u64) -> Value {
+    d.admin()
+        .call(
+            "evidence.checkpoint",
+            json!({"at_least": size, "wait_ms": 10_000}),
+        )
+        .unwrap()
+}
+
+fn log_key(d: &Daemon, dir: &Path) -> PathBuf {
+    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let path = dir.join("log.jwk");
+    std::fs::write(&path, status["daemon_keys"]["log"]["jwk"].to_string()).unwrap();
+    path
+}
+
+fn arictl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(ARICTL).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exports `db` offline into a fresh directory and verifies it: (ok, stderr of the failing step).
+fn export_and_verify(db: &Path, key: &Path, work: &Path, name: &str) -> (bool, String) {
+    let out = work.join(name);
+    let (ok, _, err) = arictl(&[
+        "log",
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "export of {name} failed: {err}");
+    let (ok, _, err) = arictl(&[
+        "verify",
+        "log",
+        out.to_str().unwrap(),
+        "--log-key",
+        key.to_str().unwrap(),
+    ]);
+    (ok, err)
+}
+
+/// A consistent copy of the daemon's database (WAL folded in).
+fn copy_db(d: &Daemon, to: &Path) {
+    let live = rusqlite::Connection::open(d.dir.join("state/ari.db")).unwrap();
+    live.execute("VACUUM INTO ?1", [to.to_str().unwrap()])
+        .unwrap();
+}
+
+fn entry_bytes(db: &rusqlite::Connection, idx: u64) -> Vec<u8> {
+    db.query_row(
+        "SELECT entry FROM evidence_entry WHERE idx = ?1",
+        [idx as i64],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn set_entry(db: &rusqlite::Connection, idx: u64, bytes: &[u8]) {
+    db.execute(
+        "UPDATE evidence_entry SET entry = ?2 WHERE idx = ?1",
+        rusqlite::params![idx as i64, bytes],
+    )
+    .unwrap();
+}
+
+/// Index of the first entry of `kind`.
+fn first_of(db: &rusqlite::Connection, kind: &str) -> u64 {
+    db.query_row(
+        "SELECT min(idx) FROM evidence_entry WHERE kind = ?1",
+        [kind],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
+#[test]
+fn tampering_with_the_database_is_caught_and_the_entry_named() {
+    let mut d = Daemon::start();
+    d.provision_self("shop-bot");
+    let v = issue(&d, json!({"budget": 100_000}));
+    let mut c = d.agent();
+    for i in 0..12 {
+        pay(&mut c, &v, 100 + i, &format!("t{i}")).unwrap();
+    }
+    record(
+        &mut c,
+        "offer.chosen",
+        json!({"offer": "X", "price": 1999, "why": "cheapest in stock"}),
+    );
+    d.admin()
+        .call("admin.agent_freeze", json!({"agent": "shop-bot"}))
+        .unwrap();
+    d.admin()
+        .call("admin.agent_unfreeze", json!({"agent": "shop-bot"}))
+        .unwrap();
+    let last = record(&mut c, "done", json!({"n": 1}));
+    let size = last["index"].as_u64().unwrap() + 1;
+    assert_eq!(checkpoint(&d, size)["size"], size);
+    let work = common::tempdir();
+    let key = log_key(&d, work.path());
+    d.stop();
+
+    let pristine = work.path().join("pristine.db");
+    copy_db(&d, &pristine);
+    let (ok, err) = export_and_verify(&pristine, &key, work.path(), "pristine");
+    assert!(ok, "the untouched log must verify: {err}");
+
+    let fresh = |name: &str| {
+        let path = work.path().join(format!("{name}.db"));
+        std::fs::copy(&pristine, &path).unwrap();
+        (path.clone(), rusqlite::Connection::open(path).unwrap())
+    };
+    let named = |name: &str, db: &Path, index: u64| {
+        let (ok, err) = export_and_verify(db, &key, work.path(), name);
+        assert!(!ok, "{name}: the tampered log verified");
+        assert!(
+            err.contains(&format!("entry {index}")),
+            "{name}: the error does not name entry {index}: {err}"
+        );
+        err
+    };
+
+    // Edit: one payment's amount.
+    let (path, db) = fresh("edit");
+    let k = first_of(&db, "payment.authorized") + 3;
+    let text = String::from_utf8(entry_bytes(&db, k)).unwrap();
+    assert!(text.contains("\"amount\":103"), "{text}");
+    set_entry(
+        &db,
+        k,
+        text.replace("\"amount\":103", "\"amount\":3").as_bytes(),
+    );
+    drop(db);
+    named("edit", &path, k);
+
+    // Delete one entry.
+    let (path, db) = fresh("delete");
+    db.execute("DELETE FROM evidence_entry WHERE idx = ?1", [k as i64])
+        .unwrap();
+    drop(db);
+    let err = named("delete", &path, k);
+    assert!(err.contains("index"), "{err}");
+
+    // Reorder two entries.
+    let (path, db) = fresh("reorder");
+    let (a, b) = (entry_bytes(&db, k), entry_bytes(&db, k + 1));
+    set_entry(&db, k, &b);
+    set_entry(&db, k + 1, &a);
+    drop(db);
+    let err = named("reorder", &path, k);
+    assert!(err.contains("index"), "{err}");
+
+    // Truncate the tail.
+    let (path, db) = fresh("truncate");
+    db.execute(
+        "DELETE FROM evidence_entry WHERE idx >= ?1",
+        [(size - 3) as i64],
+    )
+    .unwrap();
+    drop(db);
+    let err = named("truncate", &path, size - 3);
+    assert!(err.contains("cut short"), "{err}");
+
+    // Rewrite a checkpoint's signature.
+    let (path, db) = fresh("checkpoint-signature");
+    let note: String = db
+        .query_row(
+            "SELECT note FROM evidence_checkpoint WHERE size = ?1",
+            [(size - 1) as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (text, sig) = note.rsplit_once(' ').unwrap();
+    let mut blob = base64_decode(sig.trim());
+    let n = blob.len();
+    blob[n - 2] ^= 0x5a;
+    let forged = format!("{text} {}\n", base64_encode(&blob));
+    db.execute(
+        "UPDATE evidence_checkpoint SET note = ?2 WHERE size = ?1",
+        rusqlite::params![(size - 1) as i64, forged],
+    )
+    .unwrap();
+    drop(db);
+    let (ok, err) = export_and_verify(&path, &key, work.path(), "checkpoint-signature");
+    assert!(!ok, "a forged checkpoint verified");
+    assert!(
+        err.contains(&format!("checkpoint {:012}.note: signature", size - 1)),
+        "{err}"
+    );
+
+    // Rewrite the signature of the agent's statement.
+    let (path, db) = fresh("statement-signature");
+    let s = first_of(&db, "agent.statement");
+    let text = String::from_utf8(entry_bytes(&db, s)).unwrap();
+    let entry: Value = serde_json::from_str(&text).unwrap();
+    let jws = entry["fact"]["statement"].as_str().unwrap();
+    let (head, sig) = jws.rsplit_once('.').unwrap();
+    let mut sig = ari::jose::b64url_decode(sig).unwrap();
+    sig[5] ^= 1;
+    let forged = format!("{head}.{}", ari::jose::b64url(&sig));
+    set_entry(&db, s, text.replace(jws, &forged).as_bytes());
+    drop(db);
+    let err = named("statement-signature", &path, s);
+    assert!(err.contains("statement"), "{err}");
+
+    // The daemon itself refuses a state directory whose log lost entries a checkpoint covered.
+    let live = rusqlite::Connection::open(d.dir.join("state/ari.db")).unwrap();
+    live.execute(
+        "DELETE FROM evidence_entry WHERE idx = ?1",
+        [(size - 1) as i64],
+    )
+    .unwrap();
+    drop(live);
+    let out = Command::new(common::ARID)
+        .args(["dev", "--state-dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("entries were removed"), "{stderr}");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64ct::Encoding;
+    base64ct::Base64::decode_vec(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64::encode_string(b)
+}
+
+#[test]
+fn statements_proofs_and_entries_over_the_socket() {
+    let d = Daemon::start();
+    let agent = d.provision_self("shop-bot");
+    let v = issue(&d, json!({"budget": 10_000}));
+    let mut c = d.agent();
+    let paid = pay(&mut c, &v, 250, "p1").unwrap();
+    let index = paid["log_index"].as_u64().unwrap();
+    let stated = record(
+        &mut c,
+        "offer.chosen",
+        json!({"offer": "X", "price": 1999, "why": "cheapest in stock"}),
+    );
+    let s = stated["index"].as_u64().unwrap();
+    assert_eq!(s, index + 1);
+
+    // The authorization's payload is exactly what its entry records.
+    let cp = checkpoint(&d, s + 1);
+    let entry = c.call("evidence.entry", json!({"index": index})).unwrap();
+    let recorded: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
+    assert_eq!(recorded["kind"], "payment.authorized");
+    let jwt = paid["authorization"].as_str().unwrap();
+    assert_eq!(
+        recorded["fact"]["mandate"].as_str().unwrap(),
+        jwt.split('.').nth(1).unwrap()
+    );
+
+    // Inclusion, checked by arictl against the signed checkpoint.
+    let work = common::tempdir();
+    let key = log_key(&d, work.path());
+    let proof = c
+        .call("evidence.inclusion", json!({"index": index}))
+        .unwrap();
+    assert_eq!(proof["tree_size"], cp["size"]);
+    let files = [
+        ("entry.json", entry["entry"].as_str().unwrap().to_string()),
+        ("proof.json", proof.to_string()),
+        ("checkpoint.note", cp["note"].as_str().unwrap().to_string()),
+    ];
+    for (name, text) in &files {
+        std::fs::write(work.path().join(name), text).unwrap();
+    }
+    let p = |n: &str| work.path().join(n).to_str().unwrap().to_string();
+    let (ok, _, err) = arictl(&[
+        "verify",
+        "inclusion",
+        &p("entry.json"),
+        &p("proof.json"),
+        &p("checkpoint.note"),
+        "--log-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    // The same proof does not prove another entry.
+    let other = c.call("evidence.entry", json!({"index": s})).unwrap();
+    std::fs::write(p("other.json"), other["entry"].as_str().unwrap()).unwrap();
+    let (ok, _, err) = arictl(&[
+        "verify",
+        "inclusion",
+        &p("other.json"),
+        &p("proof.json"),
+        &p("checkpoint.note"),
+        "--log-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains(&format!("entry {s}")), "{err}");
+
+    // Consistency between two signed checkpoints.
+    let later = record(&mut c, "paid", json!({"decision": paid["decision"]}));
+    let cp2 = checkpoint(&d, later["index"].as_u64().unwrap() + 1);
+    let (old, new) = (cp["size"].as_u64().unwrap(), cp2["size"].as_u64().unwrap());
+    let proof = d
+        .admin()
+        .call("evidence.consistency", json!({"from": old, "to": new}))
+        .unwrap();
+    let hashes: Vec<tree::Hash> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            tree::Hash::try_from(
+                ari::jose::b64url_decode(h.as_str().unwrap())
+                    .unwrap()
+                    .as_slice(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let root = |note: &Value| {
+        let text = note["note"].as_str().unwrap();
+        let body = format!("{}\n", text.split("\n\n").next().unwrap());
+        ari::evidence::checkpoint::Checkpoint::parse_text(&body)
+            .unwrap()
+            .root
+    };
+    assert!(tree::verify_consistency(
+        old,
+        new,
+        &root(&cp),
+        &root(&cp2),
+        &hashes
+    ));
+
+    // Beyond the newest checkpoint: a retryable refusal, not a guess.
+    let e = remote_err(c.call("evidence.inclusion", json!({"index": new + 5})));
+    assert_eq!(e.reason, "not_yet_checkpointed");
+    assert!(e.retryable);
+    let e = remote_err(c.call(
+        "evidence.inclusion",
+        json!({"index": 0, "tree_size": new + 5}),
+    ));
+    assert_eq!(e.reason, "not_yet_checkpointed");
+    // An agent reads only entries about itself; entry 0 (its provisioning) is about it, the
+    // operator's view has everything.
+    let e = remote_err(c.call("evidence.entry", json!({"index": 1_000_000})));
+    assert_eq!(e.reason, "entry_not_found");
+    // Bad statements are refused and nothing is written.
+    let e = remote_err(c.call("evidence.record", json!({"kind": "has space", "body": {}})));
+    assert_eq!(e.reason, "invalid_params");
+    let e = remote_err(c.call(
+        "evidence.record",
+        json!({"kind": "big", "body": {"x": "y".repeat(20_000)}}),
+    ));
+    assert_eq!(e.reason, "invalid_params");
+    let e = remote_err(d.agent().call("admin.log_export", json!({"from": 0})));
+    assert_eq!(e.reason, "forbidden");
+
+    // PyJWT verifies the statement with the key the operator saw at provisioning.
+    std::fs::write(p("statement.json"), other["entry"].as_str().unwrap()).unwrap();
+    std::fs::write(p("agent.jwk"), agent["key"]["jwk"].to_string()).unwrap();
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/statement_check.py"
+        ))
+        .arg(p("statement.json"))
+        .arg(p("agent.jwk"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("statement ok offer.chosen"), "{stdout}");
+    assert!(stdout.contains("\"price\": 1999"), "{stdout}");
+
+    // The whole log exports over the socket and verifies.
+    let out = work.path().join("export");
+    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (ok, stdout, err) = arictl(&[
+        "verify",
+        "log",
+        out.to_str().unwrap(),
+        "--log-key",
+        key.to_str().unwrap(),
+        "--since",
+        &p("checkpoint.note"),
+    ]);
+    assert!(ok, "{err}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    for kind in [
+        "agent.provisioned",
+        "voucher.issued",
+        "payment.authorized",
+        "agent.statement",
+    ] {
+        assert!(summary["kinds"][kind].as_u64().unwrap() >= 1, "{summary}");
+    }
+}
+
+/// One authorization a client was handed.
+struct Received {
+    jwt: String,
+    index: u64,
+}
+
+#[test]
+fn kill_9_under_16_clients_loses_no_authorization() {
+    const CLIENTS: usize = 16;
+    const CYCLES: usize = 50;
+    const BUDGET: u64 = 3_000;
+    let mut d = Daemon::start();
+    d.provision_self("shop-bot");
+    let v = issue(&d, json!({"budget": BUDGET}));
+    let received = Arc::new(Mutex::new(Vec::<Received>::new()));
+    for cycle in 0..CYCLES {
+        let running = Arc::new(AtomicBool::new(true));
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|n| {
+                let (path, v, received, running) =
+                    (d.agent_path(), v.clone(), received.clone(), running.clone());
+                std::thread::spawn(move || {
+                    let Ok(mut c) = Client::connect(&path) else {
+                        return;
+                    };
+                    let mut i = 0;
+                    while running.load(Ordering::SeqCst) {
+                        i += 1;
+                        match pay(&mut c, &v, 1 + (n as u64 % 3), &format!("c{cycle}-{n}-{i}")) {
+                            Ok(r) => received.lock().unwrap().push(Received {
+                                jwt: r["authorization"].as_str().unwrap().into(),
+                                index: r["log_index"].as_u64().unwrap(),
+                            }),
+                            Err(ClientError::Remote(e))
+                                if e.reason == "budget_exhausted" || e.retryable => {}
+                            Err(ClientError::Remote(e)) => panic!("{e:?}"),
+                            Err(_) => return, // killed under us
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(40 + (cycle as u64 * 37) % 160));
+        d.kill();
+        running.store(false, Ordering::SeqCst);
+        for h in handles {
+            h.join().unwrap();
+        }
+        d.spawn();
+    }
+    // The restarted daemon signs its head; export everything and verify it offline.
+    let size = {
+        let mut c = d.agent();
+        record(&mut c, "end", json!({}))["index"].as_u64().unwrap() + 1
+    };
+    checkpoint(&d, size);
+    let work = common::tempdir();
+    let key = log_key(&d, work.path());
+    let out = work.path().join("export");
+    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (ok, _, err) = arictl(&[
+        "verify",
+        "log",
+        out.to_str().unwrap(),
+        "--log-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let received = received.lock().unwrap();
+    assert!(
+        received.len() > 100,
+        "only {} authorizations",
+        received.len()
+    );
+    for r in received.iter() {
+        let entry = &lines[usize::try_from(r.index).unwrap()];
+        assert_eq!(entry["kind"], "payment.authorized");
+        assert_eq!(
+            entry["fact"]["mandate"].as_str().unwrap(),
+            r.jwt.split('.').nth(1).unwrap(),
+            "entry {} does not record the authorization its client received",
+            r.index
+        );
+    }
+    let logged: u64 = lines
+        .iter()
+        .filter(|e| e["kind"] == "payment.authorized")
+        .map(|e| e["fact"]["amount"].as_u64().unwrap())
+        .sum();
+    let voided: u64 = lines
+        .iter()
+        .filter(|e| e["kind"] == "payment.voided")
+        .map(|e| e["fact"]["amount"].as_u64().unwrap())
+        .sum();
+    let spent = d
+        .admin()
+        .call("admin.voucher_show", json!({"voucher": v}))
+        .unwrap()["spent"]
+        .as_u64()
+        .unwrap();
+    assert!(spent <= BUDGET, "spent {spent} of {BUDGET}");
+    assert_eq!(logged - voided, spent, "the log and the ledger disagree");
+}
+
+/// Mounts a tmpfs of `size` at `dir` (root only, or with passwordless sudo).
+fn mount_tmpfs(dir: &Path, size: &str) -> Vec<&'static str> {
+    let prefix: Vec<&'static str> = if common::uid() == 0 {
+        vec![]
+    } else {
+        vec!["sudo", "-n"]
+    };
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = prefix.clone();
+        all.extend_from_slice(args);
+        let out = Command::new(all[0]).args(&all[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{all:?} failed ({}): the full-filesystem test mounts a small tmpfs and needs root or passwordless sudo",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        &format!("size={size},mode=0700"),
+        "tmpfs",
+        dir.to_str().unwrap(),
+    ]);
+    prefix
+}
+
+struct Unmount(PathBuf, Vec<&'static str>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let mut all = self.1.clone();
+        all.extend_from_slice(&["umount", "-l"]);
+        let _ = Command::new(all[0]).args(&all[1..]).arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_filesystem_fails_closed() {
+    let mut d = Daemon::prepared();
+    let state = d.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let prefix = mount_tmpfs(&state, "8m");
+    let _unmount = Unmount(state.clone(), prefix);
+    d.spawn();
+    d.provision_self("shop-bot");
+    let v = issue(&d, json!({"budget": 1_000_000}));
+    let mut c = d.agent();
+    let before = pay(&mut c, &v, 10, "before").unwrap();
+    assert!(before["authorization"].is_string());
+
+    // Fill the filesystem.
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for i in 0..40 {
+        match pay(&mut c, &v, 10, &format!("full{i}")) {
+            Ok(r) => panic!("a payment was signed on a full filesystem: {r}"),
+            Err(ClientError::Remote(e)) => {
+                assert_eq!(e.reason, "storage_error", "{e:?}");
+                assert!(e.retryable);
+                refused += 1;
+            }
+            Err(e) => panic!("the daemon stopped answering: {e}"),
+        }
+        let e = remote_err(c.call("evidence.record", json!({"kind": "k", "body": {"i": i}})));
+        assert_eq!(e.reason, "storage_error");
+    }
+    assert_eq!(refused, 40);
+    // Still serving, and nothing was spent.
+    let shown = d
+        .admin()
+        .call("admin.voucher_show", json!({"voucher": v}))
+        .unwrap();
+    assert_eq!(shown["spent"], 10);
+
+    // Room again: payments resume and the log verifies end to end.
+    std::fs::remove_file(&filler).unwrap();
+    let after = pay(&mut c, &v, 10, "after").unwrap();
+    let size = after["log_index"].as_u64().unwrap() + 1;
+    checkpoint(&d, size);
+    let work = common::tempdir();
+    let key = log_key(&d, work.path());
+    let out = work.path().join("export");
+    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (ok, stdout, err) = arictl(&[
+        "verify",
+        "log",
+        out.to_str().unwrap(),
+        "--log-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["kinds"]["payment.authorized"], 2, "{summary}");
+    d.stop();
+}
