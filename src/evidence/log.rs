@@ -69,7 +69,16 @@ pub struct Appended {
 /// Appends `entry` (the exact bytes to be hashed) of `kind` as the next leaf, with the subtree
 /// hashes it completes.
 pub fn append(conn: &Connection, kind: &str, entry: &[u8]) -> Result<Appended, StoreError> {
-    let index = size(conn)?;
+    append_at(conn, size(conn)?, kind, entry)
+}
+
+/// [`append`] when the caller already read the log's size (`index`).
+fn append_at(
+    conn: &Connection,
+    index: u64,
+    kind: &str,
+    entry: &[u8],
+) -> Result<Appended, StoreError> {
     let idx = i64::try_from(index).map_err(|_| StoreError::Corrupt("log too large".into()))?;
     let leaf = tree::leaf_hash(entry);
     let completed = tree::completed_by(&StoredNodes(conn), index, leaf)?;
@@ -92,11 +101,14 @@ pub fn append_entry(
     now: i64,
 ) -> Result<Appended, StoreError> {
     let index = size(conn)?;
-    let prev = last_leaf(conn)?;
+    let prev = match index {
+        0 => None,
+        n => Some(StoredNodes(conn).node(0, n - 1)?),
+    };
     let bytes = draft
         .encode(origin, index, prev.as_ref(), now)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    append(conn, draft.kind.name(), &bytes)
+    append_at(conn, index, draft.kind.name(), &bytes)
 }
 
 /// Entries `from..to` (clamped to the log), in order.
