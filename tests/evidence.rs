@@ -75,6 +75,30 @@ fn arictl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Exports the daemon's whole log over the admin socket once a checkpoint covers `size`
+/// entries, verifies it offline, and returns the export directory and the verifier's summary.
+fn export_live(d: &Daemon, work: &Path, size: u64, since: Option<&Path>) -> (PathBuf, Value) {
+    checkpoint(d, size);
+    let key = log_key(d, work);
+    let out = work.join("export");
+    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut args = vec![
+        "verify".to_string(),
+        "log".into(),
+        out.to_str().unwrap().into(),
+        "--log-key".into(),
+        key.to_str().unwrap().into(),
+    ];
+    if let Some(note) = since {
+        args.extend(["--since".into(), note.to_str().unwrap().into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, err) = arictl(&args);
+    assert!(ok, "{err}");
+    (out, serde_json::from_str(&stdout).unwrap())
+}
+
 /// Exports `db` offline into a fresh directory and verifies it: (ok, stderr of the failing step).
 fn export_and_verify(db: &Path, key: &Path, work: &Path, name: &str) -> (bool, String) {
     let out = work.join(name);
@@ -442,21 +466,13 @@ fn statements_proofs_and_entries_over_the_socket() {
     assert!(stdout.contains("statement ok offer.chosen"), "{stdout}");
     assert!(stdout.contains("\"price\": 1999"), "{stdout}");
 
-    // The whole log exports over the socket and verifies.
-    let out = work.path().join("export");
-    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    let (ok, stdout, err) = arictl(&[
-        "verify",
-        "log",
-        out.to_str().unwrap(),
-        "--log-key",
-        key.to_str().unwrap(),
-        "--since",
-        &p("checkpoint.note"),
-    ]);
-    assert!(ok, "{err}");
-    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    // The whole log exports over the socket and verifies, extending the first checkpoint.
+    let (_, summary) = export_live(
+        &d,
+        work.path(),
+        new,
+        Some(&work.path().join("checkpoint.note")),
+    );
     for kind in [
         "agent.provisioned",
         "voucher.issued",
@@ -522,20 +538,8 @@ fn kill_9_under_16_clients_loses_no_authorization() {
         let mut c = d.agent();
         record(&mut c, "end", json!({}))["index"].as_u64().unwrap() + 1
     };
-    checkpoint(&d, size);
     let work = common::tempdir();
-    let key = log_key(&d, work.path());
-    let out = work.path().join("export");
-    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    let (ok, _, err) = arictl(&[
-        "verify",
-        "log",
-        out.to_str().unwrap(),
-        "--log-key",
-        key.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    let (out, _) = export_live(&d, work.path(), size, None);
 
     let lines: Vec<Value> = std::fs::read_to_string(out.join("entries.jsonl"))
         .unwrap()
@@ -666,21 +670,8 @@ fn a_full_filesystem_fails_closed() {
     std::fs::remove_file(&filler).unwrap();
     let after = pay(&mut c, &v, 10, "after").unwrap();
     let size = after["log_index"].as_u64().unwrap() + 1;
-    checkpoint(&d, size);
     let work = common::tempdir();
-    let key = log_key(&d, work.path());
-    let out = work.path().join("export");
-    let (code, _, err) = d.arictl(&["log", "export", "--out", out.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    let (ok, stdout, err) = arictl(&[
-        "verify",
-        "log",
-        out.to_str().unwrap(),
-        "--log-key",
-        key.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    let (_, summary) = export_live(&d, work.path(), size, None);
     assert_eq!(summary["kinds"]["payment.authorized"], 2, "{summary}");
     d.stop();
 }

@@ -1353,15 +1353,21 @@ fn bench_agent(admin: &Path, agent_socket: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
-    let (_daemon, dir) = match &args.state_dir {
+/// The daemon a bench drives: the running one of `--state-dir`, or a throwaway one (kept
+/// alive by the returned handle).
+fn bench_daemon(args: &BenchArgs) -> Result<(Option<ThrowawayDaemon>, PathBuf)> {
+    Ok(match &args.state_dir {
         Some(d) => (None, std::fs::canonicalize(d)?),
         None => {
             let d = ThrowawayDaemon::start()?;
             let dir = d.dir.clone();
             (Some(d), dir)
         }
-    };
+    })
+}
+
+fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
+    let (_daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let workload = match kind {
@@ -1438,14 +1444,7 @@ fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
 }
 
 fn bench_log(args: &BenchArgs) -> Result<()> {
-    let (_daemon, dir) = match &args.state_dir {
-        Some(d) => (None, std::fs::canonicalize(d)?),
-        None => {
-            let d = ThrowawayDaemon::start()?;
-            let dir = d.dir.clone();
-            (Some(d), dir)
-        }
-    };
+    let (_daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let db = dir.join("state/ari.db");
