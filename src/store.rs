@@ -344,15 +344,7 @@ pub fn insert_agent(c: &Connection, agent: &Agent) -> Result<(), StoreError> {
             now()
         ],
     );
-    match r {
-        Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(StoreError::Exists)
-        }
-        Err(e) => Err(e.into()),
-    }
+    constraint_is_exists(r)
 }
 
 /// Sets an agent's status.

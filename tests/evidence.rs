@@ -443,11 +443,7 @@ fn statements_proofs_and_entries_over_the_socket() {
     // PyJWT verifies the statement with the key the operator saw at provisioning.
     std::fs::write(p("statement.json"), other["entry"].as_str().unwrap()).unwrap();
     std::fs::write(p("agent.jwk"), agent["key"]["jwk"].to_string()).unwrap();
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
+    let python = common::pyjwt_python();
     let out = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -1058,20 +1058,7 @@ fn external_issuers_unknown_constraints_and_revocation_lists() {
 /// an authorization with the exported JWKs.
 #[test]
 fn pyjwt_verifies_a_voucher_and_an_authorization() {
-    // Debian's interpreter, which sees the Debian packages .ci/test installs (a pyenv or venv
-    // python3 earlier in PATH would not).
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let probe = std::process::Command::new(python)
-        .args(["-c", "import jwt, cryptography"])
-        .output();
-    assert!(
-        matches!(&probe, Ok(o) if o.status.success()),
-        "python3 with PyJWT and cryptography is required (apt install python3-jwt python3-cryptography; .ci/test installs them)"
-    );
+    let python = common::pyjwt_python();
     let d = Daemon::start();
     let agent = d.provision_self("shop-bot");
     let (v, compact) = issue(&d, json!({"budget": 1000, "payees": ["shop.example"]}));

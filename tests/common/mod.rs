@@ -252,3 +252,21 @@ impl Raw {
         }
     }
 }
+
+/// Debian's python3 (it sees the Debian packages .ci/test installs; a pyenv or venv python3
+/// earlier in PATH would not), checked to have PyJWT and cryptography.
+pub fn pyjwt_python() -> &'static str {
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let probe = Command::new(python)
+        .args(["-c", "import jwt, cryptography"])
+        .output();
+    assert!(
+        matches!(&probe, Ok(o) if o.status.success()),
+        "python3 with PyJWT and cryptography is required (apt install python3-jwt python3-cryptography; .ci/test installs them)"
+    );
+    python
+}
