@@ -73,6 +73,70 @@ pub struct EvidenceConfig {
 pub enum BackendConfig {
     /// A PKCS#11 token.
     Pkcs11(Pkcs11Config),
+    /// A TPM 2.0.
+    Tpm(TpmConfig),
+}
+
+/// A TPM 2.0 and how to use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// How to reach it: `device:/dev/tpmrm0`, `tabrmd`, or `swtpm:host=127.0.0.1,port=2321`.
+    pub tcti: String,
+    /// File holding the owner hierarchy's auth value, if the owner set one (first line).
+    #[serde(default)]
+    pub owner_auth_file: Option<PathBuf>,
+    /// File holding the endorsement hierarchy's auth value, if set (first line).
+    #[serde(default)]
+    pub endorsement_auth_file: Option<PathBuf>,
+    /// File holding the auth value of the keys the daemon creates (first line). Without it
+    /// they have an empty auth value and the blobs in the state database are the only secret.
+    #[serde(default)]
+    pub key_auth_file: Option<PathBuf>,
+    /// Name of a systemd credential holding that value instead (from `$CREDENTIALS_DIRECTORY`).
+    #[serde(default)]
+    pub key_auth_credential: Option<String>,
+    /// sha256 PCRs every quote covers.
+    #[serde(default = "default_pcrs")]
+    pub pcrs: Vec<u8>,
+    /// Most payments one quote may attest together; 1 turns batching off.
+    #[serde(default = "default_quote_batch")]
+    pub quote_batch: usize,
+    /// Objects the TPM can hold loaded at once; 3 suits a TPM without a resource manager.
+    #[serde(default = "default_max_loaded")]
+    pub max_loaded_objects: usize,
+    /// Requests that may wait for the TPM before callers get `busy`.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+impl TpmConfig {
+    /// A TPM reached through `tcti`, with every other setting at its default.
+    pub fn new(tcti: String) -> Self {
+        Self {
+            tcti,
+            owner_auth_file: None,
+            endorsement_auth_file: None,
+            key_auth_file: None,
+            key_auth_credential: None,
+            pcrs: default_pcrs(),
+            quote_batch: default_quote_batch(),
+            max_loaded_objects: default_max_loaded(),
+            queue_depth: default_queue_depth(),
+        }
+    }
+}
+
+fn default_pcrs() -> Vec<u8> {
+    (0..8).collect()
+}
+
+fn default_quote_batch() -> usize {
+    64
+}
+
+fn default_max_loaded() -> usize {
+    3
 }
 
 /// A PKCS#11 module and the token to use in it.
@@ -209,21 +273,56 @@ impl Config {
             key,
             message: message.into(),
         };
-        let BackendConfig::Pkcs11(p) = &self.backend;
-        match (&p.pin_file, &p.pin_credential) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => {
-                return Err(bad(
-                    "backend.pin_file",
-                    "set exactly one of pin_file and pin_credential",
-                ));
+        match &self.backend {
+            BackendConfig::Pkcs11(p) => {
+                match (&p.pin_file, &p.pin_credential) {
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => {
+                        return Err(bad(
+                            "backend.pin_file",
+                            "set exactly one of pin_file and pin_credential",
+                        ));
+                    }
+                }
+                if p.token_label.is_empty() || p.token_label.len() > 32 {
+                    return Err(bad("backend.token_label", "a token label is 1 to 32 bytes"));
+                }
+                if p.queue_depth == 0 {
+                    return Err(bad("backend.queue_depth", "must be at least 1"));
+                }
             }
-        }
-        if p.token_label.is_empty() || p.token_label.len() > 32 {
-            return Err(bad("backend.token_label", "a token label is 1 to 32 bytes"));
-        }
-        if p.queue_depth == 0 {
-            return Err(bad("backend.queue_depth", "must be at least 1"));
+            BackendConfig::Tpm(t) => {
+                if t.tcti.parse::<tss_esapi::tcti_ldr::TctiNameConf>().is_err() {
+                    return Err(bad(
+                        "backend.tcti",
+                        "a TCTI such as device:/dev/tpmrm0, tabrmd or swtpm:host=127.0.0.1,port=2321",
+                    ));
+                }
+                if t.key_auth_file.is_some() && t.key_auth_credential.is_some() {
+                    return Err(bad(
+                        "backend.key_auth_file",
+                        "set at most one of key_auth_file and key_auth_credential",
+                    ));
+                }
+                if t.pcrs.is_empty() || t.pcrs.iter().any(|&i| i > 23) || has_duplicates(&t.pcrs) {
+                    return Err(bad(
+                        "backend.pcrs",
+                        "one to 24 distinct PCR indexes from 0 to 23",
+                    ));
+                }
+                if t.quote_batch == 0 || t.queue_depth == 0 {
+                    return Err(bad(
+                        "backend.quote_batch",
+                        "quote_batch and queue_depth must be at least 1",
+                    ));
+                }
+                if t.max_loaded_objects < 3 {
+                    return Err(bad(
+                        "backend.max_loaded_objects",
+                        "at least 3 (a storage key, a signing key and the attestation key)",
+                    ));
+                }
+            }
         }
         parse_mode(&self.agent_socket.mode).map_err(|m| bad("agent_socket.mode", m))?;
         parse_mode(&self.admin_socket.mode).map_err(|m| bad("admin_socket.mode", m))?;
@@ -281,8 +380,9 @@ impl Config {
 
     /// Number of signing sessions to open.
     pub fn sessions(&self) -> usize {
-        let BackendConfig::Pkcs11(p) = &self.backend;
-        if p.sessions > 0 {
+        if let BackendConfig::Pkcs11(p) = &self.backend
+            && p.sessions > 0
+        {
             p.sessions
         } else {
             std::thread::available_parallelism()
@@ -290,6 +390,11 @@ impl Config {
                 .unwrap_or(2)
         }
     }
+}
+
+fn has_duplicates(v: &[u8]) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    v.iter().any(|x| !seen.insert(*x))
 }
 
 /// Parses an octal mode string such as `"0660"`.

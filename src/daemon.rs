@@ -62,7 +62,10 @@ pub fn open_backend(
     config: &Config,
     loaded: Option<cryptoki::context::Pkcs11>,
 ) -> Result<Arc<dyn Backend>, DaemonError> {
-    let BackendConfig::Pkcs11(p) = &config.backend;
+    let p = match &config.backend {
+        BackendConfig::Pkcs11(p) => p,
+        BackendConfig::Tpm(t) => return open_tpm(t),
+    };
     let source = match (&p.pin_file, &p.pin_credential) {
         (Some(f), _) => PinSource::File(f.clone()),
         (None, Some(c)) => PinSource::Credential(c.clone()),
@@ -80,6 +83,32 @@ pub fn open_backend(
         None => Pkcs11Backend::start(opts)?,
     };
     Ok(Arc::new(backend))
+}
+
+fn open_tpm(t: &crate::config::TpmConfig) -> Result<Arc<dyn Backend>, DaemonError> {
+    use crate::backend::{SecretSource, read_secret};
+    let secret = |file: &Option<std::path::PathBuf>, what: &str| {
+        file.as_ref()
+            .map(|f| read_secret(&SecretSource::File(f.clone()), what))
+            .transpose()
+            .map(|s| s.map(|s| zeroize::Zeroizing::new(s.as_bytes().to_vec())))
+    };
+    let key_auth = match (&t.key_auth_file, &t.key_auth_credential) {
+        (_, Some(c)) => Some(read_secret(&SecretSource::Credential(c.clone()), "key auth")?),
+        (Some(f), None) => Some(read_secret(&SecretSource::File(f.clone()), "key auth")?),
+        (None, None) => None,
+    };
+    let opts = crate::backend::tpm::TpmOptions {
+        tcti: t.tcti.clone(),
+        owner_auth: secret(&t.owner_auth_file, "owner auth")?,
+        endorsement_auth: secret(&t.endorsement_auth_file, "endorsement auth")?,
+        key_auth: key_auth.map(|s| zeroize::Zeroizing::new(s.as_bytes().to_vec())),
+        pcrs: t.pcrs.clone(),
+        queue_depth: t.queue_depth,
+        quote_batch: t.quote_batch,
+        max_loaded: t.max_loaded_objects,
+    };
+    Ok(Arc::new(crate::backend::tpm::TpmBackend::start(opts)?))
 }
 
 fn resolve_group(name: &str) -> Result<u32, DaemonError> {

@@ -253,7 +253,12 @@ pub fn open_token(
 ) -> Result<(cryptoki::context::Pkcs11, Config, String, bool), DevError> {
     let text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
     let config = Config::parse(&text, &l.config)?;
-    let crate::config::BackendConfig::Pkcs11(p) = &config.backend;
+    let crate::config::BackendConfig::Pkcs11(p) = &config.backend else {
+        return Err(DevError::Token(crate::backend::BackendError::Failed(format!(
+            "{} does not configure a PKCS#11 token",
+            l.config.display()
+        ))));
+    };
     let ctx = pkcs11::load_module(&p.module)?;
     let created = pkcs11::ensure_token(
         &ctx,
@@ -264,8 +269,25 @@ pub fn open_token(
     Ok((ctx, config, text, created))
 }
 
+/// The directory's configuration with its key store swapped for the software TPM `tpm`, and the
+/// text the configuration digest covers (the file plus a line naming the TPM). Keys the daemon
+/// creates get a random auth value kept in `secrets/tpm-key.auth`.
+pub fn tpm_config(l: &DevLayout, tpm: &crate::swtpm::Swtpm) -> Result<(Config, String), DevError> {
+    let mut text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
+    let mut config = Config::parse(&text, &l.config)?;
+    let auth = l.dir.join("secrets/tpm-key.auth");
+    if !auth.exists() {
+        write_private(&auth, &format!("{}\n", random_pin()?))?;
+    }
+    let mut t = crate::config::TpmConfig::new(tpm.tcti());
+    t.key_auth_file = Some(auth);
+    text.push_str(&format!("\n# arid dev --backend tpm: {}\n", t.tcti));
+    config.backend = crate::config::BackendConfig::Tpm(t);
+    Ok((config, text))
+}
+
 /// The banner dev mode prints before serving.
-pub fn banner(l: &DevLayout, created: bool) -> String {
+pub fn banner(l: &DevLayout, created: bool, tpm: Option<&str>) -> String {
     let arictl = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("arictl")))
@@ -273,9 +295,9 @@ pub fn banner(l: &DevLayout, created: bool) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "arictl".into());
     format!(
-        "arid dev mode (NOT for production keys: the PIN is stored next to the token)\n\
+        "arid dev mode (NOT for production keys: secrets are stored next to the key store)\n\
          \x20 state dir     {dir}\n\
-         \x20 token         {label:?} ({what}) via {conf}\n\
+         \x20 key store     {store}\n\
          \x20 config        {config}\n\
          \x20 agent socket  {agent}\n\
          \x20 admin socket  {admin} (operator: uid {uid})\n\n\
@@ -286,9 +308,14 @@ pub fn banner(l: &DevLayout, created: bool) -> String {
          \x20 {arictl} attest --nonce $(openssl rand -hex 16)\n\n\
          Stop with Ctrl-C; run the same command again to resume with the same token and agents.\n",
         dir = l.dir.display(),
-        label = DEV_TOKEN_LABEL,
-        what = if created { "created now" } else { "reused" },
-        conf = l.softhsm_conf.display(),
+        store = match tpm {
+            Some(tcti) => format!("software TPM (swtpm) at {tcti}, state in {}", l.dir.join("tpm").display()),
+            None => format!(
+                "SoftHSM2 token {DEV_TOKEN_LABEL:?} ({}) via {}",
+                if created { "created now" } else { "reused" },
+                l.softhsm_conf.display()
+            ),
+        },
         config = l.config.display(),
         agent = l.agent_socket.display(),
         admin = l.admin_socket.display(),

@@ -73,6 +73,23 @@ impl PublicKey {
         self.key.to_sec1_point(false).as_bytes().to_vec()
     }
 
+    /// The SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`), as OpenSSL and tpm2-tools
+    /// read it.
+    pub fn to_pem(&self) -> Result<String, JoseError> {
+        use p256::pkcs8::EncodePublicKey;
+        self.key
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|_| JoseError::Jwk("cannot encode the key as PEM"))
+    }
+
+    /// Parses a SubjectPublicKeyInfo PEM holding a P-256 key.
+    pub fn from_pem(pem: &str) -> Result<Self, JoseError> {
+        use p256::pkcs8::DecodePublicKey;
+        let key = VerifyingKey::from_public_key_pem(pem.trim())
+            .map_err(|_| JoseError::Jwk("not a P-256 public key in PEM"))?;
+        Self::from_sec1(key.to_sec1_point(false).as_bytes())
+    }
+
     /// The key as the `p256` crate sees it, for verifying.
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key

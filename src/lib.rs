@@ -56,4 +56,5 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod swtpm;
 pub mod voucher;

@@ -117,6 +117,9 @@ pub const MIGRATIONS: &[&str] = &[
         note        TEXT NOT NULL,
         signed_at   INTEGER NOT NULL
     ) STRICT;",
+    // 5: a TPM key's certification by the attestation key (JSON), made when it was created.
+    "ALTER TABLE agent ADD COLUMN certification TEXT;
+    ALTER TABLE daemon_key ADD COLUMN certification TEXT;",
 ];
 
 /// A voucher as the daemon keeps it.
@@ -251,7 +254,7 @@ impl Store {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, instance_id, user_id, key_id, key_uri, public_key, attributes, selectors,
-                        status, certificate, created_at
+                        status, certificate, created_at, certification
                  FROM agent ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -267,13 +270,14 @@ impl Store {
                     r.get::<_, String>(8)?,
                     r.get::<_, Option<String>>(9)?,
                     r.get::<_, i64>(10)?,
+                    r.get::<_, Option<String>>(11)?,
                 ))
             })?;
             let mut agents = Vec::new();
             for row in rows {
-                let (id, instance, user, key_id, uri, public, attributes, selectors, status, certificate, created_at) =
+                let (id, instance, user, key_id, uri, public, attributes, selectors, status, certificate, created_at, certification) =
                     row?;
-                let key = key_info(key_id, uri, &public, &attributes)?;
+                let key = key_info(key_id, uri, &public, &attributes, certification.as_deref())?;
                 let selectors: Selectors =
                     serde_json::from_str(&selectors).map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))?;
                 let status = AgentStatus::parse(&status)
@@ -289,12 +293,21 @@ impl Store {
         self.with(|c| {
             let row = c
                 .query_row(
-                    "SELECT key_id, key_uri, public_key, attributes FROM daemon_key WHERE role = ?1",
+                    "SELECT key_id, key_uri, public_key, attributes, certification FROM daemon_key WHERE role = ?1",
                     [role],
-                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, String>(3)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                        ))
+                    },
                 )
                 .optional()?;
-            row.map(|(id, uri, public, attributes)| key_info(id, uri, &public, &attributes)).transpose()
+            row.map(|(id, uri, public, attributes, cert)| key_info(id, uri, &public, &attributes, cert.as_deref()))
+                .transpose()
         })
     }
 
@@ -302,17 +315,19 @@ impl Store {
     pub fn put_daemon_key(&self, role: &str, key: &KeyInfo) -> Result<(), StoreError> {
         let attributes = serde_json::to_string(&key.attributes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let certification = certification_json(key)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO daemon_key (role, key_id, key_uri, public_key, attributes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO daemon_key (role, key_id, key_uri, public_key, attributes, created_at, certification)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     role,
                     key.id.0,
                     key.uri,
                     key.public.to_sec1(),
                     attributes,
-                    now()
+                    now(),
+                    certification
                 ],
             )?;
             Ok(())
@@ -326,10 +341,11 @@ pub fn insert_agent(c: &Connection, agent: &Agent) -> Result<(), StoreError> {
         serde_json::to_string(&agent.selectors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let attributes = serde_json::to_string(&agent.key.attributes)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let certification = certification_json(&agent.key)?;
     let r = c.execute(
         "INSERT INTO agent (id, instance_id, user_id, key_id, key_uri, public_key, attributes,
-                            selectors, status, certificate, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                            selectors, status, certificate, created_at, updated_at, certification)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         params![
             agent.id,
             agent.instance,
@@ -341,7 +357,8 @@ pub fn insert_agent(c: &Connection, agent: &Agent) -> Result<(), StoreError> {
             selectors,
             agent.status.as_str(),
             agent.certificate,
-            now()
+            now(),
+            certification
         ],
     );
     constraint_is_exists(r)
@@ -521,6 +538,7 @@ fn key_info(
     uri: String,
     public: &[u8],
     attributes: &str,
+    certification: Option<&str>,
 ) -> Result<KeyInfo, StoreError> {
     let public =
         PublicKey::from_sec1(public).map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
@@ -528,10 +546,22 @@ fn key_info(
         .map_err(|e| StoreError::Corrupt(format!("key {uri}: {e}")))?;
     Ok(KeyInfo {
         id: KeyId(id),
+        certification: certification
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("key {uri}: certification: {e}")))?,
         uri,
         public,
         attributes,
     })
+}
+
+fn certification_json(key: &KeyInfo) -> Result<Option<String>, StoreError> {
+    key.certification
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

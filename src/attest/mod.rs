@@ -8,6 +8,8 @@
 //! decides what that is worth instead of guessing from a missing field. Verifiers ignore claims
 //! they do not know, so later versions can add claims without breaking them.
 
+pub mod tpm;
+
 use crate::backend::KeyAttributes;
 use crate::identity::CallerFacts;
 use crate::jose::{self, JoseError, PublicKey};
@@ -61,7 +63,7 @@ pub struct Evidence {
     /// The signing key and its protection.
     pub key: KeyClaim,
     /// TPM evidence; on PKCS#11 `present` is false and nothing else is given.
-    pub tpm: TpmClaim,
+    pub tpm: tpm::TpmEvidence,
 }
 
 /// Agent identity inside the claims.
@@ -132,13 +134,6 @@ pub struct KeyClaim {
     pub uri: String,
     /// Protection attributes as the store reports them.
     pub attributes: KeyAttributes,
-}
-
-/// TPM evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TpmClaim {
-    /// Whether a TPM quote is attached.
-    pub present: bool,
 }
 
 /// The `typ` member of an attestation bundle.

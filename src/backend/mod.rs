@@ -10,7 +10,10 @@
 //! that returns one.
 
 pub mod pkcs11;
+pub mod tpm;
 
+use crate::attest::tpm::{Certification, Quote};
+use crate::evidence::tree::Hash;
 use crate::jose::PublicKey;
 use serde::Serialize;
 use std::fmt;
@@ -116,6 +119,74 @@ pub struct KeyInfo {
     pub public: PublicKey,
     /// The private half's protection attributes.
     pub attributes: KeyAttributes,
+    /// The TPM's certification of the key by its attestation key, made when the key was
+    /// created; `None` on stores without a TPM.
+    pub certification: Option<Certification>,
+}
+
+/// The attestation key and, when the TPM has one, its endorsement key certificate.
+#[derive(Debug, Clone)]
+pub struct AkInfo {
+    /// The AK's public half.
+    pub public: PublicKey,
+    /// The AK's `TPMT_PUBLIC`.
+    pub tpm_public: Vec<u8>,
+    /// The EK certificate (DER) from the TPM's NV storage, if provisioned.
+    pub ek_certificate: Option<Vec<u8>>,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CounterValues {
+    /// Every command sent to the TPM.
+    pub commands: u64,
+    /// TPM2_Quote commands.
+    pub quotes: u64,
+    /// Quote requests answered.
+    pub quoted: u64,
+    /// TPM2_Sign commands.
+    pub signs: u64,
+}
+
+
+
+/// Where a secret (a PIN, an auth value) comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// The first line of a file.
+    File(std::path::PathBuf),
+    /// A systemd credential in `$CREDENTIALS_DIRECTORY`.
+    Credential(String),
+}
+
+/// Reads the first line of a secret, trimmed; `what` names it in errors. The text read is
+/// zeroized when dropped.
+pub fn read_secret(
+    source: &SecretSource,
+    what: &str,
+) -> Result<zeroize::Zeroizing<String>, BackendError> {
+    let path = match source {
+        SecretSource::File(p) => p.clone(),
+        SecretSource::Credential(name) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                BackendError::Unavailable(format!(
+                    "the {what} credential {name:?} is configured but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)"
+                ))
+            })?;
+            std::path::Path::new(&dir).join(name)
+        }
+    };
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+        BackendError::Unavailable(format!("cannot read the {what} from {}: {e}", path.display()))
+    })?);
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.is_empty() {
+        return Err(BackendError::Unavailable(format!(
+            "the {what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(zeroize::Zeroizing::new(line.to_owned()))
 }
 
 /// A key store.
@@ -135,14 +206,25 @@ pub trait Backend: Send + Sync + 'static {
     /// Destroys both halves of a key. Destroying a missing key is not an error.
     fn destroy_key(&self, id: KeyId) -> BackendFuture<()>;
 
-    /// Produces a TPM quote; stores without a TPM do not support it.
-    fn quote(&self, _qualifying_data: [u8; 32]) -> BackendFuture<Vec<u8>> {
-        let kind = self.kind();
-        Box::pin(async move {
-            Err(BackendError::Unsupported {
-                backend: kind,
-                operation: "quotes",
-            })
-        })
+    /// A TPM quote over the configured PCRs that binds `binding` (a payment's binding digest),
+    /// alone or as a leaf of a batch; stores without a TPM do not support it.
+    fn quote(&self, _binding: Hash) -> BackendFuture<Quote> {
+        unsupported(self.kind(), "quotes")
     }
+
+    /// The attestation key that signs quotes and certifications.
+    fn attestation_key(&self) -> BackendFuture<AkInfo> {
+        unsupported(self.kind(), "attestation keys")
+    }
+
+    /// TPM command counts, on stores that have a TPM.
+    fn counters(&self) -> Option<CounterValues> {
+        None
+    }
+}
+
+fn unsupported<T: Send + 'static>(backend: &'static str, operation: &'static str) -> BackendFuture<T> {
+    Box::pin(async move {
+        Err(BackendError::Unsupported { backend, operation })
+    })
 }

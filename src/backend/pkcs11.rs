@@ -24,44 +24,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use zeroize::Zeroizing;
+
 
 /// DER of the named-curve OID for P-256 (1.2.840.10045.3.1.7), the `CKA_EC_PARAMS` value.
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
-/// Where the user PIN comes from.
-#[derive(Debug, Clone)]
-pub enum PinSource {
-    /// The first line of a file.
-    File(PathBuf),
-    /// A systemd credential in `$CREDENTIALS_DIRECTORY`.
-    Credential(String),
-}
+pub use super::SecretSource as PinSource;
 
 /// Reads the PIN. The text read is zeroized once the PIN is built.
 pub fn read_pin(source: &PinSource) -> Result<AuthPin, BackendError> {
-    let path = match source {
-        PinSource::File(p) => p.clone(),
-        PinSource::Credential(name) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                BackendError::Unavailable(format!(
-                    "pin_credential {name:?} is set but $CREDENTIALS_DIRECTORY is not (run under systemd with LoadCredential=)"
-                ))
-            })?;
-            Path::new(&dir).join(name)
-        }
-    };
-    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-        BackendError::Unavailable(format!("cannot read the PIN from {}: {e}", path.display()))
-    })?);
-    let line = text.lines().next().unwrap_or_default().trim();
-    if line.is_empty() {
-        return Err(BackendError::Unavailable(format!(
-            "the PIN file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(AuthPin::from(line))
+    let line = super::read_secret(source, "PIN")?;
+    Ok(AuthPin::from(line.as_str()))
 }
 
 /// How to open the token.
@@ -444,6 +417,7 @@ impl Worker {
             uri: key_uri(&self.shared.token_label, id),
             public,
             attributes: self.attributes(private)?,
+            certification: None,
         })
     }
 

@@ -87,6 +87,9 @@ enum Command {
     /// Verify artifacts offline.
     #[command(subcommand)]
     Verify(VerifyCmd),
+    /// The host's TPM, for enrolling it with a verifier (operator, admin socket).
+    #[command(subcommand)]
+    Tpm(TpmCmd),
     /// Measure the daemon.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -398,6 +401,31 @@ enum LogCmd {
 }
 
 #[derive(Subcommand)]
+enum TpmCmd {
+    /// Export the attestation key (PEM and JWK) and the EK certificate when the TPM has one.
+    #[command(
+        after_help = "Examples:\n  arictl tpm ak\n  arictl tpm ak --out /tmp/host-7   # writes ak.pem, ak.jwk and ek.pem if present"
+    )]
+    Ak {
+        /// Write ak.pem, ak.jwk (and ek.pem) into this directory instead of printing JSON.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Write a bundle's quote as the files `tpm2_checkquote` reads, for an independent check
+    /// (offline).
+    #[command(
+        after_help = "Example:\n  arictl tpm quote-files receipt.json --out q/\n  tpm2_checkquote -u ak.pem -m q/quote.msg -s q/quote.sig -f q/pcrs.bin -g sha256 -q $(cat q/qualification.hex)"
+    )]
+    QuoteFiles {
+        /// The bundle, in any form `verify attestation` reads (`-` for stdin).
+        bundle: PathBuf,
+        /// Directory for quote.msg, quote.sig, pcrs.bin and qualification.hex.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum VerifyCmd {
     /// Verify a voucher (or a chain, root first) against trusted issuer keys.
     #[command(
@@ -461,6 +489,30 @@ enum VerifyCmd {
         /// The log's public JWK.
         #[arg(long, value_name = "FILE")]
         log_key: PathBuf,
+    },
+    /// Verify an attestation bundle's TPM evidence: the AK's signature on the quote and on the
+    /// key certification, the qualifying data against the binding digest (or the batch root and
+    /// path), the PCRs, executable and uid against a policy, and the TPM clock against the state
+    /// kept from earlier bundles. Names the failed check.
+    #[command(
+        after_help = "Examples:\n  arictl tpm ak --out enroll/\n  arictl verify attestation receipt.json --ak enroll/ak.pem --policy policy.toml --state seen.json\n  arictl attest --nonce 3f1c9a0e5b7d2468 > a.json\n  arictl verify attestation a.json --ak enroll/ak.jwk --policy policy.toml --nonce 3f1c9a0e5b7d2468\n\nThe policy (TOML):\n  require_tpm = true        # false lets bundles without TPM evidence (PKCS#11) pass\n  exe_sha256 = [\"<hex>\"]     # allowed executables; empty allows any\n  uids = [1001]             # allowed uids; empty allows any\n  [pcrs]                    # sha256 PCR values that must be quoted\n  0 = \"<hex>\""
+    )]
+    Attestation {
+        /// The bundle: a payment receipt, `arictl attest` output, bundle JSON or its base64url
+        /// (`-` for stdin).
+        bundle: PathBuf,
+        /// The enrolled attestation key: PEM, JWK, or `arictl tpm ak` output.
+        #[arg(long, value_name = "FILE")]
+        ak: PathBuf,
+        /// The policy file (TOML).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Keeps the TPM clock and counters last seen per AK; refuses bundles older than them.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// For an `agent.attest` bundle: the nonce you sent, checked against its binding.
+        #[arg(long)]
+        nonce: Option<String>,
     },
     /// Verify an attestation against the agent's public JWK and the nonce you sent.
     #[command(
@@ -1262,6 +1314,13 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             );
             Ok(())
         }
+        VerifyCmd::Attestation {
+            bundle,
+            ak,
+            policy,
+            state,
+            nonce,
+        } => verify_attestation(bundle, ak, policy, state.as_deref(), nonce.as_deref()),
         VerifyCmd::Attest { jwk, nonce, file } => {
             let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
             let text = read_input(file)?;
@@ -1282,6 +1341,96 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             print_json(&serde_json::to_value(&claims)?)
         }
     }
+}
+
+/// The qualifying data (extraData) of a `TPMS_ATTEST`.
+fn tss_qualification(attest: &[u8]) -> Result<Vec<u8>> {
+    use tss_esapi::traits::UnMarshall;
+    let a = tss_esapi::structures::Attest::unmarshall(attest)
+        .map_err(|e| anyhow!("unreadable TPMS_ATTEST: {e}"))?;
+    Ok(a.extra_data().value().to_vec())
+}
+
+/// Reads a bundle from a receipt, `arictl attest` output, the bundle JSON, or its base64url.
+fn read_bundle(path: &Path) -> Result<attest::Bundle> {
+    let text = read_input(path)?;
+    let text = text.trim();
+    let b64 = match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.get("typ").is_some() => {
+            return serde_json::from_value(v).context("not an attestation bundle");
+        }
+        Ok(v) => ["/bundle", "/attestation"]
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| anyhow!("no \"bundle\" or \"attestation\" member"))?,
+        Err(_) => text.to_owned(),
+    };
+    let bytes = ari::jose::b64url_decode(&b64).context("the bundle is not base64url")?;
+    serde_json::from_slice(&bytes).context("not an attestation bundle")
+}
+
+/// Reads a public key given as PEM, JWK, or `arictl tpm ak` output.
+fn read_public_key(path: &Path) -> Result<ari::jose::PublicKey> {
+    let text = read_input(path)?;
+    if text.trim_start().starts_with("-----BEGIN") {
+        return Ok(ari::jose::PublicKey::from_pem(&text)?);
+    }
+    let v: Value = serde_json::from_str(&text).context("not PEM or JSON")?;
+    let jwk = v.get("jwk").cloned().unwrap_or(v);
+    Ok(serde_json::from_value::<Jwk>(jwk)
+        .context("not a JWK")?
+        .to_public_key()?)
+}
+
+fn verify_attestation(
+    bundle: &Path,
+    ak: &Path,
+    policy: &Path,
+    state: Option<&Path>,
+    nonce: Option<&str>,
+) -> Result<()> {
+    use ari::attest::tpm::{self, Seen};
+    let bundle = read_bundle(bundle)?;
+    let ak = read_public_key(ak)?;
+    let policy: tpm::Policy = toml::from_str(
+        &std::fs::read_to_string(policy)
+            .with_context(|| format!("cannot read {}", policy.display()))?,
+    )
+    .with_context(|| format!("{} is not a valid policy", policy.display()))?;
+    if let Some(nonce) = nonce
+        && bundle.binding != tpm::challenge_binding(nonce, &bundle.evidence.key.kid)
+    {
+        bail!("attestation REJECTED by check binding: the bundle does not answer this nonce");
+    }
+    let mut seen: std::collections::BTreeMap<String, Seen> = match state {
+        Some(p) if p.exists() => serde_json::from_str(&std::fs::read_to_string(p)?)
+            .with_context(|| format!("{} is not a state file", p.display()))?,
+        _ => Default::default(),
+    };
+    let kid = ak.thumbprint();
+    let v = tpm::verify(&bundle, &ak, &policy, seen.get(&kid).copied())
+        .map_err(|f| anyhow!("attestation REJECTED by check {}: {}", f.check, f.detail))?;
+    if let (Some(p), Some(now)) = (state, v.seen) {
+        seen.insert(kid, now);
+        std::fs::write(p, serde_json::to_string_pretty(&seen)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if v.tpm {
+        eprintln!(
+            "attestation OK: agent {} key {} in the TPM of AK {}, {} PCR(s) quoted, batch of {}",
+            bundle.evidence.agent.id,
+            bundle.evidence.key.kid,
+            ak.thumbprint(),
+            v.pcrs.len(),
+            v.batch_size
+        );
+    } else {
+        eprintln!(
+            "attestation OK without TPM evidence: no TPM evidence (key store {}), which the policy allows",
+            bundle.evidence.key.store
+        );
+    }
+    print_json(&serde_json::to_value(&v)?)
 }
 
 /// A throwaway dev daemon, stopped when dropped.
@@ -1542,6 +1691,52 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Log(cmd) => log_cmd(cli, cmd),
         Command::Verify(cmd) => verify_cmd(cmd),
+        Command::Tpm(TpmCmd::QuoteFiles { bundle, out }) => {
+            let bundle = read_bundle(bundle)?;
+            let quote = bundle
+                .evidence
+                .tpm
+                .quote
+                .as_ref()
+                .ok_or_else(|| anyhow!("the bundle has no TPM quote"))?;
+            let files = attest::tpm::quote_files(quote)?;
+            // The quote qualifies the binding digest, or the batch root it is a leaf of.
+            let attest = ari::jose::b64url_decode(&quote.attest)?;
+            let qualification = tss_qualification(&attest)?;
+            std::fs::create_dir_all(out)?;
+            std::fs::write(out.join("quote.msg"), &files.message)?;
+            std::fs::write(out.join("quote.sig"), &files.signature)?;
+            std::fs::write(out.join("pcrs.bin"), &files.pcrs)?;
+            std::fs::write(out.join("qualification.hex"), hex::encode(&qualification))?;
+            eprintln!(
+                "wrote quote.msg, quote.sig, pcrs.bin ({}) and qualification.hex in {}",
+                files.pcr_list,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Tpm(TpmCmd::Ak { out }) => {
+            let v = call(&cli.admin_socket, "admin.tpm_ak", json!({}))?;
+            let Some(dir) = out else {
+                return print_json(&v);
+            };
+            std::fs::create_dir_all(dir)?;
+            let pem = field(&v, "/pem").as_str().unwrap_or_default();
+            std::fs::write(dir.join("ak.pem"), pem)?;
+            std::fs::write(
+                dir.join("ak.jwk"),
+                serde_json::to_string_pretty(field(&v, "/jwk"))?,
+            )?;
+            let mut wrote = vec!["ak.pem", "ak.jwk"];
+            if let Some(ek) = field(&v, "/ek_certificate").as_str() {
+                std::fs::write(dir.join("ek.pem"), ek)?;
+                wrote.push("ek.pem");
+            } else {
+                eprintln!("the TPM holds no EK certificate");
+            }
+            eprintln!("wrote {} in {}", wrote.join(", "), dir.display());
+            Ok(())
+        }
         Command::Bench(BenchCmd::Attest(args)) => bench_attest(args, BenchKind::Attest),
         Command::Bench(BenchCmd::Authorize(args)) => bench_attest(args, BenchKind::Authorize),
         Command::Bench(BenchCmd::Log(args)) => bench_log(args),

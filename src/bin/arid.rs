@@ -39,12 +39,22 @@ enum Command {
         /// Set the directory up (token, config) and exit without serving.
         #[arg(long)]
         prepare: bool,
+        /// The key store: a SoftHSM2 token, or a software TPM (swtpm) started on free
+        /// loopback ports with its state in DIR/tpm.
+        #[arg(long, value_enum, default_value = "pkcs11")]
+        backend: DevBackend,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DevBackend {
+    Pkcs11,
+    Tpm,
 }
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},tss_esapi=off")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -73,15 +83,37 @@ fn run_config(path: &Path) -> Result<()> {
 fn check_config(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     println!(
-        "{}: OK (backend pkcs11, token {:?}, agent socket {}, admin socket {})",
+        "{}: OK (backend {}, agent socket {}, admin socket {})",
         path.display(),
         match &config.backend {
-            ari::config::BackendConfig::Pkcs11(p) => p.token_label.as_str(),
+            ari::config::BackendConfig::Pkcs11(p) => format!("pkcs11, token {:?}", p.token_label),
+            ari::config::BackendConfig::Tpm(t) => format!("tpm, {}", t.tcti),
         },
         config.agent_socket.path.display(),
         config.admin_socket.path.display()
     );
     Ok(())
+}
+
+fn run_dev_tpm(state_dir: &Path, prepare: bool) -> Result<()> {
+    let layout = dev::prepare(state_dir)?;
+    let _lock = dev::lock(&layout)?;
+    let tpm = ari::swtpm::Swtpm::start(&layout.dir.join("tpm"))?;
+    let (config, text) = dev::tpm_config(&layout, &tpm)?;
+    if prepare {
+        println!(
+            "{} is ready (software TPM state in {}); start it with: arid dev --backend tpm --state-dir {}",
+            layout.dir.display(),
+            layout.dir.join("tpm").display(),
+            layout.dir.display()
+        );
+        return Ok(());
+    }
+    init_logging(&config.log.level);
+    print!("{}", dev::banner(&layout, false, Some(&tpm.tcti())));
+    let served = runtime(&config)?.block_on(daemon::run(config, &text, None));
+    drop(tpm);
+    Ok(served?)
 }
 
 fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
@@ -108,7 +140,7 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
         return Ok(());
     }
     init_logging(&config.log.level);
-    print!("{}", dev::banner(&layout, created));
+    print!("{}", dev::banner(&layout, created, None));
     runtime(&config)?.block_on(daemon::run(config, &text, Some(ctx)))?;
     Ok(())
 }
@@ -116,7 +148,18 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
 fn main() {
     let args = Args::parse();
     let result = match (&args.command, &args.config, &args.check_config) {
-        (Some(Command::Dev { state_dir, prepare }), None, None) => run_dev(state_dir, *prepare),
+        (
+            Some(Command::Dev {
+                state_dir,
+                prepare,
+                backend,
+            }),
+            None,
+            None,
+        ) => match backend {
+            DevBackend::Pkcs11 => run_dev(state_dir, *prepare),
+            DevBackend::Tpm => run_dev_tpm(state_dir, *prepare),
+        },
         (None, Some(config), None) => run_config(config),
         (None, None, Some(path)) => check_config(path),
         (None, None, None) => Err(anyhow::anyhow!(

@@ -113,6 +113,7 @@ methods! {
     EvidenceConsistency => "evidence.consistency", Both;
     EvidenceEntry => "evidence.entry", Both;
     AdminLogExport => "admin.log_export", Admin;
+    AdminTpmAk => "admin.tpm_ak", Admin;
 }
 
 impl Method {

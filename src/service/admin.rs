@@ -8,6 +8,7 @@ use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
 use crate::store::StoreError;
+use base64ct::Encoding as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -61,6 +62,35 @@ pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
 }
 
 impl Service {
+    /// The TPM's attestation key for enrollment with a verifier: JWK, PEM, the TPM's public
+    /// area, and the EK certificate when the TPM holds one.
+    pub(super) async fn tpm_ak(&self) -> Result<Value, Error> {
+        let info = self.backend.attestation_key().await?;
+        let pem = info
+            .public
+            .to_pem()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let ek = info.ek_certificate.as_deref().map(|der| {
+            let b64 = base64ct::Base64::encode_string(der);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        });
+        Ok(json!({
+            "kid": info.public.thumbprint(),
+            "jwk": info.public.to_jwk(),
+            "pem": pem,
+            "tpm_public": crate::jose::b64url(&info.tpm_public),
+            "ek_certificate": ek,
+        }))
+    }
+
     pub(super) async fn provision(&self, p: ProvisionParams) -> Result<Value, Error> {
         let _writing = self.agent_writes.lock().await;
         identity::validate_agent_id(&p.agent).map_err(|m| Error::InvalidParams(m.into()))?;

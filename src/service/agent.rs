@@ -2,8 +2,8 @@
 
 use super::{Service, agent_view};
 use crate::attest::{
-    self, AgentClaim, AttestClaims, DaemonClaim, Evidence, HostClaim, KeyClaim, RuntimeClaim,
-    TpmClaim,
+    self, AgentClaim, AttestClaims, Bundle, DaemonClaim, Evidence, HostClaim, KeyClaim,
+    RuntimeClaim,
 };
 use crate::clock::unix_now;
 use crate::error::Error;
@@ -44,12 +44,23 @@ impl Service {
         attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
         let (facts, agent) = self.caller(info)?;
         let kid = agent.key.public.thumbprint();
+        let binding = attest::tpm::challenge_binding(&p.nonce, &kid);
+        let mut evidence = self.evidence(&agent, &facts);
+        evidence.tpm = self.tpm_evidence(&agent, &binding).await?;
+        let now = unix_now();
+        let bundle = Bundle {
+            typ: attest::BUNDLE_TYP.into(),
+            iat: now,
+            binding,
+            evidence: evidence.clone(),
+        };
+        let bundle = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
         let claims = AttestClaims {
             iss: "arid".into(),
             sub: agent.id.clone(),
-            iat: unix_now(),
+            iat: now,
             nonce: p.nonce,
-            evidence: self.evidence(&agent, &facts),
+            evidence,
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -57,7 +68,35 @@ impl Service {
             .backend
             .sign_digest(agent.key.id.clone(), input.digest())
             .await?;
-        Ok(json!({ "attestation": input.finish(&signature), "kid": kid }))
+        Ok(json!({
+            "attestation": input.finish(&signature),
+            "kid": kid,
+            "bundle": crate::jose::b64url(&bundle),
+        }))
+    }
+
+    /// The TPM evidence binding `binding` (base64url binding digest) for `agent`: a quote,
+    /// possibly shared with concurrent callers, the key's certification and the AK. Absent
+    /// without a TPM.
+    pub(super) async fn tpm_evidence(
+        &self,
+        agent: &Agent,
+        binding: &str,
+    ) -> Result<attest::tpm::TpmEvidence, Error> {
+        let Some(ak) = &self.ak else {
+            return Ok(attest::tpm::TpmEvidence::absent());
+        };
+        let digest = crate::jose::b64url_decode(binding)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| Error::Internal("a binding digest is not 32 bytes".into()))?;
+        let quote = self.backend.quote(digest).await?;
+        Ok(attest::tpm::TpmEvidence {
+            present: true,
+            ak: Some(ak.clone()),
+            quote: Some(quote),
+            certification: agent.key.certification.clone(),
+        })
     }
 
     /// What the daemon vouches for about `agent` running as `facts`.
@@ -82,7 +121,7 @@ impl Service {
                 uri: agent.key.uri.clone(),
                 attributes: agent.key.attributes,
             },
-            tpm: TpmClaim { present: false },
+            tpm: attest::tpm::TpmEvidence::absent(),
         }
     }
 }

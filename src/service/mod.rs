@@ -73,6 +73,8 @@ pub struct Service {
     origin: String,
     /// The newest signed checkpoint.
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
+    /// The TPM's attestation key, on a TPM.
+    ak: Option<crate::jose::Jwk>,
 }
 
 impl std::fmt::Debug for Service {
@@ -139,6 +141,14 @@ impl Service {
             };
             daemon_keys.push((role, key));
         }
+        let ak = match backend.attestation_key().await {
+            Ok(info) => {
+                tracing::info!(ak = %info.public.thumbprint(), ek_certificate = info.ek_certificate.is_some(), "TPM attestation key ready");
+                Some(info.public.to_jwk())
+            }
+            Err(crate::backend::BackendError::Unsupported { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
         let s = store.clone();
         let agents = blocking(move || s.agents()).await?;
         for agent in agents
@@ -168,6 +178,7 @@ impl Service {
                 size: c.size,
                 note: c.note,
             })),
+            ak,
         })
     }
 
@@ -289,6 +300,10 @@ impl Service {
             Method::EvidenceConsistency => self.evidence_consistency(decode(params)?).await,
             Method::EvidenceEntry => self.evidence_entry(info, decode(params)?).await,
             Method::AdminLogExport => self.log_export(decode(params)?).await,
+            Method::AdminTpmAk => {
+                decode::<admin::NoParams>(params)?;
+                self.tpm_ak().await
+            }
         }
     }
 
@@ -324,6 +339,13 @@ impl Service {
             "config_sha256": self.facts.config_sha256,
             "agents": self.registry.counts(),
             "daemon_keys": keys,
+            "tpm": self.backend.counters().map(|c| json!({
+                "ak": self.ak.as_ref().and_then(|j| j.kid.clone()),
+                "commands": c.commands,
+                "quotes": c.quotes,
+                "quoted": c.quoted,
+                "signs": c.signs,
+            })),
         })
     }
 }

@@ -507,7 +507,7 @@ impl Service {
             kid: &kid,
         });
         let (attestation, attestation_sha256) = match &facts {
-            Some(f) => self.bundle(&agent, f, binding, now)?,
+            Some(f) => self.bundle(&agent, f, binding, now).await?,
             None => (String::new(), String::new()),
         };
         let mut row = PaymentRow {
@@ -659,18 +659,20 @@ impl Service {
 
     /// The attestation bundle for a payment by `agent`, measured as `facts`: base64url JSON,
     /// and the base64url SHA-256 of that JSON, which the authorization carries.
-    fn bundle(
+    async fn bundle(
         &self,
         agent: &Agent,
         facts: &CallerFacts,
         binding: String,
         now: i64,
     ) -> Result<(String, String), Error> {
+        let mut evidence = self.evidence(agent, facts);
+        evidence.tpm = self.tpm_evidence(agent, &binding).await?;
         let bundle = Bundle {
             typ: attest::BUNDLE_TYP.into(),
             iat: now,
             binding,
-            evidence: self.evidence(agent, facts),
+            evidence,
         };
         let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
         Ok((jose::b64url(&bytes), jose::b64url(&Sha256::digest(&bytes))))
