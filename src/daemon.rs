@@ -94,7 +94,10 @@ fn open_tpm(t: &crate::config::TpmConfig) -> Result<Arc<dyn Backend>, DaemonErro
             .map(|s| s.map(|s| zeroize::Zeroizing::new(s.as_bytes().to_vec())))
     };
     let key_auth = match (&t.key_auth_file, &t.key_auth_credential) {
-        (_, Some(c)) => Some(read_secret(&SecretSource::Credential(c.clone()), "key auth")?),
+        (_, Some(c)) => Some(read_secret(
+            &SecretSource::Credential(c.clone()),
+            "key auth",
+        )?),
         (Some(f), None) => Some(read_secret(&SecretSource::File(f.clone()), "key auth")?),
         (None, None) => None,
     };

@@ -254,10 +254,9 @@ pub fn open_token(
     let text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
     let config = Config::parse(&text, &l.config)?;
     let crate::config::BackendConfig::Pkcs11(p) = &config.backend else {
-        return Err(DevError::Token(crate::backend::BackendError::Failed(format!(
-            "{} does not configure a PKCS#11 token",
-            l.config.display()
-        ))));
+        return Err(DevError::Token(crate::backend::BackendError::Failed(
+            format!("{} does not configure a PKCS#11 token", l.config.display()),
+        )));
     };
     let ctx = pkcs11::load_module(&p.module)?;
     let created = pkcs11::ensure_token(
@@ -269,17 +268,17 @@ pub fn open_token(
     Ok((ctx, config, text, created))
 }
 
-/// The directory's configuration with its key store swapped for the software TPM `tpm`, and the
+/// The directory's configuration with its key store swapped for the TPM at `tcti`, and the
 /// text the configuration digest covers (the file plus a line naming the TPM). Keys the daemon
 /// creates get a random auth value kept in `secrets/tpm-key.auth`.
-pub fn tpm_config(l: &DevLayout, tpm: &crate::swtpm::Swtpm) -> Result<(Config, String), DevError> {
+pub fn tpm_config(l: &DevLayout, tcti: &str) -> Result<(Config, String), DevError> {
     let mut text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
     let mut config = Config::parse(&text, &l.config)?;
     let auth = l.dir.join("secrets/tpm-key.auth");
     if !auth.exists() {
         write_private(&auth, &format!("{}\n", random_pin()?))?;
     }
-    let mut t = crate::config::TpmConfig::new(tpm.tcti());
+    let mut t = crate::config::TpmConfig::new(tcti.to_owned());
     t.key_auth_file = Some(auth);
     text.push_str(&format!("\n# arid dev --backend tpm: {}\n", t.tcti));
     config.backend = crate::config::BackendConfig::Tpm(t);
@@ -309,7 +308,7 @@ pub fn banner(l: &DevLayout, created: bool, tpm: Option<&str>) -> String {
          Stop with Ctrl-C; run the same command again to resume with the same token and agents.\n",
         dir = l.dir.display(),
         store = match tpm {
-            Some(tcti) => format!("software TPM (swtpm) at {tcti}, state in {}", l.dir.join("tpm").display()),
+            Some(what) => what.to_owned(),
             None => format!(
                 "SoftHSM2 token {DEV_TOKEN_LABEL:?} ({}) via {}",
                 if created { "created now" } else { "reused" },

@@ -765,6 +765,7 @@ mod tests {
                 uri: "pkcs11:id=%01".into(),
                 public,
                 attributes,
+                certification: None,
             },
             selectors: crate::identity::Selectors {
                 uid: 1000,

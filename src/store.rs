@@ -377,6 +377,16 @@ pub fn set_agent_status(c: &Connection, id: &str, status: AgentStatus) -> Result
     }
 }
 
+/// Forgets a retired agent's key id. On a TPM the id is the key's only copy (its wrapped blob),
+/// so this is what destroys the key; on PKCS#11 it drops a dangling reference.
+pub fn forget_key(c: &Connection, id: &str) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE agent SET key_id = x'', updated_at = ?2 WHERE id = ?1 AND status = 'retired'",
+        params![id, now()],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Records a newly issued voucher.
     pub fn insert_voucher(&self, v: &StoredVoucher) -> Result<(), StoreError> {

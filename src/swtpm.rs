@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum SwtpmError {
     /// swtpm is not installed.
-    #[error("swtpm is not installed. Install it with:\n    sudo apt-get install -y swtpm swtpm-tools")]
+    #[error(
+        "swtpm is not installed. Install it with:\n    sudo apt-get install -y swtpm swtpm-tools"
+    )]
     Missing,
     /// It would not start or answer.
     #[error("swtpm: {0}")]
@@ -27,11 +29,24 @@ pub struct Swtpm {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Killed with the thread that started it.
+    terminate: bool,
 }
 
 impl Swtpm {
     /// Starts one with its state in `dir` (created if missing) on free loopback ports.
     pub fn start(dir: &Path) -> Result<Self, SwtpmError> {
+        Self::start_with(dir, false)
+    }
+
+    /// As [`Swtpm::start`], but the kernel kills the simulator when the calling thread dies, so
+    /// a daemon killed outright does not leave it behind. Call it from a thread that lives as
+    /// long as the simulator should (the main thread).
+    pub fn start_for_one_client(dir: &Path) -> Result<Self, SwtpmError> {
+        Self::start_with(dir, true)
+    }
+
+    fn start_with(dir: &Path, terminate: bool) -> Result<Self, SwtpmError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| SwtpmError::Start(format!("cannot create {}: {e}", dir.display())))?;
         let mut last = String::new();
@@ -42,6 +57,7 @@ impl Swtpm {
                 child: None,
                 port,
                 dir: dir.to_path_buf(),
+                terminate,
             };
             match s.spawn() {
                 Ok(()) => return Ok(s),
@@ -93,7 +109,16 @@ impl Swtpm {
         let control = port
             .checked_add(1)
             .ok_or_else(|| SwtpmError::Start("no control port above 65535".into()))?;
-        let mut child = Command::new("swtpm")
+        // With `terminate`, setpriv (util-linux) makes the kernel kill the simulator when the
+        // thread that started it dies, however it dies.
+        let mut cmd = if self.terminate {
+            let mut c = Command::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "swtpm"]);
+            c
+        } else {
+            Command::new("swtpm")
+        };
+        let mut child = cmd
             .arg("socket")
             .arg("--tpm2")
             .arg("--server")

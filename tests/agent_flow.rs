@@ -57,11 +57,15 @@ fn provision_identity_attest_and_restart() {
         kid,
         "kid is the RFC 7638 thumbprint of the JWK"
     );
-    assert!(
-        identity["key"]["uri"]
-            .as_str()
-            .unwrap()
-            .starts_with("pkcs11:token=ari-dev;id=%")
+    let uri = identity["key"]["uri"].as_str().unwrap();
+    match common::backend() {
+        "tpm" => assert!(uri.starts_with("tpm:name=000b"), "{uri}"),
+        _ => assert!(uri.starts_with("pkcs11:token=ari-dev;id=%"), "{uri}"),
+    }
+    // A TPM key comes with the AK's certification of it; a PKCS#11 key has none.
+    assert_eq!(
+        identity["key"]["certification"].is_object(),
+        common::backend() == "tpm"
     );
 
     let nonce = "verifier-nonce-0001";
@@ -75,7 +79,32 @@ fn provision_identity_attest_and_restart() {
     assert_eq!(claims["runtime"]["uid"], common::uid());
     assert_eq!(claims["runtime"]["pid"], std::process::id());
     assert_eq!(claims["runtime"]["exe_sha256"], common::self_exe_sha256());
-    assert_eq!(claims["tpm"]["present"], false);
+    assert_eq!(claims["tpm"]["present"], common::backend() == "tpm");
+    // The bundle beside the JWS answers the same nonce; on a TPM its quote verifies against
+    // the enrolled AK, on PKCS#11 it says there is no TPM evidence.
+    let bundle: ari::attest::Bundle =
+        serde_json::from_slice(&ari::jose::b64url_decode(att["bundle"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(
+        bundle.binding,
+        ari::attest::tpm::challenge_binding(nonce, &kid)
+    );
+    let strict = ari::attest::tpm::Policy {
+        require_tpm: true,
+        ..Default::default()
+    };
+    if common::backend() == "tpm" {
+        let ak = d.admin().call("admin.tpm_ak", json!({})).unwrap();
+        let ak = serde_json::from_value::<Jwk>(ak["jwk"].clone())
+            .unwrap()
+            .to_public_key()
+            .unwrap();
+        let v = ari::attest::tpm::verify(&bundle, &ak, &strict, None).unwrap();
+        assert!(v.tpm);
+    } else {
+        let e = ari::attest::tpm::verify(&bundle, &public, &strict, None).unwrap_err();
+        assert_eq!(e.check, "no_tpm_evidence");
+    }
     assert_eq!(claims["key"]["attributes"]["never_extractable"], true);
     assert_eq!(claims["key"]["attributes"]["sensitive"], true);
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();

@@ -168,7 +168,8 @@ fn yes() -> bool {
     true
 }
 
-/// The TPM clock and counters last seen for an AK; a verifier keeps one per host.
+/// The TPM clock and counters last seen for an AK; a verifier keeps one per host. A newer
+/// bundle must not go back in (resetCount, restartCount, clock) order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
     /// `clockInfo.clock`, milliseconds.
@@ -260,7 +261,12 @@ pub fn verify(
         .as_ref()
         .ok_or_else(|| fail("ak", "the bundle names no attestation key"))?
         .to_public_key()
-        .map_err(|e| fail("ak", format!("the bundle's attestation key is unreadable: {e}")))?;
+        .map_err(|e| {
+            fail(
+                "ak",
+                format!("the bundle's attestation key is unreadable: {e}"),
+            )
+        })?;
     if bundle_ak.thumbprint() != ak.thumbprint() {
         return Err(fail(
             "ak",
@@ -289,12 +295,7 @@ pub fn verify(
         .certification
         .as_ref()
         .ok_or_else(|| fail("certification", "TPM evidence without a key certification"))?;
-    let key = bundle
-        .evidence
-        .key
-        .kid
-        .as_str()
-        .to_owned();
+    let key = bundle.evidence.key.kid.as_str().to_owned();
     check_certification(cert, ak, &key)?;
     Ok(Verified {
         tpm: true,
@@ -350,12 +351,14 @@ fn signed_attest(
             "the attestation key's signature does not verify over the attestation",
         )
     })?;
-    Attest::unmarshall(&bytes).map_err(|e| fail(parse_check, format!("unreadable TPMS_ATTEST: {e}")))
+    Attest::unmarshall(&bytes)
+        .map_err(|e| fail(parse_check, format!("unreadable TPMS_ATTEST: {e}")))
 }
 
 /// The raw `r||s` of a marshalled `TPMT_SIGNATURE` (ECDSA, P-256).
 pub fn ecdsa_signature(bytes: &[u8]) -> Result<[u8; 64], String> {
-    let sig = Signature::unmarshall(bytes).map_err(|e| format!("unreadable TPMT_SIGNATURE: {e}"))?;
+    let sig =
+        Signature::unmarshall(bytes).map_err(|e| format!("unreadable TPMT_SIGNATURE: {e}"))?;
     let Signature::EcDsa(ecc) = sig else {
         return Err("the signature is not ECDSA".into());
     };
@@ -434,8 +437,13 @@ fn check_quote(
     }
     let mut quoted = BTreeSet::new();
     for sel in info.pcr_selection().get_selections() {
-        if sel.hashing_algorithm() != tss_esapi::interface_types::algorithm::HashingAlgorithm::Sha256 {
-            return Err(fail("pcr_selection", "the quote covers a bank other than sha256"));
+        if sel.hashing_algorithm()
+            != tss_esapi::interface_types::algorithm::HashingAlgorithm::Sha256
+        {
+            return Err(fail(
+                "pcr_selection",
+                "the quote covers a bank other than sha256",
+            ));
         }
         for slot in sel.selected() {
             quoted.insert(u32::from(slot).trailing_zeros() as u8);
@@ -466,7 +474,12 @@ fn check_quote(
     }
     for (i, want) in indexed(&policy.pcrs, "policy")? {
         match pcrs.get(&i) {
-            None => return Err(fail("pcr_value", format!("PCR {i} is required but not quoted"))),
+            None => {
+                return Err(fail(
+                    "pcr_value",
+                    format!("PCR {i} is required but not quoted"),
+                ));
+            }
             Some(got) if !got.eq_ignore_ascii_case(&want) => {
                 return Err(fail(
                     "pcr_value",
@@ -514,10 +527,18 @@ fn check_clock(now: &Seen, last: &Seen) -> Result<(), Failure> {
             ),
         ));
     }
-    if now.clock < last.clock {
+    // The clock is compared within one reset and restart only: after a power loss it resumes
+    // from its last saved value, which may lag behind what a verifier saw (clockInfo.safe).
+    if now.reset_count == last.reset_count
+        && now.restart_count == last.restart_count
+        && now.clock < last.clock
+    {
         return Err(fail(
             "clock",
-            format!("the TPM clock went back from {} to {}", last.clock, now.clock),
+            format!(
+                "the TPM clock went back from {} to {}",
+                last.clock, now.clock
+            ),
         ));
     }
     Ok(())
@@ -564,12 +585,6 @@ fn check_certification(cert: &Certification, ak: &PublicKey, kid: &str) -> Resul
         return Err(fail("certify_type", "not a certification"));
     };
     let public_bytes = decode("certify_public", "the key's public area", &cert.public)?;
-    if info.name().value() != name_of(&public_bytes).as_slice() {
-        return Err(fail(
-            "certify_name",
-            "the certified name is not the name of the key's public area",
-        ));
-    }
     let public = Public::unmarshall(&public_bytes)
         .map_err(|e| fail("certify_public", format!("unreadable TPMT_PUBLIC: {e}")))?;
     let a = public.object_attributes();
@@ -583,6 +598,12 @@ fn check_certification(cert: &Certification, ak: &PublicKey, kid: &str) -> Resul
     ];
     if let Some((_, why)) = wrong.iter().find(|(bad, _)| *bad) {
         return Err(fail("certify_attributes", *why));
+    }
+    if info.name().value() != name_of(&public_bytes).as_slice() {
+        return Err(fail(
+            "certify_name",
+            "the certified name is not the name of the key's public area",
+        ));
     }
     let point = ecc_point(&public)
         .ok_or_else(|| fail("certify_public", "the certified key is not a P-256 key"))?;

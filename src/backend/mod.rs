@@ -148,8 +148,6 @@ pub struct CounterValues {
     pub signs: u64,
 }
 
-
-
 /// Where a secret (a PIN, an auth value) comes from.
 #[derive(Debug, Clone)]
 pub enum SecretSource {
@@ -177,7 +175,10 @@ pub fn read_secret(
         }
     };
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-        BackendError::Unavailable(format!("cannot read the {what} from {}: {e}", path.display()))
+        BackendError::Unavailable(format!(
+            "cannot read the {what} from {}: {e}",
+            path.display()
+        ))
     })?);
     let line = text.lines().next().unwrap_or_default().trim();
     if line.is_empty() {
@@ -223,8 +224,9 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-fn unsupported<T: Send + 'static>(backend: &'static str, operation: &'static str) -> BackendFuture<T> {
-    Box::pin(async move {
-        Err(BackendError::Unsupported { backend, operation })
-    })
+fn unsupported<T: Send + 'static>(
+    backend: &'static str,
+    operation: &'static str,
+) -> BackendFuture<T> {
+    Box::pin(async move { Err(BackendError::Unsupported { backend, operation }) })
 }

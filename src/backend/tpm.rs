@@ -7,7 +7,9 @@
 //! about them is stored, and they survive every reset but a TPM clear.
 //!
 //! An ARI key is created under the SRK (fixedTPM, fixedParent, sensitiveDataOrigin, sign only,
-//! unrestricted, ECDSA P-256 with SHA-256). Its id is its blob, the `TPMT_PUBLIC` and the
+//! unrestricted, ECDSA P-256 with SHA-256). Its auth value is a machine secret, not a human
+//! password, so it is exempt from dictionary-attack counting (noDA): a TPM that loses power with
+//! keys in use would otherwise count that as a failed try and eventually lock the daemon out. Its id is its blob, the `TPMT_PUBLIC` and the
 //! SRK-wrapped `TPM2B_PRIVATE`, which the daemon keeps in its state database; the TPM holds it only
 //! while loaded. A TPM without a resource manager holds very few objects (three on swtpm), so
 //! loaded objects form a small least-recently-used cache and the thread flushes every transient
@@ -22,7 +24,9 @@
 //! `Unavailable`, which clients may retry; the thread reconnects on the next job, flushes, and
 //! loads keys again from their blobs. Auth values are held in zeroizing buffers.
 
-use super::{AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyAttributes, KeyId, KeyInfo};
+use super::{
+    AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyAttributes, KeyId, KeyInfo,
+};
 use crate::attest::tpm::{self as evidence, Certification, Quote};
 use crate::evidence::tree::Hash;
 use crate::jose;
@@ -41,9 +45,10 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, CapabilityData, Data, Digest, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
-    PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinitionObject,
+    Auth, CapabilityData, Data, Digest, EccPoint, EccScheme, HashScheme,
+    KeyDerivationFunctionScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, Signature, SignatureScheme,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
@@ -101,12 +106,29 @@ impl Counters {
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
 enum Job {
-    Generate { reply: Reply<KeyInfo> },
-    Describe { id: KeyId, reply: Reply<KeyInfo> },
-    Sign { id: KeyId, digest: [u8; 32], reply: Reply<[u8; 64]> },
-    Destroy { id: KeyId, reply: Reply<()> },
-    Quote { binding: Hash, reply: Reply<Quote> },
-    Ak { reply: Reply<AkInfo> },
+    Generate {
+        reply: Reply<KeyInfo>,
+    },
+    Describe {
+        id: KeyId,
+        reply: Reply<KeyInfo>,
+    },
+    Sign {
+        id: KeyId,
+        digest: [u8; 32],
+        reply: Reply<[u8; 64]>,
+    },
+    Destroy {
+        id: KeyId,
+        reply: Reply<()>,
+    },
+    Quote {
+        binding: Hash,
+        reply: Reply<Quote>,
+    },
+    Ak {
+        reply: Reply<AkInfo>,
+    },
 }
 
 /// A TPM serving this daemon.
@@ -128,9 +150,8 @@ impl TpmBackend {
         // The TPM reports PCR values in index order; keep the list in that order too.
         opts.pcrs.sort_unstable();
         opts.pcrs.dedup();
-        TctiNameConf::from_str(&opts.tcti).map_err(|e| {
-            BackendError::Unavailable(format!("bad TCTI {:?}: {e}", opts.tcti))
-        })?;
+        TctiNameConf::from_str(&opts.tcti)
+            .map_err(|e| BackendError::Unavailable(format!("bad TCTI {:?}: {e}", opts.tcti)))?;
         let counters = Arc::new(Counters::default());
         let mut actor = Actor {
             pcr_selection: pcr_selection(&opts.pcrs)?,
@@ -154,10 +175,7 @@ impl TpmBackend {
         })
     }
 
-    fn submit<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(Reply<T>) -> Job,
-    ) -> BackendFuture<T> {
+    fn submit<T: Send + 'static>(&self, job: impl FnOnce(Reply<T>) -> Job) -> BackendFuture<T> {
         let (reply, rx) = oneshot::channel();
         let sent = self.queue.try_send(job(reply));
         Box::pin(async move {
@@ -165,7 +183,9 @@ impl TpmBackend {
                 Ok(()) => {}
                 Err(crossbeam_channel::TrySendError::Full(_)) => return Err(BackendError::Busy),
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(BackendError::Unavailable("the TPM thread has stopped".into()));
+                    return Err(BackendError::Unavailable(
+                        "the TPM thread has stopped".into(),
+                    ));
                 }
             }
             rx.await
@@ -245,8 +265,12 @@ impl Fault {
         };
         let rc = match code {
             tss_esapi::constants::response_code::Tss2ResponseCode::Success => 0,
-            tss_esapi::constants::response_code::Tss2ResponseCode::FormatZero(c) => raw(&c.to_string()),
-            tss_esapi::constants::response_code::Tss2ResponseCode::FormatOne(c) => raw(&c.to_string()),
+            tss_esapi::constants::response_code::Tss2ResponseCode::FormatZero(c) => {
+                raw(&c.to_string())
+            }
+            tss_esapi::constants::response_code::Tss2ResponseCode::FormatOne(c) => {
+                raw(&c.to_string())
+            }
         };
         let layer = (rc >> 16) & 0xff;
         let base = rc & 0xffff;
@@ -268,6 +292,8 @@ impl Fault {
             0x901..=0x903 | 0x910..=0x917 => Fault::Objects(what),
             0x908 | 0x90a | 0x922 => Fault::Retry(what),
             0x101 => Fault::Connection(what),
+            // Lockout: the TPM refuses DA-protected auth until its recovery time passes.
+            0x921 => Fault::Fatal(BackendError::Unavailable(what)),
             _ => Fault::Fatal(BackendError::Failed(what)),
         }
     }
@@ -412,8 +438,9 @@ impl Actor {
     fn connect(&mut self) -> Result<(), Fault> {
         let tcti = TctiNameConf::from_str(&self.opts.tcti)
             .map_err(|e| failed(format!("bad TCTI {:?}: {e}", self.opts.tcti)))?;
-        let mut ctx = Context::new(tcti)
-            .map_err(|e| Fault::Connection(format!("cannot open the TPM at {}: {e}", self.opts.tcti)))?;
+        let mut ctx = Context::new(tcti).map_err(|e| {
+            Fault::Connection(format!("cannot open the TPM at {}: {e}", self.opts.tcti))
+        })?;
         for (hierarchy, auth) in [
             (Hierarchy::Owner, &self.opts.owner_auth),
             (Hierarchy::Endorsement, &self.opts.endorsement_auth),
@@ -509,7 +536,14 @@ impl Actor {
                 let r = self
                     .ctx()?
                     .execute_with_session(Some(AuthSession::Password), |c| {
-                        c.create_primary(Hierarchy::Endorsement, ak_template()?, auth, None, None, None)
+                        c.create_primary(
+                            Hierarchy::Endorsement,
+                            ak_template()?,
+                            auth,
+                            None,
+                            None,
+                            None,
+                        )
                     })
                     .map_err(tss("TPM2_CreatePrimary (attestation key)"))?;
                 self.ak = Some(r.out_public);
@@ -602,14 +636,7 @@ impl Actor {
                     Some(AuthSession::Password),
                     None,
                 ),
-                |c| {
-                    c.certify(
-                        handle.into(),
-                        ak,
-                        Data::default(),
-                        SignatureScheme::Null,
-                    )
-                },
+                |c| c.certify(handle.into(), ak, Data::default(), SignatureScheme::Null),
             )
             .map_err(tss("TPM2_Certify"))?;
         Ok(Certification {
@@ -829,7 +856,11 @@ fn tpm_attributes() -> KeyAttributes {
 
 fn blob(public: &[u8], private: &[u8]) -> Vec<u8> {
     let mut out = BLOB_TAG.to_vec();
-    out.extend_from_slice(&u16::try_from(public.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(public.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(public);
     out.extend_from_slice(private);
     out
@@ -840,8 +871,12 @@ fn parse_blob(id: &KeyId) -> Result<(Public, Private), Fault> {
     let rest = id.0.strip_prefix(BLOB_TAG.as_slice()).ok_or_else(bad)?;
     let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
     let len = usize::from(u16::from_be_bytes(*len));
-    let (public, private) = (rest.get(..len).ok_or_else(bad)?, rest.get(len..).ok_or_else(bad)?);
-    let public = <Public as tss_esapi::traits::UnMarshall>::unmarshall(public).map_err(|_| bad())?;
+    let (public, private) = (
+        rest.get(..len).ok_or_else(bad)?,
+        rest.get(len..).ok_or_else(bad)?,
+    );
+    let public =
+        <Public as tss_esapi::traits::UnMarshall>::unmarshall(public).map_err(|_| bad())?;
     let private = Private::try_from(private.to_vec()).map_err(|_| bad())?;
     Ok((public, private))
 }
@@ -849,8 +884,7 @@ fn parse_blob(id: &KeyId) -> Result<(Public, Private), Fault> {
 /// What a key's blob says about it.
 fn key_info(id: &KeyId) -> Result<KeyInfo, Fault> {
     let (public, _) = parse_blob(id)?;
-    let point = evidence::ecc_point(&public)
-        .ok_or_else(|| failed("the key is not a P-256 key"))?;
+    let point = evidence::ecc_point(&public).ok_or_else(|| failed("the key is not a P-256 key"))?;
     let public_bytes = public
         .marshall()
         .map_err(|e| failed(format!("marshal TPMT_PUBLIC: {e}")))?;
@@ -898,6 +932,7 @@ fn ak_template() -> tss_esapi::Result<Public> {
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
+        .with_no_da(true)
         .with_restricted(true)
         .with_sign_encrypt(true)
         .build()?;
@@ -926,6 +961,7 @@ fn ari_template() -> tss_esapi::Result<Public> {
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
+        .with_no_da(true)
         .with_sign_encrypt(true)
         .build()?;
     PublicBuilder::new()

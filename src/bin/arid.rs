@@ -43,6 +43,10 @@ enum Command {
         /// loopback ports with its state in DIR/tpm.
         #[arg(long, value_enum, default_value = "pkcs11")]
         backend: DevBackend,
+        /// With --backend tpm: use this TPM instead of starting a simulator, e.g.
+        /// `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`.
+        #[arg(long, value_name = "TCTI")]
+        tcti: Option<String>,
     },
 }
 
@@ -95,11 +99,21 @@ fn check_config(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_dev_tpm(state_dir: &Path, prepare: bool) -> Result<()> {
+fn run_dev_tpm(state_dir: &Path, prepare: bool, tcti: Option<&str>) -> Result<()> {
     let layout = dev::prepare(state_dir)?;
     let _lock = dev::lock(&layout)?;
-    let tpm = ari::swtpm::Swtpm::start(&layout.dir.join("tpm"))?;
-    let (config, text) = dev::tpm_config(&layout, &tpm)?;
+    let tpm = match tcti {
+        Some(_) => None,
+        None => Some(ari::swtpm::Swtpm::start_for_one_client(
+            &layout.dir.join("tpm"),
+        )?),
+    };
+    let tcti = match (tcti, &tpm) {
+        (Some(t), _) => t.to_owned(),
+        (None, Some(s)) => s.tcti(),
+        (None, None) => bail!("no TPM"),
+    };
+    let (config, text) = dev::tpm_config(&layout, &tcti)?;
     if prepare {
         println!(
             "{} is ready (software TPM state in {}); start it with: arid dev --backend tpm --state-dir {}",
@@ -110,7 +124,14 @@ fn run_dev_tpm(state_dir: &Path, prepare: bool) -> Result<()> {
         return Ok(());
     }
     init_logging(&config.log.level);
-    print!("{}", dev::banner(&layout, false, Some(&tpm.tcti())));
+    let what = match &tpm {
+        Some(_) => format!(
+            "software TPM (swtpm) at {tcti}, state in {}",
+            layout.dir.join("tpm").display()
+        ),
+        None => format!("TPM at {tcti}"),
+    };
+    print!("{}", dev::banner(&layout, false, Some(&what)));
     let served = runtime(&config)?.block_on(daemon::run(config, &text, None));
     drop(tpm);
     Ok(served?)
@@ -153,12 +174,16 @@ fn main() {
                 state_dir,
                 prepare,
                 backend,
+                tcti,
             }),
             None,
             None,
         ) => match backend {
+            DevBackend::Pkcs11 if tcti.is_some() => {
+                Err(anyhow::anyhow!("--tcti needs --backend tpm"))
+            }
             DevBackend::Pkcs11 => run_dev(state_dir, *prepare),
-            DevBackend::Tpm => run_dev_tpm(state_dir, *prepare),
+            DevBackend::Tpm => run_dev_tpm(state_dir, *prepare, tcti.as_deref()),
         },
         (None, Some(config), None) => run_config(config),
         (None, None, Some(path)) => check_config(path),

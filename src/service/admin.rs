@@ -236,6 +236,13 @@ impl Service {
             .await?
         };
         self.backend.destroy_key(a.key.id.clone()).await?;
+        let id = a.id.clone();
+        self.ledger
+            .run(move |tx| crate::store::forget_key(tx, &id))
+            .await?;
+        let mut a = a;
+        a.key.id = crate::backend::KeyId(Vec::new());
+        self.registry.put(a.clone());
         Ok(json!({ "agent": a.id, "status": a.status.as_str(), "key_destroyed": true }))
     }
 

@@ -384,6 +384,7 @@ pub fn agent_view(a: &Agent) -> Value {
             "jwk": a.key.public.to_jwk(),
             "uri": a.key.uri,
             "attributes": a.key.attributes,
+            "certification": a.key.certification,
         },
         "certificate": a.certificate,
         "created_at": a.created_at,

@@ -1,4 +1,6 @@
-//! Test harness: a real `arid dev` daemon on a real SoftHSM2 token in a temporary directory.
+//! Test harness: a real `arid dev` daemon on a real SoftHSM2 token in a temporary directory,
+//! or, with `ARI_TEST_BACKEND=tpm`, on a real software TPM (swtpm) that dev mode starts on free
+//! loopback ports. The same tests then run on both key stores.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -19,10 +21,29 @@ use std::time::{Duration, Instant};
 pub const ARID: &str = env!("CARGO_BIN_EXE_arid");
 pub const ARICTL: &str = env!("CARGO_BIN_EXE_arictl");
 
+/// The key store the tests run on: `pkcs11` (default) or `tpm`.
+pub fn backend() -> &'static str {
+    match std::env::var("ARI_TEST_BACKEND").as_deref() {
+        Ok("tpm") => "tpm",
+        _ => "pkcs11",
+    }
+}
+
+/// `arid dev` arguments for the backend under test.
+fn dev_args() -> Vec<String> {
+    let mut args = vec!["dev".to_string(), "--backend".into(), backend().into()];
+    if let Ok(tcti) = std::env::var("ARI_TEST_TCTI") {
+        args.extend(["--tcti".into(), tcti]);
+    }
+    args
+}
+
 /// A running dev daemon. Stopped (SIGTERM) when dropped.
 pub struct Daemon {
     pub child: Option<Child>,
     pub dir: PathBuf,
+    /// The `arid dev` arguments before `--state-dir`.
+    args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -36,11 +57,33 @@ pub fn tempdir() -> tempfile::TempDir {
 impl Daemon {
     /// A daemon on a fresh directory.
     pub fn start() -> Self {
+        Self::start_with(dev_args())
+    }
+
+    /// A daemon on the TPM at `tcti` (a simulator the test controls), whatever the backend
+    /// under test.
+    pub fn start_on_tpm(tcti: &str) -> Self {
+        Self::start_with(vec![
+            "dev".into(),
+            "--backend".into(),
+            "tpm".into(),
+            "--tcti".into(),
+            tcti.into(),
+        ])
+    }
+
+    /// A daemon on a software TPM that dev mode starts, whatever the backend under test.
+    pub fn start_tpm() -> Self {
+        Self::start_with(vec!["dev".into(), "--backend".into(), "tpm".into()])
+    }
+
+    fn start_with(args: Vec<String>) -> Self {
         let tmp = tempdir();
         let dir = tmp.path().to_path_buf();
         let mut d = Self {
             child: None,
             dir,
+            args,
             _tmp: Some(tmp),
         };
         d.spawn();
@@ -52,7 +95,8 @@ impl Daemon {
         let tmp = tempdir();
         let dir = tmp.path().to_path_buf();
         let out = Command::new(ARID)
-            .args(["dev", "--prepare", "--state-dir"])
+            .args(dev_args())
+            .args(["--prepare", "--state-dir"])
             .arg(&dir)
             .output()
             .unwrap();
@@ -64,6 +108,7 @@ impl Daemon {
         Self {
             child: None,
             dir,
+            args: dev_args(),
             _tmp: Some(tmp),
         }
     }
@@ -96,7 +141,8 @@ impl Daemon {
             .open(self.dir.join("arid.log"))
             .unwrap();
         let child = Command::new(ARID)
-            .args(["dev", "--state-dir"])
+            .args(&self.args)
+            .arg("--state-dir")
             .arg(&self.dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
