@@ -462,3 +462,97 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         bytes_per_entry: (pages * page) as f64 / entries.max(1) as f64,
     })
 }
+
+/// What `bench authorize --backend tpm` measured: batched quotes against one quote per
+/// authorization, each on its own daemon and software TPM.
+#[derive(Debug, Clone, Serialize)]
+pub struct TpmReport {
+    /// Client threads.
+    pub clients: usize,
+    /// Seconds per run.
+    pub seconds: f64,
+    /// Authorizations per second with batching.
+    pub ops_per_s: f64,
+    /// Median latency with batching, microseconds.
+    pub p50_us: f64,
+    /// p99 latency with batching, microseconds.
+    pub p99_us: f64,
+    /// TPM2_Quote commands per authorization with batching.
+    pub quotes_per_authorization: f64,
+    /// Every TPM command (signs, quotes, loads, checkpoint signatures) per authorization.
+    pub tpm_commands_per_authorization: f64,
+    /// Authorizations per second with one quote each.
+    pub unbatched_ops_per_s: f64,
+    /// Median latency with one quote each.
+    pub unbatched_p50_us: f64,
+    /// p99 latency with one quote each.
+    pub unbatched_p99_us: f64,
+    /// TPM commands per authorization with one quote each.
+    pub unbatched_tpm_commands_per_authorization: f64,
+    /// `ops_per_s / unbatched_ops_per_s`.
+    pub speedup: f64,
+}
+
+/// One side of a [`TpmReport`]: the socket figures and the TPM's counters over the run.
+#[derive(Debug, Clone, Copy)]
+pub struct TpmRun {
+    /// Socket throughput and latency.
+    pub figures: Figures,
+    /// TPM2_Quote commands during the run.
+    pub quotes: u64,
+    /// TPM commands during the run.
+    pub commands: u64,
+}
+
+impl TpmReport {
+    /// Combines the batched and the unbatched run.
+    pub fn new(clients: usize, seconds: f64, batched: TpmRun, unbatched: TpmRun) -> Self {
+        let per = |n: u64, r: &TpmRun| {
+            if r.figures.ops == 0 {
+                0.0
+            } else {
+                n as f64 / r.figures.ops as f64
+            }
+        };
+        Self {
+            clients,
+            seconds,
+            ops_per_s: batched.figures.ops_per_s,
+            p50_us: batched.figures.p50_us,
+            p99_us: batched.figures.p99_us,
+            quotes_per_authorization: per(batched.quotes, &batched),
+            tpm_commands_per_authorization: per(batched.commands, &batched),
+            unbatched_ops_per_s: unbatched.figures.ops_per_s,
+            unbatched_p50_us: unbatched.figures.p50_us,
+            unbatched_p99_us: unbatched.figures.p99_us,
+            unbatched_tpm_commands_per_authorization: per(unbatched.commands, &unbatched),
+            speedup: if unbatched.figures.ops_per_s > 0.0 {
+                batched.figures.ops_per_s / unbatched.figures.ops_per_s
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        format!(
+            "payment.authorize on swtpm, {clients} clients, {seconds} s per run\n\
+             batched quotes    {ops:>8.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs  {q:.3} quotes/auth  {c:.3} TPM commands/auth\n\
+             one quote each    {uops:>8.0} ops/s  p50 {up50:>7.0} µs  p99 {up99:>7.0} µs  1.000 quotes/auth  {uc:.3} TPM commands/auth\n\
+             speedup           {speedup:.2}x\n",
+            clients = self.clients,
+            seconds = self.seconds,
+            ops = self.ops_per_s,
+            p50 = self.p50_us,
+            p99 = self.p99_us,
+            q = self.quotes_per_authorization,
+            c = self.tpm_commands_per_authorization,
+            uops = self.unbatched_ops_per_s,
+            up50 = self.unbatched_p50_us,
+            up99 = self.unbatched_p99_us,
+            uc = self.unbatched_tpm_commands_per_authorization,
+            speedup = self.speedup,
+        )
+    }
+}

@@ -271,7 +271,11 @@ pub fn open_token(
 /// The directory's configuration with its key store swapped for the TPM at `tcti`, and the
 /// text the configuration digest covers (the file plus a line naming the TPM). Keys the daemon
 /// creates get a random auth value kept in `secrets/tpm-key.auth`.
-pub fn tpm_config(l: &DevLayout, tcti: &str) -> Result<(Config, String), DevError> {
+pub fn tpm_config(
+    l: &DevLayout,
+    tcti: &str,
+    quote_batch: usize,
+) -> Result<(Config, String), DevError> {
     let mut text = fs::read_to_string(&l.config).map_err(io(&l.config))?;
     let mut config = Config::parse(&text, &l.config)?;
     let auth = l.dir.join("secrets/tpm-key.auth");
@@ -280,7 +284,11 @@ pub fn tpm_config(l: &DevLayout, tcti: &str) -> Result<(Config, String), DevErro
     }
     let mut t = crate::config::TpmConfig::new(tcti.to_owned());
     t.key_auth_file = Some(auth);
-    text.push_str(&format!("\n# arid dev --backend tpm: {}\n", t.tcti));
+    t.quote_batch = quote_batch.max(1);
+    text.push_str(&format!(
+        "\n# arid dev --backend tpm: {}, quote_batch {}\n",
+        t.tcti, t.quote_batch
+    ));
     config.backend = crate::config::BackendConfig::Tpm(t);
     Ok((config, text))
 }

@@ -534,7 +534,7 @@ enum VerifyCmd {
 enum BenchCmd {
     /// Durable payment.authorize on an L5 voucher against raw signing on the same token.
     #[command(
-        after_help = "Examples:\n  arictl bench authorize --clients 16 --seconds 10\n  arictl bench authorize --clients 1 --seconds 5 --json"
+        after_help = "Examples:\n  arictl bench authorize --clients 16 --seconds 10\n  arictl bench authorize --clients 1 --seconds 5 --json\n  arictl bench authorize --backend tpm --clients 16 --seconds 10   # batched quotes vs one each"
     )]
     Authorize(BenchArgs),
     /// agent.attest over the socket against raw signing on the same token.
@@ -597,6 +597,21 @@ struct BenchArgs {
     /// Use the running dev daemon of this directory instead of a throwaway one.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// `bench authorize` only: run on a software TPM, with batched quotes and then with one
+    /// quote per authorization, each on its own throwaway daemon.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "pkcs11",
+        conflicts_with = "state_dir"
+    )]
+    backend: BenchBackend,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchBackend {
+    Pkcs11,
+    Tpm,
 }
 
 fn call(socket: &Path, method: &str, params: Value) -> Result<Value> {
@@ -1441,6 +1456,11 @@ struct ThrowawayDaemon {
 
 impl ThrowawayDaemon {
     fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// With extra `arid dev` arguments (e.g. `--backend tpm`).
+    fn start_with(extra: &[&str]) -> Result<Self> {
         let mut raw = [0u8; 6];
         getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
         let dir = std::env::temp_dir().join(format!("ari-bench-{}", hex::encode(raw)));
@@ -1448,7 +1468,9 @@ impl ThrowawayDaemon {
         let arid = std::env::current_exe()?.with_file_name("arid");
         let log = std::fs::File::create(dir.join("arid.log"))?;
         let child = std::process::Command::new(&arid)
-            .args(["dev", "--state-dir"])
+            .arg("dev")
+            .args(extra)
+            .arg("--state-dir")
             .arg(&dir)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
@@ -1515,23 +1537,91 @@ fn bench_daemon(args: &BenchArgs) -> Result<(Option<ThrowawayDaemon>, PathBuf)> 
     })
 }
 
+/// Issues a voucher that will not run out during a bench.
+fn bench_voucher(admin: &Path, agent: &str) -> Result<String> {
+    let v = call(
+        admin,
+        "admin.voucher_issue",
+        json!({
+            "agent": agent, "level": "L5", "currency": "CNY",
+            "budget": i64::MAX / 2, "max_amount": 100,
+            "expires_at": unix_now() + 86_400,
+        }),
+    )?;
+    Ok(field(&v, "/id").as_str().unwrap_or_default().into())
+}
+
+/// One `bench authorize --backend tpm` run on its own daemon and software TPM.
+fn bench_tpm_run(args: &BenchArgs, quote_batch: usize) -> Result<bench::TpmRun> {
+    let daemon = ThrowawayDaemon::start_with(&[
+        "--backend",
+        "tpm",
+        "--quote-batch",
+        &quote_batch.to_string(),
+    ])?;
+    let layout = dev::DevLayout::new(&daemon.dir)?;
+    let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
+    let voucher = bench_voucher(&layout.admin_socket, &agent)?;
+    let counters = || -> Result<(u64, u64)> {
+        let s = call(&layout.admin_socket, "admin.status", json!({}))?;
+        Ok((
+            field(&s, "/tpm/quotes").as_u64().unwrap_or(0),
+            field(&s, "/tpm/commands").as_u64().unwrap_or(0),
+        ))
+    };
+    if !args.json {
+        eprintln!(
+            "driving payment.authorize on swtpm ({}) with {} clients for {} s ...",
+            if quote_batch > 1 {
+                "batched quotes"
+            } else {
+                "one quote per authorization"
+            },
+            args.clients,
+            args.seconds
+        );
+    }
+    let before = counters()?;
+    let figures = bench::drive(
+        &layout.agent_socket,
+        &bench::Workload::Authorize(voucher),
+        args.clients.max(1),
+        args.seconds,
+    )?;
+    let after = counters()?;
+    Ok(bench::TpmRun {
+        figures,
+        quotes: after.0.saturating_sub(before.0),
+        commands: after.1.saturating_sub(before.1),
+    })
+}
+
+fn bench_authorize_tpm(args: &BenchArgs) -> Result<()> {
+    let batched = bench_tpm_run(args, 64)?;
+    let unbatched = bench_tpm_run(args, 1)?;
+    let report = bench::TpmReport::new(args.clients, args.seconds, batched, unbatched);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
 fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
+    if args.backend == BenchBackend::Tpm {
+        return match kind {
+            BenchKind::Authorize => bench_authorize_tpm(args),
+            BenchKind::Attest => bail!("--backend tpm is measured by `bench authorize`"),
+        };
+    }
     let (_daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let workload = match kind {
         BenchKind::Attest => bench::Workload::Attest,
         BenchKind::Authorize => {
-            let v = call(
-                &layout.admin_socket,
-                "admin.voucher_issue",
-                json!({
-                    "agent": agent, "level": "L5", "currency": "CNY",
-                    "budget": i64::MAX / 2, "max_amount": 100,
-                    "expires_at": unix_now() + 86_400,
-                }),
-            )?;
-            bench::Workload::Authorize(field(&v, "/id").as_str().unwrap_or_default().into())
+            bench::Workload::Authorize(bench_voucher(&layout.admin_socket, &agent)?)
         }
     };
     if !args.json {

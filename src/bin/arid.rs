@@ -47,6 +47,9 @@ enum Command {
         /// `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`.
         #[arg(long, value_name = "TCTI")]
         tcti: Option<String>,
+        /// With --backend tpm: most payments one quote attests (1 turns batching off).
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        quote_batch: usize,
     },
 }
 
@@ -99,7 +102,12 @@ fn check_config(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_dev_tpm(state_dir: &Path, prepare: bool, tcti: Option<&str>) -> Result<()> {
+fn run_dev_tpm(
+    state_dir: &Path,
+    prepare: bool,
+    tcti: Option<&str>,
+    quote_batch: usize,
+) -> Result<()> {
     let layout = dev::prepare(state_dir)?;
     let _lock = dev::lock(&layout)?;
     let tpm = match tcti {
@@ -113,7 +121,7 @@ fn run_dev_tpm(state_dir: &Path, prepare: bool, tcti: Option<&str>) -> Result<()
         (None, Some(s)) => s.tcti(),
         (None, None) => bail!("no TPM"),
     };
-    let (config, text) = dev::tpm_config(&layout, &tcti)?;
+    let (config, text) = dev::tpm_config(&layout, &tcti, quote_batch)?;
     if prepare {
         println!(
             "{} is ready (software TPM state in {}); start it with: arid dev --backend tpm --state-dir {}",
@@ -175,6 +183,7 @@ fn main() {
                 prepare,
                 backend,
                 tcti,
+                quote_batch,
             }),
             None,
             None,
@@ -183,7 +192,7 @@ fn main() {
                 Err(anyhow::anyhow!("--tcti needs --backend tpm"))
             }
             DevBackend::Pkcs11 => run_dev(state_dir, *prepare),
-            DevBackend::Tpm => run_dev_tpm(state_dir, *prepare, tcti.as_deref()),
+            DevBackend::Tpm => run_dev_tpm(state_dir, *prepare, tcti.as_deref(), *quote_batch),
         },
         (None, Some(config), None) => run_config(config),
         (None, None, Some(path)) => check_config(path),
