@@ -58,13 +58,25 @@ pub struct Config {
 }
 
 /// Evidence log settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
     /// The log's name, the first line of every checkpoint (C2SP `origin`), e.g.
     /// `pay.example.com/ari/host-7`. Empty means `<hostname>/ari`. It is written into every
     /// entry, so it cannot change once the log has entries.
     pub origin: String,
+    /// Least time between two signed checkpoints. Commits that land in between are covered by
+    /// the next one; a quiet log is checkpointed at once.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            origin: String::new(),
+            checkpoint_interval_ms: 20,
+        }
+    }
 }
 
 /// Which key store, and how to reach it.
@@ -336,6 +348,12 @@ impl Config {
             return Err(bad(
                 "evidence.origin",
                 "an origin is printable text without spaces or '+', e.g. example.com/ari/host-1",
+            ));
+        }
+        if self.evidence.checkpoint_interval_ms > 60_000 {
+            return Err(bad(
+                "evidence.checkpoint_interval_ms",
+                "at most 60000 (a minute)",
             ));
         }
         let l = &self.limits;

@@ -22,6 +22,7 @@ const LEDGER_QUEUE: usize = 4096;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +212,9 @@ pub async fn run(
         )
         .await?,
     );
-    let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
+    let checkpoints = tokio::spawn(service.clone().keep_checkpoints(Duration::from_millis(
+        config.evidence.checkpoint_interval_ms,
+    )));
 
     let agent = bind(
         &config.agent_socket.path,

@@ -568,7 +568,10 @@ impl Actor {
         if let Some(auth) = self.key_auth()?
             && matches!(obj, Obj::Ak | Obj::Key(_))
         {
-            self.ctx()?
+            // Local to ESAPI: not a TPM command, so not counted.
+            self.ctx
+                .as_mut()
+                .ok_or_else(|| Fault::Connection("not connected to the TPM".into()))?
                 .tr_set_auth(handle.into(), auth)
                 .map_err(tss("Esys_TR_SetAuth"))?;
         }
@@ -577,6 +580,12 @@ impl Actor {
             handle,
             used: tick,
         });
+        // The storage key is needed only to load keys. Kept in a full TPM it would take the slot
+        // of a key in use and every later call would load again: let it go first.
+        if matches!(obj, Obj::Key(_)) && self.loaded.len() >= capacity && !keep.contains(&&Obj::Srk)
+        {
+            self.forget(&Obj::Srk);
+        }
         Ok(handle)
     }
 

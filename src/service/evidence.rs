@@ -132,13 +132,20 @@ impl Service {
             .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint has been signed yet".into()))
     }
 
-    /// Signs a checkpoint for each new head of the log, until the ledger stops. Heads that
-    /// arrive while one is being signed are skipped for the newest: one signature per batch
-    /// of commits at most, never one per entry.
-    pub async fn keep_checkpoints(self: Arc<Self>) {
+    /// Signs a checkpoint for each new head of the log, until the ledger stops, at most one
+    /// per `interval`. Heads that arrive while one is being signed or while the interval runs
+    /// are skipped for the newest: one signature per batch of commits at most, never one per
+    /// entry.
+    pub async fn keep_checkpoints(self: Arc<Self>, interval: Duration) {
         let mut heads = self.ledger.heads();
+        let mut last: Option<tokio::time::Instant> = None;
         loop {
+            // Spaced by `interval`: commits that land meanwhile share the next checkpoint.
+            if let Some(at) = last {
+                tokio::time::sleep_until(at + interval).await;
+            }
             let head = *heads.borrow_and_update();
+            last = Some(tokio::time::Instant::now());
             if self.signed().map(|s| s.size) != Some(head.size)
                 && let Err(e) = self.sign_checkpoint(head).await
             {
