@@ -135,7 +135,7 @@ pub struct AkInfo {
     pub ek_certificate: Option<Vec<u8>>,
 }
 
-/// A snapshot of [`Counters`].
+/// A snapshot of [`tpm::Counters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CounterValues {
     /// Every command sent to the TPM.
