@@ -224,6 +224,27 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Hands a job to a store's worker threads through a bounded queue: `Busy` at once when the
+/// queue is full, `Unavailable` when the workers are gone, else the worker's answer.
+pub(crate) fn submit<J, T: Send + 'static>(
+    queue: &crossbeam_channel::Sender<J>,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, BackendError>>) -> J,
+) -> BackendFuture<T> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let sent = match queue.try_send(job(reply)) {
+        Ok(()) => Ok(()),
+        Err(crossbeam_channel::TrySendError::Full(_)) => Err(BackendError::Busy),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(BackendError::Unavailable(
+            "the key store's threads have stopped".into(),
+        )),
+    };
+    Box::pin(async move {
+        sent?;
+        rx.await
+            .map_err(|_| BackendError::Unavailable("a key store thread stopped mid-call".into()))?
+    })
+}
+
 fn unsupported<T: Send + 'static>(
     backend: &'static str,
     operation: &'static str,

@@ -224,22 +224,7 @@ impl Pkcs11Backend {
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
     ) -> BackendFuture<T> {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.queue.try_send(job(reply));
-        Box::pin(async move {
-            match sent {
-                Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(_)) => return Err(BackendError::Busy),
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(BackendError::Unavailable(
-                        "the signing threads have stopped".into(),
-                    ));
-                }
-            }
-            rx.await.map_err(|_| {
-                BackendError::Unavailable("a signing thread stopped mid-call".into())
-            })?
-        })
+        super::submit(&self.queue, job)
     }
 }
 

@@ -175,22 +175,11 @@ impl TpmBackend {
         })
     }
 
-    fn submit<T: Send + 'static>(&self, job: impl FnOnce(Reply<T>) -> Job) -> BackendFuture<T> {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.queue.try_send(job(reply));
-        Box::pin(async move {
-            match sent {
-                Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(_)) => return Err(BackendError::Busy),
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(BackendError::Unavailable(
-                        "the TPM thread has stopped".into(),
-                    ));
-                }
-            }
-            rx.await
-                .map_err(|_| BackendError::Unavailable("the TPM thread stopped mid-call".into()))?
-        })
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
+    ) -> BackendFuture<T> {
+        super::submit(&self.queue, job)
     }
 }
 
@@ -910,82 +899,69 @@ fn ecdsa_sha256() -> EccScheme {
     EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
 }
 
-fn srk_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
+/// An ECC P-256 public template with SHA-256 names, created in the TPM (fixedTPM,
+/// fixedParent, sensitiveDataOrigin) and used with its auth value.
+fn p256_template(
+    attributes: ObjectAttributesBuilder,
+    parameters: PublicEccParametersBuilder,
+) -> tss_esapi::Result<Public> {
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
-
-fn ak_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_sign_encrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new()
-                .with_symmetric(SymmetricDefinitionObject::Null)
-                .with_ecc_scheme(ecdsa_sha256())
-                .with_curve(EccCurve::NistP256)
-                .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
-                .with_is_signing_key(true)
-                .with_is_decryption_key(false)
-                .with_restricted(true)
+        .with_object_attributes(
+            attributes
+                .with_fixed_tpm(true)
+                .with_fixed_parent(true)
+                .with_sensitive_data_origin(true)
+                .with_user_with_auth(true)
+                .with_no_da(true)
                 .build()?,
         )
+        .with_ecc_parameters(parameters.build()?)
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
 }
 
+/// The storage key: a restricted decryption key that wraps the keys created under it.
+fn srk_template() -> tss_esapi::Result<Public> {
+    p256_template(
+        ObjectAttributesBuilder::new()
+            .with_restricted(true)
+            .with_decrypt(true),
+        PublicEccParametersBuilder::new_restricted_decryption_key(
+            SymmetricDefinitionObject::AES_128_CFB,
+            EccCurve::NistP256,
+        ),
+    )
+}
+
+/// The attestation key: restricted to signing what the TPM itself produced (quotes,
+/// certifications).
+fn ak_template() -> tss_esapi::Result<Public> {
+    p256_template(
+        ObjectAttributesBuilder::new()
+            .with_restricted(true)
+            .with_sign_encrypt(true),
+        PublicEccParametersBuilder::new()
+            .with_symmetric(SymmetricDefinitionObject::Null)
+            .with_ecc_scheme(ecdsa_sha256())
+            .with_curve(EccCurve::NistP256)
+            .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+            .with_is_signing_key(true)
+            .with_is_decryption_key(false)
+            .with_restricted(true),
+    )
+}
+
+/// An ARI key: signs digests, nothing else.
 fn ari_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_sign_encrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_unrestricted_signing_key(
-                ecdsa_sha256(),
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
+    p256_template(
+        ObjectAttributesBuilder::new().with_sign_encrypt(true),
+        PublicEccParametersBuilder::new_unrestricted_signing_key(
+            ecdsa_sha256(),
+            EccCurve::NistP256,
+        ),
+    )
 }
 
 #[cfg(test)]
