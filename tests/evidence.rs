@@ -243,13 +243,13 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
     let err = named("truncate", &path, size - 3);
     assert!(err.contains("cut short"), "{err}");
 
-    // Rewrite a checkpoint's signature.
+    // Rewrite the signature of a checkpoint before the last one.
     let (path, db) = fresh("checkpoint-signature");
-    let note: String = db
+    let (earlier, note): (i64, String) = db
         .query_row(
-            "SELECT note FROM evidence_checkpoint WHERE size = ?1",
-            [(size - 1) as i64],
-            |r| r.get(0),
+            "SELECT size, note FROM evidence_checkpoint WHERE size < ?1 ORDER BY size DESC LIMIT 1",
+            [size as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     let (text, sig) = note.rsplit_once(' ').unwrap();
@@ -259,14 +259,14 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
     let forged = format!("{text} {}\n", base64_encode(&blob));
     db.execute(
         "UPDATE evidence_checkpoint SET note = ?2 WHERE size = ?1",
-        rusqlite::params![(size - 1) as i64, forged],
+        rusqlite::params![earlier, forged],
     )
     .unwrap();
     drop(db);
     let (ok, err) = export_and_verify(&path, &key, work.path(), "checkpoint-signature");
     assert!(!ok, "a forged checkpoint verified");
     assert!(
-        err.contains(&format!("checkpoint {:012}.note: signature", size - 1)),
+        err.contains(&format!("checkpoint {earlier:012}.note: signature")),
         "{err}"
     );
 

@@ -328,27 +328,41 @@ struct Actor {
 }
 
 impl Actor {
+    /// Serves jobs until every sender is gone. Quote requests are held while other work is
+    /// waiting, for a few rounds at most, so the payments that arrive meanwhile join the same
+    /// quote; everything else is served in arrival order.
     fn run(mut self, rx: crossbeam_channel::Receiver<Job>) {
+        const ROUNDS: usize = 4;
+        let size = self.opts.quote_batch.max(1);
         while let Ok(first) = rx.recv() {
             let mut quotes = Vec::new();
-            let mut others = Vec::new();
             let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Quote { binding, reply } => quotes.push((binding, reply)),
-                    other => others.push(other),
+            for _ in 0..ROUNDS {
+                let mut served = false;
+                let mut taken = 0;
+                while taken < 256
+                    && let Some(job) = next.take().or_else(|| rx.try_recv().ok())
+                {
+                    taken += 1;
+                    match job {
+                        Job::Quote { binding, reply } => quotes.push((binding, reply)),
+                        other => {
+                            self.serve(other);
+                            served = true;
+                        }
+                    }
+                    if quotes.len() >= size {
+                        break;
+                    }
                 }
-                if quotes.len() + others.len() < 1024 {
-                    next = rx.try_recv().ok();
+                // Holding quotes only pays while other work keeps the TPM busy.
+                if !served || quotes.len() >= size || size == 1 {
+                    break;
                 }
             }
-            let size = self.opts.quote_batch.max(1);
             while !quotes.is_empty() {
                 let rest = quotes.split_off(size.min(quotes.len()));
                 self.quote_batch(std::mem::replace(&mut quotes, rest));
-            }
-            for job in others {
-                self.serve(job);
             }
         }
         self.flush_all();
