@@ -185,16 +185,26 @@ impl Drop for Swtpm {
     }
 }
 
-/// A loopback port `p` such that `p` and `p + 1` are both free now.
+/// A loopback port `p` such that `p` and `p + 1` are both free now. Ports are drawn at random
+/// below the kernel's ephemeral range, so outgoing connections (which take ephemeral ports) do
+/// not land on them between this probe and the simulator's bind.
 fn free_port_pair() -> Result<u16, SwtpmError> {
-    for _ in 0..50 {
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| SwtpmError::Start(format!("cannot find a free port: {e}")))?;
-        let port = a.local_addr().map(|a| a.port()).unwrap_or(0);
-        if port == 0 || port == u16::MAX {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.clamp(12_000, 32_768));
+    for _ in 0..200 {
+        let mut raw = [0u8; 2];
+        getrandom::fill(&mut raw).map_err(|e| SwtpmError::Start(format!("no randomness: {e}")))?;
+        let port = from + (u16::from_le_bytes(raw) % (to - from - 1));
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok()
+        {
             return Ok(port);
         }
     }
