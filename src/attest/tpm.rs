@@ -96,37 +96,37 @@ impl TpmEvidence {
     }
 }
 
-/// The qualifying data of a quote over `bindings` (binding digests): the digest itself for
-/// one, else the Merkle root of their leaves.
-pub fn batch_root(bindings: &[Hash]) -> Hash {
-    match bindings {
-        [one] => *one,
-        _ => {
-            let mut t = tree::MemoryTree::new();
-            for b in bindings {
-                t.push(tree::leaf_hash(b));
-            }
-            t.root(t.size()).unwrap_or_else(|_| tree::empty_root())
-        }
-    }
-}
-
-/// The path of `bindings[index]` in the tree [`batch_root`] builds; `None` for a quote of one.
-pub fn batch_path(bindings: &[Hash], index: usize) -> Option<BatchPath> {
-    if bindings.len() < 2 {
-        return None;
+/// The qualifying data of one quote over `bindings` (binding digests), and each binding's place
+/// in it: the digest itself and no path for one, else the Merkle root of their leaves and each
+/// leaf's inclusion path.
+pub fn batch(bindings: &[Hash]) -> (Hash, Vec<Option<BatchPath>>) {
+    if let [one] = bindings {
+        return (*one, vec![None]);
     }
     let mut t = tree::MemoryTree::new();
     for b in bindings {
         t.push(tree::leaf_hash(b));
     }
-    let (index, size) = (index as u64, bindings.len() as u64);
-    let path = tree::inclusion_proof(&t, index, size).ok()?;
-    Some(BatchPath {
-        index,
-        size,
-        path: path.iter().map(|h| jose::b64url(h)).collect(),
-    })
+    let size = t.size();
+    let root = t.root(size).unwrap_or_else(|_| tree::empty_root());
+    let paths = (0..size)
+        .map(|index| {
+            let path = tree::inclusion_proof(&t, index, size).ok()?;
+            Some(BatchPath {
+                index,
+                size,
+                path: path.iter().map(|h| jose::b64url(h)).collect(),
+            })
+        })
+        .collect();
+    (root, paths)
+}
+
+/// The raw bytes of a base64url binding digest.
+pub fn binding_bytes(binding: &str) -> Option<Hash> {
+    jose::b64url_decode(binding)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
 /// SHA-256 over the PCR values in index order, as `TPMS_QUOTE_INFO.pcrDigest` is computed.
@@ -277,9 +277,7 @@ pub fn verify(
         .quote
         .as_ref()
         .ok_or_else(|| fail("quote", "TPM evidence without a quote"))?;
-    let binding = jose::b64url_decode(&bundle.binding)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    let binding = binding_bytes(&bundle.binding)
         .ok_or_else(|| fail("binding", "the binding digest is not 32 bytes of base64url"))?;
     let (attest, batch_size, pcrs) = check_quote(quote, ak, &binding, policy)?;
     let clock = attest.clock_info();
@@ -295,8 +293,7 @@ pub fn verify(
         .certification
         .as_ref()
         .ok_or_else(|| fail("certification", "TPM evidence without a key certification"))?;
-    let key = bundle.evidence.key.kid.as_str().to_owned();
-    check_certification(cert, ak, &key)?;
+    check_certification(cert, ak, &bundle.evidence.key.kid)?;
     Ok(Verified {
         tpm: true,
         seen: Some(seen),

@@ -17,7 +17,7 @@
 //!
 //! Quotes are batched: every quote request waiting in the queue when the thread picks one up is
 //! answered by the same TPM2_Quote, whose qualifying data is the Merkle root of their binding
-//! digests ([`crate::attest::tpm::batch_root`]). The PCR values are read only when the quoted
+//! digests ([`crate::attest::tpm::batch`]). The PCR values are read only when the quoted
 //! digest differs from the last values read.
 //!
 //! When the TPM goes away (the simulator is restarted, the device is reset), calls answer
@@ -725,15 +725,15 @@ impl Actor {
 
     fn quote_batch(&mut self, jobs: Vec<(Hash, Reply<Quote>)>) {
         let bindings: Vec<Hash> = jobs.iter().map(|(b, _)| *b).collect();
-        let root = evidence::batch_root(&bindings);
+        let (root, paths) = evidence::batch(&bindings);
         match self.recovering("quote", |a| a.quote(&root)) {
             Ok(quote) => {
                 self.counters
                     .quoted
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                for (i, (_, reply)) in jobs.into_iter().enumerate() {
+                for ((_, reply), path) in jobs.into_iter().zip(paths) {
                     let mut q = quote.clone();
-                    q.batch = evidence::batch_path(&bindings, i);
+                    q.batch = path;
                     let _ = reply.send(Ok(q));
                 }
             }

@@ -86,9 +86,7 @@ impl Service {
         let Some(ak) = &self.ak else {
             return Ok(attest::tpm::TpmEvidence::absent());
         };
-        let digest = crate::jose::b64url_decode(binding)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        let digest = attest::tpm::binding_bytes(binding)
             .ok_or_else(|| Error::Internal("a binding digest is not 32 bytes".into()))?;
         let quote = self.backend.quote(digest).await?;
         Ok(attest::tpm::TpmEvidence {
