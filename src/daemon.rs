@@ -13,7 +13,7 @@ use crate::config::{BackendConfig, Config, parse_mode};
 use crate::error::Error;
 use crate::protocol::Role;
 use crate::server;
-use crate::service::{AdminPolicy, Service};
+use crate::service::{AdminPolicy, Service, Settings};
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -178,21 +178,203 @@ pub fn notify_systemd(state: &str) {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM, then drains and returns.
-pub async fn run(
-    config: Config,
-    config_text: &str,
-    loaded: Option<cryptoki::context::Pkcs11>,
-) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
-        DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
-    })?;
-    let backend = open_backend(&config, loaded)?;
-    let db = config.state_dir.join("ari.db");
-    let store = Arc::new(Store::open(&db)?);
-    let origin = config.origin();
-    let ledger = crate::ledger::Ledger::open(&db, LEDGER_QUEUE, &origin)?;
-    let admin = AdminPolicy {
+/// Re-reads the configuration: the parsed file and the text its digest covers.
+pub type ConfigLoader = Box<dyn Fn() -> Result<(Config, String), String> + Send + Sync>;
+
+/// Installs a new log filter (a `tracing` directive such as `info` or `ari=debug`).
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What the host binary lets the daemon change on SIGHUP.
+pub struct Control {
+    /// How SIGHUP re-reads the configuration; without it, SIGHUP only says so in the log.
+    pub load_config: Option<ConfigLoader>,
+    /// Installs a new log filter.
+    pub set_log_level: LogLevelSetter,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("reloads", &self.load_config.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// No reloads: SIGHUP is logged and ignored.
+    pub fn none() -> Self {
+        Self {
+            load_config: None,
+            set_log_level: Box::new(|_| Err("this daemon cannot change its log level".into())),
+        }
+    }
+}
+
+/// The lock that keeps a second daemon off a state directory, held for the daemon's life.
+#[derive(Debug)]
+pub struct StateLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// Takes the lock file at `path` (creating it), writing this process's pid into it. On
+/// failure, returns the pid the holder wrote, if it could be read.
+pub fn take_lock(path: &Path) -> Result<StateLock, LockError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(LockError::Io)?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut locked) => {
+            locked.set_len(0).map_err(LockError::Io)?;
+            writeln!(*locked, "{}", std::process::id()).map_err(LockError::Io)?;
+            Ok(StateLock(locked))
+        }
+        Err(_) => Err(LockError::Held(
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        )),
+    }
+}
+
+/// Why a lock file could not be taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it; its pid as written in the file (may be empty).
+    Held(String),
+    /// The file could not be opened or written.
+    Io(std::io::Error),
+}
+
+/// The listening sockets, and which of their files this daemon made (and so removes at exit).
+struct Listeners {
+    agent: tokio::net::UnixListener,
+    admin: tokio::net::UnixListener,
+    owned: Vec<PathBuf>,
+}
+
+/// Sockets systemd passed (`LISTEN_FDS`), matched to the configured ones by their names
+/// (`FileDescriptorName=agent` / `admin`) or, when unnamed, by their paths.
+fn inherited_sockets(
+    config: &Config,
+) -> Result<
+    (
+        Option<std::os::unix::net::UnixListener>,
+        Option<std::os::unix::net::UnixListener>,
+    ),
+    DaemonError,
+> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if std::env::var_os("LISTEN_FDS").is_none() {
+        return Ok((None, None));
+    }
+    if !for_us {
+        tracing::warn!("LISTEN_FDS is set for another process; binding the sockets instead");
+        return Ok((None, None));
+    }
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut fds = listenfd::ListenFd::from_env();
+    let (mut agent, mut admin) = (None, None);
+    for idx in 0..fds.len() {
+        let fail = |message: String| {
+            DaemonError::Io(format!(
+                "socket {} passed by systemd: {message}",
+                names
+                    .get(idx)
+                    .map_or_else(|| format!("#{idx}"), |n| format!("{n:?}"))
+            ))
+        };
+        let Some(listener) = fds
+            .take_unix_listener(idx)
+            .map_err(|e| fail(format!("not a listening Unix stream socket ({e})")))?
+        else {
+            continue;
+        };
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+        let role = match names.get(idx).map(String::as_str) {
+            Some("agent") => Role::Agent,
+            Some("admin") => Role::Admin,
+            _ if path.as_deref() == Some(config.agent_socket.path.as_path()) => Role::Agent,
+            _ if path.as_deref() == Some(config.admin_socket.path.as_path()) => Role::Admin,
+            _ => {
+                return Err(fail(format!(
+                    "neither named agent/admin (FileDescriptorName=) nor bound at a configured path (it is at {})",
+                    path.map_or_else(|| "no path".into(), |p| p.display().to_string())
+                )));
+            }
+        };
+        let slot = match role {
+            Role::Agent => &mut agent,
+            Role::Admin => &mut admin,
+        };
+        if slot.replace(listener).is_some() {
+            return Err(fail(format!("a second {} socket", role.name())));
+        }
+    }
+    Ok((agent, admin))
+}
+
+fn listeners(config: &Config) -> Result<Listeners, DaemonError> {
+    let (agent, admin) = inherited_sockets(config)?;
+    let mut owned = Vec::new();
+    let mut take = |passed: Option<std::os::unix::net::UnixListener>,
+                    path: &Path,
+                    mode: &str,
+                    group: Option<&str>,
+                    role: Role| {
+        match passed {
+            Some(l) => {
+                tracing::info!(socket = role.name(), "using the socket systemd passed");
+                l.set_nonblocking(true)
+                    .and_then(|()| tokio::net::UnixListener::from_std(l))
+                    .map_err(|e| DaemonError::Socket {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })
+            }
+            None => {
+                let l = bind(path, mode, group)?;
+                owned.push(path.to_path_buf());
+                Ok(l)
+            }
+        }
+    };
+    let agent = take(
+        agent,
+        &config.agent_socket.path,
+        &config.agent_socket.mode,
+        config.agent_socket.group.as_deref(),
+        Role::Agent,
+    )?;
+    let admin = take(
+        admin,
+        &config.admin_socket.path,
+        &config.admin_socket.mode,
+        config.admin_socket.group.as_deref(),
+        Role::Admin,
+    )?;
+    Ok(Listeners {
+        agent,
+        admin,
+        owned,
+    })
+}
+
+fn admin_policy(config: &Config) -> Result<AdminPolicy, DaemonError> {
+    Ok(AdminPolicy {
         allow_uids: config.admin_socket.allow_uids.clone(),
         gid: config
             .admin_socket
@@ -200,77 +382,198 @@ pub async fn run(
             .as_deref()
             .map(resolve_group)
             .transpose()?,
-    };
+    })
+}
+
+fn settings(config: &Config, config_text: &str) -> Result<Settings, DaemonError> {
+    Ok(Settings {
+        admin: admin_policy(config)?,
+        config_sha256: hex::encode(Sha256::digest(config_text.as_bytes())),
+        checkpoint_interval: Duration::from_millis(config.evidence.checkpoint_interval_ms),
+    })
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, then drains and returns. SIGHUP re-reads the
+/// configuration through `control` and applies what can change while serving.
+pub async fn run(
+    config: Config,
+    config_text: &str,
+    loaded: Option<cryptoki::context::Pkcs11>,
+    control: Control,
+) -> Result<(), DaemonError> {
+    // Taken first, so a SIGHUP or SIGTERM during a slow start is handled once serving instead of
+    // killing the process with the default action.
+    let mut signals = Signals::new()?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+        DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
+    })?;
+    let lock_path = config.state_dir.join("arid.lock");
+    let _lock = take_lock(&lock_path).map_err(|e| match e {
+        LockError::Held(pid) => DaemonError::Io(format!(
+            "another arid{} is already using the state directory {}; stop it first (`systemctl stop arid`, or kill that process), or give this one another state_dir",
+            if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
+            config.state_dir.display()
+        )),
+        LockError::Io(e) => DaemonError::Io(format!("cannot lock {}: {e}", lock_path.display())),
+    })?;
+    let backend = open_backend(&config, loaded)?;
+    let db = config.state_dir.join("ari.db");
+    let store = Arc::new(Store::open(&db)?);
+    let origin = config.origin();
+    let ledger = crate::ledger::Ledger::open(&db, LEDGER_QUEUE, &origin)?;
     let service = Arc::new(
         Service::open(
             backend,
             store,
             ledger,
             daemon_facts(config_text),
-            admin,
+            settings(&config, config_text)?,
             origin,
         )
         .await?,
     );
-    let checkpoints = tokio::spawn(service.clone().keep_checkpoints(Duration::from_millis(
-        config.evidence.checkpoint_interval_ms,
-    )));
+    let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
 
-    let agent = bind(
-        &config.agent_socket.path,
-        &config.agent_socket.mode,
-        config.agent_socket.group.as_deref(),
-    )?;
-    let admin = bind(
-        &config.admin_socket.path,
-        &config.admin_socket.mode,
-        config.admin_socket.group.as_deref(),
-    )?;
+    let sockets = listeners(&config)?;
     let (trigger, shutdown) = server::shutdown_pair();
-    let limits = config.limits;
+    let (limits_tx, limits) = tokio::sync::watch::channel(config.limits);
     let agent_task = tokio::spawn(server::run(
-        agent,
+        sockets.agent,
         Role::Agent,
         service.clone(),
-        limits,
+        limits.clone(),
         shutdown.clone(),
     ));
     let admin_task = tokio::spawn(server::run(
-        admin,
+        sockets.admin,
         Role::Admin,
-        service,
-        limits,
+        service.clone(),
+        limits.clone(),
         shutdown.clone(),
     ));
     tracing::info!(
         agent_socket = %config.agent_socket.path.display(),
         admin_socket = %config.admin_socket.path.display(),
+        pid = std::process::id(),
         "arid ready"
     );
-    notify_systemd("READY=1\nSTATUS=serving");
+    notify_systemd(&format!(
+        "READY=1\nSTATUS=serving\nMAINPID={}",
+        std::process::id()
+    ));
 
-    wait_for_signal().await?;
+    let mut running = config;
+    loop {
+        match signals.next().await {
+            Signal::Stop(name) => {
+                tracing::info!("{name} received");
+                break;
+            }
+            Signal::Reload => {
+                notify_systemd("RELOADING=1\nSTATUS=reloading the configuration");
+                let status = match reload(&control, &running, &service, &limits_tx) {
+                    Ok(next) => {
+                        running = next;
+                        crate::metrics::metrics().reload("ok");
+                        "serving (configuration reloaded)".to_string()
+                    }
+                    Err(why) => {
+                        tracing::error!(
+                            "reload refused, still serving with the previous configuration: {why}"
+                        );
+                        crate::metrics::metrics().reload("failed");
+                        format!("serving; the last reload was refused: {why}")
+                    }
+                };
+                notify_systemd(&format!("READY=1\nSTATUS={status}"));
+            }
+        }
+    }
     tracing::info!("stopping: draining in-flight calls");
-    notify_systemd("STOPPING=1");
+    notify_systemd("STOPPING=1\nSTATUS=draining in-flight calls");
     trigger.trigger();
     let _ = agent_task.await;
     let _ = admin_task.await;
     // A head not yet signed is signed at the next start.
     checkpoints.abort();
-    for path in [&config.agent_socket.path, &config.admin_socket.path] {
+    // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
+    for path in &sockets.owned {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Io(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Io(e.to_string()))?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// Re-reads the configuration and applies limits, the log level, who may operate, and the
+/// checkpoint interval. A setting that can only change at start is reported, and the running
+/// value kept. Returns the configuration now in force.
+fn reload(
+    control: &Control,
+    running: &Config,
+    service: &Service,
+    limits: &tokio::sync::watch::Sender<crate::config::Limits>,
+) -> Result<Config, String> {
+    let Some(load) = &control.load_config else {
+        return Err("this daemon was started without a configuration file to re-read".into());
+    };
+    let (mut next, text) = load()?;
+    let settings = settings(&next, &text).map_err(|e| e.to_string())?;
+    let mut kept = Vec::new();
+    macro_rules! keep {
+        ($($field:ident).+, $name:literal) => {
+            if format!("{:?}", next.$($field).+) != format!("{:?}", running.$($field).+) {
+                kept.push($name);
+                next.$($field).+ = running.$($field).+.clone();
+            }
+        };
     }
-    Ok(())
+    keep!(state_dir, "state_dir");
+    keep!(io_threads, "io_threads");
+    keep!(backend, "backend");
+    keep!(agent_socket, "agent_socket");
+    keep!(admin_socket.path, "admin_socket.path");
+    keep!(admin_socket.mode, "admin_socket.mode");
+    keep!(evidence.origin, "evidence.origin");
+    (control.set_log_level)(&next.log.level).map_err(|e| format!("log.level: {e}"))?;
+    service.apply(settings);
+    limits.send_replace(next.limits);
+    if !kept.is_empty() {
+        tracing::warn!(
+            settings = kept.join(", "),
+            "changed in the file but only take effect at the next start; the running values are kept"
+        );
+    }
+    tracing::info!(config_sha256 = %service.settings().config_sha256, "configuration reloaded");
+    Ok(next)
+}
+
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let on = |kind| signal(kind).map_err(|e| DaemonError::Io(e.to_string()));
+        Ok(Self {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
 }

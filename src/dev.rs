@@ -192,34 +192,17 @@ level = "info"
 
 /// Holds the directory's lock for the process's life.
 #[derive(Debug)]
-pub struct DevLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+pub struct DevLock(#[allow(dead_code)] crate::daemon::StateLock);
 
 /// Takes the directory's lock, or reports the daemon holding it.
 pub fn lock(l: &DevLayout) -> Result<DevLock, DevError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&l.lock)
-        .map_err(io(&l.lock))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(mut locked) => {
-            locked.set_len(0).map_err(io(&l.lock))?;
-            writeln!(*locked, "{}", std::process::id()).map_err(io(&l.lock))?;
-            Ok(DevLock(locked))
-        }
-        Err((_, _)) => {
-            let pid = fs::read_to_string(&l.lock)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            Err(DevError::Busy {
-                dir: l.dir.clone(),
-                pid,
-            })
-        }
+    match crate::daemon::take_lock(&l.lock) {
+        Ok(lock) => Ok(DevLock(lock)),
+        Err(crate::daemon::LockError::Held(pid)) => Err(DevError::Busy {
+            dir: l.dir.clone(),
+            pid,
+        }),
+        Err(crate::daemon::LockError::Io(e)) => Err(io(&l.lock)(e)),
     }
 }
 

@@ -230,6 +230,11 @@ impl Ledger {
         Ok(Self { queue, heads })
     }
 
+    /// Jobs waiting for the writer.
+    pub fn queue(&self) -> crate::backend::QueueDepth {
+        crate::backend::QueueDepth::of(&self.queue)
+    }
+
     /// The log's head after each commit that grew it; the first value is the head at open.
     pub fn heads(&self) -> tokio::sync::watch::Receiver<Head> {
         self.heads.clone()
@@ -305,6 +310,7 @@ impl Writer<'_> {
                     Err(_) => break,
                 }
             }
+            let started = std::time::Instant::now();
             let commit = match sql(conn, "BEGIN IMMEDIATE") {
                 Ok(()) => {
                     for job in &mut group {
@@ -317,8 +323,11 @@ impl Writer<'_> {
                 }
                 Err(e) => Err(e.to_string()),
             };
-            if let Err(why) = &commit {
-                tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
+            match &commit {
+                Ok(()) => crate::metrics::metrics().group_commit(group.len(), started.elapsed()),
+                Err(why) => {
+                    tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
+                }
             }
             for job in group {
                 job.finish(commit.clone());

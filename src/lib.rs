@@ -15,6 +15,7 @@
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
 //! | [`store`] | SQLite state with versioned migrations |
 //! | [`ledger`] | the group-committing writer for money: debits, holds, refunds, reservations |
+//! | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
 //! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
 //! | [`payment`] | payment authorizations (closed mandates), receipts and their offline verification |
@@ -50,6 +51,7 @@ pub mod evidence;
 pub mod identity;
 pub mod jose;
 pub mod ledger;
+pub mod metrics;
 pub mod payment;
 pub mod policy;
 pub mod protocol;

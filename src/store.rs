@@ -10,6 +10,7 @@ use crate::backend::{KeyAttributes, KeyId, KeyInfo};
 use crate::identity::{Agent, AgentStatus, Selectors};
 use crate::jose::PublicKey;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -401,6 +402,19 @@ impl Store {
     /// The voucher with this id or digest.
     pub fn voucher(&self, id_or_digest: &str) -> Result<Option<StoredVoucher>, StoreError> {
         self.with(|c| voucher(c, id_or_digest))
+    }
+
+    /// Vouchers by state at `now`: `active`, `expired` (active but past its end) and `revoked`.
+    pub fn voucher_counts(&self, now: i64) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT CASE WHEN status = 'active' AND expires_at <= ?1 THEN 'expired' ELSE status END,
+                        count(*)
+                 FROM voucher GROUP BY 1",
+            )?;
+            let rows = stmt.query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Revoked vouchers with the time of revocation, oldest first.

@@ -19,43 +19,49 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The subcommands a `--help` text lists (clap's "Commands:" section), `help` excepted.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
-fn every_arictl_help_shows_an_example() {
-    let commands: &[&[&str]] = &[
-        &[],
-        &["agent", "provision"],
-        &["agent", "list"],
-        &["agent", "show"],
-        &["agent", "freeze"],
-        &["agent", "unfreeze"],
-        &["agent", "retire"],
-        &["agent", "csr"],
-        &["agent", "cert-import"],
-        &["status"],
-        &["identity"],
-        &["attest"],
-        &["verify", "attest"],
-        &["verify", "voucher"],
-        &["voucher", "issue"],
-        &["voucher", "list"],
-        &["voucher", "show"],
-        &["voucher", "revoke"],
-        &["bench", "attest"],
-    ];
-    for cmd in commands {
-        let mut args = cmd.to_vec();
+fn every_arictl_command_has_help_with_an_example() {
+    // Walks the whole command tree from `arictl --help`, so a new command cannot be missed.
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    let mut leaves = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
         args.push("--help");
         let (ok, stdout, stderr) = run(common::ARICTL, &args);
         assert!(ok, "arictl {args:?}: {stderr}");
-        assert!(
-            stdout.contains("Example"),
-            "arictl {args:?} shows no example:\n{stdout}"
-        );
-        assert!(
-            stdout.contains("arictl "),
-            "arictl {args:?}: the example is a command line:\n{stdout}"
-        );
+        let children = subcommands(&stdout);
+        if children.is_empty() {
+            leaves += 1;
+            assert!(
+                stdout.contains("Example"),
+                "arictl {args:?} shows no example:\n{stdout}"
+            );
+            assert!(
+                stdout.contains("arictl "),
+                "arictl {args:?}: the example is a command line:\n{stdout}"
+            );
+        }
+        for child in children {
+            let mut next = path.clone();
+            next.push(child);
+            pending.push(next);
+        }
     }
+    assert!(leaves >= 40, "only {leaves} commands found");
+    println!("{leaves} arictl commands, each with an example in its --help");
     let (ok, stdout, _) = run(common::ARID, &["--help"]);
     assert!(ok && stdout.contains("Example"), "{stdout}");
 }

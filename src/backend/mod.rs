@@ -222,14 +222,40 @@ pub trait Backend: Send + Sync + 'static {
     fn counters(&self) -> Option<CounterValues> {
         None
     }
+
+    /// Requests waiting for the store's threads, and how many may wait.
+    fn queue(&self) -> QueueDepth;
+}
+
+/// How full a work queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    /// Waiting now.
+    pub waiting: usize,
+    /// Most that may wait before callers get `busy`.
+    pub capacity: usize,
+}
+
+impl QueueDepth {
+    /// The depth of a bounded crossbeam queue.
+    pub fn of<T>(queue: &crossbeam_channel::Sender<T>) -> Self {
+        Self {
+            waiting: queue.len(),
+            capacity: queue.capacity().unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Hands a job to a store's worker threads through a bounded queue: `Busy` at once when the
 /// queue is full, `Unavailable` when the workers are gone, else the worker's answer.
+/// Each operation is timed from here (queue wait included) for `arictl metrics`; `what` is the
+/// backend's and the operation's name.
 pub(crate) fn submit<J, T: Send + 'static>(
     queue: &crossbeam_channel::Sender<J>,
+    what: (&'static str, &'static str),
     job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, BackendError>>) -> J,
 ) -> BackendFuture<T> {
+    let started = std::time::Instant::now();
     let (reply, rx) = tokio::sync::oneshot::channel();
     let sent = match queue.try_send(job(reply)) {
         Ok(()) => Ok(()),
@@ -239,9 +265,21 @@ pub(crate) fn submit<J, T: Send + 'static>(
         )),
     };
     Box::pin(async move {
-        sent?;
-        rx.await
-            .map_err(|_| BackendError::Unavailable("a key store thread stopped mid-call".into()))?
+        let result = match sent {
+            Ok(()) => rx.await.unwrap_or_else(|_| {
+                Err(BackendError::Unavailable(
+                    "a key store thread stopped mid-call".into(),
+                ))
+            }),
+            Err(e) => Err(e),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(BackendError::Busy) => "busy",
+            Err(_) => "error",
+        };
+        crate::metrics::metrics().backend_op(what.0, what.1, outcome, started.elapsed());
+        result
     })
 }
 

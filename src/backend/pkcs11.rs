@@ -222,9 +222,10 @@ impl Pkcs11Backend {
 
     fn submit<T: Send + 'static>(
         &self,
+        operation: &'static str,
         job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
     ) -> BackendFuture<T> {
-        super::submit(&self.queue, job)
+        super::submit(&self.queue, ("pkcs11", operation), job)
     }
 }
 
@@ -234,19 +235,23 @@ impl Backend for Pkcs11Backend {
     }
 
     fn generate_key(&self, label: String) -> BackendFuture<KeyInfo> {
-        self.submit(|reply| Job::Generate { label, reply })
+        self.submit("generate", |reply| Job::Generate { label, reply })
     }
 
     fn describe_key(&self, id: KeyId) -> BackendFuture<KeyInfo> {
-        self.submit(|reply| Job::Describe { id, reply })
+        self.submit("describe", |reply| Job::Describe { id, reply })
     }
 
     fn sign_digest(&self, id: KeyId, digest: [u8; 32]) -> BackendFuture<[u8; 64]> {
-        self.submit(|reply| Job::Sign { id, digest, reply })
+        self.submit("sign", |reply| Job::Sign { id, digest, reply })
     }
 
     fn destroy_key(&self, id: KeyId) -> BackendFuture<()> {
-        self.submit(|reply| Job::Destroy { id, reply })
+        self.submit("destroy", |reply| Job::Destroy { id, reply })
+    }
+
+    fn queue(&self) -> super::QueueDepth {
+        super::QueueDepth::of(&self.queue)
     }
 }
 

@@ -177,9 +177,10 @@ impl TpmBackend {
 
     fn submit<T: Send + 'static>(
         &self,
+        operation: &'static str,
         job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
     ) -> BackendFuture<T> {
-        super::submit(&self.queue, job)
+        super::submit(&self.queue, ("tpm", operation), job)
     }
 }
 
@@ -189,31 +190,35 @@ impl Backend for TpmBackend {
     }
 
     fn generate_key(&self, _label: String) -> BackendFuture<KeyInfo> {
-        self.submit(|reply| Job::Generate { reply })
+        self.submit("generate", |reply| Job::Generate { reply })
     }
 
     fn describe_key(&self, id: KeyId) -> BackendFuture<KeyInfo> {
-        self.submit(|reply| Job::Describe { id, reply })
+        self.submit("describe", |reply| Job::Describe { id, reply })
     }
 
     fn sign_digest(&self, id: KeyId, digest: [u8; 32]) -> BackendFuture<[u8; 64]> {
-        self.submit(|reply| Job::Sign { id, digest, reply })
+        self.submit("sign", |reply| Job::Sign { id, digest, reply })
     }
 
     fn destroy_key(&self, id: KeyId) -> BackendFuture<()> {
-        self.submit(|reply| Job::Destroy { id, reply })
+        self.submit("destroy", |reply| Job::Destroy { id, reply })
     }
 
     fn quote(&self, binding: Hash) -> BackendFuture<Quote> {
-        self.submit(|reply| Job::Quote { binding, reply })
+        self.submit("quote", |reply| Job::Quote { binding, reply })
     }
 
     fn attestation_key(&self) -> BackendFuture<AkInfo> {
-        self.submit(|reply| Job::Ak { reply })
+        self.submit("attestation_key", |reply| Job::Ak { reply })
     }
 
     fn counters(&self) -> Option<CounterValues> {
         Some(self.counters.snapshot())
+    }
+
+    fn queue(&self) -> super::QueueDepth {
+        super::QueueDepth::of(&self.queue)
     }
 }
 

@@ -34,18 +34,26 @@ enum Command {
     /// Manage agents (operator, admin socket).
     #[command(subcommand)]
     Agent(AgentCmd),
-    /// Show the daemon's version, backend, agent counts and own keys (operator).
+    /// Show the daemon's health: backend, queues, agents, vouchers, evidence log, uptime (operator).
     #[command(
-        after_help = "Examples:\n  arictl status\n  arictl status --issuer-jwk > issuer.jwk\n  arictl status --log-jwk > log.jwk"
+        after_help = "Examples:\n  arictl status\n  arictl status --json | jq .queues\n  arictl status --issuer-jwk > issuer.jwk\n  arictl status --log-jwk > log.jwk"
     )]
     Status {
-        /// Print only the public JWK of the daemon's voucher issuer key (for verifiers).
+        /// Print everything as JSON.
         #[arg(long)]
+        json: bool,
+        /// Print only the public JWK of the daemon's voucher issuer key (for verifiers).
+        #[arg(long, conflicts_with_all = ["json", "log_jwk"])]
         issuer_jwk: bool,
         /// Print only the public JWK of the daemon's evidence log key (for auditors).
-        #[arg(long, conflicts_with = "issuer_jwk")]
+        #[arg(long, conflicts_with = "json")]
         log_jwk: bool,
     },
+    /// Print the daemon's metrics in the Prometheus text format (operator).
+    #[command(
+        after_help = "Examples:\n  arictl metrics\n  arictl metrics | grep ari_requests_total\n  # for a node_exporter textfile collector:\n  arictl metrics > /var/lib/prometheus/node-exporter/arid.prom.$$ && mv /var/lib/prometheus/node-exporter/arid.prom.$$ /var/lib/prometheus/node-exporter/arid.prom"
+    )]
+    Metrics,
     /// Issue, list, show, revoke, import and delegate vouchers.
     #[command(subcommand)]
     Voucher(VoucherCmd),
@@ -278,8 +286,10 @@ enum IssuerCmd {
         jwk: PathBuf,
     },
     /// List trusted issuers, the daemon's own first.
+    #[command(after_help = "Example:\n  arictl issuer list")]
     List,
     /// Stop trusting an issuer.
+    #[command(after_help = "Example:\n  arictl issuer remove alice-phone")]
     Remove { name: String },
 }
 
@@ -322,6 +332,9 @@ enum PaymentCmd {
         wait: Option<String>,
     },
     /// Show one of your decisions (agent side); waits for a pending one with --wait.
+    #[command(
+        after_help = "Examples:\n  arictl payment status 01J9Z3K7Q2\n  arictl payment status 01J9Z3K7Q2 --wait 2m   # until an operator confirms or rejects it"
+    )]
     Status {
         decision: String,
         #[arg(long, value_name = "DURATION")]
@@ -356,10 +369,17 @@ enum PaymentCmd {
         json: bool,
     },
     /// Show one decision (operator).
+    #[command(after_help = "Example:\n  arictl payment show 01J9Z3K7Q2")]
     Show { decision: String },
     /// Confirm a payment held for a human (L2); the daemon signs it (operator).
+    #[command(
+        after_help = "Example:\n  arictl payment list --status pending\n  arictl payment confirm 01J9Z3K7Q2"
+    )]
     Confirm { decision: String },
     /// Reject a payment held for a human (L2); its amount returns to the budget (operator).
+    #[command(
+        after_help = "Example:\n  arictl payment reject 01J9Z3K7Q2 --note \"not what I asked for\""
+    )]
     Reject {
         decision: String,
         /// Why, for the log.
@@ -389,10 +409,15 @@ enum LogCmd {
         db: Option<PathBuf>,
     },
     /// Print the newest signed checkpoint.
+    #[command(after_help = "Example:\n  arictl log checkpoint > checkpoint.txt")]
     Checkpoint,
     /// Print one entry.
+    #[command(after_help = "Example:\n  arictl log entry 42 > entry-42.json")]
     Entry { index: u64 },
     /// Print the inclusion proof of an entry in the newest (or a given) checkpoint.
+    #[command(
+        after_help = "Examples:\n  arictl log proof 42 > proof-42.json\n  arictl log proof 42 --tree-size 1000\n  arictl verify inclusion entry-42.json proof-42.json checkpoint.txt --log-key log.jwk"
+    )]
     Proof {
         index: u64,
         #[arg(long)]
@@ -621,6 +646,13 @@ fn call(socket: &Path, method: &str, params: Value) -> Result<Value> {
 
 fn hint(e: ClientError, socket: &Path) -> anyhow::Error {
     match e {
+        ClientError::Connect { ref source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            anyhow!(
+                "{e}\nhint: the socket's group may use it: operators join the admin socket's group (`ari-admin` in a package install), agent runtimes the agent socket's (`ari-agents`)"
+            )
+        }
         ClientError::Connect { .. } => anyhow!(
             "{e}\nhint: is arid running? Point arictl at its socket with --admin-socket/--agent-socket or ARI_ADMIN_SOCKET/ARI_AGENT_SOCKET (now {})",
             socket.display()
@@ -645,6 +677,66 @@ fn status_line(v: &Value) -> Result<()> {
     };
     println!("agent {id}: {status}{extra}");
     Ok(())
+}
+
+/// `admin.status` for people.
+fn status_text(v: &Value) -> String {
+    let s = |p: &str| match field(v, p) {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let n = |p: &str| field(v, p).as_u64().unwrap_or(0);
+    let counts = |p: &str| match field(v, p).as_object() {
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, c)| format!("{c} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none".into(),
+    };
+    let up = n("/uptime_s");
+    let health = match s("/backend_health/state").as_str() {
+        "ok" => format!("ok (probe {} µs)", n("/backend_health/probe_us")),
+        _ => format!("FAILING: {}", s("/backend_health/detail")),
+    };
+    let mut out = format!(
+        "arid {version}, up {d}d {h}h {m}m {sec}s, config {config:.12}… (reloaded {reloads} times)\n\
+         backend   {backend}: {health}; queue {bw}/{bc}\n\
+         ledger    queue {lw}/{lc}\n\
+         agents    {agents}\n\
+         vouchers  {vouchers}\n\
+         evidence  {origin}: {entries} entries, newest checkpoint covers {cp} ({unsigned} not yet)\n",
+        version = s("/version"),
+        d = up / 86_400,
+        h = up / 3_600 % 24,
+        m = up / 60 % 60,
+        sec = up % 60,
+        config = s("/config_sha256"),
+        reloads = n("/reloads"),
+        backend = s("/backend"),
+        bw = n("/queues/backend/waiting"),
+        bc = n("/queues/backend/capacity"),
+        lw = n("/queues/ledger/waiting"),
+        lc = n("/queues/ledger/capacity"),
+        agents = counts("/agents"),
+        vouchers = counts("/vouchers"),
+        origin = s("/evidence/origin"),
+        entries = n("/evidence/entries"),
+        cp = s("/evidence/checkpoint_size"),
+        unsigned = n("/evidence/unsigned"),
+    );
+    if !field(v, "/tpm").is_null() {
+        out.push_str(&format!(
+            "tpm       ak {}: {} commands, {} quotes for {} payments, {} signatures\n",
+            s("/tpm/ak"),
+            n("/tpm/commands"),
+            n("/tpm/quotes"),
+            n("/tpm/quoted"),
+            n("/tpm/signs")
+        ));
+    }
+    out
 }
 
 fn print_json(v: &Value) -> Result<()> {
@@ -1742,17 +1834,25 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Agent(cmd) => agent_cmd(cli, cmd),
         Command::Status {
+            json,
             issuer_jwk,
             log_jwk,
         } => {
             let v = call(&cli.admin_socket, "admin.status", json!({}))?;
-            print_json(if *issuer_jwk {
-                field(&v, "/daemon_keys/issuer/jwk")
-            } else if *log_jwk {
-                field(&v, "/daemon_keys/log/jwk")
-            } else {
-                &v
-            })
+            match (json, issuer_jwk, log_jwk) {
+                (_, true, _) => print_json(field(&v, "/daemon_keys/issuer/jwk")),
+                (_, _, true) => print_json(field(&v, "/daemon_keys/log/jwk")),
+                (true, _, _) => print_json(&v),
+                _ => {
+                    print!("{}", status_text(&v));
+                    Ok(())
+                }
+            }
+        }
+        Command::Metrics => {
+            let v = call(&cli.admin_socket, "admin.metrics", json!({}))?;
+            print!("{}", field(&v, "/text").as_str().unwrap_or_default());
+            Ok(())
         }
         Command::Voucher(cmd) => voucher_cmd(cli, cmd),
         Command::Issuer(cmd) => issuer_cmd(cli, cmd),
@@ -1864,12 +1964,42 @@ fn run(cli: &Cli) -> Result<()> {
     }
 }
 
+/// What to do about a refusal, for the reasons where the next step is clear.
+fn next_step(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "forbidden" => {
+            "run arictl as root, as a member of the admin socket's group (admin_socket.group, `ari-admin` in a package install), or as a uid in admin_socket.allow_uids"
+        }
+        "unknown_caller" => {
+            "this process is not a provisioned agent: an operator runs `arictl agent provision --agent ID --user U --uid $(id -u) --exe PATH-OF-THIS-PROGRAM`"
+        }
+        "agent_frozen" => "an operator can serve it again with `arictl agent unfreeze ID`",
+        "agent_not_found" => "`arictl agent list` shows the agents",
+        "voucher_not_found" => "`arictl voucher list` shows the vouchers",
+        "decision_not_found" => "`arictl payment list` shows the decisions",
+        "busy"
+        | "backend_unavailable"
+        | "storage_error"
+        | "shutting_down"
+        | "not_yet_checkpointed" => {
+            "this is temporary: retry shortly; if it persists, `arictl status` shows the backend and queues"
+        }
+        "report_overdue" => "report the earlier payment's result first (`arictl payment report`)",
+        _ => return None,
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
         eprintln!("arictl: {e:#}");
         let code = match e.downcast_ref::<ClientError>() {
-            Some(ClientError::Remote(_)) => 2,
+            Some(ClientError::Remote(r)) => {
+                if let Some(step) = next_step(&r.reason) {
+                    eprintln!("hint: {step}");
+                }
+                2
+            }
             _ => 1,
         };
         std::process::exit(code);

@@ -59,15 +59,69 @@ enum DevBackend {
     Tpm,
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},tss_esapi=off")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+/// Whether stderr is connected to the journal (systemd sets `JOURNAL_STREAM` to its device and
+/// inode; a child that inherited the variable but not the stream must not log there).
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_str() == Some(&format!("{}:{}", stat.st_dev, stat.st_ino))
+}
+
+/// Starts logging at `level` (unless `RUST_LOG` says otherwise) and returns the function a
+/// reload uses to change the level. Under systemd the log goes to the journal with its fields
+/// (request id, method, caller) as journal fields; elsewhere to stderr as text.
+fn init_logging(level: &str) -> daemon::Control {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, reload};
+    let directive = |level: &str| format!("{level},tss_esapi=off");
+    let from_env = std::env::var("RUST_LOG").is_ok();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directive(level)));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let journal = stderr_is_journal().then(tracing_journald::layer);
+    match journal {
+        Some(Ok(layer)) => registry
+            .with(layer.with_syslog_identifier("arid".into()))
+            .init(),
+        other => {
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                        .with_writer(std::io::stderr),
+                )
+                .init();
+            if let Some(Err(e)) = other {
+                tracing::warn!(error = %e, "cannot reach the journal; logging to stderr");
+            }
+        }
+    }
+    daemon::Control {
+        load_config: None,
+        set_log_level: Box::new(move |level| {
+            if from_env {
+                return Err("RUST_LOG is set and overrides log.level".into());
+            }
+            let filter = EnvFilter::try_new(directive(level)).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }),
+    }
+}
+
+/// Re-reads the configuration file at `file` on SIGHUP.
+fn file_loader(file: PathBuf) -> daemon::ConfigLoader {
+    Box::new(move || {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let config = Config::parse(&text, &file).map_err(|e| e.to_string())?;
+        Ok((config, text))
+    })
 }
 
 fn runtime(config: &Config) -> Result<tokio::runtime::Runtime> {
@@ -82,8 +136,11 @@ fn run_config(path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     let config = Config::parse(&text, path)?;
-    init_logging(&config.log.level);
-    runtime(&config)?.block_on(daemon::run(config, &text, None))?;
+    let control = daemon::Control {
+        load_config: Some(file_loader(path.to_path_buf())),
+        ..init_logging(&config.log.level)
+    };
+    runtime(&config)?.block_on(daemon::run(config, &text, None, control))?;
     Ok(())
 }
 
@@ -131,7 +188,13 @@ fn run_dev_tpm(
         );
         return Ok(());
     }
-    init_logging(&config.log.level);
+    let (reload_layout, reload_tcti) = (layout.clone(), tcti.clone());
+    let control = daemon::Control {
+        load_config: Some(Box::new(move || {
+            dev::tpm_config(&reload_layout, &reload_tcti, quote_batch).map_err(|e| e.to_string())
+        })),
+        ..init_logging(&config.log.level)
+    };
     let what = match &tpm {
         Some(_) => format!(
             "software TPM (swtpm) at {tcti}, state in {}",
@@ -140,7 +203,7 @@ fn run_dev_tpm(
         None => format!("TPM at {tcti}"),
     };
     print!("{}", dev::banner(&layout, false, Some(&what)));
-    let served = runtime(&config)?.block_on(daemon::run(config, &text, None));
+    let served = runtime(&config)?.block_on(daemon::run(config, &text, None, control));
     drop(tpm);
     Ok(served?)
 }
@@ -168,9 +231,12 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
         );
         return Ok(());
     }
-    init_logging(&config.log.level);
+    let control = daemon::Control {
+        load_config: Some(file_loader(layout.config.clone())),
+        ..init_logging(&config.log.level)
+    };
     print!("{}", dev::banner(&layout, created, None));
-    runtime(&config)?.block_on(daemon::run(config, &text, Some(ctx)))?;
+    runtime(&config)?.block_on(daemon::run(config, &text, Some(ctx), control))?;
     Ok(())
 }
 

@@ -27,6 +27,9 @@ pub enum AgentStatus {
 }
 
 impl AgentStatus {
+    /// Every status.
+    pub const ALL: [Self; 3] = [Self::Active, Self::Frozen, Self::Retired];
+
     /// The stored and wire form.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -114,6 +114,7 @@ methods! {
     EvidenceEntry => "evidence.entry", Both;
     AdminLogExport => "admin.log_export", Admin;
     AdminTpmAk => "admin.tpm_ak", Admin;
+    AdminMetrics => "admin.metrics", Admin;
 }
 
 impl Method {

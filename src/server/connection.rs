@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 /// Why no line could be read.
@@ -60,6 +60,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             read_timeout: Duration::from_millis(limits.read_timeout_ms),
             idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
         }
+    }
+
+    /// Applies new limits from the next line on.
+    pub fn set_limits(&mut self, limits: &Limits) {
+        self.max = limits.max_line_bytes;
+        self.read_timeout = Duration::from_millis(limits.read_timeout_ms);
+        self.idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
     }
 
     /// The next line without its newline (and without a trailing `\r`); `None` at a clean end.
@@ -114,6 +121,29 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
+/// Most lines a stopping connection answers with `shutting_down` before it closes.
+const SHUTDOWN_REFUSALS: usize = 1024;
+
+/// The answer to every call in `line`: not run, because the daemon is stopping.
+fn refuse_for_shutdown(line: &[u8]) -> Vec<u8> {
+    let refuse = |call: Result<protocol::Request, Response>| match call {
+        Ok(req) => Response::error(
+            req.id,
+            RpcError::new(
+                ErrorCode::ShuttingDown,
+                "the daemon is stopping and did not run this call; send it again once it is back",
+            ),
+        ),
+        Err(answer) => answer,
+    };
+    match protocol::parse_line(line) {
+        protocol::Incoming::Single(call) => protocol::render(&refuse(call)),
+        protocol::Incoming::Batch(calls) => {
+            protocol::render_batch(&calls.into_iter().map(refuse).collect::<Vec<_>>())
+        }
+    }
+}
+
 fn closing_error(code: ErrorCode, message: &str) -> Vec<u8> {
     protocol::render(&Response::error(Id::Null, RpcError::new(code, message)))
 }
@@ -123,10 +153,13 @@ pub async fn serve(
     stream: UnixStream,
     info: ConnInfo,
     service: Arc<Service>,
-    limits: Limits,
+    mut live_limits: watch::Receiver<Limits>,
     mut shutdown: Shutdown,
     _connection_permit: OwnedSemaphorePermit,
 ) {
+    let socket = info.role.name();
+    crate::metrics::metrics().connection(socket, 1);
+    let mut limits = *live_limits.borrow_and_update();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight_per_connection + 1);
     let writer = tokio::spawn(write_loop(wr, rx));
@@ -140,6 +173,12 @@ pub async fn serve(
             _ = shutdown.wait() => break,
             p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
+        // A reload applies from the next line on; the in-flight cap stays as it was when the
+        // connection opened.
+        if live_limits.has_changed().unwrap_or(false) {
+            limits = *live_limits.borrow_and_update();
+            reader.set_limits(&limits);
+        }
         let line = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -188,10 +227,26 @@ pub async fn serve(
             }
         }
     }
+    if shutdown.is_triggered() {
+        // Calls that already arrived but were not started are answered `shutting_down`
+        // (retryable, nothing was run), so a client never waits for an answer that cannot come.
+        for _ in 0..SHUTDOWN_REFUSALS {
+            match tokio::time::timeout(Duration::from_millis(5), reader.next_line()).await {
+                Ok(Ok(Some(line))) if line.iter().all(u8::is_ascii_whitespace) => {}
+                Ok(Ok(Some(line))) => {
+                    if tx.send(refuse_for_shutdown(&line)).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
     // Let every call in flight finish and queue its answer, then close the writer.
     let _ = in_flight.acquire_many(in_flight_cap).await;
     drop(tx);
     let _ = writer.await;
+    crate::metrics::metrics().connection(socket, -1);
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {

@@ -74,20 +74,47 @@ impl Shutdown {
     }
 }
 
+/// Grows or shrinks a connection cap. Shrinking takes permits as connections end, in the
+/// background, and forgets them.
+fn resize(cap: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        cap.add_permits(to - from);
+    } else if from > to {
+        let cap = cap.clone();
+        let fewer = u32::try_from(from - to).unwrap_or(u32::MAX);
+        tokio::spawn(async move {
+            if let Ok(p) = cap.acquire_many_owned(fewer).await {
+                p.forget();
+            }
+        });
+    }
+}
+
 /// Accepts and serves connections on `listener` until shutdown, then drains.
+///
+/// `limits` may change while serving (a reload): the connection cap follows it (lowering it
+/// closes no connection; new ones wait until enough have ended), and each connection reads the
+/// line limits and deadlines afresh for every line.
 pub async fn run(
     listener: UnixListener,
     role: Role,
     service: Arc<Service>,
-    limits: Limits,
+    mut limits: watch::Receiver<Limits>,
     mut shutdown: Shutdown,
 ) {
-    let cap = Arc::new(Semaphore::new(limits.max_connections));
+    let mut max_connections = limits.borrow_and_update().max_connections;
+    let cap = Arc::new(Semaphore::new(max_connections));
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
+            Ok(()) = limits.changed() => {
+                let wanted = limits.borrow_and_update().max_connections;
+                resize(&cap, max_connections, wanted);
+                max_connections = wanted;
+                continue;
+            }
             p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let stream = tokio::select! {
@@ -120,13 +147,13 @@ pub async fn run(
             stream,
             info,
             service.clone(),
-            limits,
+            limits.clone(),
             shutdown.clone(),
             permit,
         ));
     }
     drop(listener);
-    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    let grace = Duration::from_millis(limits.borrow().shutdown_grace_ms);
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -111,7 +111,7 @@ impl Service {
             },
             daemon: DaemonClaim {
                 version: self.facts.version.clone(),
-                config_sha256: self.facts.config_sha256.clone(),
+                config_sha256: self.settings().config_sha256,
             },
             key: KeyClaim {
                 kid: agent.key.public.thumbprint(),

@@ -133,16 +133,17 @@ impl Service {
     }
 
     /// Signs a checkpoint for each new head of the log, until the ledger stops, at most one
-    /// per `interval`. Heads that arrive while one is being signed or while the interval runs
+    /// per configured interval. Heads that arrive while one is being signed or while the interval runs
     /// are skipped for the newest: one signature per batch of commits at most, never one per
     /// entry.
-    pub async fn keep_checkpoints(self: Arc<Self>, interval: Duration) {
+    pub async fn keep_checkpoints(self: Arc<Self>) {
         let mut heads = self.ledger.heads();
         let mut last: Option<tokio::time::Instant> = None;
         loop {
-            // Spaced by `interval`: commits that land meanwhile share the next checkpoint.
+            // Spaced by the configured interval: commits that land meanwhile share the next
+            // checkpoint.
             if let Some(at) = last {
-                tokio::time::sleep_until(at + interval).await;
+                tokio::time::sleep_until(at + self.settings().checkpoint_interval).await;
             }
             let head = *heads.borrow_and_update();
             last = Some(tokio::time::Instant::now());

@@ -26,11 +26,25 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Request ids, unique within the daemon's life; they appear in every log line of a call.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Roles the daemon's own keys play.
 pub const DAEMON_KEY_ROLES: [&str; 2] = ["issuer", "log"];
 
+/// What a configuration reload (SIGHUP) may change while the daemon serves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who may operate.
+    pub admin: AdminPolicy,
+    /// SHA-256 of the configuration file in force, as attestations report it.
+    pub config_sha256: String,
+    /// Least time between two signed checkpoints.
+    pub checkpoint_interval: std::time::Duration,
+}
+
 /// Who may use the admin socket besides root.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminPolicy {
     /// Allowed uids.
     pub allow_uids: Vec<u32>,
@@ -56,7 +70,11 @@ pub struct Service {
     registry: Registry,
     meter: PeerMeter,
     facts: DaemonFacts,
-    admin: AdminPolicy,
+    settings: std::sync::RwLock<Settings>,
+    /// Configuration reloads applied since start.
+    reloads: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    started_at: i64,
     daemon_keys: Vec<(&'static str, KeyInfo)>,
     /// Serializes agent changes, so a read-modify-write of one agent never loses another's.
     agent_writes: tokio::sync::Mutex<()>,
@@ -93,7 +111,7 @@ impl Service {
         store: Arc<Store>,
         ledger: Ledger,
         facts: DaemonFacts,
-        admin: AdminPolicy,
+        settings: Settings,
         origin: String,
     ) -> Result<Self, Error> {
         let s = store.clone();
@@ -166,7 +184,10 @@ impl Service {
             registry: Registry::new(agents),
             meter: PeerMeter::new(),
             facts,
-            admin,
+            settings: std::sync::RwLock::new(settings),
+            reloads: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            started_at: crate::clock::unix_now(),
             daemon_keys,
             agent_writes: tokio::sync::Mutex::new(()),
             ledger,
@@ -201,18 +222,39 @@ impl Service {
     }
 
     async fn call(&self, info: &ConnInfo, req: Request) -> Response {
+        use tracing::Instrument;
         let Request { id, method, params } = req;
-        let result = match Method::from_name(&method) {
+        let started = std::time::Instant::now();
+        let known = Method::from_name(&method);
+        let name = known.map_or("unknown", Method::name);
+        // Every log line a call causes carries its request id, method and caller.
+        let span = tracing::info_span!(
+            "call",
+            req = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            method = name,
+            socket = info.role.name(),
+            pid = info.cred.pid,
+            uid = info.cred.uid,
+        );
+        let result = match known {
             None => Err(protocol::RpcError::new(
                 protocol::ErrorCode::MethodNotFound,
                 format!("no method {:?}", truncate(&method, 64)),
             )),
-            Some(m) => self.dispatch(info, m, params).await.map_err(|e| e.to_rpc()),
+            Some(m) => self
+                .dispatch(info, m, params)
+                .instrument(span.clone())
+                .await
+                .map_err(|e| e.to_rpc()),
         };
+        let outcome = result.as_ref().map_or_else(|e| e.data.reason, |_| "ok");
+        crate::metrics::metrics().call(name, outcome, started.elapsed());
         match result {
             Ok(v) => Response::result(id, v),
             Err(e) => {
-                tracing::debug!(method = %truncate(&method, 64), code = e.code, reason = e.data.reason, "call refused");
+                span.in_scope(|| {
+                    tracing::debug!(code = e.code, reason = e.data.reason, "call refused")
+                });
                 Response::error(id, e)
             }
         }
@@ -232,7 +274,7 @@ impl Service {
                 info.role.name()
             )));
         }
-        if info.role == Role::Admin && !self.admin.allows(info) {
+        if info.role == Role::Admin && !self.settings().admin.allows(info) {
             return Err(Error::Forbidden(format!(
                 "uid {} is not an operator (root, an allowed uid, or the admin group)",
                 info.cred.uid
@@ -246,7 +288,11 @@ impl Service {
             Method::AgentAttest => self.agent_attest(info, decode(params)?).await,
             Method::AdminStatus => {
                 let _: admin::NoParams = decode(params)?;
-                Ok(self.status())
+                self.status().await
+            }
+            Method::AdminMetrics => {
+                let _: admin::NoParams = decode(params)?;
+                self.metrics().await
             }
             Method::AdminAgentProvision => self.provision(decode(params)?).await,
             Method::AdminAgentList => {
@@ -321,7 +367,42 @@ impl Service {
             .ok_or_else(|| Error::AgentNotFound(id.into()))
     }
 
-    fn status(&self) -> Value {
+    /// The settings in force.
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies reloaded settings; calls already running finish under the old ones.
+    pub fn apply(&self, settings: Settings) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Asks the key store something cheap (the issuer key's attributes) within two seconds.
+    async fn probe_backend(&self) -> Value {
+        let started = std::time::Instant::now();
+        let probe = match self.daemon_key("issuer") {
+            Ok(k) => self.backend.describe_key(k.id.clone()),
+            Err(e) => return json!({ "state": "error", "detail": e.to_string() }),
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+            Ok(Ok(_)) => json!({
+                "state": "ok",
+                "probe_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            }),
+            Ok(Err(e)) => json!({ "state": "error", "detail": e.to_string() }),
+            Err(_) => json!({ "state": "error", "detail": "no answer within 2 s" }),
+        }
+    }
+
+    async fn status(&self) -> Result<Value, Error> {
         let keys: serde_json::Map<String, Value> = self
             .daemon_keys
             .iter()
@@ -332,12 +413,36 @@ impl Service {
                 )
             })
             .collect();
-        json!({
+        let s = self.store.clone();
+        let (vouchers, log_size) = blocking(move || {
+            let vouchers = s.voucher_counts(crate::clock::unix_now())?;
+            let size = s.read(crate::evidence::log::size)?;
+            Ok::<_, crate::store::StoreError>((vouchers, size))
+        })
+        .await?;
+        let checkpoint = self.signed.borrow().as_ref().map(|c| c.size);
+        let settings = self.settings();
+        Ok(json!({
             "version": self.facts.version,
             "backend": self.backend.kind(),
+            "backend_health": self.probe_backend().await,
+            "queues": {
+                "backend": self.backend.queue(),
+                "ledger": self.ledger.queue(),
+            },
             "boot_id": self.facts.boot_id,
-            "config_sha256": self.facts.config_sha256,
+            "config_sha256": settings.config_sha256,
+            "reloads": self.reloads.load(std::sync::atomic::Ordering::Relaxed),
+            "started_at": self.started_at,
+            "uptime_s": self.started.elapsed().as_secs(),
             "agents": self.registry.counts(),
+            "vouchers": vouchers,
+            "evidence": {
+                "origin": self.origin,
+                "entries": log_size,
+                "checkpoint_size": checkpoint,
+                "unsigned": checkpoint.map_or(log_size, |c| log_size.saturating_sub(c)),
+            },
             "daemon_keys": keys,
             "tpm": self.backend.counters().map(|c| json!({
                 "ak": self.ak.as_ref().and_then(|j| j.kid.clone()),
@@ -346,7 +451,42 @@ impl Service {
                 "quoted": c.quoted,
                 "signs": c.signs,
             })),
-        })
+        }))
+    }
+
+    /// The Prometheus text exposition, with the state gauges brought up to date.
+    async fn metrics(&self) -> Result<Value, Error> {
+        use crate::metrics::{QueueLabel, StatusLabel};
+        let m = crate::metrics::metrics();
+        let s = self.store.clone();
+        let log_size = blocking(move || s.read(crate::evidence::log::size)).await?;
+        m.log_entries
+            .set(i64::try_from(log_size).unwrap_or(i64::MAX));
+        m.checkpoint_size.set(
+            self.signed
+                .borrow()
+                .as_ref()
+                .map_or(0, |c| i64::try_from(c.size).unwrap_or(i64::MAX)),
+        );
+        for (queue, depth) in [
+            ("backend", self.backend.queue()),
+            ("ledger", self.ledger.queue()),
+        ] {
+            m.queue_depth
+                .get_or_create(&QueueLabel { queue })
+                .set(i64::try_from(depth.waiting).unwrap_or(i64::MAX));
+        }
+        let counts = self.registry.counts();
+        for status in crate::identity::AgentStatus::ALL {
+            let n = counts.get(status.as_str()).copied().unwrap_or(0);
+            m.agents
+                .get_or_create(&StatusLabel {
+                    status: status.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.uptime.set(self.started.elapsed().as_secs_f64());
+        Ok(json!({ "text": m.render() }))
     }
 }
 
