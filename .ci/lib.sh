@@ -15,7 +15,7 @@ die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 #   libtss2-dev, pkg-config  the TPM software stack the TPM backend links against (tss-esapi)
 #   swtpm, swtpm-tools  the software TPM that dev mode, the tests and the benchmark start
 #   tpm2-tools  tpm2_checkquote, an independent check of the daemon's quotes in the tests
-ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools"
+ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography python3-prometheus-client libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools systemd udev"
 
 ensure_packages() {
   local missing=() pkg

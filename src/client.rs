@@ -28,6 +28,8 @@ pub struct RemoteError {
     pub message: String,
     /// Whether retrying may succeed.
     pub retryable: bool,
+    /// For a payment denial: the recorded decision's id.
+    pub decision: Option<String>,
 }
 
 /// Why a call did not produce a result.
@@ -126,7 +128,11 @@ impl Client {
     fn decode(&self, id: u64) -> Result<Value, ClientError> {
         let mut response: Value =
             serde_json::from_str(&self.line).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if response.get("id") != Some(&json!(id)) {
+        // An error with a null id answers a line the daemon could not read as a call (too long,
+        // too slow, not JSON); with one call in flight, it is this call's.
+        let unattributed =
+            response.get("id") == Some(&Value::Null) && response.get("error").is_some();
+        if response.get("id") != Some(&json!(id)) && !unattributed {
             return Err(ClientError::Protocol(format!(
                 "answer for another call: {}",
                 self.line.trim_end()
@@ -147,6 +153,10 @@ impl Client {
                     .pointer("/data/retryable")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                decision: err
+                    .pointer("/data/decision")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             }));
         }
         response

@@ -144,7 +144,8 @@ impl Daemon {
             .args(&self.args)
             .arg("--state-dir")
             .arg(&self.dir)
-            .env("RUST_LOG", "info")
+            // The config's log.level decides (a reload may change it).
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
