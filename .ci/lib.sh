@@ -1,4 +1,4 @@
-# Shared by .ci/demo and .ci/test: friendly step output and installing what is missing.
+# Shared by .ci/demo, .ci/test and .ci/package: friendly step output and installing what is missing.
 # Sourced, not executed.
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -15,7 +15,12 @@ die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 #   libtss2-dev, pkg-config  the TPM software stack the TPM backend links against (tss-esapi)
 #   swtpm, swtpm-tools  the software TPM that dev mode, the tests and the benchmark start
 #   tpm2-tools  tpm2_checkquote, an independent check of the daemon's quotes in the tests
-ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography python3-prometheus-client libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools systemd udev"
+#   dpkg-dev, lintian  .ci/package and its test: dpkg-shlibdeps for the package's dependencies,
+#              lintian to check the package (cargo-deb itself comes from `cargo install`)
+#   python3-prometheus-client  reads `arictl metrics` in a test, as Prometheus would
+#   systemd, udev  systemd-analyze, systemd-socket-activate, sysusers/tmpfiles and udevadm
+#              check the units and rules offline
+ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography python3-prometheus-client libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools dpkg-dev lintian systemd udev"
 
 ensure_packages() {
   local missing=() pkg

@@ -28,6 +28,7 @@
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
 //! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
 //! | [`client`] | a blocking client for the sockets |
+//! | [`cli_assets`] | man pages and shell completions generated from the command lines |
 //! | [`clock`] | Unix seconds, the one notion of time |
 //! | [`bench`](mod@bench) | the `arictl bench` measurements |
 //!
@@ -41,6 +42,7 @@
 pub mod attest;
 pub mod backend;
 pub mod bench;
+pub mod cli_assets;
 pub mod client;
 pub mod clock;
 pub mod config;

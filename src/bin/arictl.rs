@@ -1990,6 +1990,8 @@ fn next_step(reason: &str) -> Option<&'static str> {
 }
 
 fn main() {
+    // `arictl generate-assets --out DIR`: man pages and completions, for packaging.
+    ari::cli_assets::generate_if_requested(<Cli as clap::CommandFactory>::command, "1");
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
         eprintln!("arictl: {e:#}");

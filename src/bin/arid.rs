@@ -241,6 +241,8 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
 }
 
 fn main() {
+    // `arid generate-assets --out DIR`: man pages (section 8) and completions, for packaging.
+    ari::cli_assets::generate_if_requested(<Args as clap::CommandFactory>::command, "8");
     let args = Args::parse();
     let result = match (&args.command, &args.config, &args.check_config) {
         (
