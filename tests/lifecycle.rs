@@ -289,3 +289,68 @@ fn status_and_metrics_describe_the_running_daemon() {
         String::from_utf8_lossy(&out.stdout).trim()
     );
 }
+
+#[test]
+fn logs_carry_request_ids_and_never_a_secret_or_a_voucher() {
+    // Debug level, the most the daemon ever says.
+    let mut d = Daemon::prepared();
+    d.set_config("level", "\"debug\"");
+    d.spawn();
+    d.provision_self("quiet");
+    let issued = d
+        .admin()
+        .call(
+            "admin.voucher_issue",
+            json!({"agent": "quiet", "level": "L3", "currency": "CNY", "max_amount": 100,
+                   "expires_at": ari::clock::unix_now() + 3600}),
+        )
+        .unwrap();
+    let voucher = issued["voucher"].as_str().unwrap();
+    let mut agent = d.agent();
+    let paid = agent
+        .call(
+            "payment.authorize",
+            json!({"voucher": voucher, "payment": {"amount": 50, "currency": "CNY", "payee": "p",
+                   "transaction_id": "t-1"}, "aud": "psp", "nonce": "nonce-0001"}),
+        )
+        .unwrap();
+    let denied = agent.call(
+        "payment.authorize",
+        json!({"voucher": voucher, "payment": {"amount": 500, "currency": "CNY", "payee": "p",
+               "transaction_id": "t-2"}, "aud": "psp", "nonce": "nonce-0002"}),
+    );
+    assert!(denied.is_err());
+    assert!(d.stop());
+
+    let log = d.log();
+    let pin = std::fs::read_to_string(d.dir.join("secrets/token.pin")).unwrap();
+    let authorization = paid["authorization"].as_str().unwrap();
+    for (what, secret) in [
+        ("the token PIN", pin.trim()),
+        ("the voucher", voucher),
+        (
+            "the voucher's signature",
+            voucher.split('.').nth(2).unwrap(),
+        ),
+        ("the authorization", authorization),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the log:\n{log}");
+    }
+    // Each call's lines carry its request id, method and caller.
+    let provision = log
+        .lines()
+        .find(|l| l.contains("agent provisioned"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        provision.contains("call{req=") && provision.contains("method=\"admin.agent_provision\""),
+        "{provision}"
+    );
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("call refused") && l.contains("payment.authorize"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        refusal.contains("req=") && refusal.contains("uid="),
+        "{refusal}"
+    );
+}
