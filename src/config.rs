@@ -363,13 +363,23 @@ impl Config {
                 "must be between 256 and 16777216",
             ));
         }
-        if l.read_timeout_ms == 0 || l.idle_timeout_ms == 0 {
-            return Err(bad("limits.read_timeout_ms", "timeouts must be above 0"));
+        const DAY_MS: u64 = 86_400_000;
+        for (key, ms) in [
+            ("limits.read_timeout_ms", l.read_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.shutdown_grace_ms", l.shutdown_grace_ms),
+        ] {
+            if ms == 0 && key != "limits.shutdown_grace_ms" || ms > DAY_MS {
+                return Err(bad(key, "must be between 1 and 86400000 (a day)"));
+            }
         }
-        if l.max_connections == 0 || l.max_in_flight_per_connection == 0 {
+        if !(1..=65_536).contains(&l.max_connections) {
+            return Err(bad("limits.max_connections", "must be between 1 and 65536"));
+        }
+        if !(1..=4096).contains(&l.max_in_flight_per_connection) {
             return Err(bad(
-                "limits.max_connections",
-                "connection and in-flight caps must be above 0",
+                "limits.max_in_flight_per_connection",
+                "must be between 1 and 4096",
             ));
         }
         Ok(())

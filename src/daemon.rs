@@ -190,6 +190,8 @@ pub struct Control {
     pub load_config: Option<ConfigLoader>,
     /// Installs a new log filter.
     pub set_log_level: LogLevelSetter,
+    /// Sockets systemd passed, taken before the runtime started ([`Inherited::take`]).
+    pub sockets: Inherited,
 }
 
 impl std::fmt::Debug for Control {
@@ -206,6 +208,7 @@ impl Control {
         Self {
             load_config: None,
             set_log_level: Box::new(|_| Err("this daemon cannot change its log level".into())),
+            sockets: Inherited::default(),
         }
     }
 }
@@ -251,6 +254,27 @@ pub enum LockError {
     Io(std::io::Error),
 }
 
+/// Listening sockets systemd passed (socket activation), by role.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    agent: Option<std::os::unix::net::UnixListener>,
+    admin: Option<std::os::unix::net::UnixListener>,
+}
+
+impl Inherited {
+    /// Takes the sockets systemd passed. Call it before any thread starts: it removes the
+    /// `LISTEN_*` variables from the environment.
+    pub fn take(config: &Config) -> Result<Self, DaemonError> {
+        let (agent, admin) = inherited_sockets(config)?;
+        Ok(Self { agent, admin })
+    }
+}
+
+type Passed = (
+    Option<std::os::unix::net::UnixListener>,
+    Option<std::os::unix::net::UnixListener>,
+);
+
 /// The listening sockets, and which of their files this daemon made (and so removes at exit).
 struct Listeners {
     agent: tokio::net::UnixListener,
@@ -260,15 +284,7 @@ struct Listeners {
 
 /// Sockets systemd passed (`LISTEN_FDS`), matched to the configured ones by their names
 /// (`FileDescriptorName=agent` / `admin`) or, when unnamed, by their paths.
-fn inherited_sockets(
-    config: &Config,
-) -> Result<
-    (
-        Option<std::os::unix::net::UnixListener>,
-        Option<std::os::unix::net::UnixListener>,
-    ),
-    DaemonError,
-> {
+fn inherited_sockets(config: &Config) -> Result<Passed, DaemonError> {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -327,8 +343,8 @@ fn inherited_sockets(
     Ok((agent, admin))
 }
 
-fn listeners(config: &Config) -> Result<Listeners, DaemonError> {
-    let (agent, admin) = inherited_sockets(config)?;
+fn listeners(config: &Config, passed: Inherited) -> Result<Listeners, DaemonError> {
+    let Inherited { agent, admin } = passed;
     let mut owned = Vec::new();
     let mut take = |passed: Option<std::os::unix::net::UnixListener>,
                     path: &Path,
@@ -399,7 +415,7 @@ pub async fn run(
     config: Config,
     config_text: &str,
     loaded: Option<cryptoki::context::Pkcs11>,
-    control: Control,
+    mut control: Control,
 ) -> Result<(), DaemonError> {
     // Taken first, so a SIGHUP or SIGTERM during a slow start is handled once serving instead of
     // killing the process with the default action.
@@ -434,7 +450,7 @@ pub async fn run(
     );
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
 
-    let sockets = listeners(&config)?;
+    let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
     let (limits_tx, limits) = tokio::sync::watch::channel(config.limits);
     let agent_task = tokio::spawn(server::run(
@@ -505,8 +521,8 @@ pub async fn run(
 }
 
 /// Re-reads the configuration and applies limits, the log level, who may operate, and the
-/// checkpoint interval. A setting that can only change at start is reported, and the running
-/// value kept. Returns the configuration now in force.
+/// checkpoint interval. A file that changes what only a start can change is refused. Returns
+/// the configuration now in force.
 fn reload(
     control: &Control,
     running: &Config,
@@ -516,33 +532,34 @@ fn reload(
     let Some(load) = &control.load_config else {
         return Err("this daemon was started without a configuration file to re-read".into());
     };
-    let (mut next, text) = load()?;
+    let (next, text) = load()?;
     let settings = settings(&next, &text).map_err(|e| e.to_string())?;
-    let mut kept = Vec::new();
-    macro_rules! keep {
+    // A file that differs in what only a start can change is refused as a whole: the digest
+    // attestations carry must describe the configuration actually running.
+    let mut restart_only = Vec::new();
+    macro_rules! at_start {
         ($($field:ident).+, $name:literal) => {
             if format!("{:?}", next.$($field).+) != format!("{:?}", running.$($field).+) {
-                kept.push($name);
-                next.$($field).+ = running.$($field).+.clone();
+                restart_only.push($name);
             }
         };
     }
-    keep!(state_dir, "state_dir");
-    keep!(io_threads, "io_threads");
-    keep!(backend, "backend");
-    keep!(agent_socket, "agent_socket");
-    keep!(admin_socket.path, "admin_socket.path");
-    keep!(admin_socket.mode, "admin_socket.mode");
-    keep!(evidence.origin, "evidence.origin");
+    at_start!(state_dir, "state_dir");
+    at_start!(io_threads, "io_threads");
+    at_start!(backend, "backend");
+    at_start!(agent_socket, "agent_socket");
+    at_start!(admin_socket.path, "admin_socket.path");
+    at_start!(admin_socket.mode, "admin_socket.mode");
+    at_start!(evidence.origin, "evidence.origin");
+    if !restart_only.is_empty() {
+        return Err(format!(
+            "{} changed, which only takes effect at a restart (systemctl restart arid); nothing was applied",
+            restart_only.join(", ")
+        ));
+    }
     (control.set_log_level)(&next.log.level).map_err(|e| format!("log.level: {e}"))?;
     service.apply(settings);
     limits.send_replace(next.limits);
-    if !kept.is_empty() {
-        tracing::warn!(
-            settings = kept.join(", "),
-            "changed in the file but only take effect at the next start; the running values are kept"
-        );
-    }
     tracing::info!(config_sha256 = %service.settings().config_sha256, "configuration reloaded");
     Ok(next)
 }

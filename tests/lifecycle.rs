@@ -105,15 +105,40 @@ fn sighup_changes_a_limit_without_dropping_an_open_connection() {
     }
     assert_eq!(status(&d)["reloads"], 1);
     assert!(d.log().contains("reload refused"), "{}", d.log());
-    // A setting that needs a restart is reported and kept.
+    // A file that changes what only a restart can is refused as a whole (the configuration
+    // digest must describe what runs), even with a reloadable change beside it.
+    let applied = status(&d)["config_sha256"].clone();
     std::fs::write(
         &config,
-        good.replace("state_dir = ", "state_dir = \"/nonexistent\"\n# was: "),
+        good.replace("state_dir = ", "state_dir = \"/nonexistent\"\n# was: ")
+            .replace("max_line_bytes = 2048", "max_line_bytes = 4096"),
     )
     .unwrap();
     common::signal(d.child.as_ref().unwrap(), nix::sys::signal::Signal::SIGHUP);
-    wait_status(&d, "the second reload", |s| s["reloads"] == 2);
-    assert!(d.log().contains("state_dir"), "{}", d.log());
+    while !metrics(&d).contains("ari_config_reloads_total{outcome=\"failed\"} 2") {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = status(&d);
+    assert_eq!(now["reloads"], 1);
+    assert_eq!(now["config_sha256"], applied);
+    assert!(
+        d.log()
+            .contains("state_dir changed, which only takes effect at a restart"),
+        "{}",
+        d.log()
+    );
+    let mut fresh = Raw::connect(&d.agent_path());
+    fresh.send(&call_line(
+        6,
+        "agent.identity",
+        json!({ "pad": "x".repeat(3000) }),
+    ));
+    assert_eq!(
+        fresh.recv().unwrap()["error"]["data"]["reason"],
+        "line_too_long",
+        "the 2048-byte limit still holds"
+    );
     assert_eq!(
         d.agent().call("agent.identity", json!({})).unwrap()["agent"],
         "reloaded"

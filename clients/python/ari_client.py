@@ -233,7 +233,7 @@ ERRORS: Final[tuple[tuple[int, str, bool, type[RemoteError]], ...]] = (
 _BY_REASON: Final = {row[1]: row for row in ERRORS}
 _BY_CODE: Final = {row[0]: row for row in ERRORS}
 #: Errors after which the daemon closes the connection.
-_CLOSING_REASONS: Final = frozenset({"line_too_long", "read_timeout"})
+_CLOSING_REASONS: Final = frozenset({"line_too_long", "read_timeout", "shutting_down"})
 
 
 def error_from_wire(error: Any) -> RemoteError:

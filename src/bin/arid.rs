@@ -104,9 +104,11 @@ fn init_logging(level: &str) -> daemon::Control {
     }
     daemon::Control {
         load_config: None,
+        sockets: daemon::Inherited::default(),
         set_log_level: Box::new(move |level| {
             if from_env {
-                return Err("RUST_LOG is set and overrides log.level".into());
+                tracing::warn!("RUST_LOG is set and overrides log.level; the log level stays");
+                return Ok(());
             }
             let filter = EnvFilter::try_new(directive(level)).map_err(|e| e.to_string())?;
             handle.reload(filter).map_err(|e| e.to_string())
@@ -138,6 +140,8 @@ fn run_config(path: &Path) -> Result<()> {
     let config = Config::parse(&text, path)?;
     let control = daemon::Control {
         load_config: Some(file_loader(path.to_path_buf())),
+        // Before any thread exists: taking them edits the environment.
+        sockets: daemon::Inherited::take(&config)?,
         ..init_logging(&config.log.level)
     };
     runtime(&config)?.block_on(daemon::run(config, &text, None, control))?;

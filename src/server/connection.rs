@@ -157,8 +157,7 @@ pub async fn serve(
     mut shutdown: Shutdown,
     _connection_permit: OwnedSemaphorePermit,
 ) {
-    let socket = info.role.name();
-    crate::metrics::metrics().connection(socket, 1);
+    let _counted = Counted::new(info.role.name());
     let mut limits = *live_limits.borrow_and_update();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight_per_connection + 1);
@@ -246,7 +245,23 @@ pub async fn serve(
     let _ = in_flight.acquire_many(in_flight_cap).await;
     drop(tx);
     let _ = writer.await;
-    crate::metrics::metrics().connection(socket, -1);
+}
+
+/// Counts a connection as open for as long as it lives, however its task ends (a panic, or an
+/// abort after the shutdown grace period, included).
+struct Counted(&'static str);
+
+impl Counted {
+    fn new(socket: &'static str) -> Self {
+        crate::metrics::metrics().connection(socket, 1);
+        Self(socket)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        crate::metrics::metrics().connection(self.0, -1);
+    }
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {

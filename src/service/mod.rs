@@ -70,9 +70,9 @@ pub struct Service {
     registry: Registry,
     meter: PeerMeter,
     facts: DaemonFacts,
-    settings: std::sync::RwLock<Settings>,
-    /// Configuration reloads applied since start.
-    reloads: std::sync::atomic::AtomicU64,
+    /// The settings in force and how many reloads were applied since start, under one lock so
+    /// a reader never sees a count that does not match the settings.
+    settings: std::sync::RwLock<(Settings, u64)>,
     started: std::time::Instant,
     started_at: i64,
     daemon_keys: Vec<(&'static str, KeyInfo)>,
@@ -184,8 +184,7 @@ impl Service {
             registry: Registry::new(agents),
             meter: PeerMeter::new(),
             facts,
-            settings: std::sync::RwLock::new(settings),
-            reloads: std::sync::atomic::AtomicU64::new(0),
+            settings: std::sync::RwLock::new((settings, 0)),
             started: std::time::Instant::now(),
             started_at: crate::clock::unix_now(),
             daemon_keys,
@@ -369,6 +368,11 @@ impl Service {
 
     /// The settings in force.
     pub fn settings(&self) -> Settings {
+        self.live().0
+    }
+
+    /// The settings in force and the number of reloads that produced them.
+    fn live(&self) -> (Settings, u64) {
         self.settings
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -377,12 +381,11 @@ impl Service {
 
     /// Applies reloaded settings; calls already running finish under the old ones.
     pub fn apply(&self, settings: Settings) {
-        *self
+        let mut live = self
             .settings
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
-        self.reloads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *live = (settings, live.1 + 1);
     }
 
     /// Asks the key store something cheap (the issuer key's attributes) within two seconds.
@@ -397,6 +400,9 @@ impl Service {
                 "state": "ok",
                 "probe_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             }),
+            Ok(Err(crate::backend::BackendError::Busy)) => {
+                json!({ "state": "busy", "detail": "the key store's queue is full" })
+            }
             Ok(Err(e)) => json!({ "state": "error", "detail": e.to_string() }),
             Err(_) => json!({ "state": "error", "detail": "no answer within 2 s" }),
         }
@@ -421,7 +427,7 @@ impl Service {
         })
         .await?;
         let checkpoint = self.signed.borrow().as_ref().map(|c| c.size);
-        let settings = self.settings();
+        let (settings, reloads) = self.live();
         Ok(json!({
             "version": self.facts.version,
             "backend": self.backend.kind(),
@@ -432,7 +438,7 @@ impl Service {
             },
             "boot_id": self.facts.boot_id,
             "config_sha256": settings.config_sha256,
-            "reloads": self.reloads.load(std::sync::atomic::Ordering::Relaxed),
+            "reloads": reloads,
             "started_at": self.started_at,
             "uptime_s": self.started.elapsed().as_secs(),
             "agents": self.registry.counts(),
