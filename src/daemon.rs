@@ -420,6 +420,7 @@ pub async fn run(
     // Taken first, so a SIGHUP or SIGTERM during a slow start is handled once serving instead of
     // killing the process with the default action.
     let mut signals = Signals::new()?;
+    raise_fd_limit();
     std::fs::create_dir_all(&config.state_dir).map_err(|e| {
         DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
     })?;
@@ -518,6 +519,21 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: each client costs a descriptor, and the
+/// usual soft default (1024) is below what `limits.max_connections` allows on two sockets.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 /// Re-reads the configuration and applies limits, the log level, who may operate, and the
