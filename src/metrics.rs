@@ -81,6 +81,7 @@ pub struct Metrics {
     commit_jobs: Histogram,
     commit_seconds: Histogram,
     connections: Family<SocketLabel, Gauge>,
+    refused_busy: Family<SocketLabel, Counter>,
     reloads: Family<OutcomeLabel, Counter>,
     /// Set when read: queue depths, by queue.
     pub queue_depth: Family<QueueLabel, Gauge>,
@@ -110,6 +111,7 @@ impl Metrics {
             commit_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             commit_seconds: latency(),
             connections: Family::default(),
+            refused_busy: Family::default(),
             reloads: Family::default(),
             queue_depth: Family::default(),
             agents: Family::default(),
@@ -149,6 +151,11 @@ impl Metrics {
             "connections",
             "Open client connections, by socket",
             m.connections.clone(),
+        );
+        registry.register(
+            "in_flight_refusals",
+            "Calls answered busy unrun because their connection had the most calls in flight, by socket",
+            m.refused_busy.clone(),
         );
         registry.register(
             "config_reloads",
@@ -217,6 +224,14 @@ impl Metrics {
         self.connections
             .get_or_create(&SocketLabel { socket })
             .inc_by(delta);
+    }
+
+    /// A call arrived on `socket` while its connection was at the in-flight cap and was
+    /// answered `busy` without running.
+    pub fn refused_busy(&self, socket: &'static str) {
+        self.refused_busy
+            .get_or_create(&SocketLabel { socket })
+            .inc();
     }
 
     /// A reload finished with `outcome` (`ok` or `failed`).

@@ -225,3 +225,105 @@ fn ten_thousand_malformed_connections_leave_no_growth() {
         "after"
     );
 }
+
+#[test]
+fn pipelined_floods_are_answered_busy_with_memory_bounded() {
+    const CONNS: usize = 8;
+    const CALLS: u64 = 5_000;
+    let d = Daemon::start();
+    d.provision_self("flooder");
+    let pid = d.child.as_ref().unwrap().id();
+    let (before, _) = proc_stats(pid);
+
+    // Clients that read their answers: each sends 5,000 durable calls in one go. Past the
+    // in-flight cap (16) calls are answered `busy` at once, unrun; every call gets exactly one
+    // answer.
+    let handles: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let path = d.agent_path();
+            std::thread::spawn(move || {
+                let mut conn = Raw::connect(&path);
+                let mut burst = Vec::new();
+                for i in 0..CALLS {
+                    let line = json!({"jsonrpc": "2.0", "id": i, "method": "evidence.record",
+                                      "params": {"kind": "flood", "body": {"c": c, "i": i}}});
+                    burst.extend(serde_json::to_vec(&line).unwrap());
+                    burst.push(b'\n');
+                }
+                let mut writer = conn.stream.try_clone().unwrap();
+                let sender = std::thread::spawn(move || writer.write_all(&burst).unwrap());
+                let (mut ran, mut busy) = (0u64, 0u64);
+                let mut seen = vec![false; CALLS as usize];
+                for _ in 0..CALLS {
+                    let v = conn.recv().expect("an answer for every call");
+                    let id = v["id"].as_u64().unwrap();
+                    assert!(!seen[id as usize], "call {id} answered twice");
+                    seen[id as usize] = true;
+                    if v.get("result").is_some() {
+                        ran += 1;
+                    } else {
+                        assert_eq!(v["error"]["data"]["reason"], "busy", "{v}");
+                        assert_eq!(v["error"]["data"]["retryable"], true, "{v}");
+                        busy += 1;
+                    }
+                }
+                sender.join().unwrap();
+                (ran, busy)
+            })
+        })
+        .collect();
+    let (mut ran, mut busy) = (0, 0);
+    for h in handles {
+        let (r, b) = h.join().unwrap();
+        ran += r;
+        busy += b;
+    }
+    let (after_reading, _) = proc_stats(pid);
+    assert!(ran > 0 && busy > 0, "ran {ran}, busy {busy}");
+
+    // Clients that never read: each writes until the daemon stops taking bytes. Their answers
+    // fill a bounded queue, then the daemon stops reading them; nothing grows without bound.
+    let mut silent = Vec::new();
+    let mut written = 0usize;
+    for c in 0..CONNS {
+        let mut s = connect(&d);
+        s.set_nonblocking(true).unwrap();
+        let line = format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": c, "method": "agent.identity", "params": {}})
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stalled_since = None;
+        while Instant::now() < deadline {
+            match s.write(line.as_bytes()) {
+                Ok(n) => {
+                    written += n;
+                    stalled_since = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_millis(500) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        silent.push(s);
+    }
+    let (with_silent, _) = proc_stats(pid);
+    println!(
+        "pipelined floods: {} calls on {CONNS} reading connections, {ran} run, {busy} answered busy; {CONNS} connections that never read stopped being read after {} KiB in all; daemon RSS {before} KiB before, {after_reading} KiB after the reading flood, {with_silent} KiB with the silent ones",
+        CONNS as u64 * CALLS,
+        written / 1024
+    );
+    assert!(
+        with_silent < before + 32 * 1024,
+        "RSS grew from {before} KiB to {with_silent} KiB"
+    );
+    drop(silent);
+    // And the daemon still answers a normal client.
+    let mut c = d.agent();
+    assert!(c.call("agent.identity", json!({})).is_ok());
+}

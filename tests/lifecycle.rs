@@ -148,13 +148,11 @@ fn sighup_changes_a_limit_without_dropping_an_open_connection() {
 
 #[test]
 fn sigterm_answers_every_call_sent_before_it_and_keeps_what_it_answered() {
-    let mut d = Daemon::prepared();
-    // One call at a time per connection, so calls are still unread when the stop comes.
-    d.set_config("max_in_flight_per_connection", "1");
-    d.spawn();
+    let mut d = Daemon::start();
     d.provision_self("stopping");
-    // 8 connections each send 16 durable calls (a token signature and a commit each) in one
-    // write; the daemon is told to stop right after.
+    // 8 connections each send 16 durable calls (a token signature and a commit each; 16 is the
+    // in-flight cap, so none is refused busy) in one write; the daemon is told to stop right
+    // after, while it is still reading them.
     let mut conns: Vec<Raw> = (0..8).map(|_| Raw::connect(&d.agent_path())).collect();
     for (c, conn) in conns.iter_mut().enumerate() {
         let mut burst = Vec::new();

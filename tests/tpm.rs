@@ -364,6 +364,78 @@ fn concurrent_payments_share_quotes_and_each_bundle_verifies() {
 }
 
 #[test]
+fn a_tpm_reset_under_the_daemon_invalidates_its_handles_and_it_recovers() {
+    let tmp = common::tempdir();
+    let sim = ari::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();
+    let d = Daemon::start_on_tpm(&sim.tcti());
+    let pid = d.child.as_ref().unwrap().id();
+    d.provision_self("shop-bot");
+    let voucher = issue(&d, "shop-bot", 1_000_000);
+    let ak = ak_of(&d);
+    let policy = Policy {
+        require_tpm: true,
+        ..Default::default()
+    };
+    let mut c = d.agent();
+    let mut seen = tpm::verify(
+        &bundle_of(&pay(&mut c, &voucher, "before").unwrap()),
+        &ak,
+        &policy,
+        None,
+    )
+    .unwrap()
+    .seen
+    .unwrap();
+    let mut answered = 0;
+    for reset in 0..3 {
+        // TPM_Init over the simulator's control channel, as a platform reset: every loaded
+        // object and session handle the daemon holds is gone, the connection stays up.
+        let out = Command::new("swtpm_ioctl")
+            .args(["--tcp", &format!("127.0.0.1:{}", sim.port() + 1), "-i"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "swtpm_ioctl -i: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut after = None;
+        for i in 0..50 {
+            match pay(&mut c, &voucher, &format!("reset-{reset}-{i}")) {
+                Ok(v) => {
+                    after = Some(v);
+                    break;
+                }
+                Err(ClientError::Remote(e)) => {
+                    assert!(e.retryable, "{e:?}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let after = after.expect("the daemon never used the reset TPM again");
+        answered += 1;
+        // The quote shows the reset, and the keys and the AK are the same.
+        let v = tpm::verify(&bundle_of(&after), &ak, &policy, Some(seen)).unwrap();
+        let now = v.seen.unwrap();
+        assert!(now.reset_count > seen.reset_count, "{now:?} after {seen:?}");
+        seen = now;
+        let att = c
+            .call(
+                "agent.attest",
+                json!({"nonce": format!("after-reset-{reset}-0001")}),
+            )
+            .unwrap();
+        assert!(att["attestation"].is_string());
+    }
+    assert_eq!(d.child.as_ref().unwrap().id(), pid);
+    assert_eq!(ak_of(&d).thumbprint(), ak.thumbprint());
+    println!(
+        "3 TPM resets under the daemon: {answered} payments signed after them by the same process (pid {pid})"
+    );
+}
+
+#[test]
 fn a_tpm_that_dies_and_comes_back_is_used_again_without_restarting_arid() {
     let tmp = common::tempdir();
     let mut sim = ari::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();

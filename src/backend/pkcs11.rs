@@ -326,13 +326,31 @@ impl Worker {
         {
             return Ok(h);
         }
-        let handle = self
-            .find(ObjectClass::PRIVATE_KEY, id)?
-            .ok_or_else(|| BackendError::KeyNotFound(id.clone()))?;
+        let Some(handle) = self.find(ObjectClass::PRIVATE_KEY, id)? else {
+            // Private objects are invisible without a login: a session that lost it (another
+            // application logged the token out) must log in again, not report the key gone.
+            return Err(match self.logged_in() {
+                Ok(true) => BackendError::KeyNotFound(id.clone()),
+                Ok(false) => {
+                    BackendError::Unavailable("the token session is no longer logged in".into())
+                }
+                Err(e) => e,
+            });
+        };
         if let Ok(mut m) = self.shared.handles.lock() {
             m.insert(id.clone(), handle);
         }
         Ok(handle)
+    }
+
+    /// Whether the session is logged in as the user.
+    fn logged_in(&self) -> Result<bool, BackendError> {
+        use cryptoki::session::SessionState;
+        let info = self.session.get_session_info().map_err(ck)?;
+        Ok(matches!(
+            info.session_state(),
+            SessionState::RoUser | SessionState::RwUser
+        ))
     }
 
     fn generate(&self, label: &str) -> Result<KeyInfo, BackendError> {

@@ -126,14 +126,18 @@ const SHUTDOWN_REFUSALS: usize = 1024;
 
 /// The answer to every call in `line`: not run, because the daemon is stopping.
 fn refuse_for_shutdown(line: &[u8]) -> Vec<u8> {
+    refuse(
+        line,
+        ErrorCode::ShuttingDown,
+        "the daemon is stopping and did not run this call; send it again once it is back",
+    )
+}
+
+/// Answers every call on `line` with `code` without running it (a line that does not parse
+/// gets the parse error it would have had anyway).
+fn refuse(line: &[u8], code: ErrorCode, message: &str) -> Vec<u8> {
     let refuse = |call: Result<protocol::Request, Response>| match call {
-        Ok(req) => Response::error(
-            req.id,
-            RpcError::new(
-                ErrorCode::ShuttingDown,
-                "the daemon is stopping and did not run this call; send it again once it is back",
-            ),
-        ),
+        Ok(req) => Response::error(req.id, RpcError::new(code, message)),
         Err(answer) => answer,
     };
     match protocol::parse_line(line) {
@@ -167,11 +171,6 @@ pub async fn serve(
     let info = Arc::new(info);
     let mut reader = LineReader::new(rd, &limits);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         // A reload applies from the next line on; the in-flight cap stays as it was when the
         // connection opened.
         if live_limits.has_changed().unwrap_or(false) {
@@ -185,15 +184,32 @@ pub async fn serve(
         };
         match line {
             Ok(Some(line)) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(Some(line)) => {
-                let (service, info, tx) = (service.clone(), info.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let out = service.handle_line(&info, &line).await;
-                    // If the writer is gone the peer left; the answer has nowhere to go.
-                    let _ = tx.send(out).await;
-                    drop(permit);
-                });
-            }
+            Ok(Some(line)) => match in_flight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (service, info, tx) = (service.clone(), info.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let out = service.handle_line(&info, &line).await;
+                        // If the writer is gone the peer left; the answer has nowhere to go.
+                        let _ = tx.send(out).await;
+                        drop(permit);
+                    });
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    // Over the in-flight cap: answered `busy` at once and not run. The answer
+                    // waits for room in the bounded outgoing queue, so a peer that floods
+                    // without reading its answers simply stops being read.
+                    crate::metrics::metrics().refused_busy(info.role.name());
+                    let busy = refuse(
+                        &line,
+                        ErrorCode::Busy,
+                        "too many calls in flight on this connection; wait for answers or retry shortly",
+                    );
+                    if tx.send(busy).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => break,
+            },
             Ok(None) => break,
             Err(LineError::TooLong) => {
                 let msg = format!(

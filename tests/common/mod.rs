@@ -44,6 +44,8 @@ pub struct Daemon {
     pub dir: PathBuf,
     /// The `arid dev` arguments before `--state-dir`.
     args: Vec<String>,
+    /// Extra environment for the daemon process (fault injection).
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -84,6 +86,7 @@ impl Daemon {
             child: None,
             dir,
             args,
+            env: Vec::new(),
             _tmp: Some(tmp),
         };
         d.spawn();
@@ -109,6 +112,7 @@ impl Daemon {
             child: None,
             dir,
             args: dev_args(),
+            env: Vec::new(),
             _tmp: Some(tmp),
         }
     }
@@ -146,6 +150,7 @@ impl Daemon {
             .arg(&self.dir)
             // The config's log.level decides (a reload may change it).
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
