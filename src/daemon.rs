@@ -513,6 +513,7 @@ pub async fn run(
     let _ = admin_task.await;
     // A head not yet signed is signed at the next start.
     checkpoints.abort();
+    let _ = checkpoints.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

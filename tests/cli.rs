@@ -190,7 +190,7 @@ fn pin_from_a_systemd_credential() {
         .join("\n");
     let path = d.dir.join("prod.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(common::ARID)
+    let child = Command::new(common::ARID)
         .arg("--config")
         .arg(&path)
         .env("SOFTHSM2_CONF", d.dir.join("softhsm2.conf"))
@@ -210,9 +210,14 @@ fn pin_from_a_systemd_credential() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     common::signal(&child, nix::sys::signal::Signal::SIGTERM);
-    let status = child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(up, "the daemon served with the PIN from the credential");
-    assert!(status.success());
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Without the credentials directory it refuses to start and says why.
     let out = Command::new(common::ARID)

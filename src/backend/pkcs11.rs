@@ -162,6 +162,19 @@ struct Shared {
 pub struct Pkcs11Backend {
     queue: crossbeam_channel::Sender<Job>,
     token_label: String,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Pkcs11Backend {
+    /// Closes the queue and waits for every signing thread to finish the job it has, so the
+    /// process never exits (and the module's destructors never run) under a token call.
+    fn drop(&mut self) {
+        let (closed, _) = crossbeam_channel::bounded(1);
+        drop(std::mem::replace(&mut self.queue, closed));
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pkcs11Backend {
@@ -204,19 +217,23 @@ impl Pkcs11Backend {
             handles: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = crossbeam_channel::bounded(opts.queue_depth.max(1));
+        let mut workers = Vec::with_capacity(opened.len());
         for (n, session) in opened.into_iter().enumerate() {
             let shared = shared.clone();
             let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("pkcs11-{n}"))
-                .spawn(move || Worker { shared, session }.run(rx))
-                .map_err(|e| {
-                    BackendError::Unavailable(format!("cannot start a signing thread: {e}"))
-                })?;
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("pkcs11-{n}"))
+                    .spawn(move || Worker { shared, session }.run(rx))
+                    .map_err(|e| {
+                        BackendError::Unavailable(format!("cannot start a signing thread: {e}"))
+                    })?,
+            );
         }
         Ok(Self {
             queue: tx,
             token_label: opts.token_label,
+            workers,
         })
     }
 
