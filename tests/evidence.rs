@@ -13,7 +13,7 @@ mod common;
 
 use ari::client::{Client, ClientError};
 use ari::evidence::tree;
-use common::{ARICTL, Daemon, remote_err};
+use common::{ARICTL, Daemon, hash, remote_err};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -488,12 +488,6 @@ struct Received {
     fact: (&'static str, String),
 }
 
-fn hash(b64: &Value) -> tree::Hash {
-    use base64ct::Encoding;
-    let bytes = base64ct::Base64UrlUnpadded::decode_vec(b64.as_str().unwrap()).unwrap();
-    bytes.try_into().unwrap()
-}
-
 /// The newest signed checkpoint covering `size` entries, verified with the log key.
 fn signed_head(
     d: &Daemon,
@@ -611,28 +605,12 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
         }
         let mut admin = d.admin();
         for r in &received {
-            let e = admin
-                .call("evidence.entry", json!({"index": r.index}))
-                .unwrap();
-            let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
-            assert_eq!(
-                entry["fact"][r.fact.0].as_str().unwrap(),
-                r.fact.1,
-                "cycle {cycle}: entry {} does not hold what its client received",
-                r.index
-            );
-            let p = admin
-                .call(
-                    "evidence.inclusion",
-                    json!({"index": r.index, "tree_size": next.0}),
-                )
-                .unwrap();
-            let hashes: Vec<tree::Hash> =
-                p["hashes"].as_array().unwrap().iter().map(hash).collect();
-            assert!(
-                tree::verify_inclusion(r.index, next.0, &hash(&e["leaf_hash"]), &hashes, &next.1),
-                "cycle {cycle}: entry {} is not in the signed log",
-                r.index
+            common::assert_logged(
+                &mut admin,
+                r.index,
+                (r.fact.0, &r.fact.1),
+                (next.0, &next.1),
+                &format!("cycle {cycle}: "),
             );
             checked += 1;
         }

@@ -19,7 +19,6 @@
 mod common;
 
 use ari::client::{Client, ClientError};
-use ari::evidence::tree;
 use common::Daemon;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -85,12 +84,6 @@ fn injected(log: &Path) -> BTreeMap<String, u64> {
         *kinds.entry(line.to_string()).or_insert(0) += 1;
     }
     kinds
-}
-
-fn hash(b64: &Value) -> tree::Hash {
-    use base64ct::Encoding;
-    let bytes = base64ct::Base64UrlUnpadded::decode_vec(b64.as_str().unwrap()).unwrap();
-    bytes.try_into().unwrap()
 }
 
 /// What the calls of one phase came to.
@@ -183,9 +176,16 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
             })
             .collect();
         for h in handles {
-            h.join().unwrap();
+            if h.join().is_err() {
+                let log = d.log();
+                let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+                panic!(
+                    "phase {phase} ({kind}) failed; the daemon logged:\n{}",
+                    errors.join("\n")
+                );
+            }
         }
-        let o = std::mem::take(&mut *outcomes.lock().unwrap());
+        let o = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
         assert_eq!(
             std::fs::read_to_string(&control).unwrap().trim(),
             format!("{kind} 0"),
@@ -364,33 +364,12 @@ fn storage_faults_fail_closed_over_10000_requests() {
         ari::evidence::checkpoint::verify(cp["note"].as_str().unwrap(), &origin, &key).unwrap();
     let mut admin = d.admin();
     for r in &received {
-        let e = admin
-            .call("evidence.entry", json!({"index": r.index}))
-            .unwrap();
-        let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            entry["fact"][r.fact.0].as_str().unwrap(),
-            r.fact.1,
-            "entry {} does not hold what its client received",
-            r.index
-        );
-        let p = admin
-            .call(
-                "evidence.inclusion",
-                json!({"index": r.index, "tree_size": head.size}),
-            )
-            .unwrap();
-        let hashes: Vec<tree::Hash> = p["hashes"].as_array().unwrap().iter().map(hash).collect();
-        assert!(
-            tree::verify_inclusion(
-                r.index,
-                head.size,
-                &hash(&e["leaf_hash"]),
-                &hashes,
-                &head.root
-            ),
-            "entry {} is not in the signed log",
-            r.index
+        common::assert_logged(
+            &mut admin,
+            r.index,
+            (r.fact.0, &r.fact.1),
+            (head.size, &head.root),
+            "",
         );
     }
     let handed: u64 = received.iter().map(|r| r.amount).sum::<u64>() + 1;

@@ -343,16 +343,26 @@ impl Worker {
         {
             return Ok(h);
         }
-        let Some(handle) = self.find(ObjectClass::PRIVATE_KEY, id)? else {
+        let handle = match self.find(ObjectClass::PRIVATE_KEY, id)? {
+            Some(h) => h,
             // Private objects are invisible without a login: a session that lost it (another
-            // application logged the token out) must log in again, not report the key gone.
-            return Err(match self.logged_in() {
-                Ok(true) => BackendError::KeyNotFound(id.clone()),
-                Ok(false) => {
-                    BackendError::Unavailable("the token session is no longer logged in".into())
+            // application logged the token out, or closed every session) must log in again,
+            // not report the key gone. Another thread may log in again meanwhile, so the key
+            // is gone only if it is still missing while logged in before and after a second look.
+            None => {
+                let lost_login =
+                    || BackendError::Unavailable("the token session is not logged in".into());
+                if !self.logged_in()? {
+                    return Err(lost_login());
                 }
-                Err(e) => e,
-            });
+                match self.find(ObjectClass::PRIVATE_KEY, id)? {
+                    Some(h) => h,
+                    None if self.logged_in()? => {
+                        return Err(BackendError::KeyNotFound(id.clone()));
+                    }
+                    None => return Err(lost_login()),
+                }
+            }
         };
         if let Ok(mut m) = self.shared.handles.lock() {
             m.insert(id.clone(), handle);

@@ -322,3 +322,42 @@ pub fn pyjwt_python() -> &'static str {
     );
     python
 }
+
+/// A base64url hash from a JSON answer.
+pub fn hash(b64: &Value) -> ari::evidence::tree::Hash {
+    use base64ct::Encoding;
+    let bytes = base64ct::Base64UrlUnpadded::decode_vec(b64.as_str().unwrap()).unwrap();
+    bytes.try_into().unwrap()
+}
+
+/// Asserts that entry `index` holds `value` at `fact.FIELD` and is in the log of `size`
+/// entries whose root is `root` (an inclusion proof from the daemon, checked here); `context`
+/// prefixes the failure messages.
+pub fn assert_logged(
+    admin: &mut Client,
+    index: u64,
+    (field, value): (&str, &str),
+    (size, root): (u64, &ari::evidence::tree::Hash),
+    context: &str,
+) {
+    let e = admin
+        .call("evidence.entry", json!({"index": index}))
+        .unwrap();
+    let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        entry["fact"][field].as_str().unwrap(),
+        value,
+        "{context}entry {index} does not hold what its client received"
+    );
+    let p = admin
+        .call(
+            "evidence.inclusion",
+            json!({"index": index, "tree_size": size}),
+        )
+        .unwrap();
+    let hashes: Vec<_> = p["hashes"].as_array().unwrap().iter().map(hash).collect();
+    assert!(
+        ari::evidence::tree::verify_inclusion(index, size, &hash(&e["leaf_hash"]), &hashes, root),
+        "{context}entry {index} is not in the signed log"
+    );
+}
