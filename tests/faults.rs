@@ -121,10 +121,11 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
     // retries once); a run of device errors outlasts the retry and reaches the clients.
     for (phase, (kind, count)) in [
         ("device_error", 1),
-        ("close_sessions", 1),
+        ("close_session", 1),
         ("logout", 1),
         ("device_error", 40),
-        ("close_sessions", 3),
+        ("close_session", 6),
+        ("logout", 3),
     ]
     .into_iter()
     .enumerate()

@@ -71,6 +71,13 @@ fn is_connection_lost(rv: RvError) -> bool {
             | RvError::SessionClosed
             | RvError::CryptokiNotInitialized
             | RvError::UserNotLoggedIn
+            // What SoftHSM answers for a session closed under a call by another thread; any
+            // token may use it for a failure of its own. A new session is the only remedy
+            // worth trying, and the call itself was not at fault.
+            | RvError::GeneralError
+            // Each session belongs to one thread that always finishes what it starts, so an
+            // operation still active means a failure above left the session wedged.
+            | RvError::OperationActive
     )
 }
 
@@ -504,16 +511,34 @@ impl Worker {
 
     fn sign(&self, id: &KeyId, digest: &[u8; 32]) -> Result<[u8; 64], BackendError> {
         let handle = self.private_handle(id)?;
+        let stale = |e: &CkError| {
+            matches!(
+                e,
+                CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)
+            )
+        };
         let result = match self.session.sign(&Mechanism::Ecdsa, handle, digest) {
-            // A cached handle can go stale if another process deleted the object.
-            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) => {
+            // A cached handle goes stale if another process deleted the object, or while the
+            // login is lost (private objects are then out of reach): look the key up again.
+            Err(e) if stale(&e) => {
                 self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
                 let handle = self.private_handle(id)?;
                 self.session.sign(&Mechanism::Ecdsa, handle, digest)
             }
             other => other,
         };
-        let sig = result.map_err(ck)?;
+        let sig = match result {
+            Ok(sig) => sig,
+            // Stale again right after a fresh lookup (a key really gone is not found at all):
+            // the token's state changed under the call, typically its login. Worth a retry.
+            Err(e) if stale(&e) => {
+                self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
+                return Err(BackendError::Unavailable(format!(
+                    "{e} (the key's handle went stale twice; the token's state changed)"
+                )));
+            }
+            Err(e) => return Err(ck(e)),
+        };
         sig.try_into().map_err(|_| {
             BackendError::Failed(
                 "C_Sign: the token returned a signature that is not 64 bytes".into(),

@@ -5,9 +5,11 @@
  * $ARI_FAULT_CONTROL, "KIND COUNT", and while COUNT is above zero counts it down and injects:
  *
  *   device_error    C_SignInit returns CKR_DEVICE_ERROR without reaching the token;
- *   close_sessions  the real C_CloseAllSessions on the session's slot, then the real
+ *   close_session   the real C_CloseSession on the caller's session, then the real
  *                   C_SignInit on the now invalid handle (the token answers
- *                   CKR_SESSION_HANDLE_INVALID, and the login is gone with the sessions);
+ *                   CKR_SESSION_HANDLE_INVALID). Only the caller's own session: SoftHSM does
+ *                   not survive C_CloseAllSessions racing other threads' calls in one process,
+ *                   and no other process can close this one's sessions;
  *   logout          the real C_Logout, then the real C_SignInit.
  *
  * Each fault is appended as a line to $ARI_FAULT_LOG. Every other call goes to the real
@@ -27,16 +29,14 @@ typedef unsigned long CK_ULONG;
 typedef CK_ULONG CK_RV;
 typedef struct { unsigned char major, minor; } CK_VERSION;
 typedef struct { CK_VERSION version; void *fn[68]; } CK_FUNCTION_LIST;
-typedef struct { CK_ULONG slot, state, flags, device_error; } CK_SESSION_INFO;
 
-enum { CLOSE_ALL_SESSIONS = 14, GET_SESSION_INFO = 15, LOGOUT = 19, SIGN_INIT = 42 };
+enum { CLOSE_SESSION = 13, LOGOUT = 19, SIGN_INIT = 42 };
 #define CKR_DEVICE_ERROR 0x30UL
 #define CKR_GENERAL_ERROR 0x05UL
 
 typedef CK_RV (*get_list_fn)(CK_FUNCTION_LIST **);
 typedef CK_RV (*sign_init_fn)(CK_ULONG, void *, CK_ULONG);
 typedef CK_RV (*session_fn)(CK_ULONG);
-typedef CK_RV (*session_info_fn)(CK_ULONG, CK_SESSION_INFO *);
 
 static CK_FUNCTION_LIST *real;
 static CK_FUNCTION_LIST wrapped;
@@ -85,10 +85,8 @@ static CK_RV sign_init(CK_ULONG session, void *mechanism, CK_ULONG key) {
         note(kind);
         if (strcmp(kind, "device_error") == 0)
             return CKR_DEVICE_ERROR;
-        if (strcmp(kind, "close_sessions") == 0) {
-            CK_SESSION_INFO info;
-            if (((session_info_fn)real->fn[GET_SESSION_INFO])(session, &info) == 0)
-                ((session_fn)real->fn[CLOSE_ALL_SESSIONS])(info.slot);
+        if (strcmp(kind, "close_session") == 0) {
+            ((session_fn)real->fn[CLOSE_SESSION])(session);
         } else if (strcmp(kind, "logout") == 0) {
             ((session_fn)real->fn[LOGOUT])(session);
         }
