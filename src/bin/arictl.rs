@@ -600,7 +600,7 @@ enum BenchCmd {
         #[command(flatten)]
         args: BenchArgs,
         /// Statements recorded after the payment, so that its inclusion proof has about log2(N) hashes.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, value_name = "N")]
         log_entries: u64,
     },
     /// (internal) The raw signing half of `bench attest`, run in a child process.
@@ -1884,6 +1884,9 @@ fn bench_group_commits(admin: &Path) -> Result<(f64, f64)> {
 }
 
 fn bench_log(args: &BenchArgs) -> Result<()> {
+    if args.backend == BenchBackend::Tpm {
+        bail!("--backend tpm is measured by `bench authorize`");
+    }
     let (daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
     bench_check_clients(&layout, &args.clients)?;
@@ -1958,6 +1961,9 @@ fn bench_log(args: &BenchArgs) -> Result<()> {
 
 /// Makes a receipt and an inclusion proof on a daemon, then times the offline verifier on them.
 fn bench_verify(args: &BenchArgs, log_entries: u64) -> Result<()> {
+    if args.backend == BenchBackend::Tpm {
+        bail!("--backend tpm is measured by `bench authorize`");
+    }
     let (daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
     let admin = &layout.admin_socket;
