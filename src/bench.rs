@@ -1,12 +1,34 @@
-//! `arictl bench attest` and `arictl bench authorize`: how fast the daemon answers
-//! `agent.attest`, or a durable `payment.authorize`, compared with raw signing on the same token.
+//! `arictl bench`: how fast the daemon and the offline verifier are, each against a baseline
+//! measured in the same run: what the same work costs with nothing of ours in the way.
+//!
+//! | bench | measured | baseline (same run) |
+//! | --- | --- | --- |
+//! | `attest` | `agent.attest` over the socket | raw `CKM_ECDSA` signing on the same token and key |
+//! | `authorize` | durable `payment.authorize` over the socket | the same raw signing |
+//! | `authorize --backend tpm` | `payment.authorize` on swtpm, batched quotes and one quote each | raw TPM2_Sign on a software TPM of its own ([`raw_tpm_sign`]) |
+//! | `log` | durable `evidence.record` over the socket | raw SQLite appends with the same durability and fsyncs per entry ([`sqlite`]) |
+//! | `proof` | inclusion and consistency proofs from a log of N entries | reading again, warm, exactly the tree nodes each proof read |
+//! | `verify` | the offline verifier on a receipt and an inclusion proof | raw P-256 verification of as many signatures ([`verify`]) |
 //!
 //! The socket side runs N client threads, each with its own connection, calling the method back
 //! to back for the given time (for `authorize`: distinct checkouts against one L5 voucher whose
-//! budget cannot run out, so every call is a committed debit and a signature). The baseline runs in a separate process (SoftHSM reads
-//! `SOFTHSM2_CONF` at load time) that signs SHA-256 digests with `CKM_ECDSA` on the same key,
-//! one thread per core with a long-lived session each: the best the token can do with no daemon
-//! in the way. Figures are printed, never asserted.
+//! budget cannot run out, so every call is a committed debit and a signature). The signing
+//! baseline runs in a separate process (SoftHSM reads `SOFTHSM2_CONF` at load time) that signs
+//! SHA-256 digests with `CKM_ECDSA` on the same key, one thread per core with a long-lived session
+//! each: the best the token can do with no daemon in the way. A list of client counts sweeps
+//! them on one daemon, one row each, against one baseline run.
+//!
+//! Around each timed socket run the daemon's CPU time and resident memory are read from `/proc`
+//! ([`process`]), and the driving process's own CPU time: CPU per operation is the process's
+//! whole CPU time over the run divided by the operations completed. On a machine with few cores
+//! the clients compete with the daemon for them; the client figure says how much.
+//!
+//! Figures are printed, never asserted; the ratio is always measured throughput over baseline
+//! throughput.
+
+pub mod process;
+pub mod sqlite;
+pub mod verify;
 
 use crate::backend::pkcs11;
 use crate::client::{Client, ClientError};
@@ -28,6 +50,18 @@ pub struct Figures {
     pub p99_us: f64,
     /// Operations counted.
     pub ops: u64,
+    /// CPU time of the process that did the work, per operation, microseconds (when measured).
+    #[serde(default)]
+    pub cpu_us_per_op: Option<f64>,
+}
+
+/// `measured / baseline`, or 0 when the baseline did nothing.
+pub fn ratio(measured: f64, baseline: f64) -> f64 {
+    if baseline > 0.0 {
+        measured / baseline
+    } else {
+        0.0
+    }
 }
 
 impl Figures {
@@ -42,6 +76,7 @@ impl Figures {
             p50_us: pick(0.50),
             p99_us: pick(0.99),
             ops: lat_us.len() as u64,
+            cpu_us_per_op: None,
         }
     }
 }
@@ -67,8 +102,10 @@ impl Workload {
         }
     }
 
-    fn params(&self, n: usize, i: u64) -> serde_json::Value {
-        let nonce = format!("bench-{n:04}-{i:012}");
+    /// The params of call `i` of connection `n` in run `run`: nonces and checkouts never repeat
+    /// within a process, so a sweep can run again on the same voucher.
+    fn params(&self, run: u64, n: usize, i: u64) -> serde_json::Value {
+        let nonce = format!("bench-{run}-{n:04}-{i:012}");
         match self {
             Self::Attest => serde_json::json!({ "nonce": nonce }),
             Self::Authorize(voucher) => serde_json::json!({
@@ -89,6 +126,44 @@ impl Workload {
     }
 }
 
+/// A number for each run of calls in this process.
+fn next_run() -> u64 {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What the daemon and the driving process spent during a timed run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Costs {
+    /// The daemon's CPU time per operation, microseconds.
+    pub daemon_cpu_us_per_op: Option<f64>,
+    /// The driving process's (all client threads') CPU time per operation, microseconds.
+    pub client_cpu_us_per_op: Option<f64>,
+    /// The daemon's resident memory before the clients connected, KiB.
+    pub daemon_rss_kib_before: Option<u64>,
+    /// The daemon's resident memory at the end of the run, clients still connected, KiB.
+    pub daemon_rss_kib_after: Option<u64>,
+    /// The software TPM's CPU time per operation, microseconds, when the daemon runs on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm_cpu_us_per_op: Option<f64>,
+}
+
+impl Costs {
+    fn text(&self) -> String {
+        let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0} µs"));
+        let mib =
+            |v: Option<u64>| v.map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+        format!(
+            "CPU per op (daemon)           {daemon}  (client threads {client})\n\
+             daemon VmRSS                  {before} before the clients connected, {after} after the run\n",
+            daemon = us(self.daemon_cpu_us_per_op),
+            client = us(self.client_cpu_us_per_op),
+            before = mib(self.daemon_rss_kib_before),
+            after = mib(self.daemon_rss_kib_after),
+        )
+    }
+}
+
 /// Drives `workload` from `clients` threads for `seconds`, after one warm-up call per
 /// connection.
 pub fn drive(
@@ -97,15 +172,74 @@ pub fn drive(
     clients: usize,
     seconds: f64,
 ) -> Result<Figures, ClientError> {
+    drive_measured(agent_socket, workload, clients, seconds, None, None).map(|(f, _)| f)
+}
+
+/// [`drive`], reading the daemon `daemon_pid` (if known), its software TPM `tpm_pid` (if any)
+/// and this process from `/proc` around the timed run.
+pub fn drive_measured(
+    agent_socket: &Path,
+    workload: &Workload,
+    clients: usize,
+    seconds: f64,
+    daemon_pid: Option<u32>,
+    tpm_pid: Option<u32>,
+) -> Result<(Figures, Costs), ClientError> {
+    let daemon = || daemon_pid.and_then(process::Usage::of);
+    let tpm = || tpm_pid.and_then(process::Usage::of);
+    let idle = daemon();
     let deadline_in = Duration::from_secs_f64(seconds);
+    let run = next_run();
     let mut conns = Vec::with_capacity(clients);
     for n in 0..clients {
         let mut c = Client::connect(agent_socket)?;
-        c.call(workload.method(), workload.params(n, u64::MAX))?;
+        c.call(workload.method(), workload.params(run, n, u64::MAX))?;
         conns.push(c);
     }
-    timed_loop(conns, deadline_in, |c, n, i| {
-        c.call_unparsed(workload.method(), workload.params(n, i))
+    let (d0, c0, t0) = (daemon(), process::Usage::current(), tpm());
+    let figures = timed_loop(conns, deadline_in, |c, n, i| {
+        c.call_unparsed(workload.method(), workload.params(run, n, i))
+    })?;
+    let (d1, c1, t1) = (daemon(), process::Usage::current(), tpm());
+    let per_op = |a: Option<process::Usage>, b: Option<process::Usage>| match (a, b) {
+        (Some(a), Some(b)) => a.cpu_us_per_op(&b, figures.ops),
+        _ => None,
+    };
+    let costs = Costs {
+        daemon_cpu_us_per_op: per_op(d0, d1),
+        client_cpu_us_per_op: per_op(c0, c1),
+        daemon_rss_kib_before: idle.map(|u| u.rss_kib),
+        daemon_rss_kib_after: d1.map(|u| u.rss_kib),
+        tpm_cpu_us_per_op: per_op(t0, t1),
+    };
+    Ok((figures, costs))
+}
+
+/// Records `entries` agent statements from `threads` connections, to grow the log.
+pub fn fill(agent_socket: &Path, entries: u64, threads: usize) -> Result<(), ClientError> {
+    let threads = threads.max(1);
+    let per = entries.div_ceil(threads as u64);
+    let run = next_run();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                s.spawn(move || -> Result<(), ClientError> {
+                    let mut c = Client::connect(agent_socket)?;
+                    let first = per * n as u64;
+                    for i in first..(first + per).min(entries) {
+                        c.call_unparsed(
+                            Workload::Record.method(),
+                            Workload::Record.params(run, n, i),
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(ClientError::Protocol("a client thread stopped".into())))
+        })
     })
 }
 
@@ -143,7 +277,8 @@ pub fn raw_sign(
         .first()
         .copied()
         .ok_or_else(|| format!("no private key labelled {key_label:?}"))?;
-    timed_loop(
+    let before = process::Usage::current();
+    let mut figures = timed_loop(
         sessions,
         Duration::from_secs_f64(seconds),
         |session, n, i| {
@@ -153,7 +288,59 @@ pub fn raw_sign(
                 .map(drop)
                 .map_err(|e| e.to_string())
         },
-    )
+    )?;
+    if let (Some(a), Some(b)) = (before, process::Usage::current()) {
+        figures.cpu_us_per_op = a.cpu_us_per_op(&b, figures.ops);
+    }
+    Ok(figures)
+}
+
+/// Signs digests with TPM2_Sign on a software TPM started for the purpose in `dir` (a fresh
+/// swtpm, a fresh key under its storage key), through the daemon's own TPM backend in this
+/// process: the one thread that owns the TPM context, as in the daemon, with no socket, policy,
+/// ledger or quote. `threads` callers queue on it for `seconds`. The returned CPU per operation
+/// is the software TPM's.
+pub fn raw_tpm_sign(dir: &Path, threads: usize, seconds: f64) -> Result<Figures, String> {
+    use crate::backend::Backend;
+    use crate::backend::tpm::{TpmBackend, TpmOptions};
+    let e = |e: crate::backend::BackendError| e.to_string();
+    let sim = crate::swtpm::Swtpm::start(&dir.join("tpm")).map_err(|e| e.to_string())?;
+    let threads = threads.max(1);
+    let backend = TpmBackend::start(TpmOptions {
+        tcti: sim.tcti(),
+        owner_auth: None,
+        endorsement_auth: None,
+        key_auth: None,
+        pcrs: (0..8).collect(),
+        queue_depth: threads.max(16),
+        quote_batch: 1,
+        max_loaded: 3,
+    })
+    .map_err(e)?;
+    let runtimes = (0..threads)
+        .map(|_| tokio::runtime::Builder::new_current_thread().build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let first = runtimes.first().ok_or("no runtime")?;
+    let key = first
+        .block_on(backend.generate_key("ari-bench-raw".into()))
+        .map_err(e)?;
+    // One sign outside the timing loads the key.
+    first
+        .block_on(backend.sign_digest(key.id.clone(), [0; 32]))
+        .map_err(e)?;
+    let tpm = || sim.pid().and_then(process::Usage::of);
+    let before = tpm();
+    let mut figures = timed_loop(runtimes, Duration::from_secs_f64(seconds), |rt, n, i| {
+        let digest: [u8; 32] = Sha256::digest(format!("raw-{n}-{i}").as_bytes()).into();
+        rt.block_on(backend.sign_digest(key.id.clone(), digest))
+            .map(drop)
+            .map_err(e)
+    })?;
+    if let (Some(a), Some(b)) = (before, tpm()) {
+        figures.cpu_us_per_op = a.cpu_us_per_op(&b, figures.ops);
+    }
+    Ok(figures)
 }
 
 /// Runs `op` back to back on one thread per worker for `duration` and times every call.
@@ -194,7 +381,7 @@ fn timed_loop<W: Send, E: Send>(
     Ok(Figures::from_latencies(all, elapsed))
 }
 
-/// The report of one `bench attest` or `bench authorize` run.
+/// The report of one `bench attest` or `bench authorize` run, at one client count.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The method measured.
@@ -217,8 +404,13 @@ pub struct Report {
     pub baseline_p99_us: f64,
     /// Baseline threads.
     pub baseline_threads: usize,
+    /// CPU time of the raw signing process per signature, microseconds.
+    pub baseline_cpu_us_per_op: Option<f64>,
     /// `ops_per_s / baseline_ops_per_s`.
     pub ratio: f64,
+    /// The daemon's and the clients' CPU and memory over the socket run.
+    #[serde(flatten)]
+    pub costs: Costs,
 }
 
 impl Report {
@@ -227,7 +419,7 @@ impl Report {
         method: &'static str,
         clients: usize,
         seconds: f64,
-        socket: Figures,
+        (socket, costs): (Figures, Costs),
         raw: Figures,
         raw_threads: usize,
     ) -> Self {
@@ -242,11 +434,9 @@ impl Report {
             baseline_p50_us: raw.p50_us,
             baseline_p99_us: raw.p99_us,
             baseline_threads: raw_threads,
-            ratio: if raw.ops_per_s > 0.0 {
-                socket.ops_per_s / raw.ops_per_s
-            } else {
-                0.0
-            },
+            baseline_cpu_us_per_op: raw.cpu_us_per_op,
+            ratio: ratio(socket.ops_per_s, raw.ops_per_s),
+            costs,
         }
     }
 
@@ -254,8 +444,8 @@ impl Report {
     pub fn text(&self) -> String {
         format!(
             "{method:<17} over the socket {clients:>3} clients  {ops:>9.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
-             raw CKM_ECDSA in process      {threads:>3} threads  {bops:>9.0} ops/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs\n\
-             ratio (socket / raw)          {ratio:.2}\n",
+             raw CKM_ECDSA in process      {threads:>3} threads  {bops:>9.0} ops/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs  CPU {bcpu} per signature\n\
+             ratio (socket / raw)          {ratio:.2}\n{costs}",
             method = self.method,
             clients = self.clients,
             ops = self.ops_per_s,
@@ -265,12 +455,67 @@ impl Report {
             bops = self.baseline_ops_per_s,
             bp50 = self.baseline_p50_us,
             bp99 = self.baseline_p99_us,
+            bcpu = self
+                .baseline_cpu_us_per_op
+                .map_or("?".into(), |v| format!("{v:.0} µs")),
             ratio = self.ratio,
+            costs = self.costs.text(),
         )
+    }
+
+    /// One table for a sweep of client counts on one daemon against one baseline run.
+    pub fn sweep_text(rows: &[Self]) -> String {
+        let Some(first) = rows.first() else {
+            return String::new();
+        };
+        let mut out = format!(
+            "{method} over the socket, {seconds} s per client count\n\
+             {h}\n",
+            method = first.method,
+            seconds = first.seconds,
+            h = sweep_header(),
+        );
+        for r in rows {
+            out.push_str(&sweep_row(
+                r.clients,
+                r.ops_per_s,
+                r.p50_us,
+                r.p99_us,
+                r.ratio,
+                &r.costs,
+            ));
+        }
+        out.push_str(&format!(
+            "baseline: raw CKM_ECDSA in process, {threads} threads, {bops:.0} ops/s, p50 {bp50:.0} µs, p99 {bp99:.0} µs, CPU {bcpu} per signature\n",
+            threads = first.baseline_threads,
+            bops = first.baseline_ops_per_s,
+            bp50 = first.baseline_p50_us,
+            bp99 = first.baseline_p99_us,
+            bcpu = first
+                .baseline_cpu_us_per_op
+                .map_or("?".into(), |v| format!("{v:.0} µs")),
+        ));
+        out
     }
 }
 
-/// What `bench log` measured.
+fn sweep_header() -> &'static str {
+    "clients      ops/s   p50 µs   p99 µs   ratio  daemon CPU µs/op  client CPU µs/op  daemon RSS MiB"
+}
+
+fn sweep_row(clients: usize, ops: f64, p50: f64, p99: f64, ratio: f64, c: &Costs) -> String {
+    let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
+    format!(
+        "{clients:>7}  {ops:>9.0}  {p50:>7.0}  {p99:>7.0}  {ratio:>6.2}  {d:>16}  {cl:>16}  {rss:>14}\n",
+        d = us(c.daemon_cpu_us_per_op),
+        cl = us(c.client_cpu_us_per_op),
+        rss = c
+            .daemon_rss_kib_after
+            .map_or("?".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
+    )
+}
+
+/// What `bench log` measured, at one client count.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogReport {
     /// Client threads.
@@ -289,6 +534,25 @@ pub struct LogReport {
     pub checkpoints: u64,
     /// Database growth (entries, subtree hashes, checkpoints, indexes) per entry, in bytes.
     pub bytes_per_entry: f64,
+    /// Group commits of the daemon's writer during the run.
+    pub group_commits: u64,
+    /// Mean jobs per group commit during the run.
+    pub entries_per_commit: f64,
+    /// Baseline: rows per commit (the run's mean group, rounded, at least 1).
+    pub baseline_group: usize,
+    /// Baseline: bytes per row (the run's database growth per entry, rounded).
+    pub baseline_row_bytes: usize,
+    /// Baseline: raw SQLite appends per second.
+    pub baseline_ops_per_s: f64,
+    /// Baseline median latency (an entry's group, start to commit), microseconds.
+    pub baseline_p50_us: f64,
+    /// Baseline p99 latency, microseconds.
+    pub baseline_p99_us: f64,
+    /// `ops_per_s / baseline_ops_per_s`.
+    pub ratio: f64,
+    /// The daemon's and the clients' CPU and memory over the socket run.
+    #[serde(flatten)]
+    pub costs: Costs,
 }
 
 impl LogReport {
@@ -296,7 +560,9 @@ impl LogReport {
     pub fn text(&self) -> String {
         format!(
             "evidence.record  {clients:>3} clients  {ops:>9.0} entries/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
-             {entries} entries, {cps} checkpoints ({per:.1} entries per checkpoint), {bytes:.0} bytes per entry on disk\n",
+             {entries} entries, {cps} checkpoints ({per:.1} entries per checkpoint), {bytes:.0} bytes per entry on disk, {epc:.1} entries per group commit\n\
+             raw SQLite append  1 thread   {bops:>9.0} entries/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs  (WAL, synchronous=FULL, {group} rows of {row} bytes per commit)\n\
+             ratio (socket / raw)          {ratio:.2}\n{costs}",
             clients = self.clients,
             ops = self.ops_per_s,
             p50 = self.p50_us,
@@ -305,8 +571,62 @@ impl LogReport {
             cps = self.checkpoints,
             per = self.entries as f64 / (self.checkpoints.max(1)) as f64,
             bytes = self.bytes_per_entry,
+            epc = self.entries_per_commit,
+            bops = self.baseline_ops_per_s,
+            bp50 = self.baseline_p50_us,
+            bp99 = self.baseline_p99_us,
+            group = self.baseline_group,
+            row = self.baseline_row_bytes,
+            ratio = self.ratio,
+            costs = self.costs.text(),
         )
     }
+
+    /// One table for a sweep of client counts; each row has its own baseline run.
+    pub fn sweep_text(rows: &[Self]) -> String {
+        let Some(first) = rows.first() else {
+            return String::new();
+        };
+        let mut out = format!(
+            "evidence.record over the socket, {seconds} s per client count; baseline per row: raw SQLite appends (WAL, synchronous=FULL) in groups of the row's mean group commit\n\
+             {h}  entries/commit  baseline ops/s\n",
+            seconds = first.seconds,
+            h = sweep_header(),
+        );
+        for r in rows {
+            let line = sweep_row(
+                r.clients,
+                r.ops_per_s,
+                r.p50_us,
+                r.p99_us,
+                r.ratio,
+                &r.costs,
+            );
+            out.push_str(&format!(
+                "{}  {:>14.1}  {:>14.0}\n",
+                line.trim_end(),
+                r.entries_per_commit,
+                r.baseline_ops_per_s
+            ));
+        }
+        out
+    }
+}
+
+/// Jobs and group commits the daemon's ledger writer has done, from `admin.metrics` text
+/// (the `ari_ledger_group_commit_jobs` histogram's sum and count).
+pub fn group_commits(metrics_text: &str) -> Option<(f64, f64)> {
+    let value = |name: &str| {
+        metrics_text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    };
+    Some((
+        value("ari_ledger_group_commit_jobs_sum")?,
+        value("ari_ledger_group_commit_jobs_count")?,
+    ))
 }
 
 /// The log's size, checkpoint count and the database's bytes (after folding in the WAL), read
@@ -335,14 +655,38 @@ pub struct ProofReport {
     pub build_entries_per_s: f64,
     /// Inclusion proofs generated.
     pub proofs: u64,
+    /// Inclusion proofs per second, one thread (samples over their total time).
+    pub inclusion_ops_per_s: f64,
     /// Median time to generate one inclusion proof from SQLite, microseconds.
     pub inclusion_p50_us: f64,
     /// 99th percentile, microseconds.
     pub inclusion_p99_us: f64,
+    /// Tree nodes read per inclusion proof, on average.
+    pub inclusion_node_reads: f64,
+    /// Baseline: the same node rows read again per operation, per second.
+    pub inclusion_baseline_ops_per_s: f64,
+    /// Baseline median, microseconds.
+    pub inclusion_baseline_p50_us: f64,
+    /// Baseline p99, microseconds.
+    pub inclusion_baseline_p99_us: f64,
+    /// `inclusion_ops_per_s / inclusion_baseline_ops_per_s`.
+    pub inclusion_ratio: f64,
+    /// Consistency proofs per second, one thread.
+    pub consistency_ops_per_s: f64,
     /// Median time for a consistency proof between two random sizes, microseconds.
     pub consistency_p50_us: f64,
     /// 99th percentile, microseconds.
     pub consistency_p99_us: f64,
+    /// Tree nodes read per consistency proof, on average.
+    pub consistency_node_reads: f64,
+    /// Baseline: the same node rows read again per operation, per second.
+    pub consistency_baseline_ops_per_s: f64,
+    /// Baseline median, microseconds.
+    pub consistency_baseline_p50_us: f64,
+    /// Baseline p99, microseconds.
+    pub consistency_baseline_p99_us: f64,
+    /// `consistency_ops_per_s / consistency_baseline_ops_per_s`.
+    pub consistency_ratio: f64,
     /// Hashes in a proof at this size (inclusion, at most).
     pub proof_hashes: usize,
     /// Database bytes per entry.
@@ -354,23 +698,84 @@ impl ProofReport {
     pub fn text(&self) -> String {
         format!(
             "log of {n} entries built at {build:.0} entries/s, {bytes:.0} bytes per entry\n\
-             inclusion proof    p50 {ip50:>7.1} µs  p99 {ip99:>7.1} µs  ({proofs} proofs, up to {hashes} hashes)\n\
-             consistency proof  p50 {cp50:>7.1} µs  p99 {cp99:>7.1} µs\n",
+             inclusion proof    {iops:>8.0} ops/s  p50 {ip50:>7.1} µs  p99 {ip99:>7.1} µs  ({proofs} proofs, up to {hashes} hashes, {ir:.1} node reads each)\n\
+             same nodes again   {ibops:>8.0} ops/s  p50 {ibp50:>7.1} µs  p99 {ibp99:>7.1} µs  ratio {iratio:.2}\n\
+             consistency proof  {cops:>8.0} ops/s  p50 {cp50:>7.1} µs  p99 {cp99:>7.1} µs  ({cr:.1} node reads each)\n\
+             same nodes again   {cbops:>8.0} ops/s  p50 {cbp50:>7.1} µs  p99 {cbp99:>7.1} µs  ratio {cratio:.2}\n",
             n = self.entries,
             build = self.build_entries_per_s,
             bytes = self.bytes_per_entry,
+            iops = self.inclusion_ops_per_s,
             ip50 = self.inclusion_p50_us,
             ip99 = self.inclusion_p99_us,
             proofs = self.proofs,
             hashes = self.proof_hashes,
+            ir = self.inclusion_node_reads,
+            ibops = self.inclusion_baseline_ops_per_s,
+            ibp50 = self.inclusion_baseline_p50_us,
+            ibp99 = self.inclusion_baseline_p99_us,
+            iratio = self.inclusion_ratio,
+            cops = self.consistency_ops_per_s,
             cp50 = self.consistency_p50_us,
             cp99 = self.consistency_p99_us,
+            cr = self.consistency_node_reads,
+            cbops = self.consistency_baseline_ops_per_s,
+            cbp50 = self.consistency_baseline_p50_us,
+            cbp99 = self.consistency_baseline_p99_us,
+            cratio = self.consistency_ratio,
         )
     }
 }
 
+/// A node source that records which nodes it read.
+struct Counted<'n, N> {
+    inner: &'n N,
+    read: std::cell::RefCell<Vec<(u32, u64)>>,
+}
+
+impl<N: crate::evidence::tree::Nodes> crate::evidence::tree::Nodes for Counted<'_, N> {
+    fn node(
+        &self,
+        level: u32,
+        index: u64,
+    ) -> Result<crate::evidence::tree::Hash, crate::evidence::tree::TreeError> {
+        self.read.borrow_mut().push((level, index));
+        self.inner.node(level, index)
+    }
+}
+
+/// Latencies of one side of `bench proof`, with the mean rate over their sum.
+#[derive(Default)]
+struct Samples {
+    us: Vec<f64>,
+    reads: u64,
+}
+
+impl Samples {
+    fn push(&mut self, since: Instant) {
+        self.us.push(since.elapsed().as_secs_f64() * 1e6);
+    }
+
+    fn ops_per_s(&self) -> f64 {
+        self.us.len() as f64 * 1e6 / self.us.iter().sum::<f64>().max(1e-9)
+    }
+
+    fn pick(&mut self, q: f64) -> f64 {
+        self.us.sort_by(f64::total_cmp);
+        let i = ((self.us.len() as f64 - 1.0) * q).round() as usize;
+        self.us.get(i).copied().unwrap_or(0.0)
+    }
+
+    fn reads_per_op(&self) -> f64 {
+        self.reads as f64 / self.us.len().max(1) as f64
+    }
+}
+
 /// Builds a log of `entries` payment-sized entries in a fresh database under `dir`, then times
-/// inclusion and consistency proofs read from it. Every proof is checked against the root.
+/// inclusion and consistency proofs read from it. Every proof is checked against the root. After
+/// each proof, exactly the node rows it read are read again through the same query: the
+/// baseline, the cost of fetching those rows alone (from a warm cache, so a floor); what the
+/// proof adds is the tree walk and the hashes of incomplete subtrees.
 pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, String> {
     use crate::evidence::entry::{Draft, Kind};
     use crate::evidence::{log, tree};
@@ -405,8 +810,12 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         written += batch;
     }
     let build = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    let nodes = log::StoredNodes(&conn);
-    let root = tree::root(&nodes, entries).map_err(|x| x.to_string())?;
+    let stored = log::StoredNodes(&conn);
+    let nodes = Counted {
+        inner: &stored,
+        read: std::cell::RefCell::new(Vec::new()),
+    };
+    let root = tree::root(&stored, entries).map_err(|x| x.to_string())?;
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
@@ -414,15 +823,27 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         rng ^= rng << 17;
         rng % n.max(1)
     };
-    let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
+    let raw_reads = |read: Vec<(u32, u64)>, samples: &mut Samples| {
+        let t = Instant::now();
+        for (level, index) in read {
+            tree::Nodes::node(&stored, level, index).map_err(|x| x.to_string())?;
+        }
+        samples.push(t);
+        Ok::<(), String>(())
+    };
+    let (mut inclusion, mut consistency) = (Samples::default(), Samples::default());
+    let (mut inclusion_raw, mut consistency_raw) = (Samples::default(), Samples::default());
     let mut longest = 0;
     for _ in 0..samples {
         let index = next(entries);
         let t = Instant::now();
         let proof = tree::inclusion_proof(&nodes, index, entries).map_err(|x| x.to_string())?;
-        inclusion.push(t.elapsed().as_secs_f64() * 1e6);
+        inclusion.push(t);
+        let read = nodes.read.take();
+        inclusion.reads += read.len() as u64;
+        raw_reads(read, &mut inclusion_raw)?;
         longest = longest.max(proof.len());
-        let leaf = tree::Nodes::node(&nodes, 0, index).map_err(|x| x.to_string())?;
+        let leaf = tree::Nodes::node(&stored, 0, index).map_err(|x| x.to_string())?;
         if !tree::verify_inclusion(index, entries, &leaf, &proof, &root) {
             return Err(format!(
                 "the inclusion proof of entry {index} does not verify"
@@ -431,8 +852,11 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         let old = 1 + next(entries - 1);
         let t = Instant::now();
         let proof = tree::consistency_proof(&nodes, old, entries).map_err(|x| x.to_string())?;
-        consistency.push(t.elapsed().as_secs_f64() * 1e6);
-        let old_root = tree::root(&nodes, old).map_err(|x| x.to_string())?;
+        consistency.push(t);
+        let read = nodes.read.take();
+        consistency.reads += read.len() as u64;
+        raw_reads(read, &mut consistency_raw)?;
+        let old_root = tree::root(&stored, old).map_err(|x| x.to_string())?;
         if !tree::verify_consistency(old, entries, &old_root, &root, &proof) {
             return Err(format!(
                 "the consistency proof {old}..{entries} does not verify"
@@ -445,26 +869,36 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         conn.query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(|x| x.to_string())?,
     );
-    let pick = |v: &mut Vec<f64>, q: f64| {
-        v.sort_by(f64::total_cmp);
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).copied().unwrap_or(0.0)
-    };
+    let (iops, ibops) = (inclusion.ops_per_s(), inclusion_raw.ops_per_s());
+    let (cops, cbops) = (consistency.ops_per_s(), consistency_raw.ops_per_s());
     Ok(ProofReport {
         entries,
         build_entries_per_s: build,
         proofs: samples,
-        inclusion_p50_us: pick(&mut inclusion, 0.5),
-        inclusion_p99_us: pick(&mut inclusion, 0.99),
-        consistency_p50_us: pick(&mut consistency, 0.5),
-        consistency_p99_us: pick(&mut consistency, 0.99),
+        inclusion_ops_per_s: iops,
+        inclusion_p50_us: inclusion.pick(0.5),
+        inclusion_p99_us: inclusion.pick(0.99),
+        inclusion_node_reads: inclusion.reads_per_op(),
+        inclusion_baseline_ops_per_s: ibops,
+        inclusion_baseline_p50_us: inclusion_raw.pick(0.5),
+        inclusion_baseline_p99_us: inclusion_raw.pick(0.99),
+        inclusion_ratio: ratio(iops, ibops),
+        consistency_ops_per_s: cops,
+        consistency_p50_us: consistency.pick(0.5),
+        consistency_p99_us: consistency.pick(0.99),
+        consistency_node_reads: consistency.reads_per_op(),
+        consistency_baseline_ops_per_s: cbops,
+        consistency_baseline_p50_us: consistency_raw.pick(0.5),
+        consistency_baseline_p99_us: consistency_raw.pick(0.99),
+        consistency_ratio: ratio(cops, cbops),
         proof_hashes: longest,
         bytes_per_entry: (pages * page) as f64 / entries.max(1) as f64,
     })
 }
 
 /// What `bench authorize --backend tpm` measured: batched quotes against one quote per
-/// authorization, each on its own daemon and software TPM.
+/// authorization, each on its own daemon and software TPM, and raw TPM2_Sign on a third
+/// software TPM as the baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TpmReport {
     /// Client threads.
@@ -481,6 +915,10 @@ pub struct TpmReport {
     pub quotes_per_authorization: f64,
     /// Every TPM command (signs, quotes, loads, checkpoint signatures) per authorization.
     pub tpm_commands_per_authorization: f64,
+    /// The daemon's CPU per authorization with batching, microseconds.
+    pub daemon_cpu_us_per_op: Option<f64>,
+    /// The software TPM's CPU per authorization with batching, microseconds.
+    pub tpm_cpu_us_per_op: Option<f64>,
     /// Authorizations per second with one quote each.
     pub unbatched_ops_per_s: f64,
     /// Median latency with one quote each.
@@ -489,8 +927,22 @@ pub struct TpmReport {
     pub unbatched_p99_us: f64,
     /// TPM commands per authorization with one quote each.
     pub unbatched_tpm_commands_per_authorization: f64,
+    /// The daemon's CPU per authorization with one quote each, microseconds.
+    pub unbatched_daemon_cpu_us_per_op: Option<f64>,
+    /// The software TPM's CPU per authorization with one quote each, microseconds.
+    pub unbatched_tpm_cpu_us_per_op: Option<f64>,
     /// `ops_per_s / unbatched_ops_per_s`.
     pub speedup: f64,
+    /// Raw TPM2_Sign per second ([`raw_tpm_sign`], as many threads as clients).
+    pub baseline_ops_per_s: f64,
+    /// Raw TPM2_Sign median latency, microseconds.
+    pub baseline_p50_us: f64,
+    /// Raw TPM2_Sign p99 latency, microseconds.
+    pub baseline_p99_us: f64,
+    /// The software TPM's CPU per raw TPM2_Sign, microseconds.
+    pub baseline_tpm_cpu_us_per_op: Option<f64>,
+    /// `ops_per_s / baseline_ops_per_s` (batched quotes).
+    pub ratio: f64,
 }
 
 /// One side of a [`TpmReport`]: the socket figures and the TPM's counters over the run.
@@ -502,11 +954,21 @@ pub struct TpmRun {
     pub quotes: u64,
     /// TPM commands during the run.
     pub commands: u64,
+    /// The daemon's CPU per authorization, microseconds.
+    pub daemon_cpu_us_per_op: Option<f64>,
+    /// The software TPM's CPU per authorization, microseconds.
+    pub tpm_cpu_us_per_op: Option<f64>,
 }
 
 impl TpmReport {
-    /// Combines the batched and the unbatched run.
-    pub fn new(clients: usize, seconds: f64, batched: TpmRun, unbatched: TpmRun) -> Self {
+    /// Combines the batched and the unbatched run and the raw baseline.
+    pub fn new(
+        clients: usize,
+        seconds: f64,
+        batched: TpmRun,
+        unbatched: TpmRun,
+        raw: Figures,
+    ) -> Self {
         let per = |n: u64, r: &TpmRun| {
             if r.figures.ops == 0 {
                 0.0
@@ -522,25 +984,33 @@ impl TpmReport {
             p99_us: batched.figures.p99_us,
             quotes_per_authorization: per(batched.quotes, &batched),
             tpm_commands_per_authorization: per(batched.commands, &batched),
+            daemon_cpu_us_per_op: batched.daemon_cpu_us_per_op,
+            tpm_cpu_us_per_op: batched.tpm_cpu_us_per_op,
             unbatched_ops_per_s: unbatched.figures.ops_per_s,
             unbatched_p50_us: unbatched.figures.p50_us,
             unbatched_p99_us: unbatched.figures.p99_us,
             unbatched_tpm_commands_per_authorization: per(unbatched.commands, &unbatched),
-            speedup: if unbatched.figures.ops_per_s > 0.0 {
-                batched.figures.ops_per_s / unbatched.figures.ops_per_s
-            } else {
-                0.0
-            },
+            unbatched_daemon_cpu_us_per_op: unbatched.daemon_cpu_us_per_op,
+            unbatched_tpm_cpu_us_per_op: unbatched.tpm_cpu_us_per_op,
+            speedup: ratio(batched.figures.ops_per_s, unbatched.figures.ops_per_s),
+            baseline_ops_per_s: raw.ops_per_s,
+            baseline_p50_us: raw.p50_us,
+            baseline_p99_us: raw.p99_us,
+            baseline_tpm_cpu_us_per_op: raw.cpu_us_per_op,
+            ratio: ratio(batched.figures.ops_per_s, raw.ops_per_s),
         }
     }
 
     /// The human-readable report.
     pub fn text(&self) -> String {
+        let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
         format!(
             "payment.authorize on swtpm, {clients} clients, {seconds} s per run\n\
-             batched quotes    {ops:>8.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs  {q:.3} quotes/auth  {c:.3} TPM commands/auth\n\
-             one quote each    {uops:>8.0} ops/s  p50 {up50:>7.0} µs  p99 {up99:>7.0} µs  1.000 quotes/auth  {uc:.3} TPM commands/auth\n\
-             speedup           {speedup:.2}x\n",
+             batched quotes    {ops:>8.0} ops/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs  {q:.3} quotes/auth  {c:.3} TPM commands/auth  CPU/op µs: daemon {dc}, swtpm {tc}\n\
+             one quote each    {uops:>8.0} ops/s  p50 {up50:>7.0} µs  p99 {up99:>7.0} µs  1.000 quotes/auth  {uc:.3} TPM commands/auth  CPU/op µs: daemon {udc}, swtpm {utc}\n\
+             raw TPM2_Sign     {bops:>8.0} ops/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs  (own swtpm, no daemon)  CPU/op µs: swtpm {btc}\n\
+             speedup           {speedup:.2}x (batched / one quote each)\n\
+             ratio             {ratio:.2} (batched / raw TPM2_Sign)\n",
             clients = self.clients,
             seconds = self.seconds,
             ops = self.ops_per_s,
@@ -548,11 +1018,20 @@ impl TpmReport {
             p99 = self.p99_us,
             q = self.quotes_per_authorization,
             c = self.tpm_commands_per_authorization,
+            dc = us(self.daemon_cpu_us_per_op),
+            tc = us(self.tpm_cpu_us_per_op),
             uops = self.unbatched_ops_per_s,
             up50 = self.unbatched_p50_us,
             up99 = self.unbatched_p99_us,
             uc = self.unbatched_tpm_commands_per_authorization,
+            udc = us(self.unbatched_daemon_cpu_us_per_op),
+            utc = us(self.unbatched_tpm_cpu_us_per_op),
+            bops = self.baseline_ops_per_s,
+            bp50 = self.baseline_p50_us,
+            bp99 = self.baseline_p99_us,
+            btc = us(self.baseline_tpm_cpu_us_per_op),
             speedup = self.speedup,
+            ratio = self.ratio,
         )
     }
 }

@@ -559,21 +559,23 @@ enum VerifyCmd {
 enum BenchCmd {
     /// Durable payment.authorize on an L5 voucher against raw signing on the same token.
     #[command(
-        after_help = "Examples:\n  arictl bench authorize --clients 16 --seconds 10\n  arictl bench authorize --clients 1 --seconds 5 --json\n  arictl bench authorize --backend tpm --clients 16 --seconds 10   # batched quotes vs one each"
+        after_help = "Examples:\n  arictl bench authorize --clients 16 --seconds 10\n  arictl bench authorize --clients 1 --seconds 5 --json\n  arictl bench authorize --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench authorize --backend tpm --clients 16 --seconds 10   # batched quotes vs one each vs raw TPM2_Sign"
     )]
     Authorize(BenchArgs),
     /// agent.attest over the socket against raw signing on the same token.
     #[command(
-        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
+        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
     )]
     Attest(BenchArgs),
     /// Durable evidence.record (signed agent statements) over the socket: entries per second,
-    /// latency, checkpoints per batch and bytes per entry on disk.
+    /// latency, checkpoints per batch and bytes per entry on disk, against raw SQLite appends
+    /// with the same durability and commits per entry.
     #[command(
-        after_help = "Examples:\n  arictl bench log --clients 16 --seconds 10\n  arictl bench log --clients 1 --seconds 5 --json"
+        after_help = "Examples:\n  arictl bench log --clients 16 --seconds 10\n  arictl bench log --clients 1 --seconds 5 --json\n  arictl bench log --clients 1,4,16,64,256 --seconds 5"
     )]
     Log(BenchArgs),
-    /// Inclusion and consistency proof generation from a log of N entries built for the run.
+    /// Inclusion and consistency proof generation from a log of N entries built for the run,
+    /// against reading as many tree nodes.
     #[command(
         after_help = "Examples:\n  arictl bench proof --entries 1000000\n  arictl bench proof --entries 100000 --json"
     )]
@@ -587,6 +589,19 @@ enum BenchCmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// The offline verifier (`arictl verify payment`, `arictl verify inclusion`) on a receipt and
+    /// an inclusion proof made by a daemon in the same run, against raw P-256 verification of
+    /// as many signatures. --clients are verifier threads.
+    #[command(
+        after_help = "Examples:\n  arictl bench verify --clients 1 --seconds 5\n  arictl bench verify --clients 1,2 --seconds 5 --json\n  arictl bench verify --log-entries 100000   # a longer inclusion proof"
+    )]
+    Verify {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// Statements recorded after the payment, so that its inclusion proof has about log2(N) hashes.
+        #[arg(long, default_value_t = 1_000, value_name = "N")]
+        log_entries: u64,
     },
     /// (internal) The raw signing half of `bench attest`, run in a child process.
     #[command(hide = true)]
@@ -610,13 +625,19 @@ enum BenchKind {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Concurrent client connections.
-    #[arg(long, default_value_t = 16)]
-    clients: usize,
+    /// Concurrent client connections; a comma-separated list (1,4,16,64,256) runs one row per
+    /// count on the same daemon.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "16",
+        value_name = "N[,N...]"
+    )]
+    clients: Vec<usize>,
     /// Seconds to run each side.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Print one JSON object.
+    /// Print one JSON object per client count, one per line.
     #[arg(long)]
     json: bool,
     /// Use the running dev daemon of this directory instead of a throwaway one.
@@ -1629,6 +1650,61 @@ fn bench_daemon(args: &BenchArgs) -> Result<(Option<ThrowawayDaemon>, PathBuf)> 
     })
 }
 
+/// The daemon's process id: the throwaway daemon's child, else the pid its lock file records.
+fn bench_daemon_pid(daemon: Option<&ThrowawayDaemon>, layout: &dev::DevLayout) -> Option<u32> {
+    match daemon {
+        Some(d) => Some(d.child.id()),
+        None => std::fs::read_to_string(&layout.lock)
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+    }
+}
+
+/// Refuses client counts the daemon would leave waiting in the listen backlog.
+fn bench_check_clients(layout: &dev::DevLayout, clients: &[usize]) -> Result<()> {
+    if clients.is_empty() {
+        bail!("--clients needs at least one count");
+    }
+    let cap = ari::config::Config::load(&layout.config)?
+        .limits
+        .max_connections;
+    if let Some(n) = clients.iter().find(|&&n| n > cap) {
+        bail!(
+            "--clients {n} is more than the daemon's limits.max_connections ({cap}); raise it in {} and restart the daemon (with --state-dir) first",
+            layout.config.display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints one report per client count: JSON lines, the single report's text, or a sweep table.
+fn bench_print<R: serde::Serialize>(
+    json: bool,
+    rows: &[R],
+    one: impl Fn(&R) -> String,
+    sweep: impl Fn(&[R]) -> String,
+) -> Result<()> {
+    if json {
+        for r in rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else if let [r] = rows {
+        print!("{}", one(r));
+    } else {
+        print!("{}", sweep(rows));
+    }
+    Ok(())
+}
+
+/// A fresh scratch directory for a bench.
+fn bench_scratch(what: &str) -> Result<PathBuf> {
+    let mut raw = [0u8; 6];
+    getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
+    let dir = std::env::temp_dir().join(format!("ari-bench-{what}-{}", hex::encode(raw)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// Issues a voucher that will not run out during a bench.
 fn bench_voucher(admin: &Path, agent: &str) -> Result<String> {
     let v = call(
@@ -1644,7 +1720,7 @@ fn bench_voucher(admin: &Path, agent: &str) -> Result<String> {
 }
 
 /// One `bench authorize --backend tpm` run on its own daemon and software TPM.
-fn bench_tpm_run(args: &BenchArgs, quote_batch: usize) -> Result<bench::TpmRun> {
+fn bench_tpm_run(args: &BenchArgs, clients: usize, quote_batch: usize) -> Result<bench::TpmRun> {
     let daemon = ThrowawayDaemon::start_with(&[
         "--backend",
         "tpm",
@@ -1652,6 +1728,7 @@ fn bench_tpm_run(args: &BenchArgs, quote_batch: usize) -> Result<bench::TpmRun> 
         &quote_batch.to_string(),
     ])?;
     let layout = dev::DevLayout::new(&daemon.dir)?;
+    bench_check_clients(&layout, &[clients])?;
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let voucher = bench_voucher(&layout.admin_socket, &agent)?;
     let counters = || -> Result<(u64, u64)> {
@@ -1663,41 +1740,61 @@ fn bench_tpm_run(args: &BenchArgs, quote_batch: usize) -> Result<bench::TpmRun> 
     };
     if !args.json {
         eprintln!(
-            "driving payment.authorize on swtpm ({}) with {} clients for {} s ...",
+            "driving payment.authorize on swtpm ({}) with {clients} clients for {} s ...",
             if quote_batch > 1 {
                 "batched quotes"
             } else {
                 "one quote per authorization"
             },
-            args.clients,
             args.seconds
         );
     }
+    let pid = daemon.child.id();
     let before = counters()?;
-    let figures = bench::drive(
+    let (figures, costs) = bench::drive_measured(
         &layout.agent_socket,
         &bench::Workload::Authorize(voucher),
-        args.clients.max(1),
+        clients.max(1),
         args.seconds,
+        Some(pid),
+        bench::process::child_named(pid, "swtpm"),
     )?;
     let after = counters()?;
     Ok(bench::TpmRun {
         figures,
         quotes: after.0.saturating_sub(before.0),
         commands: after.1.saturating_sub(before.1),
+        daemon_cpu_us_per_op: costs.daemon_cpu_us_per_op,
+        tpm_cpu_us_per_op: costs.tpm_cpu_us_per_op,
     })
 }
 
 fn bench_authorize_tpm(args: &BenchArgs) -> Result<()> {
-    let batched = bench_tpm_run(args, 64)?;
-    let unbatched = bench_tpm_run(args, 1)?;
-    let report = bench::TpmReport::new(args.clients, args.seconds, batched, unbatched);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.text());
+    let mut reports = Vec::new();
+    for &clients in &args.clients {
+        let batched = bench_tpm_run(args, clients, 64)?;
+        let unbatched = bench_tpm_run(args, clients, 1)?;
+        if !args.json {
+            eprintln!(
+                "raw TPM2_Sign on a software TPM of its own, {clients} threads for {} s ...",
+                args.seconds
+            );
+        }
+        let scratch = bench_scratch("tpm")?;
+        let raw = bench::raw_tpm_sign(&scratch, clients, args.seconds);
+        let _ = std::fs::remove_dir_all(&scratch);
+        let raw = raw.map_err(|e| anyhow!("raw TPM signing failed: {e}"))?;
+        reports.push(bench::TpmReport::new(
+            clients,
+            args.seconds,
+            batched,
+            unbatched,
+            raw,
+        ));
     }
-    Ok(())
+    bench_print(args.json, &reports, bench::TpmReport::text, |rows| {
+        rows.iter().map(bench::TpmReport::text).collect()
+    })
 }
 
 fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
@@ -1707,8 +1804,10 @@ fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
             BenchKind::Attest => bail!("--backend tpm is measured by `bench authorize`"),
         };
     }
-    let (_daemon, dir) = bench_daemon(args)?;
+    let (daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
+    bench_check_clients(&layout, &args.clients)?;
+    let pid = bench_daemon_pid(daemon.as_ref(), &layout);
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let workload = match kind {
         BenchKind::Attest => bench::Workload::Attest,
@@ -1716,20 +1815,25 @@ fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
             bench::Workload::Authorize(bench_voucher(&layout.admin_socket, &agent)?)
         }
     };
-    if !args.json {
-        eprintln!(
-            "driving {} as agent {agent} with {} clients for {} s ...",
-            workload.method(),
-            args.clients,
-            args.seconds
-        );
+    let mut socket = Vec::new();
+    for &clients in &args.clients {
+        if !args.json {
+            eprintln!(
+                "driving {} as agent {agent} with {clients} clients for {} s ...",
+                workload.method(),
+                args.seconds
+            );
+        }
+        let run = bench::drive_measured(
+            &layout.agent_socket,
+            &workload,
+            clients.max(1),
+            args.seconds,
+            pid,
+            None,
+        )?;
+        socket.push((clients, run));
     }
-    let socket = bench::drive(
-        &layout.agent_socket,
-        &workload,
-        args.clients.max(1),
-        args.seconds,
-    )?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -1758,60 +1862,192 @@ fn bench_attest(args: &BenchArgs, kind: BenchKind) -> Result<()> {
         );
     }
     let raw: bench::Figures = serde_json::from_slice(&out.stdout)?;
-    let report = bench::Report::new(
-        workload.method(),
-        args.clients,
-        args.seconds,
-        socket,
-        raw,
-        threads,
-    );
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.text());
-    }
-    Ok(())
+    let reports: Vec<bench::Report> = socket
+        .into_iter()
+        .map(|(clients, run)| {
+            bench::Report::new(workload.method(), clients, args.seconds, run, raw, threads)
+        })
+        .collect();
+    bench_print(
+        args.json,
+        &reports,
+        bench::Report::text,
+        bench::Report::sweep_text,
+    )
+}
+
+/// The ledger writer's (jobs, group commits) so far, from `admin.metrics`.
+fn bench_group_commits(admin: &Path) -> Result<(f64, f64)> {
+    let v = call(admin, "admin.metrics", json!({}))?;
+    bench::group_commits(field(&v, "/text").as_str().unwrap_or_default())
+        .ok_or_else(|| anyhow!("the daemon's metrics have no ledger group commits"))
 }
 
 fn bench_log(args: &BenchArgs) -> Result<()> {
-    let (_daemon, dir) = bench_daemon(args)?;
+    if args.backend == BenchBackend::Tpm {
+        bail!("--backend tpm is measured by `bench authorize`");
+    }
+    let (daemon, dir) = bench_daemon(args)?;
     let layout = dev::DevLayout::new(&dir)?;
+    bench_check_clients(&layout, &args.clients)?;
+    let pid = bench_daemon_pid(daemon.as_ref(), &layout);
     let agent = bench_agent(&layout.admin_socket, &layout.agent_socket)?;
     let db = dir.join("state/ari.db");
-    if !args.json {
-        eprintln!(
-            "driving evidence.record as agent {agent} with {} clients for {} s ...",
-            args.clients, args.seconds
-        );
+    let mut reports = Vec::new();
+    for &clients in &args.clients {
+        if !args.json {
+            eprintln!(
+                "driving evidence.record as agent {agent} with {clients} clients for {} s ...",
+                args.seconds
+            );
+        }
+        let before = bench::log_footprint(&db)?;
+        let commits_before = bench_group_commits(&layout.admin_socket)?;
+        let (figures, costs) = bench::drive_measured(
+            &layout.agent_socket,
+            &bench::Workload::Record,
+            clients.max(1),
+            args.seconds,
+            pid,
+            None,
+        )?;
+        // Let the last checkpoint land before counting.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let after = bench::log_footprint(&db)?;
+        let commits_after = bench_group_commits(&layout.admin_socket)?;
+        let entries = after.0.saturating_sub(before.0);
+        let jobs = commits_after.0 - commits_before.0;
+        let groups = commits_after.1 - commits_before.1;
+        let entries_per_commit = if groups > 0.0 { jobs / groups } else { 0.0 };
+        let bytes_per_entry = after.2.saturating_sub(before.2) as f64 / entries.max(1) as f64;
+        let group = (entries_per_commit.round() as usize).max(1);
+        let row_bytes = (bytes_per_entry.round() as usize).max(1);
+        if !args.json {
+            eprintln!(
+                "raw SQLite appends, {group} rows of {row_bytes} bytes per commit, for {} s ...",
+                args.seconds
+            );
+        }
+        let scratch = dir.join(format!("bench-raw-{}.db", std::process::id()));
+        let raw = bench::sqlite::raw_append(&scratch, row_bytes, group, args.seconds)
+            .map_err(|e| anyhow!("raw SQLite appends failed: {e}"))?;
+        reports.push(bench::LogReport {
+            clients,
+            seconds: args.seconds,
+            ops_per_s: figures.ops_per_s,
+            p50_us: figures.p50_us,
+            p99_us: figures.p99_us,
+            entries,
+            checkpoints: after.1.saturating_sub(before.1),
+            bytes_per_entry,
+            group_commits: groups.max(0.0) as u64,
+            entries_per_commit,
+            baseline_group: group,
+            baseline_row_bytes: row_bytes,
+            baseline_ops_per_s: raw.ops_per_s,
+            baseline_p50_us: raw.p50_us,
+            baseline_p99_us: raw.p99_us,
+            ratio: bench::ratio(figures.ops_per_s, raw.ops_per_s),
+            costs,
+        });
     }
-    let before = bench::log_footprint(&db)?;
-    let figures = bench::drive(
-        &layout.agent_socket,
-        &bench::Workload::Record,
-        args.clients.max(1),
-        args.seconds,
+    bench_print(
+        args.json,
+        &reports,
+        bench::LogReport::text,
+        bench::LogReport::sweep_text,
+    )
+}
+
+/// Makes a receipt and an inclusion proof on a daemon, then times the offline verifier on them.
+fn bench_verify(args: &BenchArgs, log_entries: u64) -> Result<()> {
+    if args.backend == BenchBackend::Tpm {
+        bail!("--backend tpm is measured by `bench authorize`");
+    }
+    let (daemon, dir) = bench_daemon(args)?;
+    let layout = dev::DevLayout::new(&dir)?;
+    let admin = &layout.admin_socket;
+    let agent = bench_agent(admin, &layout.agent_socket)?;
+    let voucher = bench_voucher(admin, &agent)?;
+    let nonce = format!("bench-verify-{}", unix_now());
+    let paid = Client::connect(&layout.agent_socket)?.call(
+        "payment.authorize",
+        json!({
+            "voucher": voucher,
+            "payment": {
+                "amount": 1, "currency": "CNY", "payee": "bench.example",
+                "transaction_id": format!("tx-{nonce}"),
+            },
+            "aud": "bench.example",
+            "nonce": nonce,
+        }),
     )?;
-    // Let the last checkpoint land before counting.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let after = bench::log_footprint(&db)?;
-    let entries = after.0.saturating_sub(before.0);
-    let report = bench::LogReport {
-        clients: args.clients,
-        seconds: args.seconds,
-        ops_per_s: figures.ops_per_s,
-        p50_us: figures.p50_us,
-        p99_us: figures.p99_us,
-        entries,
-        checkpoints: after.1.saturating_sub(before.1),
-        bytes_per_entry: after.2.saturating_sub(before.2) as f64 / entries.max(1) as f64,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.text());
+    let at = unix_now();
+    let receipt: ari::payment::Receipt =
+        serde_json::from_value(paid.clone()).context("the daemon's answer is not a receipt")?;
+    let index = field(&paid, "/log_index")
+        .as_u64()
+        .ok_or_else(|| anyhow!("the authorization names no log index"))?;
+    // Entries after the payment's put it inside the tree, where a proof has about log2(size)
+    // hashes, rather than at its right edge.
+    if log_entries > 0 {
+        if !args.json {
+            eprintln!("recording {log_entries} statements so the proof has a realistic length ...");
+        }
+        bench::fill(&layout.agent_socket, log_entries, 8)?;
     }
-    Ok(())
+    let cp = call(
+        admin,
+        "evidence.checkpoint",
+        json!({ "at_least": index + 1 + log_entries, "wait_ms": 10_000 }),
+    )?;
+    let size = field(&cp, "/size").as_u64().unwrap_or_default();
+    let entry = call(admin, "evidence.entry", json!({ "index": index }))?;
+    let proof: evidence::export::InclusionProof = serde_json::from_value(call(
+        admin,
+        "evidence.inclusion",
+        json!({ "index": index, "tree_size": size }),
+    )?)
+    .context("the daemon's inclusion proof is unreadable")?;
+    let status = call(admin, "admin.status", json!({}))?;
+    let key = |role: &str| -> Result<ari::jose::PublicKey> {
+        Ok(serde_json::from_value::<Jwk>(
+            field(&status, &format!("/daemon_keys/{role}/jwk")).clone(),
+        )?
+        .to_public_key()?)
+    };
+    let artifacts = bench::verify::Artifacts {
+        receipt,
+        trusted: vec![key("issuer")?],
+        at,
+        entry: field(&entry, "/entry")
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec(),
+        proof,
+        checkpoint: field(&cp, "/note").as_str().unwrap_or_default().to_string(),
+        log_key: key("log")?,
+    };
+    // The verifier runs offline: a throwaway daemon is stopped so it does not compete for CPU.
+    drop(daemon);
+    let mut reports = Vec::new();
+    for &threads in &args.clients {
+        if !args.json {
+            eprintln!(
+                "verifying with {threads} threads, then raw ECDSA, {} s each ...",
+                args.seconds
+            );
+        }
+        reports
+            .push(bench::verify::run(&artifacts, threads, args.seconds).map_err(|e| anyhow!(e))?);
+    }
+    bench_print(
+        args.json,
+        &reports,
+        bench::verify::VerifyReport::text,
+        |rows| rows.iter().map(bench::verify::VerifyReport::text).collect(),
+    )
 }
 
 fn bench_raw(state_dir: &Path, key_label: &str, threads: usize, seconds: f64) -> Result<()> {
@@ -1930,6 +2166,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Bench(BenchCmd::Attest(args)) => bench_attest(args, BenchKind::Attest),
         Command::Bench(BenchCmd::Authorize(args)) => bench_attest(args, BenchKind::Authorize),
         Command::Bench(BenchCmd::Log(args)) => bench_log(args),
+        Command::Bench(BenchCmd::Verify { args, log_entries }) => bench_verify(args, *log_entries),
         Command::Bench(BenchCmd::Proof {
             entries,
             samples,
