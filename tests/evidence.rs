@@ -13,7 +13,7 @@ mod common;
 
 use ari::client::{Client, ClientError};
 use ari::evidence::tree;
-use common::{ARICTL, Daemon, hash, remote_err};
+use common::{ARICTL, Daemon, hash, pay, remote_err};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,19 +29,6 @@ fn issue(d: &Daemon, params: Value) -> String {
     }
     let v = d.admin().call("admin.voucher_issue", p).unwrap();
     v["id"].as_str().unwrap().into()
-}
-
-fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value, ClientError> {
-    c.call(
-        "payment.authorize",
-        json!({
-            "voucher": voucher,
-            "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
-                        "transaction_id": tx},
-            "aud": "psp.example",
-            "nonce": format!("nonce-{tx}-0000"),
-        }),
-    )
 }
 
 fn record(c: &mut Client, kind: &str, body: Value) -> Value {

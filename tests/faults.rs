@@ -19,8 +19,8 @@
 mod common;
 
 use ari::client::{Client, ClientError};
-use common::Daemon;
-use serde_json::{Value, json};
+use common::{Daemon, pay};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,19 +54,6 @@ fn issue(d: &Daemon, budget: u64) -> String {
         )
         .unwrap();
     v["id"].as_str().unwrap().into()
-}
-
-fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value, ClientError> {
-    c.call(
-        "payment.authorize",
-        json!({
-            "voucher": voucher,
-            "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
-                        "transaction_id": tx},
-            "aud": "psp.example",
-            "nonce": format!("nonce-{tx}-0000"),
-        }),
-    )
 }
 
 fn spent(d: &Daemon, voucher: &str) -> u64 {

@@ -361,3 +361,17 @@ pub fn assert_logged(
         "{context}entry {index} is not in the signed log"
     );
 }
+
+/// `payment.authorize` of `amount` CNY to shop.example, checkout `tx`, on `voucher`.
+pub fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value, ClientError> {
+    c.call(
+        "payment.authorize",
+        json!({
+            "voucher": voucher,
+            "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
+                        "transaction_id": tx},
+            "aud": "psp.example",
+            "nonce": format!("nonce-{tx}-0000"),
+        }),
+    )
+}
