@@ -24,21 +24,6 @@ impl std::fmt::Debug for MemoryBackend {
     }
 }
 
-/// The attributes of a key generated inside a token, as the PKCS#11 backend reports them.
-const RESIDENT: KeyAttributes = KeyAttributes {
-    token: true,
-    private: true,
-    sensitive: true,
-    always_sensitive: true,
-    extractable: false,
-    never_extractable: true,
-    local: true,
-    sign: true,
-    decrypt: false,
-    derive: false,
-    unwrap: false,
-};
-
 fn info(id: &[u8], sk: &SigningKey, label: &str) -> Result<KeyInfo, BackendError> {
     let public = PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes())
         .map_err(|e| BackendError::Failed(e.to_string()))?;
@@ -46,7 +31,7 @@ fn info(id: &[u8], sk: &SigningKey, label: &str) -> Result<KeyInfo, BackendError
         id: KeyId(id.to_vec()),
         uri: format!("memory:object={label};id={}", hex::encode(id)),
         public,
-        attributes: RESIDENT,
+        attributes: KeyAttributes::HARDWARE_RESIDENT,
         certification: None,
     })
 }

@@ -91,6 +91,22 @@ pub struct KeyAttributes {
 }
 
 impl KeyAttributes {
+    /// What a key generated inside the store and kept there reports: sensitive and never
+    /// extractable from birth, and good for signing only.
+    pub const HARDWARE_RESIDENT: Self = Self {
+        token: true,
+        private: true,
+        sensitive: true,
+        always_sensitive: true,
+        extractable: false,
+        never_extractable: true,
+        local: true,
+        sign: true,
+        decrypt: false,
+        derive: false,
+        unwrap: false,
+    };
+
     /// Whether the key is protected as this product requires: sensitive and never extractable
     /// from birth, generated in the store, and good for nothing but signing.
     pub fn is_hardware_resident_signing_key(&self) -> bool {

@@ -853,24 +853,6 @@ fn pcr_selection(pcrs: &[u8]) -> Result<PcrSelectionList, BackendError> {
         .map_err(|e| BackendError::Failed(format!("PCR selection: {e}")))
 }
 
-/// The protection a TPM key has, in the attribute vocabulary verifiers already read: generated
-/// in the TPM, never leaves it in the clear, signs and does nothing else.
-fn tpm_attributes() -> KeyAttributes {
-    KeyAttributes {
-        token: true,
-        private: true,
-        sensitive: true,
-        always_sensitive: true,
-        extractable: false,
-        never_extractable: true,
-        local: true,
-        sign: true,
-        decrypt: false,
-        derive: false,
-        unwrap: false,
-    }
-}
-
 fn blob(public: &[u8], private: &[u8]) -> Vec<u8> {
     let mut out = BLOB_TAG.to_vec();
     out.extend_from_slice(
@@ -909,7 +891,9 @@ fn key_info(id: &KeyId) -> Result<KeyInfo, Fault> {
         id: id.clone(),
         uri: format!("tpm:name={}", hex::encode(evidence::name_of(&public_bytes))),
         public: point,
-        attributes: tpm_attributes(),
+        // In the attribute vocabulary verifiers already read: generated in the TPM, never
+        // leaves it in the clear, signs and does nothing else.
+        attributes: KeyAttributes::HARDWARE_RESIDENT,
         certification: None,
     })
 }
