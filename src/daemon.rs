@@ -450,6 +450,7 @@ pub async fn run(
         .await?,
     );
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
+    let statements = tokio::spawn(service.clone().sign_statements());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -514,6 +515,9 @@ pub async fn run(
     // A head not yet signed is signed at the next start.
     checkpoints.abort();
     let _ = checkpoints.await;
+    // Every statement was answered while the calls drained.
+    statements.abort();
+    let _ = statements.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

@@ -32,15 +32,20 @@ use std::path::Path;
 /// The most jobs committed together.
 pub const MAX_GROUP: usize = 256;
 
-/// WAL pages after which the writer copies the log back into the database (between groups,
-/// after their replies), so the log is rewritten from its start instead of growing: rewriting
-/// blocks a file already has makes each commit's fsync cheaper than extending the file. A
-/// checkpoint costs two syncs during which the writer waits, so it should be rare: 4096 pages
-/// keep the log near 16 MiB.
+/// WAL pages after which the log is copied back into the database, so that it is rewritten from
+/// its start instead of growing: rewriting blocks a file already has makes each commit's fsync
+/// cheaper than extending the file. 4096 pages keep the log near 16 MiB.
+///
+/// The copy runs on a thread of its own ([`Checkpointer`]) while the writer goes on committing;
+/// once it is done the writer copies, between two groups, the few pages committed meanwhile, so
+/// the whole log is in the database and SQLite starts it again from the beginning at the next
+/// commit. A copy done entirely by the writer stalled every commit for tens of milliseconds.
 const CHECKPOINT_PAGES: i32 = 4096;
 
 trait Work: Send {
-    fn run(&mut self, tx: &Tx<'_>);
+    /// Runs the job: in a savepoint of its own, or with none when it is `alone` in its group
+    /// (the writer then rolls the whole transaction back if it fails). Whether it succeeded.
+    fn run(&mut self, tx: &Tx<'_>, alone: bool) -> bool;
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -52,6 +57,9 @@ type JobFn<E, T> = Box<dyn for<'t> FnOnce(&Tx<'t>) -> Result<(E, T), StoreError>
 pub struct Tx<'c> {
     conn: &'c Connection,
     origin: &'c str,
+    /// The log's end as this transaction has left it; `None` when it must be read again (after
+    /// a failed commit).
+    tip: &'c std::cell::RefCell<Option<log::Tip>>,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -65,7 +73,21 @@ impl Tx<'_> {
     /// Appends `draft` to the evidence log in this job's transaction: the entry is durable
     /// exactly when the change it records is.
     pub fn record(&self, draft: &Draft) -> Result<Appended, StoreError> {
-        log::append_entry(self.conn, self.origin, draft, crate::clock::unix_now())
+        let mut tip = self.tip.borrow_mut();
+        let tip = match tip.as_mut() {
+            Some(t) => t,
+            None => tip.insert(log::Tip::read(self.conn)?),
+        };
+        log::append_after(self.conn, tip, self.origin, draft, crate::clock::unix_now())
+    }
+
+    /// The index the next entry recorded in this transaction will have.
+    pub fn next_index(&self) -> Result<u64, StoreError> {
+        let mut tip = self.tip.borrow_mut();
+        Ok(match tip.as_ref() {
+            Some(t) => t.size(),
+            None => tip.insert(log::Tip::read(self.conn)?).size(),
+        })
     }
 
     /// The log's origin line.
@@ -100,30 +122,52 @@ struct Task<E, T> {
 }
 
 impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
-    fn run(&mut self, tx: &Tx<'_>) {
-        let Some(job) = self.job.take() else { return };
-        let conn = tx.conn;
-        let result = match sql(conn, "SAVEPOINT job") {
-            Ok(()) => {
-                let r = job(tx);
-                let end = if r.is_ok() {
-                    sql(conn, "RELEASE job")
-                } else {
-                    sql(conn, "ROLLBACK TO job").and_then(|()| sql(conn, "RELEASE job"))
-                };
-                match end {
-                    Ok(()) => r,
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
+    fn run(&mut self, tx: &Tx<'_>, alone: bool) -> bool {
+        let Some(job) = self.job.take() else {
+            return false;
         };
+        let conn = tx.conn;
+        // A job rolled back takes its entries with it.
+        let tip = tx.tip.borrow().clone();
+        let result = if alone {
+            // No savepoint: it copies every page the job touches into a statement journal,
+            // a large part of a small job's cost; the writer rolls the whole transaction
+            // back instead if the job fails.
+            let r = job(tx);
+            if r.is_err() {
+                *tx.tip.borrow_mut() = tip;
+            }
+            r
+        } else {
+            match sql(conn, "SAVEPOINT job") {
+                Ok(()) => {
+                    let r = job(tx);
+                    let end = if r.is_ok() {
+                        sql(conn, "RELEASE job")
+                    } else {
+                        *tx.tip.borrow_mut() = tip;
+                        sql(conn, "ROLLBACK TO job").and_then(|()| sql(conn, "RELEASE job"))
+                    };
+                    match end {
+                        Ok(()) => r,
+                        Err(e) => {
+                            // Where the savepoint left the log is unknown: read it again.
+                            *tx.tip.borrow_mut() = None;
+                            Err(e.into())
+                        }
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        };
+        let ok = result.is_ok();
         self.result = Some(result.map(|(early, rest)| {
             if let Some(tell) = self.early.take() {
                 let _ = tell.send(early);
             }
             rest
         }));
+        ok
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -214,6 +258,7 @@ impl Ledger {
         let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Work>>(queue_depth.max(1));
         let (tell, heads) = tokio::sync::watch::channel(head(&conn)?);
         let origin = origin.to_string();
+        let checkpointer = Checkpointer::start(path)?;
         std::thread::Builder::new()
             .name("ari-ledger".into())
             .spawn(move || {
@@ -223,6 +268,7 @@ impl Ledger {
                     pages: &pages,
                     checkpoint_pages,
                     heads: &tell,
+                    checkpointer,
                 };
                 writer.serve(&jobs);
             })
@@ -293,14 +339,56 @@ struct Writer<'a> {
     pages: &'a std::sync::atomic::AtomicI32,
     checkpoint_pages: i32,
     heads: &'a tokio::sync::watch::Sender<Head>,
+    checkpointer: Checkpointer,
+}
+
+/// The thread that copies the WAL back into the database, on a connection of its own, when
+/// the writer asks.
+struct Checkpointer {
+    ask: crossbeam_channel::Sender<()>,
+    /// 0: idle; 1: copying; 2: done, the writer has the rest to copy.
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+const IDLE: u8 = 0;
+const COPYING: u8 = 1;
+const COPIED: u8 = 2;
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (ask, asked) = crossbeam_channel::bounded::<()>(1);
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(IDLE));
+        let done = state.clone();
+        std::thread::Builder::new()
+            .name("ari-checkpoint".into())
+            .spawn(move || {
+                // Ends when the writer (the only sender) is gone.
+                while asked.recv().is_ok() {
+                    // Passive: neither readers nor the writer wait for it.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    }
+                    done.store(COPIED, std::sync::atomic::Ordering::Release);
+                }
+            })
+            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { ask, state })
+    }
 }
 
 impl Writer<'_> {
     fn serve(&self, jobs: &crossbeam_channel::Receiver<Box<dyn Work>>) {
         let conn = self.conn;
+        let tip = std::cell::RefCell::new(None);
         let tx = Tx {
             conn,
             origin: self.origin,
+            tip: &tip,
         };
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
@@ -311,21 +399,35 @@ impl Writer<'_> {
                 }
             }
             let started = std::time::Instant::now();
+            let alone = group.len() == 1;
             let commit = match sql(conn, "BEGIN IMMEDIATE") {
                 Ok(()) => {
+                    let mut ok = true;
                     for job in &mut group {
-                        job.run(&tx);
+                        ok &= job.run(&tx, alone);
                     }
-                    sql(conn, "COMMIT").map_err(|e| {
-                        let _ = sql(conn, "ROLLBACK");
-                        e.to_string()
-                    })
+                    if alone && !ok {
+                        // The lone job failed and ran without a savepoint: undo it all. Its
+                        // own error is its answer.
+                        if let Err(e) = sql(conn, "ROLLBACK") {
+                            tracing::error!(error = %e, "ledger rollback failed");
+                            *tip.borrow_mut() = None;
+                        }
+                        Ok(())
+                    } else {
+                        sql(conn, "COMMIT").map_err(|e| {
+                            let _ = sql(conn, "ROLLBACK");
+                            e.to_string()
+                        })
+                    }
                 }
                 Err(e) => Err(e.to_string()),
             };
             match &commit {
                 Ok(()) => crate::metrics::metrics().group_commit(group.len(), started.elapsed()),
                 Err(why) => {
+                    // What the group appended is gone; read the log's end again.
+                    *tip.borrow_mut() = None;
                     tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
                 }
             }
@@ -333,14 +435,24 @@ impl Writer<'_> {
                 job.finish(commit.clone());
             }
             if commit.is_ok() {
-                self.publish_head();
+                self.publish_head(tip.borrow().as_ref());
             }
             self.checkpoint_wal();
         }
     }
 
-    /// Tells the checkpoint signer the log's new head, if the group grew it.
-    fn publish_head(&self) {
+    /// Tells the checkpoint signer the log's new head, if the group grew it; from the log's
+    /// end as the writer keeps it, when it has it.
+    fn publish_head(&self, tip: Option<&log::Tip>) {
+        if let Some(t) = tip {
+            if t.size() != self.heads.borrow().size {
+                self.heads.send_replace(Head {
+                    size: t.size(),
+                    root: t.root(),
+                });
+            }
+            return;
+        }
         let size = match log::size(self.conn) {
             Ok(size) if size != self.heads.borrow().size => size,
             Ok(_) => return,
@@ -357,19 +469,32 @@ impl Writer<'_> {
         }
     }
 
+    /// Between groups: asks the checkpointer to copy a log that has grown past the threshold,
+    /// and once it has, copies the pages committed during its copy, so the log can start over.
     fn checkpoint_wal(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.pages.load(Relaxed) < self.checkpoint_pages {
-            return;
-        }
-        // Passive: readers are never blocked; what they still hold is copied next time.
-        match self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
-            }) {
-            Ok((log, done)) => self.pages.store(log - done, Relaxed),
-            Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        match self.checkpointer.state.load(Acquire) {
+            COPYING => {}
+            COPIED => {
+                // Passive: readers are never blocked; what they still hold is copied next time.
+                match self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
+                    }) {
+                    Ok((log, done)) => self.pages.store(log - done, Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+                }
+                self.checkpointer.state.store(IDLE, Release);
+            }
+            _ if self.pages.load(Relaxed) >= self.checkpoint_pages => {
+                self.checkpointer.state.store(COPYING, Release);
+                if self.checkpointer.ask.try_send(()).is_err() {
+                    // The checkpointer is gone (or still asked): copy here.
+                    self.checkpointer.state.store(COPIED, Release);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -885,6 +1010,87 @@ mod tests {
             })
             .await;
         assert!(failed.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_kept_log_end_follows_rollbacks_and_failed_commits() {
+        use crate::evidence::entry::{Draft, Kind, check_chain};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ari.db");
+        crate::store::Store::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let origin = "test.example/log";
+        let ledger = std::sync::Arc::new(Ledger::open(&path, 1024, origin).unwrap());
+        let draft = |n: u64| Draft::new(Kind::PaymentDenied, serde_json::json!({ "n": n }));
+        let mut kept = 0u64;
+        for round in 0..20u64 {
+            // In one group (most of the time): jobs that append and commit, jobs that append and
+            // then fail (rolled back alone), and now and then a job that appends and breaks the
+            // whole commit (a deferred foreign key), taking every job of its group with it.
+            let calls: Vec<_> = (0..12u64)
+                .map(|i| {
+                    let ledger = ledger.clone();
+                    let d = draft(round * 100 + i);
+                    tokio::spawn(async move {
+                        ledger
+                            .run(move |tx| {
+                                let a = tx.record(&d)?;
+                                match i % 4 {
+                                    1 => Err(StoreError::Corrupt("refused".into())),
+                                    3 if round % 5 == 4 && i == 11 => {
+                                        tx.execute("INSERT INTO child (p) VALUES (42)", [])?;
+                                        Ok(a)
+                                    }
+                                    _ => Ok(a),
+                                }
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for c in calls {
+                if c.await.unwrap().is_ok() {
+                    kept += 1;
+                }
+            }
+        }
+        // A job alone in its group runs without a savepoint; failing, it still leaves nothing.
+        for _ in 0..3 {
+            let d = draft(9_999);
+            let lone = ledger
+                .run(move |tx| {
+                    tx.record(&d)?;
+                    tx.execute("INSERT INTO parent (id) VALUES (7)", [])?;
+                    Err::<(), _>(StoreError::Corrupt("refused".into()))
+                })
+                .await;
+            assert!(matches!(lone, Err(StoreError::Corrupt(_))), "{lone:?}");
+        }
+        let parents: i64 = ledger
+            .run(|tx| Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(parents, 0);
+        let size = ledger.run(|tx| log::size(tx)).await.unwrap();
+        assert_eq!(size, kept);
+        assert!(kept > 0 && kept < 20 * 12, "{kept}");
+        // The stored entries chain with no gap, and the published head is their tree's root.
+        let conn = Connection::open(&path).unwrap();
+        let entries = log::entries(&conn, 0, size).unwrap();
+        let (_, tree) = check_chain(origin, 0, None, &entries).unwrap();
+        let head = *ledger.heads().borrow();
+        assert_eq!(head.size, size);
+        assert_eq!(head.root, tree.root(size).unwrap());
+        assert_eq!(
+            head.root,
+            tree::root(&log::StoredNodes(&conn), size).unwrap()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

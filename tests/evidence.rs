@@ -262,7 +262,7 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
     let s = first_of(&db, "agent.statement");
     let text = String::from_utf8(entry_bytes(&db, s)).unwrap();
     let entry: Value = serde_json::from_str(&text).unwrap();
-    let jws = entry["fact"]["statement"].as_str().unwrap();
+    let jws = entry["fact"]["signature"].as_str().unwrap();
     let (head, sig) = jws.rsplit_once('.').unwrap();
     let mut sig = ari::jose::b64url_decode(sig).unwrap();
     sig[5] ^= 1;
@@ -466,12 +466,108 @@ fn statements_proofs_and_entries_over_the_socket() {
     }
 }
 
+#[test]
+fn concurrent_statements_share_signatures_and_each_verifies_on_its_own() {
+    const CLIENTS: usize = 16;
+    const EACH: usize = 40;
+    let d = Daemon::start();
+    let agent = d.provision_self("shop-bot");
+    let jwk: ari::jose::Jwk = serde_json::from_value(agent["key"]["jwk"].clone()).unwrap();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let path = d.agent_path();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&path).unwrap();
+                (0..EACH)
+                    .map(|i| record(&mut c, "offer.chosen", json!({"client": n, "i": i})))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    // Every answer is a statement by this agent, under a signature it can check alone, and is
+    // exactly what its entry holds.
+    let mut c = d.agent();
+    let mut signatures = std::collections::HashMap::<String, u64>::new();
+    let mut largest = (0u64, 0u64);
+    for a in &answers {
+        let fact = ari::evidence::statement::StatementFact {
+            statement: a["statement"].as_str().unwrap().into(),
+            signature: a["signature"].as_str().unwrap().into(),
+            batch: serde_json::from_value(a["batch"].clone()).unwrap(),
+            jwk: jwk.clone(),
+        };
+        let claims = ari::evidence::statement::verify(&fact, "shop-bot").unwrap();
+        assert_eq!(claims.kind, "offer.chosen");
+        *signatures.entry(fact.signature.clone()).or_default() += 1;
+        let index = a["index"].as_u64().unwrap();
+        if fact.batch.size > largest.1 {
+            largest = (index, fact.batch.size);
+        }
+        let entry = c.call("evidence.entry", json!({"index": index})).unwrap();
+        let entry: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
+        assert_eq!(entry["fact"]["statement"], a["statement"]);
+        assert_eq!(entry["fact"]["signature"], a["signature"]);
+        assert_eq!(entry["fact"]["batch"], a["batch"]);
+    }
+    // A signature's batch size says how many statements share it, and all of them came back.
+    for (jws, count) in &signatures {
+        let shared = answers
+            .iter()
+            .find(|a| a["signature"].as_str() == Some(jws))
+            .unwrap();
+        assert_eq!(shared["batch"]["size"].as_u64().unwrap(), *count);
+    }
+    println!(
+        "{} statements under {} signatures (largest batch {})",
+        answers.len(),
+        signatures.len(),
+        largest.1
+    );
+
+    // PyJWT checks the entry of the largest batch on its own.
+    let work = common::tempdir();
+    let entry = c
+        .call("evidence.entry", json!({"index": largest.0}))
+        .unwrap();
+    let (entry_file, jwk_file) = (work.path().join("e.json"), work.path().join("a.jwk"));
+    std::fs::write(&entry_file, entry["entry"].as_str().unwrap()).unwrap();
+    std::fs::write(&jwk_file, agent["key"]["jwk"].to_string()).unwrap();
+    let out = Command::new(common::pyjwt_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/statement_check.py"
+        ))
+        .args([&entry_file, &jwk_file])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{}", stdout.trim());
+
+    // The log verifies end to end, every statement under its signature.
+    let size = answers.len() as u64 + 1;
+    let (_, summary) = export_live(&d, work.path(), size, None);
+    assert_eq!(
+        summary["kinds"]["agent.statement"].as_u64(),
+        Some(answers.len() as u64),
+        "{summary}"
+    );
+}
+
 /// One authorization a client was handed.
 /// A result a client was given: where it says it is in the log, and what the entry must hold.
 struct Received {
     index: u64,
     /// For an authorization, the JWT's payload segment (`fact.mandate`); for a statement, the
-    /// statement JWS (`fact.statement`).
+    /// statement itself (`fact.statement`, base64url).
     fact: (&'static str, String),
 }
 

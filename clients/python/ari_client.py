@@ -514,7 +514,9 @@ class AriClient:
     def record(self, kind: str, body: Mapping[str, Any]) -> JsonObject:
         """Puts a decision of the agent on the evidence log as a statement signed by its key.
         `kind` is the agent's label (1 to 64 of letters, digits and `. _ - :`), `body` a JSON
-        object of at most 16 KiB. Returns `{index, leaf_hash, statement}` once it is durable."""
+        object of at most 16 KiB. Returns `{index, leaf_hash, statement, signature, batch}` once it
+        is durable: the statement's bytes (base64url), the agent key's signature over the root of
+        the statements signed together, and the statement's path to that root."""
         return self._object(self.call("evidence.record", {"kind": kind, "body": dict(body)}))
 
     def delegate(

@@ -245,9 +245,24 @@ class LiveDaemon(unittest.TestCase):
     def test_a_recorded_statement_is_signed_logged_and_provably_included(self) -> None:
         body = {"offer": "X", "price": 1999, "why": "cheapest in stock"}
         got = self.client.record("offer.chosen", body)
-        statement = jws_part(got["statement"], 1)
+        # The statement's bytes, under a signature over the root of the statements signed with
+        # it (this one alone, or a batch): `batch` is its path to that root.
+        statement_bytes = b64url_decode(got["statement"])
+        statement = json.loads(statement_bytes)
         self.assertEqual((statement["kind"], statement["body"]), ("offer.chosen", body))
-        self.assertEqual(jws_part(got["statement"], 0)["typ"], "ari-statement+jwt")
+        self.assertEqual(jws_part(got["signature"], 0)["typ"], "ari-statements+jwt")
+        signed = jws_part(got["signature"], 1)
+        batch = got["batch"]
+        self.assertEqual(batch["size"], signed["size"])
+        self.assertEqual(
+            root_from_inclusion(
+                batch["index"],
+                batch["size"],
+                hashlib.sha256(b"\x00" + statement_bytes).digest(),
+                [b64url_decode(h) for h in batch["path"]],
+            ),
+            b64url_decode(signed["root"]),
+        )
 
         index = got["index"]
         entry = self.client.entry(index)

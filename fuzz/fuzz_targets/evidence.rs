@@ -8,12 +8,15 @@
 //! - 4: Merkle proofs: a tree of up to 300 leaves, real inclusion and consistency proofs that
 //!   must verify, and one flipped bit (chosen by the input) that must make them fail; then
 //!   `verify_inclusion` / `verify_consistency` on arbitrary sizes, indices and hashes;
-//! - 5: a statement fact (`{"statement","jwk"}` JSON) as it is: `statement::verify`;
-//! - 6: a statement payload (any bytes) signed here by a fixed agent key: `statement::verify`.
+//! - 5: a statement fact (`{"statement","signature","batch","jwk"}` JSON) as it is:
+//!   `statement::verify`;
+//! - 6: up to 8 statements (any bytes, split at 0xff) signed here as one batch by a fixed agent
+//!   key: `statement::verify` of each in its place, which must accept every statement that is
+//!   well-formed claims by the agent, and of each in another statement's place, which must not.
 #![no_main]
 
 use ari::evidence::checkpoint::{self, Checkpoint};
-use ari::evidence::statement::{self, STATEMENT_TYP, StatementFact};
+use ari::evidence::statement::{self, BATCH_TYP, BatchClaims, StatementClaims, StatementFact};
 use ari::evidence::{entry, tree};
 use ari_fuzz::{b64, issuer, jws, keys, split_once};
 use base64ct::{Base64, Encoding};
@@ -166,15 +169,46 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let key = &keys()[1];
-            let (agent, payload) = split_once(rest, b'\n');
+            let (agent, rest) = split_once(rest, b'\n');
             let agent = std::str::from_utf8(agent).unwrap_or("shop-bot");
-            let fact = StatementFact {
-                statement: jws(STATEMENT_TYP, &key.kid, payload, key),
-                jwk: key.jwk(),
+            let statements: Vec<&[u8]> = rest.split(|b| *b == 0xff).take(8).collect();
+            let (root, paths) = statement::batch(&statements);
+            let claims = BatchClaims {
+                iss: format!("urn:ari:agent:{agent}"),
+                iat: 1,
+                size: paths.len() as u64,
+                root: b64(&root),
             };
-            if let Ok(c) = statement::verify(&fact, agent) {
-                assert_eq!(c.iss, format!("urn:ari:agent:{agent}"));
-                let _ = statement::check_request(&c.kind, &c.body);
+            let Ok(payload) = serde_json::to_vec(&claims) else {
+                return;
+            };
+            let signature = jws(BATCH_TYP, &key.kid, &payload, key);
+            for (i, (s, path)) in statements.iter().zip(&paths).enumerate() {
+                let fact = StatementFact {
+                    statement: b64(s),
+                    signature: signature.clone(),
+                    batch: path.clone(),
+                    jwk: key.jwk(),
+                };
+                let well_formed =
+                    serde_json::from_slice::<StatementClaims>(s).is_ok_and(|c| c.iss == claims.iss);
+                match statement::verify(&fact, agent) {
+                    Ok(c) => {
+                        assert!(well_formed);
+                        assert_eq!(c.iss, claims.iss);
+                        let _ = statement::check_request(&c.kind, &c.body);
+                    }
+                    Err(e) => assert!(!well_formed, "{e}"),
+                }
+                // Another statement in this one's place.
+                let other = statements[(i + 1) % statements.len()];
+                if other != *s {
+                    let moved = StatementFact {
+                        statement: b64(other),
+                        ..fact
+                    };
+                    assert!(statement::verify(&moved, agent).is_err());
+                }
             }
         }
     }

@@ -4,10 +4,10 @@
 //! One thread inserts rows of a given size (the bytes the daemon's database grew by per entry in
 //! the run being compared, so the same amount goes to disk) into a fresh database next to the
 //! daemon's, with the daemon's durability settings (WAL, `synchronous=FULL`, the WAL copied back
-//! into the database every 4096 pages), and commits every `group` rows: the mean number of jobs
-//! the daemon's writer carried per group commit in that run (from its
-//! `ari_ledger_group_commit_jobs` histogram). So both sides pay the same number of fsyncs per
-//! entry; what the ratio shows is the rest. An entry's latency here is the time from the start of
+//! into the database every 4096 pages), and commits every `group` rows: the mean number of
+//! entries the daemon's writer carried per group commit in that run (entries appended over its
+//! `ari_ledger_group_commit_jobs` count; one job may append a whole batch of statements). So both
+//! sides pay the same number of fsyncs per entry; what the ratio shows is the rest. An entry's latency here is the time from the start of
 //! its group to that group's commit. The database is removed afterwards.
 
 use super::Figures;

@@ -1916,9 +1916,13 @@ fn bench_log(args: &BenchArgs) -> Result<()> {
         let after = bench::log_footprint(&db)?;
         let commits_after = bench_group_commits(&layout.admin_socket)?;
         let entries = after.0.saturating_sub(before.0);
-        let jobs = commits_after.0 - commits_before.0;
+        // Entries, not jobs: one job writes a whole batch of statements.
         let groups = commits_after.1 - commits_before.1;
-        let entries_per_commit = if groups > 0.0 { jobs / groups } else { 0.0 };
+        let entries_per_commit = if groups > 0.0 {
+            entries as f64 / groups
+        } else {
+            0.0
+        };
         let bytes_per_entry = after.2.saturating_sub(before.2) as f64 / entries.max(1) as f64;
         let group = (entries_per_commit.round() as usize).max(1);
         let row_bytes = (bytes_per_entry.round() as usize).max(1);

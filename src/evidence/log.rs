@@ -79,17 +79,85 @@ fn append_at(
     kind: &str,
     entry: &[u8],
 ) -> Result<Appended, StoreError> {
-    let idx = i64::try_from(index).map_err(|_| StoreError::Corrupt("log too large".into()))?;
     let leaf = tree::leaf_hash(entry);
     let completed = tree::completed_by(&StoredNodes(conn), index, leaf)?;
+    insert(conn, kind, entry, &completed)?;
+    Ok(Appended { index, leaf })
+}
+
+/// Inserts an entry and the subtree hashes it completes (its leaf hash first).
+fn insert(
+    conn: &Connection,
+    kind: &str,
+    entry: &[u8],
+    completed: &[(u32, u64, Hash)],
+) -> Result<(), StoreError> {
+    let row = |i: u64| i64::try_from(i).map_err(|_| StoreError::Corrupt("log too large".into()));
+    let idx = row(completed.first().map_or(0, |c| c.1))?;
     conn.prepare_cached("INSERT INTO evidence_entry (idx, kind, entry) VALUES (?1, ?2, ?3)")?
         .execute(params![idx, kind, entry])?;
     let mut node =
         conn.prepare_cached("INSERT INTO evidence_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
     for (level, i, hash) in completed {
-        let i = i64::try_from(i).map_err(|_| StoreError::Corrupt("log too large".into()))?;
-        node.execute(params![level, i, hash.as_slice()])?;
+        node.execute(params![level, row(*i)?, hash.as_slice()])?;
     }
+    Ok(())
+}
+
+/// The end of the log as the writer keeps it between appends: the frontier of the tree (its
+/// size and root) and the last leaf hash (the next entry's `prev`), so an append reads nothing
+/// back from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    frontier: tree::Frontier,
+    last: Option<Hash>,
+}
+
+impl Tip {
+    /// Reads the tip of the stored log.
+    pub fn read(conn: &Connection) -> Result<Self, StoreError> {
+        let size = size(conn)?;
+        Ok(Self {
+            frontier: tree::Frontier::read(&StoredNodes(conn), size)?,
+            last: match size {
+                0 => None,
+                n => Some(StoredNodes(conn).node(0, n - 1)?),
+            },
+        })
+    }
+
+    /// Entries in the log.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// The log's root.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+}
+
+/// Writes `draft` as the next entry of the log `origin` after `tip`, linked to the entry before
+/// it, and moves `tip` past it. `tip` is unchanged if the entry cannot be written.
+pub fn append_after(
+    conn: &Connection,
+    tip: &mut Tip,
+    origin: &str,
+    draft: &Draft,
+    now: i64,
+) -> Result<Appended, StoreError> {
+    let index = tip.size();
+    let bytes = draft
+        .encode(origin, index, tip.last.as_ref(), now)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let leaf = tree::leaf_hash(&bytes);
+    let mut next = tip.frontier.clone();
+    let completed = next.append(leaf);
+    insert(conn, draft.kind.name(), &bytes, &completed)?;
+    *tip = Tip {
+        frontier: next,
+        last: Some(leaf),
+    };
     Ok(Appended { index, leaf })
 }
 
@@ -100,15 +168,7 @@ pub fn append_entry(
     draft: &Draft,
     now: i64,
 ) -> Result<Appended, StoreError> {
-    let index = size(conn)?;
-    let prev = match index {
-        0 => None,
-        n => Some(StoredNodes(conn).node(0, n - 1)?),
-    };
-    let bytes = draft
-        .encode(origin, index, prev.as_ref(), now)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    append_at(conn, index, draft.kind.name(), &bytes)
+    append_after(conn, &mut Tip::read(conn)?, origin, draft, now)
 }
 
 /// Entries `from..to` (clamped to the log), in order.

@@ -287,6 +287,14 @@ impl Frontier {
 
     /// Appends a leaf by its hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.append(leaf);
+    }
+
+    /// Appends a leaf by its hash and returns the perfect subtrees it completes, as
+    /// [`completed_by`] would read them from stored nodes: (level, index, hash), the leaf first.
+    pub fn append(&mut self, leaf: Hash) -> Vec<(u32, u64, Hash)> {
+        let index = self.size;
+        let mut completed = vec![(0, index, leaf)];
         let mut node = (0u32, leaf);
         while let Some(&(level, left)) = self.edge.last() {
             if level != node.0 {
@@ -294,9 +302,11 @@ impl Frontier {
             }
             self.edge.pop();
             node = (level + 1, node_hash(&left, &node.1));
+            completed.push((node.0, index >> node.0, node.1));
         }
         self.edge.push(node);
         self.size += 1;
+        completed
     }
 
     /// The root of the leaves covered.

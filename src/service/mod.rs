@@ -93,6 +93,10 @@ pub struct Service {
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
     /// The TPM's attestation key, on a TPM.
     ak: Option<crate::jose::Jwk>,
+    /// Agents' statements on their way to be signed in batches.
+    statements: tokio::sync::mpsc::Sender<evidence::Pending>,
+    /// Taken once by [`Service::sign_statements`].
+    statement_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<evidence::Pending>>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -178,6 +182,7 @@ impl Service {
             }
         }
         tracing::info!(agents = agents.len(), "state loaded");
+        let (statements, statement_queue) = tokio::sync::mpsc::channel(evidence::STATEMENT_QUEUE);
         Ok(Self {
             backend,
             store,
@@ -199,6 +204,8 @@ impl Service {
                 note: c.note,
             })),
             ak,
+            statements,
+            statement_queue: std::sync::Mutex::new(Some(statement_queue)),
         })
     }
 

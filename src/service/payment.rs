@@ -600,7 +600,7 @@ impl Service {
                         row.status = "authorized".into();
                         row.report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
                         let seq = ledger::insert_payment(tx, &row)?;
-                        let index = crate::evidence::log::size(tx)?;
+                        let index = tx.next_index()?;
                         let input = mandate.sign_input(index, row.report_deadline, now)?;
                         tx.record(&draft(
                             Kind::PaymentAuthorized,
@@ -1042,7 +1042,7 @@ impl Service {
                 }
                 match ledger::release_hold(tx, &id, now, deadline)? {
                     Some(debited) => {
-                        let index = crate::evidence::log::size(tx)?;
+                        let index = tx.next_index()?;
                         let input = mandate.sign_input(index, deadline, now)?;
                         set(&mut fact, "mandate", json!(input.payload()));
                         tx.record(

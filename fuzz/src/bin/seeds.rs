@@ -18,7 +18,7 @@
 
 use ari::evidence::checkpoint::{self, Checkpoint};
 use ari::evidence::entry::{Draft, Kind};
-use ari::evidence::statement::STATEMENT_TYP;
+use ari::evidence::statement::{self, BATCH_TYP};
 use ari::evidence::tree;
 use ari::voucher::revocation::REVOCATION_TYP;
 use ari_fuzz::{
@@ -398,8 +398,17 @@ fn evidence(out: &mut Out) {
     let statement = json!({"iss": "urn:ari:agent:shop-bot", "sub": "alice@example.com", "iat": NOW,
         "jti": "st-1", "kind": "offer.chosen", "body": {"offer": "X", "price": 1999, "why": "cheapest in stock"}});
     let payload = serde_json::to_vec(&statement).unwrap();
+    let second = serde_json::to_vec(&json!({"iss": "urn:ari:agent:shop-bot",
+        "sub": "alice@example.com", "iat": NOW, "jti": "st-2", "kind": "offer.rejected",
+        "body": {"offer": "Y"}}))
+    .unwrap();
     let key = &keys()[1];
-    let fact = json!({"statement": jws(STATEMENT_TYP, &key.kid, &payload, key), "jwk": key.jwk()});
+    let (root, paths) = statement::batch(&[&payload, &second]);
+    let claims =
+        json!({"iss": "urn:ari:agent:shop-bot", "iat": NOW, "size": 2, "root": b64(&root)});
+    let signature = jws(BATCH_TYP, &key.kid, claims.to_string().as_bytes(), key);
+    let fact = json!({"statement": b64(&payload), "signature": signature, "batch": paths[0],
+        "jwk": key.jwk()});
     out.mode(
         "evidence",
         "statement-fact",
@@ -408,7 +417,9 @@ fn evidence(out: &mut Out) {
     );
     let mut signed = b"shop-bot\n".to_vec();
     signed.extend_from_slice(&payload);
-    out.mode("evidence", "statement-payload", 6, &signed);
+    signed.push(0xff);
+    signed.extend_from_slice(&second);
+    out.mode("evidence", "statement-batch", 6, &signed);
 }
 
 fn attestations(out: &mut Out) {
