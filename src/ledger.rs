@@ -964,8 +964,9 @@ mod tests {
         assert!(u[1].revoked);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn staged_results_wait_for_the_commit_and_die_with_it() {
+    /// A migrated database with two more tables, whose foreign key is checked only at COMMIT:
+    /// inserting an orphan `child` makes a whole group's commit fail.
+    fn parent_and_child() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ari.db");
         crate::store::Store::open(&path).unwrap();
@@ -976,6 +977,12 @@ mod tests {
                  CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
             )
             .unwrap();
+        (dir, path)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_results_wait_for_the_commit_and_die_with_it() {
+        let (_dir, path) = parent_and_child();
         let ledger = Ledger::open(&path, 16, "test.example/log").unwrap();
         // The early part arrives before the commit; the rest once the group is on disk.
         let staged = ledger
@@ -1015,16 +1022,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_kept_log_end_follows_rollbacks_and_failed_commits() {
         use crate::evidence::entry::{Draft, Kind, check_chain};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ari.db");
-        crate::store::Store::open(&path).unwrap();
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
-                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
-                 CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
-            )
-            .unwrap();
+        let (_dir, path) = parent_and_child();
         let origin = "test.example/log";
         let ledger = std::sync::Arc::new(Ledger::open(&path, 1024, origin).unwrap());
         let draft = |n: u64| Draft::new(Kind::PaymentDenied, serde_json::json!({ "n": n }));

@@ -430,21 +430,9 @@ fn statements_proofs_and_entries_over_the_socket() {
     // PyJWT verifies the statement with the key the operator saw at provisioning.
     std::fs::write(p("statement.json"), other["entry"].as_str().unwrap()).unwrap();
     std::fs::write(p("agent.jwk"), agent["key"]["jwk"].to_string()).unwrap();
-    let python = common::pyjwt_python();
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/statement_check.py"
-        ))
-        .arg(p("statement.json"))
-        .arg(p("agent.jwk"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::pyjwt_check(
+        "statement_check.py",
+        &[Path::new(&p("statement.json")), Path::new(&p("agent.jwk"))],
     );
     assert!(stdout.contains("statement ok offer.chosen"), "{stdout}");
     assert!(stdout.contains("\"price\": 1999"), "{stdout}");
@@ -536,20 +524,7 @@ fn concurrent_statements_share_signatures_and_each_verifies_on_its_own() {
     let (entry_file, jwk_file) = (work.path().join("e.json"), work.path().join("a.jwk"));
     std::fs::write(&entry_file, entry["entry"].as_str().unwrap()).unwrap();
     std::fs::write(&jwk_file, agent["key"]["jwk"].to_string()).unwrap();
-    let out = Command::new(common::pyjwt_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/statement_check.py"
-        ))
-        .args([&entry_file, &jwk_file])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::pyjwt_check("statement_check.py", &[&entry_file, &jwk_file]);
     println!("{}", stdout.trim());
 
     // The log verifies end to end, every statement under its signature.

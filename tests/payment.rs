@@ -1058,7 +1058,6 @@ fn external_issuers_unknown_constraints_and_revocation_lists() {
 /// an authorization with the exported JWKs.
 #[test]
 fn pyjwt_verifies_a_voucher_and_an_authorization() {
-    let python = common::pyjwt_python();
     let d = Daemon::start();
     let agent = d.provision_self("shop-bot");
     let (v, compact) = issue(&d, json!({"budget": 1000, "payees": ["shop.example"]}));
@@ -1077,18 +1076,7 @@ fn pyjwt_verifies_a_voucher_and_an_authorization() {
         paid["authorization"].as_str().unwrap(),
     )
     .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jose_check.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::pyjwt_check("jose_check.py", &[&dir]);
     assert!(stdout.contains("voucher ok shop-bot"), "{stdout}");
     assert!(stdout.contains("authorization ok 120 CNY"), "{stdout}");
 }

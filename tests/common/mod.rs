@@ -323,6 +323,27 @@ pub fn pyjwt_python() -> &'static str {
     python
 }
 
+/// Runs `tests/SCRIPT` under [`pyjwt_python`] with `args`, asserts that it succeeded, and
+/// returns what it printed.
+pub fn pyjwt_check(script: &str, args: &[&Path]) -> String {
+    let out = Command::new(pyjwt_python())
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A base64url hash from a JSON answer.
 pub fn hash(b64: &Value) -> ari::evidence::tree::Hash {
     use base64ct::Encoding;
