@@ -277,7 +277,7 @@ impl Service {
     /// Signs agents' statements and writes their entries, until the daemon stops. Statements
     /// that queue up while the token is busy are taken together and each agent's share is
     /// signed once ([`statement::batch`]), so under load one token signature serves many
-    /// entries. At most [`SIGNING_BATCHES`] batches are being signed or written at a time; a
+    /// entries. At most `SIGNING_BATCHES` batches are being signed or written at a time; a
     /// batch's entries are one ledger job, and its callers are answered once that job's group
     /// is durable.
     pub async fn sign_statements(self: Arc<Self>) {
