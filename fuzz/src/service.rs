@@ -84,8 +84,10 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
         .await
         .expect("service"),
     );
-    // The daemon's checkpoint signer, so evidence.checkpoint and the proofs have a signed head.
+    // The daemon's background tasks: the checkpoint signer, so evidence.checkpoint and the
+    // proofs have a signed head, and the statement signer, which answers evidence.record.
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
+    let statements = tokio::spawn(service.clone().sign_statements());
     let cred = PeerCred {
         pid: std::process::id() as i32,
         uid: 0,
@@ -110,5 +112,7 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
     }
     checkpoints.abort();
     let _ = checkpoints.await;
+    statements.abort();
+    let _ = statements.await;
     answers
 }
