@@ -92,6 +92,20 @@ pub enum Workload {
     Record,
 }
 
+/// The params of a one-minor-unit `payment.authorize` on `voucher` with `nonce`; the checkout is
+/// derived from the nonce, so distinct nonces make distinct checkouts.
+pub fn authorize_params(voucher: &str, nonce: &str) -> serde_json::Value {
+    serde_json::json!({
+        "voucher": voucher,
+        "payment": {
+            "amount": 1, "currency": "CNY", "payee": "bench.example",
+            "transaction_id": format!("tx-{nonce}"),
+        },
+        "aud": "bench.example",
+        "nonce": nonce,
+    })
+}
+
 impl Workload {
     /// The method name.
     pub fn method(&self) -> &'static str {
@@ -108,15 +122,7 @@ impl Workload {
         let nonce = format!("bench-{run}-{n:04}-{i:012}");
         match self {
             Self::Attest => serde_json::json!({ "nonce": nonce }),
-            Self::Authorize(voucher) => serde_json::json!({
-                "voucher": voucher,
-                "payment": {
-                    "amount": 1, "currency": "CNY", "payee": "bench.example",
-                    "transaction_id": format!("tx-{nonce}"),
-                },
-                "aud": "bench.example",
-                "nonce": nonce,
-            }),
+            Self::Authorize(voucher) => authorize_params(voucher, &nonce),
             Self::Record => serde_json::json!({
                 "kind": "offer.chosen",
                 "body": {"offer": nonce, "price": 1999, "currency": "CNY",

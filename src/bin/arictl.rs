@@ -1976,15 +1976,7 @@ fn bench_verify(args: &BenchArgs, log_entries: u64) -> Result<()> {
     let nonce = format!("bench-verify-{}", unix_now());
     let paid = Client::connect(&layout.agent_socket)?.call(
         "payment.authorize",
-        json!({
-            "voucher": voucher,
-            "payment": {
-                "amount": 1, "currency": "CNY", "payee": "bench.example",
-                "transaction_id": format!("tx-{nonce}"),
-            },
-            "aud": "bench.example",
-            "nonce": nonce,
-        }),
+        bench::authorize_params(&voucher, &nonce),
     )?;
     let at = unix_now();
     let receipt: ari::payment::Receipt =
