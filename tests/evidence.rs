@@ -17,7 +17,7 @@ use common::{ARICTL, Daemon, hash, pay, remote_err};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -452,6 +452,107 @@ fn statements_proofs_and_entries_over_the_socket() {
     ] {
         assert!(summary["kinds"][kind].as_u64().unwrap() >= 1, "{summary}");
     }
+}
+
+/// A freeze stops an agent's statements as it stops its payments. Statements already in flight
+/// when the operator freezes the agent are signed and written before the freeze's own entry;
+/// none is signed after it, and no call made after the freeze was acknowledged gets one.
+#[test]
+fn a_freeze_leaves_no_statement_signed_after_it() {
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let running = Arc::new(AtomicBool::new(true));
+    let acked = Arc::new(AtomicBool::new(false));
+    // (sent after the acknowledgement, log index) of every statement answered.
+    let answered = Arc::new(Mutex::new(Vec::<(bool, u64)>::new()));
+    let refused = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..16)
+        .map(|n| {
+            let path = d.agent_path();
+            let (running, acked, answered, refused) = (
+                running.clone(),
+                acked.clone(),
+                answered.clone(),
+                refused.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&path).unwrap();
+                let mut i = 0u64;
+                while running.load(Ordering::SeqCst) {
+                    let after = acked.load(Ordering::SeqCst);
+                    let got = c.call(
+                        "evidence.record",
+                        json!({"kind": "offer.chosen", "body": {"client": n, "i": i}}),
+                    );
+                    match got {
+                        Ok(r) => answered
+                            .lock()
+                            .unwrap()
+                            .push((after, r["index"].as_u64().unwrap())),
+                        Err(ClientError::Remote(e)) if e.reason == "agent_frozen" => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    while answered.lock().unwrap().len() < 300 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.admin()
+        .call("admin.agent_freeze", json!({"agent": "shop-bot"}))
+        .unwrap();
+    acked.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    running.store(false, Ordering::SeqCst);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+    assert!(answered.len() >= 300, "the load did run");
+    assert!(
+        answered.iter().all(|(after, _)| !after),
+        "a statement was signed for a call made after the freeze was acknowledged"
+    );
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "calls after the freeze are refused"
+    );
+
+    // In the log, every statement comes before the freeze.
+    let work = common::tempdir();
+    let copy = work.path().join("copy.db");
+    copy_db(&d, &copy);
+    let db = rusqlite::Connection::open(&copy).unwrap();
+    let frozen = first_of(&db, "agent.frozen");
+    let last: i64 = db
+        .query_row(
+            "SELECT max(idx) FROM evidence_entry WHERE kind = 'agent.statement'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (last as u64) < frozen,
+        "statement entry {last} was written after the freeze (entry {frozen})"
+    );
+    assert!(answered.iter().all(|(_, index)| *index < frozen));
+    println!(
+        "{} statements before the freeze (entry {frozen}), {} refused after it",
+        answered.len(),
+        refused.load(Ordering::SeqCst)
+    );
+
+    // Thawed, the agent speaks again.
+    d.admin()
+        .call("admin.agent_unfreeze", json!({"agent": "shop-bot"}))
+        .unwrap();
+    let again = record(&mut d.agent(), "offer.chosen", json!({"after": "thaw"}));
+    assert!(again["index"].as_u64().unwrap() > frozen);
 }
 
 #[test]

@@ -42,6 +42,8 @@ impl Service {
         p: AttestParams,
     ) -> Result<Value, Error> {
         attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
+        // Shared, as for a payment: no attestation is signed once a freeze is acknowledged.
+        let _gate = self.gate.read().await;
         let (facts, agent) = self.caller(info)?;
         let kid = agent.key.public.thumbprint();
         let binding = attest::tpm::challenge_binding(&p.nonce, &kid);

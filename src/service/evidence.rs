@@ -243,6 +243,9 @@ impl Service {
         p: RecordParams,
     ) -> Result<Value, Error> {
         statement::check_request(&p.kind, &p.body).map_err(Error::InvalidParams)?;
+        // Shared until the statement is answered: a freeze waits for statements in flight, and
+        // those that come after it find the agent frozen.
+        let _gate = self.gate.read().await;
         let (facts, agent) = self.caller(info)?;
         let claims = StatementClaims {
             iss: format!("urn:ari:agent:{}", agent.id),

@@ -80,8 +80,9 @@ pub struct Service {
     agent_writes: tokio::sync::Mutex<()>,
     /// The group-committing writer for payments, delegations and revocations.
     ledger: Ledger,
-    /// Decisions hold it shared; freezes and revocations exclusively, so once one is
-    /// acknowledged no decision it forbids can still be signed.
+    /// Whatever an agent's key signs (payment decisions, delegations, statements,
+    /// attestations) holds it shared until answered; freezes, retirements and revocations
+    /// exclusively, so once one is acknowledged nothing it forbids can still be signed.
     gate: tokio::sync::RwLock<()>,
     /// Verified voucher chains by leaf id and digest.
     chains: std::sync::Mutex<HashMap<String, Arc<payment::Chain>>>,
