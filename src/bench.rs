@@ -90,6 +90,9 @@ pub enum Workload {
     Authorize(String),
     /// `evidence.record`: a signed agent statement, one durable entry per call.
     Record,
+    /// `agent.identity`: the socket round trip with nothing behind it but finding the caller,
+    /// the least any agent call costs.
+    Identity,
 }
 
 /// The params of a one-minor-unit `payment.authorize` on `voucher` with `nonce`; the checkout is
@@ -113,6 +116,7 @@ impl Workload {
             Self::Attest => "agent.attest",
             Self::Authorize(_) => "payment.authorize",
             Self::Record => "evidence.record",
+            Self::Identity => "agent.identity",
         }
     }
 
@@ -128,6 +132,7 @@ impl Workload {
                 "body": {"offer": nonce, "price": 1999, "currency": "CNY",
                          "why": "cheapest of three offers in stock"},
             }),
+            Self::Identity => serde_json::json!({}),
         }
     }
 }
@@ -559,6 +564,65 @@ pub struct LogReport {
     /// The daemon's and the clients' CPU and memory over the socket run.
     #[serde(flatten)]
     pub costs: Costs,
+    /// What the socket and the disk cost on their own, and the most they leave room for.
+    #[serde(flatten)]
+    pub floor: LogFloor,
+}
+
+/// The least an entry can cost on this machine: the socket round trip with no work behind it
+/// (`agent.identity` from as many clients), plus the CPU the raw SQLite baseline spent per row.
+/// A daemon that did nothing else per entry (no JSON, no hashing, no signature) would still
+/// spend that, on the same cores as its clients.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LogFloor {
+    /// `agent.identity` calls per second, same clients.
+    pub floor_ops_per_s: f64,
+    /// The daemon's CPU per `agent.identity` call, microseconds.
+    pub floor_daemon_cpu_us_per_op: f64,
+    /// The clients' CPU per `agent.identity` call, microseconds.
+    pub floor_client_cpu_us_per_op: f64,
+    /// The raw SQLite baseline's CPU per row (its thread, fsync waits excluded), microseconds.
+    pub baseline_cpu_us_per_op: f64,
+    /// CPUs the run had.
+    pub cores: usize,
+    /// `cores` seconds of CPU per second over the sum of the three costs above: entries per
+    /// second that this machine's cores could not exceed even then.
+    pub ceiling_ops_per_s: f64,
+}
+
+impl LogFloor {
+    /// The floor from its three measured parts.
+    pub fn new(identity: (&Figures, &Costs), baseline_cpu_us: f64, cores: usize) -> Self {
+        let (figures, costs) = identity;
+        let daemon = costs.daemon_cpu_us_per_op.unwrap_or(0.0);
+        let client = costs.client_cpu_us_per_op.unwrap_or(0.0);
+        let per_entry = daemon + client + baseline_cpu_us;
+        Self {
+            floor_ops_per_s: figures.ops_per_s,
+            floor_daemon_cpu_us_per_op: daemon,
+            floor_client_cpu_us_per_op: client,
+            baseline_cpu_us_per_op: baseline_cpu_us,
+            cores,
+            ceiling_ops_per_s: if per_entry > 0.0 {
+                cores as f64 * 1e6 / per_entry
+            } else {
+                0.0
+            },
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "floor: agent.identity {ops:.0} calls/s, daemon {d:.0} µs + clients {c:.0} µs CPU per call; raw SQLite {b:.0} µs CPU per row\n\
+             ceiling (socket and disk alone on {cores} cores): {ceiling:.0} entries/s\n",
+            ops = self.floor_ops_per_s,
+            d = self.floor_daemon_cpu_us_per_op,
+            c = self.floor_client_cpu_us_per_op,
+            b = self.baseline_cpu_us_per_op,
+            cores = self.cores,
+            ceiling = self.ceiling_ops_per_s,
+        )
+    }
 }
 
 impl LogReport {
@@ -568,7 +632,7 @@ impl LogReport {
             "evidence.record  {clients:>3} clients  {ops:>9.0} entries/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs\n\
              {entries} entries, {cps} checkpoints ({per:.1} entries per checkpoint), {bytes:.0} bytes per entry on disk, {epc:.1} entries per group commit\n\
              raw SQLite append  1 thread   {bops:>9.0} entries/s  p50 {bp50:>7.0} µs  p99 {bp99:>7.0} µs  (WAL, synchronous=FULL, {group} rows of {row} bytes per commit)\n\
-             ratio (socket / raw)          {ratio:.2}\n{costs}",
+             ratio (socket / raw)          {ratio:.2}\n{costs}{floor}",
             clients = self.clients,
             ops = self.ops_per_s,
             p50 = self.p50_us,
@@ -585,6 +649,7 @@ impl LogReport {
             row = self.baseline_row_bytes,
             ratio = self.ratio,
             costs = self.costs.text(),
+            floor = self.floor.text(),
         )
     }
 
@@ -595,7 +660,8 @@ impl LogReport {
         };
         let mut out = format!(
             "evidence.record over the socket, {seconds} s per client count; baseline per row: raw SQLite appends (WAL, synchronous=FULL) in groups of the row's mean group commit\n\
-             {h}  entries/commit  baseline ops/s\n",
+             floor µs/op: daemon and client CPU of agent.identity from as many clients, plus the baseline's CPU per row; ceiling: the cores' CPU time over that floor\n\
+             {h}  entries/commit  baseline ops/s  floor µs/op  ceiling ops/s\n",
             seconds = first.seconds,
             h = sweep_header(),
         );
@@ -608,11 +674,16 @@ impl LogReport {
                 r.ratio,
                 &r.costs,
             );
+            let f = &r.floor;
             out.push_str(&format!(
-                "{}  {:>14.1}  {:>14.0}\n",
+                "{}  {:>14.1}  {:>14.0}  {:>11.0}  {:>13.0}\n",
                 line.trim_end(),
                 r.entries_per_commit,
-                r.baseline_ops_per_s
+                r.baseline_ops_per_s,
+                f.floor_daemon_cpu_us_per_op
+                    + f.floor_client_cpu_us_per_op
+                    + f.baseline_cpu_us_per_op,
+                f.ceiling_ops_per_s,
             ));
         }
         out

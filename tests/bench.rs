@@ -117,6 +117,23 @@ fn log_compares_with_raw_sqlite_appends_of_the_same_group_size() {
         assert!(r["group_commits"].as_u64().unwrap() > 0);
         assert!(r["baseline_group"].as_u64().unwrap() >= 1);
         assert!(r["baseline_row_bytes"].as_u64().unwrap() > 100);
+        // The floor: the socket alone, and the disk alone, and the most they leave room for.
+        positive(r, "floor_ops_per_s");
+        let parts: f64 = [
+            "floor_daemon_cpu_us_per_op",
+            "floor_client_cpu_us_per_op",
+            "baseline_cpu_us_per_op",
+        ]
+        .iter()
+        .map(|k| not_negative(r, k))
+        .sum();
+        let cores = r["cores"].as_u64().unwrap() as f64;
+        assert!(cores >= 1.0, "{r}");
+        let ceiling = not_negative(r, "ceiling_ops_per_s");
+        if parts > 0.0 {
+            let expected = cores * 1e6 / parts;
+            assert!((ceiling - expected).abs() < 1e-6 * expected, "{r}");
+        }
     }
 }
 

@@ -1933,8 +1933,31 @@ fn bench_log(args: &BenchArgs) -> Result<()> {
             );
         }
         let scratch = dir.join(format!("bench-raw-{}.db", std::process::id()));
+        // The client threads are done: the process's CPU is now the baseline's.
+        let cpu_before = bench::process::Usage::current();
         let raw = bench::sqlite::raw_append(&scratch, row_bytes, group, args.seconds)
             .map_err(|e| anyhow!("raw SQLite appends failed: {e}"))?;
+        let baseline_cpu = cpu_before
+            .zip(bench::process::Usage::current())
+            .and_then(|(a, b)| a.cpu_us_per_op(&b, raw.ops))
+            .unwrap_or(0.0);
+        if !args.json {
+            eprintln!(
+                "floor: agent.identity with {clients} clients for {} s ...",
+                args.seconds
+            );
+        }
+        let floor = bench::drive_measured(
+            &layout.agent_socket,
+            &bench::Workload::Identity,
+            clients.max(1),
+            args.seconds,
+            pid,
+            None,
+        )?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         reports.push(bench::LogReport {
             clients,
             seconds: args.seconds,
@@ -1953,6 +1976,7 @@ fn bench_log(args: &BenchArgs) -> Result<()> {
             baseline_p99_us: raw.p99_us,
             ratio: bench::ratio(figures.ops_per_s, raw.ops_per_s),
             costs,
+            floor: bench::LogFloor::new((&floor.0, &floor.1), baseline_cpu, cores),
         });
     }
     bench_print(
