@@ -121,7 +121,18 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: a TPM key's certification by the attestation key (JSON), made when it was created.
     "ALTER TABLE agent ADD COLUMN certification TEXT;
     ALTER TABLE daemon_key ADD COLUMN certification TEXT;",
+    // 6: subtree hashes keyed by their place in post-order, so appends only ever write at the
+    // table's end (filled from `evidence_node`, which is then dropped: see `STEP_WORK`).
+    "CREATE TABLE evidence_hash (
+        pos         INTEGER PRIMARY KEY CHECK (pos >= 0),
+        hash        BLOB NOT NULL CHECK (length(hash) = 32)
+    ) STRICT;",
 ];
+
+/// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
+type StepWork = (usize, fn(&Connection) -> Result<(), StoreError>);
+
+const STEP_WORK: &[StepWork] = &[(6, crate::evidence::log::renumber_hashes)];
 
 /// A voucher as the daemon keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -589,6 +600,11 @@ fn certification_json(key: &KeyInfo) -> Result<Option<String>, StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Runs the steps after the database's version up to step `last`.
+fn migrate_to(conn: &mut Connection, last: usize) -> Result<(), StoreError> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if current > known {
@@ -600,10 +616,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (n, step) in MIGRATIONS
         .iter()
         .enumerate()
+        .take(last)
         .skip(usize::try_from(current).unwrap_or(0))
     {
         let tx = conn.transaction()?;
         tx.execute_batch(step)?;
+        for (_, work) in STEP_WORK.iter().filter(|(k, _)| *k == n + 1) {
+            work(&tx)?;
+        }
         tx.pragma_update(
             None,
             "user_version",
@@ -619,6 +639,60 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A log written under schema step 5 (hashes keyed by level and index) reads the same
+    /// after step 6 moved them: every root and proof, and appends carry on from it.
+    #[test]
+    fn step_6_moves_the_subtree_hashes_and_the_log_reads_the_same() {
+        use crate::evidence::{log, tree};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        let mut mem = tree::MemoryTree::new();
+        let mut f = tree::Frontier::new();
+        for i in 0..77u64 {
+            let entry = format!("entry {i}");
+            let leaf = tree::leaf_hash(entry.as_bytes());
+            conn.execute(
+                "INSERT INTO evidence_entry (idx, kind, entry) VALUES (?1, 'test', ?2)",
+                params![i as i64, entry.as_bytes()],
+            )
+            .unwrap();
+            for (level, index, hash) in f.append(leaf) {
+                conn.execute(
+                    "INSERT INTO evidence_node (level, idx, hash) VALUES (?1, ?2, ?3)",
+                    params![level, index as i64, hash.as_slice()],
+                )
+                .unwrap();
+            }
+            mem.push(leaf);
+        }
+        migrate(&mut conn).unwrap();
+        let old: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE name = 'evidence_node'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        assert_eq!(old, None, "the old table is gone");
+        let stored = log::StoredNodes(&conn);
+        for n in 1..=77 {
+            assert_eq!(tree::root(&stored, n).unwrap(), mem.root(n).unwrap());
+            for m in [0, n / 2, n - 1] {
+                assert_eq!(
+                    tree::inclusion_proof(&stored, m, n).unwrap(),
+                    tree::inclusion_proof(&mem, m, n).unwrap()
+                );
+            }
+        }
+        let next = log::append(&conn, "test", b"entry 77").unwrap();
+        mem.push(next.leaf);
+        assert_eq!(next.index, 77);
+        assert_eq!(tree::root(&stored, 78).unwrap(), mem.root(78).unwrap());
+    }
 
     #[test]
     fn migrates_once_and_refuses_newer() {

@@ -1,11 +1,13 @@
-//! The log's storage: entries and perfect-subtree hashes in SQLite (schema step 4).
+//! The log's storage: entries and perfect-subtree hashes in SQLite (schema steps 4 and 6).
 //!
 //! Appends run on the ledger's connection inside a ledger job, so an entry commits in the same
 //! transaction as the change it records, or not at all. Leaf `i` is row `idx = i` of
-//! `evidence_entry`; its bytes are exactly what the leaf hash covers. `evidence_node` holds each
+//! `evidence_entry`; its bytes are exactly what the leaf hash covers. `evidence_hash` holds each
 //! perfect subtree's hash once its last leaf is in (level 0 are the leaf hashes themselves), so
-//! a root or a proof reads O(log n) rows whatever the log's size. Nothing here ever updates or
-//! deletes a row.
+//! a root or a proof reads O(log n) rows whatever the log's size. A hash's row is its subtree's
+//! place in post-order ([`tree::postorder`]): the hashes an append completes are the next rows,
+//! so a group commit writes them onto the table's last page or two instead of onto one page per
+//! tree level. Nothing here ever updates or deletes a row.
 
 use super::entry::Draft;
 use super::tree::{self, Hash, Nodes, TreeError};
@@ -19,18 +21,44 @@ pub struct StoredNodes<'c>(pub &'c Connection);
 impl Nodes for StoredNodes<'_> {
     fn node(&self, level: u32, index: u64) -> Result<Hash, TreeError> {
         let missing = TreeError::Missing { level, index };
-        let idx = i64::try_from(index).map_err(|_| missing.clone())?;
+        let pos = row_of(level, index).ok_or_else(|| missing.clone())?;
         let mut q = self
             .0
-            .prepare_cached("SELECT hash FROM evidence_node WHERE level = ?1 AND idx = ?2")
+            .prepare_cached("SELECT hash FROM evidence_hash WHERE pos = ?1")
             .map_err(|e| TreeError::Store(e.to_string()))?;
         let hash: Option<Vec<u8>> = q
-            .query_row(params![level, idx], |r| r.get(0))
+            .query_row([pos], |r| r.get(0))
             .optional()
             .map_err(|e| TreeError::Store(e.to_string()))?;
         hash.and_then(|h| Hash::try_from(h.as_slice()).ok())
             .ok_or(missing)
     }
+}
+
+/// The `evidence_hash` row of a perfect subtree.
+fn row_of(level: u32, index: u64) -> Option<i64> {
+    tree::postorder(level, index).and_then(|p| i64::try_from(p).ok())
+}
+
+/// Schema step 6: moves the subtree hashes from `evidence_node`, keyed by (level, index), to
+/// `evidence_hash`, keyed by post-order place, and drops the old table.
+pub fn renumber_hashes(conn: &Connection) -> Result<(), StoreError> {
+    let mut read = conn.prepare("SELECT level, idx, hash FROM evidence_node")?;
+    let mut write = conn.prepare("INSERT INTO evidence_hash (pos, hash) VALUES (?1, ?2)")?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let (level, idx, hash): (u32, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let pos = u64::try_from(idx)
+            .ok()
+            .and_then(|i| row_of(level, i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no place for node {level}/{idx}")))?;
+        write.execute(params![pos, hash])?;
+    }
+    drop(rows);
+    drop(read);
+    drop(write);
+    conn.execute_batch("DROP TABLE evidence_node")?;
+    Ok(())
 }
 
 impl From<TreeError> for StoreError {
@@ -92,14 +120,16 @@ fn insert(
     entry: &[u8],
     completed: &[(u32, u64, Hash)],
 ) -> Result<(), StoreError> {
-    let row = |i: u64| i64::try_from(i).map_err(|_| StoreError::Corrupt("log too large".into()));
-    let idx = row(completed.first().map_or(0, |c| c.1))?;
+    let too_large = || StoreError::Corrupt("log too large".into());
+    let idx = i64::try_from(completed.first().map_or(0, |c| c.1)).map_err(|_| too_large())?;
     conn.prepare_cached("INSERT INTO evidence_entry (idx, kind, entry) VALUES (?1, ?2, ?3)")?
         .execute(params![idx, kind, entry])?;
-    let mut node =
-        conn.prepare_cached("INSERT INTO evidence_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    let mut node = conn.prepare_cached("INSERT INTO evidence_hash (pos, hash) VALUES (?1, ?2)")?;
     for (level, i, hash) in completed {
-        node.execute(params![level, row(*i)?, hash.as_slice()])?;
+        node.execute(params![
+            row_of(*level, *i).ok_or_else(too_large)?,
+            hash.as_slice()
+        ])?;
     }
     Ok(())
 }
@@ -305,7 +335,7 @@ mod tests {
         }
         // Two nodes per leaf at most: the log's index overhead stays linear.
         let nodes: i64 = conn
-            .query_row("SELECT count(*) FROM evidence_node", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM evidence_hash", [], |r| r.get(0))
             .unwrap();
         assert!(nodes < 2 * 130);
     }
@@ -342,8 +372,11 @@ mod tests {
         for i in 0..4 {
             append(&conn, "test", &[i]).unwrap();
         }
-        conn.execute("DELETE FROM evidence_node WHERE level = 1 AND idx = 0", [])
-            .unwrap();
+        conn.execute(
+            "DELETE FROM evidence_hash WHERE pos = ?1",
+            [row_of(1, 0).unwrap()],
+        )
+        .unwrap();
         assert_eq!(
             tree::root(&StoredNodes(&conn), 3),
             Err(TreeError::Missing { level: 1, index: 0 })

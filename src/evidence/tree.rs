@@ -60,6 +60,22 @@ pub trait Nodes {
     fn node(&self, level: u32, index: u64) -> Result<Hash, TreeError>;
 }
 
+/// The place of the perfect subtree at `level`, number `index`, in a post-order walk of the
+/// tree (left half, right half, then the subtree's own root; leaves are counted too), from 0.
+/// The `m = index·2^level` leaves before it span `2m − popcount(m)` perfect subtrees, and the
+/// subtree itself has `2^(level+1) − 1` nodes, its root last. Appending leaf `i` completes
+/// exactly the subtrees numbered next, in order, so a store keyed by this number only ever
+/// appends to its end. `None` beyond 2^62 leaves.
+pub fn postorder(level: u32, index: u64) -> Option<u64> {
+    if level >= 63 {
+        return None;
+    }
+    let m = u128::from(index) << level;
+    let before = 2 * m - u128::from(m.count_ones());
+    let own = (1u128 << (level + 1)) - 2;
+    u64::try_from(before + own).ok()
+}
+
 /// The largest power of two strictly below `n` (`n >= 2`).
 fn split(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
@@ -586,6 +602,41 @@ mod tests {
         }
         assert!(consistency_proof(&t, 0, 5).is_err());
         assert!(consistency_proof(&t, 6, 5).is_err());
+    }
+
+    /// Numbers every perfect subtree of a tree of `2^height` leaves in post-order, by walking it.
+    fn walk(level: u32, index: u64, next: &mut u64, out: &mut Vec<(u32, u64, u64)>) {
+        if level > 0 {
+            walk(level - 1, 2 * index, next, out);
+            walk(level - 1, 2 * index + 1, next, out);
+        }
+        out.push((level, index, *next));
+        *next += 1;
+    }
+
+    #[test]
+    fn postorder_numbers_subtrees_as_a_walk_does_and_appends_only_at_the_end() {
+        let mut walked = Vec::new();
+        walk(9, 0, &mut 0, &mut walked);
+        for &(level, index, n) in &walked {
+            assert_eq!(
+                postorder(level, index),
+                Some(n),
+                "level {level} index {index}"
+            );
+        }
+        // Growing a tree leaf by leaf completes subtrees numbered 0, 1, 2, ... in order.
+        let mut f = Frontier::new();
+        let mut next = 0u64;
+        for h in leaves(600) {
+            for (level, index, _) in f.append(h) {
+                assert_eq!(postorder(level, index), Some(next));
+                next += 1;
+            }
+        }
+        assert_eq!(postorder(62, 0), Some((1u64 << 63) - 2));
+        assert_eq!(postorder(63, 0), None);
+        assert_eq!(postorder(0, u64::MAX), None);
     }
 
     #[test]
