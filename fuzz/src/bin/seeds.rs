@@ -108,13 +108,27 @@ fn authorization(agent: &str, level: &str, amount: u64) -> Value {
 
 fn wire(out: &mut Out) {
     let doc = std::fs::read_to_string(repo().join("docs/protocol.md")).unwrap();
+    // Named by content, not by line, so an edit elsewhere in the document leaves the seeds as
+    // they are; those of examples since removed are removed too.
+    let dir = out.root.join("wire");
+    for old in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if old
+            .file_name()
+            .to_string_lossy()
+            .starts_with("protocol-md-")
+        {
+            std::fs::remove_file(old.path()).unwrap();
+        }
+    }
     let mut calls = Vec::new();
-    for (i, line) in doc.lines().enumerate() {
+    for line in doc.lines() {
         let line = line.trim();
         let msg = line.strip_prefix("→ ").or_else(|| line.strip_prefix("← "));
         let msg = msg.or_else(|| line.starts_with("{\"jsonrpc\"").then_some(line));
         if let Some(m) = msg {
-            out.put("wire", &format!("protocol-md-line-{}", i + 1), m.as_bytes());
+            let digest = hex::encode(Sha256::digest(m.as_bytes()));
+            let name = format!("protocol-md-{}", digest.get(..12).unwrap());
+            out.put("wire", &name, m.as_bytes());
             if line.starts_with("→ ") {
                 calls.push(m.to_string());
             }
