@@ -10,8 +10,8 @@
 //! | `proof` | inclusion and consistency proofs from a log of N entries | reading again, warm, exactly the tree nodes each proof read |
 //! | `verify` | the offline verifier on a receipt and an inclusion proof | raw P-256 verification of as many signatures ([`verify`]) |
 //!
-//! The socket side runs N client threads, each with its own connection, calling the method back
-//! to back for the given time (for `authorize`: distinct checkouts against one L5 voucher whose
+//! The socket side runs N client connections, driven from one thread, each calling the method
+//! back to back for the given time (for `authorize`: distinct checkouts against one L5 voucher whose
 //! budget cannot run out, so every call is a committed debit and a signature). The signing
 //! baseline runs in a separate process (SoftHSM reads `SOFTHSM2_CONF` at load time) that signs
 //! SHA-256 digests with `CKM_ECDSA` on the same key, one thread per core with a long-lived session
@@ -148,7 +148,7 @@ fn next_run() -> u64 {
 pub struct Costs {
     /// The daemon's CPU time per operation, microseconds.
     pub daemon_cpu_us_per_op: Option<f64>,
-    /// The driving process's (all client threads') CPU time per operation, microseconds.
+    /// The driving process's CPU time per operation, microseconds.
     pub client_cpu_us_per_op: Option<f64>,
     /// The daemon's resident memory before the clients connected, KiB.
     pub daemon_rss_kib_before: Option<u64>,
@@ -165,7 +165,7 @@ impl Costs {
         let mib =
             |v: Option<u64>| v.map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
         format!(
-            "CPU per op (daemon)           {daemon}  (client threads {client})\n\
+            "CPU per op (daemon)           {daemon}  (clients {client})\n\
              daemon VmRSS                  {before} before the clients connected, {after} after the run\n",
             daemon = us(self.daemon_cpu_us_per_op),
             client = us(self.client_cpu_us_per_op),
@@ -188,6 +188,12 @@ pub fn drive(
 
 /// [`drive`], reading the daemon `daemon_pid` (if known), its software TPM `tpm_pid` (if any)
 /// and this process from `/proc` around the timed run.
+///
+/// The connections are driven from one thread that waits on all of them at once (epoll), as
+/// an async agent runtime would, each connection with one call in flight at a time. A thread
+/// per connection blocked in `read` costs more on both sides: the kernel wakes a reader
+/// blocked on a Unix socket whenever the peer consumes what it wrote, not only when an answer
+/// arrives, so each call wakes its client twice and the daemon pays for the extra wakeup.
 pub fn drive_measured(
     agent_socket: &Path,
     workload: &Workload,
@@ -199,31 +205,114 @@ pub fn drive_measured(
     let daemon = || daemon_pid.and_then(process::Usage::of);
     let tpm = || tpm_pid.and_then(process::Usage::of);
     let idle = daemon();
-    let deadline_in = Duration::from_secs_f64(seconds);
     let run = next_run();
-    let mut conns = Vec::with_capacity(clients);
-    for n in 0..clients {
-        let mut c = Client::connect(agent_socket)?;
-        c.call(workload.method(), workload.params(run, n, u64::MAX))?;
-        conns.push(c);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    rt.block_on(async {
+        let mut conns = Vec::with_capacity(clients);
+        for n in 0..clients {
+            let mut c = AsyncConn::connect(agent_socket).await?;
+            c.call(workload.method(), workload.params(run, n, u64::MAX))
+                .await?;
+            conns.push(c);
+        }
+        let (d0, c0, t0) = (daemon(), process::Usage::current(), tpm());
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs_f64(seconds);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (n, c) in conns.into_iter().enumerate() {
+            tasks.spawn(c.timed_calls(workload.clone(), run, n, deadline));
+        }
+        let mut all = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let lat = done.map_err(|e| ClientError::Protocol(format!("a client stopped: {e}")))?;
+            all.extend(lat?);
+        }
+        let figures = Figures::from_latencies(all, start.elapsed());
+        let (d1, c1, t1) = (daemon(), process::Usage::current(), tpm());
+        let per_op = |a: Option<process::Usage>, b: Option<process::Usage>| match (a, b) {
+            (Some(a), Some(b)) => a.cpu_us_per_op(&b, figures.ops),
+            _ => None,
+        };
+        let costs = Costs {
+            daemon_cpu_us_per_op: per_op(d0, d1),
+            client_cpu_us_per_op: per_op(c0, c1),
+            daemon_rss_kib_before: idle.map(|u| u.rss_kib),
+            daemon_rss_kib_after: d1.map(|u| u.rss_kib),
+            tpm_cpu_us_per_op: per_op(t0, t1),
+        };
+        Ok((figures, costs))
+    })
+}
+
+/// One non-blocking client connection of [`drive_measured`].
+struct AsyncConn {
+    reader: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    next_id: u64,
+    line: String,
+}
+
+impl AsyncConn {
+    async fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: path.into(),
+                source,
+            })?;
+        let (rd, writer) = stream.into_split();
+        Ok(Self {
+            reader: tokio::io::BufReader::new(rd),
+            writer,
+            next_id: 1,
+            line: String::new(),
+        })
     }
-    let (d0, c0, t0) = (daemon(), process::Usage::current(), tpm());
-    let figures = timed_loop(conns, deadline_in, |c, n, i| {
-        c.call_unparsed(workload.method(), workload.params(run, n, i))
-    })?;
-    let (d1, c1, t1) = (daemon(), process::Usage::current(), tpm());
-    let per_op = |a: Option<process::Usage>, b: Option<process::Usage>| match (a, b) {
-        (Some(a), Some(b)) => a.cpu_us_per_op(&b, figures.ops),
-        _ => None,
-    };
-    let costs = Costs {
-        daemon_cpu_us_per_op: per_op(d0, d1),
-        client_cpu_us_per_op: per_op(c0, c1),
-        daemon_rss_kib_before: idle.map(|u| u.rss_kib),
-        daemon_rss_kib_after: d1.map(|u| u.rss_kib),
-        tpm_cpu_us_per_op: per_op(t0, t1),
-    };
-    Ok((figures, costs))
+
+    /// Writes call `method` and reads its answer into `self.line`; returns the call's id.
+    async fn send(&mut self, method: &str, params: serde_json::Value) -> Result<u64, ClientError> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = crate::client::request_line(id, method, params)?;
+        self.writer.write_all(&request).await?;
+        self.line.clear();
+        if self.reader.read_line(&mut self.line).await? == 0 {
+            return Err(ClientError::Protocol(
+                "the daemon closed the connection".into(),
+            ));
+        }
+        Ok(id)
+    }
+
+    async fn call(&mut self, method: &str, params: serde_json::Value) -> Result<(), ClientError> {
+        let id = self.send(method, params).await?;
+        crate::client::decode_response(&self.line, id).map(drop)
+    }
+
+    /// Calls `workload` back to back until `deadline`: the latency of each call, microseconds.
+    async fn timed_calls(
+        mut self,
+        workload: Workload,
+        run: u64,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<Vec<f64>, ClientError> {
+        let mut lat = Vec::new();
+        let mut i = 0u64;
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            let id = self
+                .send(workload.method(), workload.params(run, n, i))
+                .await?;
+            crate::client::check_response(&self.line, id)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            i += 1;
+        }
+        Ok(lat)
+    }
 }
 
 /// Records `entries` agent statements from `threads` connections, to grow the log.
@@ -397,7 +486,7 @@ fn timed_loop<W: Send, E: Send>(
 pub struct Report {
     /// The method measured.
     pub method: &'static str,
-    /// Client threads.
+    /// Client connections.
     pub clients: usize,
     /// Seconds per side.
     pub seconds: f64,
@@ -529,7 +618,7 @@ fn sweep_row(clients: usize, ops: f64, p50: f64, p99: f64, ratio: f64, c: &Costs
 /// What `bench log` measured, at one client count.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogReport {
-    /// Client threads.
+    /// Client connections.
     pub clients: usize,
     /// Seconds run.
     pub seconds: f64,
@@ -978,7 +1067,7 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
 /// software TPM as the baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TpmReport {
-    /// Client threads.
+    /// Client connections.
     pub clients: usize,
     /// Seconds per run.
     pub seconds: f64,

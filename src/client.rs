@@ -88,33 +88,15 @@ impl Client {
     /// Calls `method` and only checks that it succeeded, skipping over the result without
     /// building it: for load generators, whose own cost shares the machine with the daemon.
     pub fn call_unparsed(&mut self, method: &str, params: Value) -> Result<(), ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Reply {
-            id: Option<u64>,
-            result: Option<serde::de::IgnoredAny>,
-            error: Option<serde::de::IgnoredAny>,
-        }
         let id = self.send(method, params)?;
-        match serde_json::from_str::<Reply>(&self.line) {
-            Ok(Reply {
-                id: Some(got),
-                result: Some(_),
-                error: None,
-            }) if got == id => Ok(()),
-            // Anything else is decoded fully, for a precise error.
-            _ => self.decode(id).map(drop),
-        }
+        check_response(&self.line, id)
     }
 
     /// Writes one call and reads one response line into `self.line`; returns the call's id.
     fn send(&mut self, method: &str, params: Value) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let mut request =
-            serde_json::to_vec(&call).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        request.push(b'\n');
-        self.writer.write_all(&request)?;
+        self.writer.write_all(&request_line(id, method, params)?)?;
         self.line.clear();
         if self.reader.read_line(&mut self.line)? == 0 {
             return Err(ClientError::Protocol(
@@ -126,42 +108,74 @@ impl Client {
 
     /// Decodes the response line in `self.line` as the answer to call `id`.
     fn decode(&self, id: u64) -> Result<Value, ClientError> {
-        let mut response: Value =
-            serde_json::from_str(&self.line).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        // An error with a null id answers a line the daemon could not read as a call (too long,
-        // too slow, not JSON); with one call in flight, it is this call's.
-        let unattributed =
-            response.get("id") == Some(&Value::Null) && response.get("error").is_some();
-        if response.get("id") != Some(&json!(id)) && !unattributed {
-            return Err(ClientError::Protocol(format!(
-                "answer for another call: {}",
-                self.line.trim_end()
-            )));
-        }
-        if let Some(err) = response.get("error") {
-            let text = |ptr: &str| {
-                err.pointer(ptr)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            return Err(ClientError::Remote(RemoteError {
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                reason: text("/data/reason"),
-                message: text("/message"),
-                retryable: err
-                    .pointer("/data/retryable")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                decision: err
-                    .pointer("/data/decision")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            }));
-        }
-        response
-            .get_mut("result")
-            .map(Value::take)
-            .ok_or_else(|| ClientError::Protocol("a response with neither result nor error".into()))
+        decode_response(&self.line, id)
     }
+}
+
+/// The wire line (newline included) of call `id` of `method` with `params`.
+pub fn request_line(id: u64, method: &str, params: Value) -> Result<Vec<u8>, ClientError> {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut line = serde_json::to_vec(&call).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Checks that the response `line` answers call `id` with a result, skipping over the result
+/// without building it.
+pub fn check_response(line: &str, id: u64) -> Result<(), ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        id: Option<u64>,
+        result: Option<serde::de::IgnoredAny>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_str::<Reply>(line) {
+        Ok(Reply {
+            id: Some(got),
+            result: Some(_),
+            error: None,
+        }) if got == id => Ok(()),
+        // Anything else is decoded fully, for a precise error.
+        _ => decode_response(line, id).map(drop),
+    }
+}
+
+/// Decodes the response `line` as the answer to call `id`: its result, or the daemon's error.
+pub fn decode_response(line: &str, id: u64) -> Result<Value, ClientError> {
+    let mut response: Value =
+        serde_json::from_str(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    // An error with a null id answers a line the daemon could not read as a call (too long,
+    // too slow, not JSON); with one call in flight, it is this call's.
+    let unattributed = response.get("id") == Some(&Value::Null) && response.get("error").is_some();
+    if response.get("id") != Some(&json!(id)) && !unattributed {
+        return Err(ClientError::Protocol(format!(
+            "answer for another call: {}",
+            line.trim_end()
+        )));
+    }
+    if let Some(err) = response.get("error") {
+        let text = |ptr: &str| {
+            err.pointer(ptr)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        return Err(ClientError::Remote(RemoteError {
+            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+            reason: text("/data/reason"),
+            message: text("/message"),
+            retryable: err
+                .pointer("/data/retryable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            decision: err
+                .pointer("/data/decision")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }));
+    }
+    response
+        .get_mut("result")
+        .map(Value::take)
+        .ok_or_else(|| ClientError::Protocol("a response with neither result nor error".into()))
 }
