@@ -37,7 +37,7 @@ pub struct Config {
     /// Where the database and other state live.
     pub state_dir: PathBuf,
     /// Threads that serve the sockets (read, check, answer); signing and the ledger have their
-    /// own. 0 means half the CPUs, at least one.
+    /// own. 0 means one per CPU.
     #[serde(default)]
     pub io_threads: usize,
     /// The key store.
@@ -401,7 +401,7 @@ impl Config {
             self.io_threads
         } else {
             std::thread::available_parallelism()
-                .map(|n| n.get().div_ceil(2))
+                .map(std::num::NonZero::get)
                 .unwrap_or(1)
         }
     }
@@ -460,10 +460,10 @@ path = "/run/ari/admin.sock"
     }
 
     #[test]
-    fn io_threads_default_to_half_the_cpus() {
+    fn io_threads_default_to_one_per_cpu() {
         let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
         let cpus = std::thread::available_parallelism().unwrap().get();
-        assert_eq!(c.io_threads(), cpus.div_ceil(2));
+        assert_eq!(c.io_threads(), cpus);
         let c = Config::parse(&format!("io_threads = 3\n{MIN}"), Path::new("t.toml")).unwrap();
         assert_eq!(c.io_threads(), 3);
     }

@@ -142,7 +142,7 @@ pub fn prepare(dir: &Path) -> Result<DevLayout, DevError> {
         let text = format!(
             r#"# arid dev-mode configuration, written by `arid dev`. Edit freely; it is reused.
 state_dir = "{state}"
-# Threads serving the sockets; 0 = half the CPUs, at least one.
+# Threads serving the sockets; 0 = one per CPU.
 io_threads = 0
 
 [backend]
