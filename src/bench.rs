@@ -208,6 +208,7 @@ pub fn drive_measured(
     let run = next_run();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     rt.block_on(async {
         let mut conns = Vec::with_capacity(clients);
@@ -246,6 +247,9 @@ pub fn drive_measured(
     })
 }
 
+/// How long a benchmark client waits for one answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
 /// One non-blocking client connection of [`drive_measured`].
 struct AsyncConn {
     reader: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -279,7 +283,16 @@ impl AsyncConn {
         let request = crate::client::request_line(id, method, params)?;
         self.writer.write_all(&request).await?;
         self.line.clear();
-        if self.reader.read_line(&mut self.line).await? == 0 {
+        // As long as the blocking client waits: a stuck daemon fails the run, never hangs it.
+        let read = tokio::time::timeout(ANSWER_WAIT, self.reader.read_line(&mut self.line))
+            .await
+            .map_err(|_| {
+                ClientError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer from the daemon within 60 s",
+                ))
+            })?;
+        if read? == 0 {
             return Err(ClientError::Protocol(
                 "the daemon closed the connection".into(),
             ));
