@@ -90,6 +90,21 @@ fn resize(cap: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
+/// The kernel's credentials of the peer of `stream`, or `None` (logged) if it has none.
+fn peer_cred(stream: &tokio::net::UnixStream, role: Role) -> Option<PeerCred> {
+    match stream.peer_cred() {
+        Ok(c) => Some(PeerCred {
+            pid: c.pid().unwrap_or(0),
+            uid: c.uid(),
+            gid: c.gid(),
+        }),
+        Err(e) => {
+            tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
+            None
+        }
+    }
+}
+
 /// Accepts and serves connections on `listener` until shutdown, then drains.
 ///
 /// `limits` may change while serving (a reload): the connection cap follows it (lowering it
@@ -131,21 +146,31 @@ pub async fn run(
             },
         };
         while tasks.try_join_next().is_some() {}
-        let cred = match stream.peer_cred() {
-            Ok(c) => PeerCred {
-                pid: c.pid().unwrap_or(0),
-                uid: c.uid(),
-                gid: c.gid(),
-            },
-            Err(e) => {
-                tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
-                continue;
-            }
+        let Some(cred) = peer_cred(&stream, role) else {
+            continue;
         };
         let info = ConnInfo::new(role, cred);
         tasks.spawn(connection::serve(
             stream,
             info,
+            service.clone(),
+            limits.clone(),
+            shutdown.clone(),
+            permit,
+        ));
+    }
+    // Connections the kernel already queued when shutdown came are taken too, so their calls
+    // are answered `shutting_down` (retryable) rather than the peer seeing a reset.
+    while let Ok(permit) = cap.clone().try_acquire_owned()
+        && let Ok(Ok((stream, _))) =
+            tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
+    {
+        let Some(cred) = peer_cred(&stream, role) else {
+            continue;
+        };
+        tasks.spawn(connection::serve(
+            stream,
+            ConnInfo::new(role, cred),
             service.clone(),
             limits.clone(),
             shutdown.clone(),
