@@ -247,9 +247,6 @@ pub fn drive_measured(
     })
 }
 
-/// How long a benchmark client waits for one answer.
-const ANSWER_WAIT: Duration = Duration::from_secs(60);
-
 /// One non-blocking client connection of [`drive_measured`].
 struct AsyncConn {
     reader: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -284,14 +281,17 @@ impl AsyncConn {
         self.writer.write_all(&request).await?;
         self.line.clear();
         // As long as the blocking client waits: a stuck daemon fails the run, never hangs it.
-        let read = tokio::time::timeout(ANSWER_WAIT, self.reader.read_line(&mut self.line))
-            .await
-            .map_err(|_| {
-                ClientError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from the daemon within 60 s",
-                ))
-            })?;
+        let read = tokio::time::timeout(
+            crate::client::ANSWER_WAIT,
+            self.reader.read_line(&mut self.line),
+        )
+        .await
+        .map_err(|_| {
+            ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer from the daemon within 60 s",
+            ))
+        })?;
         if read? == 0 {
             return Err(ClientError::Protocol(
                 "the daemon closed the connection".into(),

@@ -11,6 +11,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long a client waits for one answer before it gives up on the daemon.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
 /// The agent socket of a system installation.
 pub const DEFAULT_AGENT_SOCKET: &str = "/run/ari/agent.sock";
 /// The admin socket of a system installation.
@@ -69,7 +72,7 @@ impl Client {
             path: path.into(),
             source,
         })?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_read_timeout(Some(ANSWER_WAIT))?;
         let reader = BufReader::new(stream.try_clone()?);
         Ok(Self {
             writer: stream,
