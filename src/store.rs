@@ -836,15 +836,20 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap()
         };
-        let indexes = |c: &Connection| -> Vec<String> {
-            c.prepare("SELECT name FROM pragma_index_list('payment') ORDER BY name")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
+        // Every index by name and definition (the automatic one for `id` has no SQL).
+        let indexes = |c: &Connection| -> Vec<(String, Option<String>)> {
+            c.prepare(
+                "SELECT l.name, s.sql FROM pragma_index_list('payment') l
+                 LEFT JOIN sqlite_schema s ON s.name = l.name ORDER BY l.name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
         };
         let (before, before_indexes) = (all(&conn), indexes(&conn));
+        assert_eq!((before.len(), before_indexes.len()), (5, 3));
         migrate(&mut conn).unwrap();
         assert_eq!(all(&conn), before);
         assert_eq!(indexes(&conn), before_indexes);
