@@ -289,7 +289,10 @@ impl AsyncConn {
         .map_err(|_| {
             ClientError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                "no answer from the daemon within 60 s",
+                format!(
+                    "no answer from the daemon within {} s",
+                    crate::client::ANSWER_WAIT.as_secs()
+                ),
             ))
         })?;
         if read? == 0 {

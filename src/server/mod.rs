@@ -15,7 +15,7 @@ use peer::PeerCred;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// What the server knows about a connection.
@@ -90,19 +90,35 @@ fn resize(cap: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
-/// The kernel's credentials of the peer of `stream`, or `None` (logged) if it has none.
-fn peer_cred(stream: &tokio::net::UnixStream, role: Role) -> Option<PeerCred> {
-    match stream.peer_cred() {
-        Ok(c) => Some(PeerCred {
+/// The task serving `stream` as a connection on the `role` socket, holding `permit`; `None`
+/// (logged) if the kernel has no credentials for its peer, so it is dropped.
+fn connection_task(
+    stream: tokio::net::UnixStream,
+    role: Role,
+    service: &Arc<Service>,
+    limits: &watch::Receiver<Limits>,
+    shutdown: &Shutdown,
+    permit: OwnedSemaphorePermit,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let cred = match stream.peer_cred() {
+        Ok(c) => PeerCred {
             pid: c.pid().unwrap_or(0),
             uid: c.uid(),
             gid: c.gid(),
-        }),
+        },
         Err(e) => {
             tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
-            None
+            return None;
         }
-    }
+    };
+    Some(connection::serve(
+        stream,
+        ConnInfo::new(role, cred),
+        service.clone(),
+        limits.clone(),
+        shutdown.clone(),
+        permit,
+    ))
 }
 
 /// Accepts and serves connections on `listener` until shutdown, then drains.
@@ -146,18 +162,9 @@ pub async fn run(
             },
         };
         while tasks.try_join_next().is_some() {}
-        let Some(cred) = peer_cred(&stream, role) else {
-            continue;
-        };
-        let info = ConnInfo::new(role, cred);
-        tasks.spawn(connection::serve(
-            stream,
-            info,
-            service.clone(),
-            limits.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        if let Some(task) = connection_task(stream, role, &service, &limits, &shutdown, permit) {
+            tasks.spawn(task);
+        }
     }
     // Connections the kernel already queued when shutdown came are taken too, so their calls
     // are answered `shutting_down` (retryable) rather than the peer seeing a reset.
@@ -165,17 +172,9 @@ pub async fn run(
         && let Ok(Ok((stream, _))) =
             tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
     {
-        let Some(cred) = peer_cred(&stream, role) else {
-            continue;
-        };
-        tasks.spawn(connection::serve(
-            stream,
-            ConnInfo::new(role, cred),
-            service.clone(),
-            limits.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        if let Some(task) = connection_task(stream, role, &service, &limits, &shutdown, permit) {
+            tasks.spawn(task);
+        }
     }
     drop(listener);
     let grace = Duration::from_millis(limits.borrow().shutdown_grace_ms);
