@@ -240,6 +240,68 @@ impl SigningInput {
     }
 }
 
+/// A signing input rendered before one unsigned integer member of its payload is known: the
+/// payload's JSON is split around that member's value, so filling it in is a splice and an
+/// encoding, not a second serialization. The payment path renders an authorization this way
+/// outside the ledger, which then only fills in the evidence index.
+#[derive(Debug, Clone)]
+pub struct PendingInput {
+    /// `b64(header).`
+    header: String,
+    /// The payload's JSON up to the member's value, and after it.
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+impl PendingInput {
+    /// Renders `payload`, in which the member `field` must serialize as the integer 0, once.
+    pub fn new<T: Serialize>(header: &Header, payload: &T, field: &str) -> Result<Self, JoseError> {
+        let header =
+            serde_json::to_vec(header).map_err(|e| JoseError::Json("header", e.to_string()))?;
+        let json =
+            serde_json::to_vec(payload).map_err(|e| JoseError::Json("payload", e.to_string()))?;
+        // A quote inside a string value is escaped, so `"field":0` followed by `,` or `}` can
+        // only be the member itself; it must occur exactly once.
+        let key = format!("\"{field}\":0");
+        let found: Vec<usize> = json
+            .windows(key.len() + 1)
+            .enumerate()
+            .filter(|(_, w)| {
+                w.starts_with(key.as_bytes()) && matches!(w.last(), Some(b',') | Some(b'}'))
+            })
+            .map(|(i, _)| i + key.len() - 1)
+            .collect();
+        let [at] = found[..] else {
+            return Err(JoseError::Json(
+                "payload",
+                format!("member {field:?} is not a top-level 0 exactly once"),
+            ));
+        };
+        let (before, rest) = json.split_at(at);
+        let mut text = Base64UrlUnpadded::encode_string(&header);
+        text.push('.');
+        Ok(Self {
+            header: text,
+            before: before.to_vec(),
+            after: rest.get(1..).unwrap_or_default().to_vec(),
+        })
+    }
+
+    /// The signing input with the member set to `value`.
+    pub fn fill(self, value: u64) -> SigningInput {
+        let Self {
+            mut header,
+            mut before,
+            after,
+        } = self;
+        // Writing to a vector cannot fail.
+        let _ = std::io::Write::write_fmt(&mut before, format_args!("{value}"));
+        before.extend_from_slice(&after);
+        header.push_str(&Base64UrlUnpadded::encode_string(&before));
+        SigningInput { text: header }
+    }
+}
+
 /// A compact JWS whose signature has been checked.
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
@@ -306,6 +368,55 @@ mod tests {
     use super::*;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::hazmat::PrehashSigner;
+
+    #[derive(serde::Serialize)]
+    struct Claims {
+        a: String,
+        index: u64,
+        z: Option<String>,
+        n: Vec<u64>,
+    }
+
+    #[test]
+    fn a_pending_input_filled_in_equals_the_payload_rendered_whole() {
+        let header = Header::es256("t+jwt", "kid");
+        // Strings that look like the member must not be taken for it.
+        let tricky = [
+            "plain",
+            "\"index\":0,",
+            "x\",\"index\":0}",
+            "\\\"index\\\":0,",
+            "ünï\u{1}code",
+        ];
+        for a in tricky {
+            for z in [None, Some(tricky[1].to_string())] {
+                for value in [0, 1, 9, 10, 12_345, u64::MAX] {
+                    let claims = |index| Claims {
+                        a: a.into(),
+                        index,
+                        z: z.clone(),
+                        n: vec![0, 10],
+                    };
+                    let pending = PendingInput::new(&header, &claims(0), "index").unwrap();
+                    let whole = SigningInput::new(&header, &claims(value)).unwrap();
+                    assert_eq!(pending.fill(value).text, whole.text, "{a:?} {z:?} {value}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pending_input_needs_the_member_once_as_zero() {
+        let header = Header::es256("t+jwt", "kid");
+        let claims = Claims {
+            a: "a".into(),
+            index: 7,
+            z: None,
+            n: vec![],
+        };
+        assert!(PendingInput::new(&header, &claims, "index").is_err());
+        assert!(PendingInput::new(&header, &claims, "missing").is_err());
+    }
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[7u8; 32]).unwrap()

@@ -43,9 +43,9 @@ pub const MAX_GROUP: usize = 256;
 const CHECKPOINT_PAGES: i32 = 4096;
 
 trait Work: Send {
-    /// Runs the job: in a savepoint of its own, or with none when it is `alone` in its group
+    /// Runs the job: in a savepoint of its own, or with none when it is alone in its group
     /// (the writer then rolls the whole transaction back if it fails). Whether it succeeded.
-    fn run(&mut self, tx: &Tx<'_>, alone: bool) -> bool;
+    fn run(&mut self, tx: &Tx<'_>) -> bool;
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -60,6 +60,8 @@ pub struct Tx<'c> {
     /// The log's end as this transaction has left it; `None` when it must be read again (after
     /// a failed commit).
     tip: &'c std::cell::RefCell<Option<log::Tip>>,
+    /// Whether the job running is the only one in its group.
+    alone: std::cell::Cell<bool>,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -94,6 +96,12 @@ impl Tx<'_> {
     pub fn origin(&self) -> &str {
         self.origin
     }
+
+    /// Whether this job is the only one in its group: no other caller is waiting on the writer,
+    /// so the group's commit is all that stands between this job and its answer.
+    pub fn alone(&self) -> bool {
+        self.alone.get()
+    }
 }
 
 /// The log's size and root after a commit.
@@ -122,14 +130,14 @@ struct Task<E, T> {
 }
 
 impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
-    fn run(&mut self, tx: &Tx<'_>, alone: bool) -> bool {
+    fn run(&mut self, tx: &Tx<'_>) -> bool {
         let Some(job) = self.job.take() else {
             return false;
         };
         let conn = tx.conn;
         // A job rolled back takes its entries with it.
         let tip = tx.tip.borrow().clone();
-        let result = if alone {
+        let result = if tx.alone() {
             // No savepoint: it copies every page the job touches into a statement journal,
             // a large part of a small job's cost; the writer rolls the whole transaction
             // back instead if the job fails.
@@ -292,10 +300,15 @@ impl Ledger {
         &self,
         job: impl for<'t> FnOnce(&Tx<'t>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.stage(move |conn| job(conn).map(|t| ((), t)))
-            .await?
-            .durable()
-            .await
+        // Nothing is told early, so the caller is woken once, when the group is durable.
+        let (reply, rest) = tokio::sync::oneshot::channel();
+        self.enqueue(Box::new(Task {
+            job: Some(Box::new(move |tx: &Tx<'_>| job(tx).map(|t| ((), t)))),
+            early: None,
+            result: None,
+            reply,
+        }))?;
+        Rest(rest).durable().await
     }
 
     /// Runs `job` in the next group commit and returns as soon as it has run, with the part of
@@ -307,17 +320,12 @@ impl Ledger {
     ) -> Result<Staged<E, T>, StoreError> {
         let (early, told) = tokio::sync::oneshot::channel();
         let (reply, rest) = tokio::sync::oneshot::channel();
-        let task = Box::new(Task {
+        self.enqueue(Box::new(Task {
             job: Some(Box::new(job)),
             early: Some(early),
             result: None,
             reply,
-        });
-        match self.queue.try_send(task) {
-            Ok(()) => {}
-            Err(crossbeam_channel::TrySendError::Full(_)) => return Err(StoreError::Busy),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(stopped()),
-        }
+        }))?;
         match told.await {
             Ok(early) => Ok(Staged {
                 early,
@@ -329,6 +337,15 @@ impl Ledger {
                 Ok(Ok(_)) => Err(StoreError::Commit("a job finished without running".into())),
                 Err(_) => Err(stopped()),
             },
+        }
+    }
+
+    /// Queues a job for the writer, or says at once why it cannot be.
+    fn enqueue(&self, task: Box<dyn Work>) -> Result<(), StoreError> {
+        match self.queue.try_send(task) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(stopped()),
         }
     }
 }
@@ -389,6 +406,7 @@ impl Writer<'_> {
             conn,
             origin: self.origin,
             tip: &tip,
+            alone: std::cell::Cell::new(false),
         };
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
@@ -400,11 +418,12 @@ impl Writer<'_> {
             }
             let started = std::time::Instant::now();
             let alone = group.len() == 1;
+            tx.alone.set(alone);
             let commit = match sql(conn, "BEGIN IMMEDIATE") {
                 Ok(()) => {
                     let mut ok = true;
                     for job in &mut group {
-                        ok &= job.run(&tx, alone);
+                        ok &= job.run(&tx);
                     }
                     if alone && !ok {
                         // The lone job failed and ran without a savepoint: undo it all. Its

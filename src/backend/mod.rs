@@ -217,7 +217,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Looks a key up and reports its public half and attributes.
     fn describe_key(&self, id: KeyId) -> BackendFuture<KeyInfo>;
 
-    /// Signs a SHA-256 digest; the result is the raw 64-byte `r||s`.
+    /// Signs a SHA-256 digest; the result is the raw 64-byte `r||s`. The signature is asked for
+    /// by this call, not when the future is first polled: the payment path starts it from inside
+    /// a ledger job and collects it once the job's group is durable.
     fn sign_digest(&self, id: KeyId, digest: [u8; 32]) -> BackendFuture<[u8; 64]>;
 
     /// Destroys both halves of a key. Destroying a missing key is not an error.
@@ -262,40 +264,69 @@ impl QueueDepth {
     }
 }
 
+/// Where a store's thread sends the answer to one operation. Sending it also records how long
+/// the operation took from its submission (queue wait included) for `arictl metrics`, so the
+/// figure is the store's even when the caller collects the answer later.
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    tx: tokio::sync::oneshot::Sender<Result<T, BackendError>>,
+    started: std::time::Instant,
+    /// The backend's and the operation's name.
+    what: (&'static str, &'static str),
+}
+
+impl<T> Reply<T> {
+    /// Answers the caller; an answer whose caller has gone away is dropped, the work being done
+    /// either way.
+    pub(crate) fn send(self, result: Result<T, BackendError>) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::metrics().backend_op(
+            self.what.0,
+            self.what.1,
+            outcome,
+            self.started.elapsed(),
+        );
+        let _ = self.tx.send(result);
+    }
+}
+
 /// Hands a job to a store's worker threads through a bounded queue: `Busy` at once when the
-/// queue is full, `Unavailable` when the workers are gone, else the worker's answer.
-/// Each operation is timed from here (queue wait included) for `arictl metrics`; `what` is the
-/// backend's and the operation's name.
+/// queue is full, `Unavailable` when the workers are gone, else the worker's answer. The job is
+/// queued by this call, not when the future is first polled, so a caller may start an
+/// operation and collect its answer later.
 pub(crate) fn submit<J, T: Send + 'static>(
     queue: &crossbeam_channel::Sender<J>,
     what: (&'static str, &'static str),
-    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, BackendError>>) -> J,
+    job: impl FnOnce(Reply<T>) -> J,
 ) -> BackendFuture<T> {
-    let started = std::time::Instant::now();
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let sent = match queue.try_send(job(reply)) {
-        Ok(()) => Ok(()),
-        Err(crossbeam_channel::TrySendError::Full(_)) => Err(BackendError::Busy),
-        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(BackendError::Unavailable(
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reply = Reply {
+        tx,
+        started: std::time::Instant::now(),
+        what,
+    };
+    let refused = match queue.try_send(job(reply)) {
+        Ok(()) => None,
+        Err(crossbeam_channel::TrySendError::Full(_)) => Some(BackendError::Busy),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Some(BackendError::Unavailable(
             "the key store's threads have stopped".into(),
         )),
     };
+    if let Some(e) = refused {
+        let outcome = if e == BackendError::Busy {
+            "busy"
+        } else {
+            "error"
+        };
+        crate::metrics::metrics().backend_op(what.0, what.1, outcome, std::time::Duration::ZERO);
+        return Box::pin(std::future::ready(Err(e)));
+    }
     Box::pin(async move {
-        let result = match sent {
-            Ok(()) => rx.await.unwrap_or_else(|_| {
-                Err(BackendError::Unavailable(
-                    "a key store thread stopped mid-call".into(),
-                ))
-            }),
-            Err(e) => Err(e),
-        };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(BackendError::Busy) => "busy",
-            Err(_) => "error",
-        };
-        crate::metrics::metrics().backend_op(what.0, what.1, outcome, started.elapsed());
-        result
+        rx.await.unwrap_or_else(|_| {
+            Err(BackendError::Unavailable(
+                "a key store thread stopped mid-call".into(),
+            ))
+        })
     })
 }
 

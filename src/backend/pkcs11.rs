@@ -9,7 +9,7 @@
 //! is reported with the `C_*` call that failed. The PIN is held in a zeroizing secret and never
 //! logged.
 
-use super::{Backend, BackendError, BackendFuture, KeyAttributes, KeyId, KeyInfo};
+use super::{Backend, BackendError, BackendFuture, KeyAttributes, KeyId, KeyInfo, Reply};
 use crate::jose::PublicKey;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -23,7 +23,6 @@ use der::asn1::OctetString;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 /// DER of the named-curve OID for P-256 (1.2.840.10045.3.1.7), the `CKA_EC_PARAMS` value.
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -138,20 +137,20 @@ pub fn ensure_token(
 enum Job {
     Generate {
         label: String,
-        reply: oneshot::Sender<Result<KeyInfo, BackendError>>,
+        reply: Reply<KeyInfo>,
     },
     Describe {
         id: KeyId,
-        reply: oneshot::Sender<Result<KeyInfo, BackendError>>,
+        reply: Reply<KeyInfo>,
     },
     Sign {
         id: KeyId,
         digest: [u8; 32],
-        reply: oneshot::Sender<Result<[u8; 64], BackendError>>,
+        reply: Reply<[u8; 64]>,
     },
     Destroy {
         id: KeyId,
-        reply: oneshot::Sender<Result<(), BackendError>>,
+        reply: Reply<()>,
     },
 }
 
@@ -247,7 +246,7 @@ impl Pkcs11Backend {
     fn submit<T: Send + 'static>(
         &self,
         operation: &'static str,
-        job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
+        job: impl FnOnce(Reply<T>) -> Job,
     ) -> BackendFuture<T> {
         super::submit(&self.queue, ("pkcs11", operation), job)
     }
@@ -297,16 +296,16 @@ impl Worker {
             // A reply whose caller has gone away is dropped; the work is done either way.
             match job {
                 Job::Generate { label, reply } => {
-                    let _ = reply.send(self.retrying(|w| w.generate(&label)));
+                    reply.send(self.retrying(|w| w.generate(&label)));
                 }
                 Job::Describe { id, reply } => {
-                    let _ = reply.send(self.retrying(|w| w.describe(&id)));
+                    reply.send(self.retrying(|w| w.describe(&id)));
                 }
                 Job::Sign { id, digest, reply } => {
-                    let _ = reply.send(self.retrying(|w| w.sign(&id, &digest)));
+                    reply.send(self.retrying(|w| w.sign(&id, &digest)));
                 }
                 Job::Destroy { id, reply } => {
-                    let _ = reply.send(self.retrying(|w| w.destroy(&id)));
+                    reply.send(self.retrying(|w| w.destroy(&id)));
                 }
             }
         }

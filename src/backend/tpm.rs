@@ -26,6 +26,7 @@
 
 use super::{
     AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyAttributes, KeyId, KeyInfo,
+    Reply,
 };
 use crate::attest::tpm::{self as evidence, Certification, Quote};
 use crate::evidence::tree::Hash;
@@ -34,7 +35,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::oneshot;
 use tss_esapi::Context;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::CapabilityType;
@@ -102,8 +102,6 @@ impl Counters {
         }
     }
 }
-
-type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
 enum Job {
     Generate {
@@ -178,7 +176,7 @@ impl TpmBackend {
     fn submit<T: Send + 'static>(
         &self,
         operation: &'static str,
-        job: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> Job,
+        job: impl FnOnce(Reply<T>) -> Job,
     ) -> BackendFuture<T> {
         super::submit(&self.queue, ("tpm", operation), job)
     }
@@ -377,20 +375,20 @@ impl Actor {
         // A reply whose caller has gone away is dropped; the work is done either way.
         match job {
             Job::Generate { reply } => {
-                let _ = reply.send(self.recovering("create", Actor::generate));
+                reply.send(self.recovering("create", Actor::generate));
             }
             Job::Describe { id, reply } => {
-                let _ = reply.send(self.recovering("load", |a| a.describe(&id)));
+                reply.send(self.recovering("load", |a| a.describe(&id)));
             }
             Job::Sign { id, digest, reply } => {
-                let _ = reply.send(self.recovering("sign", |a| a.sign(&id, &digest)));
+                reply.send(self.recovering("sign", |a| a.sign(&id, &digest)));
             }
             Job::Destroy { id, reply } => {
                 self.forget(&Obj::Key(id));
-                let _ = reply.send(Ok(()));
+                reply.send(Ok(()));
             }
             Job::Ak { reply } => {
-                let _ = reply.send(self.recovering("read the AK", Actor::ak_info));
+                reply.send(self.recovering("read the AK", Actor::ak_info));
             }
             Job::Quote { binding, reply } => self.quote_batch(vec![(binding, reply)]),
         }
@@ -739,12 +737,12 @@ impl Actor {
                 for ((_, reply), path) in jobs.into_iter().zip(paths) {
                     let mut q = quote.clone();
                     q.batch = path;
-                    let _ = reply.send(Ok(q));
+                    reply.send(Ok(q));
                 }
             }
             Err(e) => {
                 for (_, reply) in jobs {
-                    let _ = reply.send(Err(e.clone()));
+                    reply.send(Err(e.clone()));
                 }
             }
         }
