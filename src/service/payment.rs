@@ -668,8 +668,13 @@ impl Service {
             .await?;
         // Signed while the group commits; released only once it is durable.
         let Staged { early, rest } = staged;
-        let signing = early.map(|(seq, index, signing)| (seq, index, signing.start(self)));
-        let decided = rest.durable().await?;
+        let (signed, decided) = match early {
+            Some((seq, index, begun)) => {
+                let (signed, decided) = tokio::join!(begun.start(self).sealed(), rest.durable());
+                (Some((seq, index, signed)), decided?)
+            }
+            None => (None, rest.durable().await?),
+        };
         match decided {
             Decided::Denied(denial) => {
                 tracing::info!(decision = %id, agent = %agent.id, reason = denial.reason.name(), "payment denied");
@@ -683,10 +688,10 @@ impl Service {
                 Ok(json!({ "status": "pending_confirmation", "decision": id }))
             }
             Decided::Authorized(debited) => {
-                let Some((seq, index, signing)) = signing else {
+                let Some((seq, index, signed)) = signed else {
                     return Err(Error::Internal("authorized without a signature".into()));
                 };
-                let jwt = match signing.sealed().await {
+                let jwt = match signed {
                     Ok(sealed) => sealed.release(&debited),
                     Err(e) => {
                         self.void(&id, chain.clone(), &agent).await;
