@@ -274,7 +274,7 @@ impl PendingInput {
         let [at] = found[..] else {
             return Err(JoseError::Json(
                 "payload",
-                format!("member {field:?} is not a top-level 0 exactly once"),
+                format!("member {field:?} does not appear as 0 exactly once"),
             ));
         };
         let (before, rest) = json.split_at(at);
