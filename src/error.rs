@@ -76,6 +76,10 @@ pub enum Error {
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// A signed output and the proof offered for its release do not match: a bug, and the
+    /// output does not leave.
+    #[error(transparent)]
+    Release(#[from] crate::seal::ReleaseError),
     /// A fault that is a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -143,6 +147,10 @@ impl Error {
                     .with_decision(decision.clone())
             }
             Self::Widens(m) => RpcError::new(C::VoucherWidens, m.clone()),
+            Self::Release(e) => {
+                tracing::error!(error = %e, "a signed output was withheld");
+                RpcError::new(C::InternalError, "internal error; see the daemon log")
+            }
             Self::EntryNotFound(m) => RpcError::new(C::EntryNotFound, m.clone()),
             Self::NotYetCheckpointed(m) => RpcError::new(C::NotYetCheckpointed, m.clone()),
             Self::DecisionNotFound(id) => {

@@ -1,15 +1,28 @@
 //! The ledger: every change to money (debits, holds, refunds, reservations for delegations,
-//! revocations) goes through one writer thread that groups concurrent transactions into one
-//! commit.
+//! revocations) and every entry of the evidence log goes through one writer thread that groups
+//! concurrent transactions into one commit.
 //!
 //! A job is a closure run on the writer's own SQLite connection inside a savepoint of the current
 //! group; a job that fails is rolled back alone. The group then commits once (WAL,
 //! `synchronous=FULL`: one fsync for many decisions) and only then is each job's result handed
 //! back. So a caller never sees a result that a crash could take back. A job may also tell a
 //! part of its result early ([`Ledger::stage`]), before the commit: the payment path uses it to
-//! compute the signature while the fsync runs, and holds that signature back until the
-//! [`Debited`] proof, which only the committed result carries, lets it go. Nothing signed leaves
-//! the daemon on the strength of a debit that is not on disk.
+//! compute the signature while the fsync runs.
+//!
+//! ## The proofs that let a signature leave
+//!
+//! Nothing an agent key or the issuer key signs may leave the daemon before the entry that
+//! records it, and for a payment the debit, are durable. The types carry that rule:
+//! - [`crate::policy::Allowed`] is minted only by a decision that found nothing wrong and is
+//!   consumed by [`debit_allowed`], which mints a [`Debited`]; [`release_hold`] mints one for a
+//!   held payment that an operator confirms (its amount was debited when it was held);
+//! - [`Tx::record_signed`] appends the entry of a signed output (it names the SHA-256 of what the
+//!   key signed) and mints a [`Recorded`], which carries the job's proof (a [`Debited`] for an
+//!   authorization, `()` otherwise) and the number of the group it was written in;
+//! - only the writer, once a group's `COMMIT` succeeded, mints that group's [`Commit`], which
+//!   turns a [`Recorded`] of the same group into a [`Logged`];
+//! - [`crate::seal::Withheld::release`] takes a [`Logged`] by value, of the right proof type and
+//!   naming the same signed digest, and is the only way to the signed bytes.
 //!
 //! Because the one thread runs jobs one after another, a job's reads and writes are never
 //! interleaved with another's: budgets are checked and debited atomically without row locks. The
@@ -46,17 +59,19 @@ trait Work: Send {
     /// Runs the job: in a savepoint of its own, or with none when it is alone in its group
     /// (the writer then rolls the whole transaction back if it fails). Whether it succeeded.
     fn run(&mut self, tx: &Tx<'_>) -> bool;
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    /// Hands the job its result: `commit` is the group's number once it is durable.
+    fn finish(self: Box<Self>, commit: Result<u64, String>);
 }
 
 type JobFn<E, T> = Box<dyn for<'t> FnOnce(&Tx<'t>) -> Result<(E, T), StoreError> + Send>;
 
-/// What a job runs on: the writer's connection (through `Deref`) and the evidence log that
-/// commits with it.
+/// What a job runs on: the writer's connection and the evidence log that commits with it.
 #[derive(Debug)]
 pub struct Tx<'c> {
     conn: &'c Connection,
     origin: &'c str,
+    /// The number of the group being run, which [`Recorded`] and [`Commit`] carry.
+    group: std::cell::Cell<u64>,
     /// The log's end as this transaction has left it; `None` when it must be read again (after
     /// a failed commit).
     tip: &'c std::cell::RefCell<Option<log::Tip>>,
@@ -64,16 +79,47 @@ pub struct Tx<'c> {
     alone: std::cell::Cell<bool>,
 }
 
-impl std::ops::Deref for Tx<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
+impl Tx<'_> {
+    /// The writer's connection, for the state's SQL in this job's transaction.
+    pub(crate) fn conn(&self) -> &Connection {
         self.conn
     }
-}
 
-impl Tx<'_> {
+    /// Appends the entry of a signed output to the evidence log in this job's transaction: the
+    /// fact gains a `signed` member, the base64url SHA-256 that the key signed (`covers`), and
+    /// the entry carries `proof` (a [`Debited`] for an authorization) to the commit.
+    pub fn record_signed<P>(
+        &self,
+        mut draft: Draft,
+        covers: [u8; 32],
+        proof: P,
+    ) -> Result<Recorded<P>, StoreError> {
+        match draft.fact.as_object_mut() {
+            Some(map) => {
+                map.insert(
+                    "signed".into(),
+                    serde_json::Value::String(crate::jose::b64url(&covers)),
+                );
+            }
+            None => {
+                return Err(StoreError::Corrupt(
+                    "the fact of a signed output is not a JSON object".into(),
+                ));
+            }
+        }
+        let at = self.record(&draft)?;
+        Ok(Recorded {
+            group: self.group.get(),
+            index: at.index,
+            leaf: at.leaf,
+            covers,
+            proof,
+        })
+    }
+
     /// Appends `draft` to the evidence log in this job's transaction: the entry is durable
-    /// exactly when the change it records is.
+    /// exactly when the change it records is. A fact that accompanies a signature is recorded
+    /// with [`Tx::record_signed`] instead.
     pub fn record(&self, draft: &Draft) -> Result<Appended, StoreError> {
         let mut tip = self.tip.borrow_mut();
         let tip = match tip.as_mut() {
@@ -121,12 +167,15 @@ fn head(conn: &Connection) -> Result<Head, StoreError> {
     })
 }
 
+/// What a job's caller receives once its group is durable.
+type Reply<T> = Result<(T, Commit), StoreError>;
+
 struct Task<E, T> {
     job: Option<JobFn<E, T>>,
     /// Told as soon as the job's savepoint is released, before the group commits.
     early: Option<tokio::sync::oneshot::Sender<E>>,
     result: Option<Result<T, StoreError>>,
-    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Reply<T>>,
 }
 
 impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
@@ -178,11 +227,11 @@ impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<u64, String>) {
         let outcome = match (commit, self.result) {
-            (Ok(()), Some(r)) => r,
+            (Ok(group), Some(r)) => r.map(|t| (t, Commit { group })),
             (Err(why), _) => Err(StoreError::Commit(why)),
-            (Ok(()), None) => Err(StoreError::Commit("job never ran".into())),
+            (Ok(_), None) => Err(StoreError::Commit("job never ran".into())),
         };
         // The caller may have gone away; its result is durable regardless.
         let _ = self.reply.send(outcome);
@@ -205,19 +254,91 @@ pub struct Staged<E, T> {
 
 /// The rest of a staged job's result.
 #[derive(Debug)]
-pub struct Rest<T>(tokio::sync::oneshot::Receiver<Result<T, StoreError>>);
+pub struct Rest<T>(tokio::sync::oneshot::Receiver<Reply<T>>);
 
 impl<T> Rest<T> {
-    /// The job's result, once its group is durable.
-    pub async fn durable(self) -> Result<T, StoreError> {
+    /// The job's result, once its group is durable, with the group's [`Commit`].
+    pub async fn durable(self) -> Result<(T, Commit), StoreError> {
         self.0.await.map_err(|_| stopped())?
     }
 }
 
 impl<E, T> Staged<E, T> {
-    /// The job's result, once its group is durable.
-    pub async fn durable(self) -> Result<T, StoreError> {
+    /// The job's result, once its group is durable, with the group's [`Commit`].
+    pub async fn durable(self) -> Result<(T, Commit), StoreError> {
         self.rest.durable().await
+    }
+}
+
+/// Proof that a group of jobs is durable: minted only by the writer, after the group's `COMMIT`
+/// succeeded, and handed with each job's result. It turns the [`Recorded`] entries of its own
+/// group into [`Logged`] ones.
+#[derive(Debug)]
+pub struct Commit {
+    group: u64,
+}
+
+impl Commit {
+    /// The proof that `recorded`, appended by a job of this group, is durable.
+    pub fn logged<P>(&self, recorded: Recorded<P>) -> Result<Logged<P>, StoreError> {
+        if recorded.group != self.group {
+            return Err(StoreError::Commit(format!(
+                "entry {} was recorded in group {}, not in the committed group {}",
+                recorded.index, recorded.group, self.group
+            )));
+        }
+        Ok(Logged {
+            index: recorded.index,
+            leaf: recorded.leaf,
+            covers: recorded.covers,
+            proof: recorded.proof,
+        })
+    }
+}
+
+/// The entry of a signed output, appended in a job whose group is not known to be durable yet.
+/// Only [`Tx::record_signed`] makes one; only the same group's [`Commit`] turns it into a
+/// [`Logged`].
+#[derive(Debug)]
+#[must_use = "a recorded entry is worth something only once its commit turns it into Logged"]
+pub struct Recorded<P> {
+    group: u64,
+    index: u64,
+    leaf: Hash,
+    covers: [u8; 32],
+    proof: P,
+}
+
+/// Proof that the entry recording a signed output is durable in the evidence log, with the
+/// proof `P` its job carried (a [`Debited`] for an authorization). What
+/// [`crate::seal::Withheld::release`] takes, by value.
+#[derive(Debug)]
+pub struct Logged<P> {
+    index: u64,
+    leaf: Hash,
+    covers: [u8; 32],
+    proof: P,
+}
+
+impl<P> Logged<P> {
+    /// The entry's index in the log.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The entry's leaf hash.
+    pub fn leaf(&self) -> Hash {
+        self.leaf
+    }
+
+    /// The SHA-256 the key signed, as the entry names it.
+    pub fn covers(&self) -> &[u8; 32] {
+        &self.covers
+    }
+
+    /// The proof the job carried.
+    pub fn proof(&self) -> &P {
+        &self.proof
     }
 }
 
@@ -300,6 +421,15 @@ impl Ledger {
         &self,
         job: impl for<'t> FnOnce(&Tx<'t>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.commit(job).await.map(|(t, _)| t)
+    }
+
+    /// As [`Ledger::run`], with the group's [`Commit`]: for a job that recorded a signed output,
+    /// whose [`Recorded`] entry the commit turns into the [`Logged`] proof its release takes.
+    pub async fn commit<T: Send + 'static>(
+        &self,
+        job: impl for<'t> FnOnce(&Tx<'t>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, Commit), StoreError> {
         // Nothing is told early, so the caller is woken once, when the group is durable.
         let (reply, rest) = tokio::sync::oneshot::channel();
         self.enqueue(Box::new(Task {
@@ -405,10 +535,13 @@ impl Writer<'_> {
         let tx = Tx {
             conn,
             origin: self.origin,
+            group: std::cell::Cell::new(0),
             tip: &tip,
             alone: std::cell::Cell::new(false),
         };
         while let Ok(first) = jobs.recv() {
+            // Every group gets a new number, so a Commit only vouches for its own entries.
+            tx.group.set(tx.group.get().wrapping_add(1));
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match jobs.try_recv() {
@@ -450,8 +583,9 @@ impl Writer<'_> {
                     tracing::error!(%why, jobs = group.len(), "ledger commit failed; nothing in the group took effect");
                 }
             }
+            let number = tx.group.get();
             for job in group {
-                job.finish(commit.clone());
+                job.finish(commit.clone().map(|()| number));
             }
             if commit.is_ok() {
                 self.publish_head(tip.borrow().as_ref());
@@ -527,7 +661,8 @@ fn to_u64(n: i64) -> u64 {
 }
 
 /// What each voucher of a chain (ids root first) has used, read inside the current job.
-pub fn usage(conn: &Connection, chain: &[String], now: i64) -> Result<Vec<Usage>, StoreError> {
+pub(crate) fn usage(tx: &Tx<'_>, chain: &[String], now: i64) -> Result<Vec<Usage>, StoreError> {
+    let conn = tx.conn();
     let mut row = conn.prepare_cached(
         "SELECT status, spent, reserved, payments,
                 EXISTS (SELECT 1 FROM payment p
@@ -554,34 +689,35 @@ pub fn usage(conn: &Connection, chain: &[String], now: i64) -> Result<Vec<Usage>
         .collect()
 }
 
-/// Proof that a payment's amount is debited in the current group. Jobs return it in the part of
-/// their result that comes only after the group commits ([`Ledger::run`], [`Staged::durable`];
-/// never in a staged job's early part), so holding one means the debit is durable; releasing a
-/// signed authorization requires one.
+/// Proof that a payment's amount was debited in the current job, minted only from an
+/// [`crate::policy::Allowed`] or a held payment's confirmation. By itself it proves nothing
+/// durable: it goes into the authorization's [`Recorded`] entry and comes out of the commit in
+/// a [`Logged`], which is what releasing an authorization takes.
 #[derive(Debug)]
 pub struct Debited(());
 
 /// Debits an allowed payment along its chain (see [`debit`]): one payment, `amount` minor units.
+/// Consumes the decision's proof, so one decision debits once.
 pub fn debit_allowed(
-    conn: &Connection,
+    tx: &Tx<'_>,
     chain: &[String],
     amount: u64,
     _allowed: crate::policy::Allowed,
 ) -> Result<Debited, StoreError> {
-    debit(conn, chain, amount, 1)?;
+    debit(tx.conn(), chain, amount, 1)?;
     Ok(Debited(()))
 }
 
 /// Moves a held (pending) payment to authorized; its amount was debited when it was held.
 /// Returns `None` if it is not pending.
 pub fn release_hold(
-    conn: &Connection,
+    tx: &Tx<'_>,
     id: &str,
     now: i64,
     report_deadline: Option<i64>,
 ) -> Result<Option<Debited>, StoreError> {
     let moved = set_payment_status(
-        conn,
+        tx,
         id,
         &["pending"],
         "authorized",
@@ -594,23 +730,20 @@ pub fn release_hold(
 
 /// Moves `amount` (and `count` payments) into spending along a chain (ids root first): every
 /// voucher's `spent` grows; every ancestor's reservation for the next link shrinks by the same
-/// amount, since that money is now spent rather than set aside.
-pub fn debit(
-    conn: &Connection,
-    chain: &[String],
-    amount: u64,
-    count: u64,
-) -> Result<(), StoreError> {
+/// amount, since that money is now spent rather than set aside. Private: a debit happens only
+/// through [`debit_allowed`].
+fn debit(conn: &Connection, chain: &[String], amount: u64, count: u64) -> Result<(), StoreError> {
     shift(conn, chain, to_i64(amount)?, to_i64(count)?)
 }
 
 /// Undoes [`debit`]: a failed, refunded, rejected or voided payment gives its amount back.
-pub fn credit(
-    conn: &Connection,
+pub(crate) fn credit(
+    tx: &Tx<'_>,
     chain: &[String],
     amount: u64,
     count: u64,
 ) -> Result<(), StoreError> {
+    let conn = tx.conn();
     shift(conn, chain, -to_i64(amount)?, -to_i64(count)?)
 }
 
@@ -631,7 +764,8 @@ fn shift(conn: &Connection, chain: &[String], amount: i64, count: i64) -> Result
 
 /// Sets aside `budget` of `parent` for a new delegation. Fails with `None` (nothing changed)
 /// when the parent has not that much left.
-pub fn reserve(conn: &Connection, parent: &str, budget: u64) -> Result<Option<()>, StoreError> {
+pub(crate) fn reserve(tx: &Tx<'_>, parent: &str, budget: u64) -> Result<Option<()>, StoreError> {
+    let conn = tx.conn();
     let n = conn.execute(
         "UPDATE voucher SET reserved = reserved + ?2
          WHERE id = ?1 AND budget IS NOT NULL AND spent + reserved + ?2 <= budget",
@@ -642,7 +776,8 @@ pub fn reserve(conn: &Connection, parent: &str, budget: u64) -> Result<Option<()
 
 /// Revokes a voucher; a delegation's unspent reservation goes back to its parent. Returns
 /// whether it was active.
-pub fn revoke(conn: &Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let row: Option<(String, Option<String>, Option<i64>, i64)> = conn
         .query_row(
             "SELECT status, parent, budget, spent FROM voucher WHERE id = ?1",
@@ -719,7 +854,8 @@ pub struct PaymentRow {
 }
 
 /// Records a decision; returns its `seq`.
-pub fn insert_payment(conn: &Connection, p: &PaymentRow) -> Result<i64, StoreError> {
+pub(crate) fn insert_payment(tx: &Tx<'_>, p: &PaymentRow) -> Result<i64, StoreError> {
+    let conn = tx.conn();
     let mut ins = conn.prepare_cached(
         "INSERT INTO payment (id, voucher_id, agent_id, amount, currency, payee, category,
                               transaction_id, aud, nonce, facts, confirm, status, reason,
@@ -750,11 +886,12 @@ pub fn insert_payment(conn: &Connection, p: &PaymentRow) -> Result<i64, StoreErr
 }
 
 /// Whether this checkout is already authorized or pending on this voucher.
-pub fn checkout_taken(
-    conn: &Connection,
+pub(crate) fn checkout_taken(
+    tx: &Tx<'_>,
     voucher: &str,
     transaction_id: &str,
 ) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let mut q = conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM payment WHERE voucher_id = ?1 AND transaction_id = ?2
                         AND status IN ('authorized', 'pending'))",
@@ -821,8 +958,8 @@ pub fn payments(
 }
 
 /// Moves a decision to a new status (from one of `from`); returns whether it moved.
-pub fn set_payment_status(
-    conn: &Connection,
+pub(crate) fn set_payment_status(
+    tx: &Tx<'_>,
     id: &str,
     from: &[&str],
     to: &str,
@@ -830,6 +967,7 @@ pub fn set_payment_status(
     now: i64,
     report_deadline: Option<i64>,
 ) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let current: Option<String> = conn
         .query_row("SELECT status FROM payment WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -851,7 +989,8 @@ pub fn set_payment_status(
 }
 
 /// Keeps a confirmed payment's signed authorization for the agent to collect.
-pub fn set_authorization(conn: &Connection, id: &str, jwt: &str) -> Result<(), StoreError> {
+pub(crate) fn set_authorization(tx: &Tx<'_>, id: &str, jwt: &str) -> Result<(), StoreError> {
+    let conn = tx.conn();
     conn.execute(
         "UPDATE payment SET authorization = ?2 WHERE id = ?1",
         params![id, jwt],
@@ -860,13 +999,14 @@ pub fn set_authorization(conn: &Connection, id: &str, jwt: &str) -> Result<(), S
 }
 
 /// Records a payment's outcome.
-pub fn set_outcome(
-    conn: &Connection,
+pub(crate) fn set_outcome(
+    tx: &Tx<'_>,
     id: &str,
     outcome: &str,
     reference: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let conn = tx.conn();
     conn.execute(
         "UPDATE payment SET outcome = ?2, reference = coalesce(?3, reference), reported_at = ?4
          WHERE id = ?1",
@@ -946,7 +1086,7 @@ mod tests {
         let reserved = ledger
             .run(|c| {
                 let r = reserve(c, "root", 300)?;
-                crate::store::insert_voucher(c, &row("child", Some("root"), Some(300)))?;
+                crate::store::insert_voucher(c.conn(), &row("child", Some("root"), Some(300)))?;
                 Ok(r)
             })
             .await
@@ -958,7 +1098,10 @@ mod tests {
             "only 700 left to carve"
         );
         let ch = chain.clone();
-        ledger.run(move |c| debit(c, &ch, 100, 1)).await.unwrap();
+        ledger
+            .run(move |c| debit(c.conn(), &ch, 100, 1))
+            .await
+            .unwrap();
         let ch = chain.clone();
         let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
         assert_eq!((u[0].spent, u[0].reserved, u[0].payments), (100, 200, 1));
@@ -966,9 +1109,9 @@ mod tests {
         // The trigger refuses overspending even if the policy were bypassed; the job rolls back
         // alone and its neighbours in the group still commit.
         let ch = chain.clone();
-        let over = ledger.run(move |c| debit(c, &ch, 201, 1));
+        let over = ledger.run(move |c| debit(c.conn(), &ch, 201, 1));
         let ch = chain.clone();
-        let fine = ledger.run(move |c| debit(c, &ch, 50, 1));
+        let fine = ledger.run(move |c| debit(c.conn(), &ch, 50, 1));
         let (over, fine) = tokio::join!(over, fine);
         assert!(over.is_err());
         fine.unwrap();
@@ -1006,32 +1149,35 @@ mod tests {
         // The early part arrives before the commit; the rest once the group is on disk.
         let staged = ledger
             .stage(|c| {
-                c.execute("INSERT INTO parent (id) VALUES (1)", [])?;
-                Ok((c.last_insert_rowid(), "durable"))
+                c.conn().execute("INSERT INTO parent (id) VALUES (1)", [])?;
+                Ok((c.conn().last_insert_rowid(), "durable"))
             })
             .await
             .unwrap();
         assert_eq!(staged.early, 1);
-        assert_eq!(staged.durable().await.unwrap(), "durable");
+        assert_eq!(staged.durable().await.unwrap().0, "durable");
         // A deferred foreign key fails only at COMMIT: the job told its early part, but the
         // commit failed, so the rest never comes and nothing it wrote is kept.
         let staged = ledger
             .stage(|c| {
-                c.execute("INSERT INTO child (p) VALUES (42)", [])?;
+                c.conn().execute("INSERT INTO child (p) VALUES (42)", [])?;
                 Ok(((), ()))
             })
             .await
             .unwrap();
         assert!(matches!(staged.durable().await, Err(StoreError::Commit(_))));
         let children: i64 = ledger
-            .run(|c| Ok(c.query_row("SELECT count(*) FROM child", [], |r| r.get(0))?))
+            .run(|c| {
+                Ok(c.conn()
+                    .query_row("SELECT count(*) FROM child", [], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(children, 0);
         // A job's own error comes back from `stage` itself, with no early part.
         let failed = ledger
             .stage(|c| {
-                c.execute("INSERT INTO parent (id) VALUES (1)", [])?;
+                c.conn().execute("INSERT INTO parent (id) VALUES (1)", [])?;
                 Ok(((), ()))
             })
             .await;
@@ -1061,7 +1207,8 @@ mod tests {
                                 match i % 4 {
                                     1 => Err(StoreError::Corrupt("refused".into())),
                                     3 if round % 5 == 4 && i == 11 => {
-                                        tx.execute("INSERT INTO child (p) VALUES (42)", [])?;
+                                        tx.conn()
+                                            .execute("INSERT INTO child (p) VALUES (42)", [])?;
                                         Ok(a)
                                     }
                                     _ => Ok(a),
@@ -1083,18 +1230,23 @@ mod tests {
             let lone = ledger
                 .run(move |tx| {
                     tx.record(&d)?;
-                    tx.execute("INSERT INTO parent (id) VALUES (7)", [])?;
+                    tx.conn()
+                        .execute("INSERT INTO parent (id) VALUES (7)", [])?;
                     Err::<(), _>(StoreError::Corrupt("refused".into()))
                 })
                 .await;
             assert!(matches!(lone, Err(StoreError::Corrupt(_))), "{lone:?}");
         }
         let parents: i64 = ledger
-            .run(|tx| Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get(0))?))
+            .run(|tx| {
+                Ok(tx
+                    .conn()
+                    .query_row("SELECT count(*) FROM parent", [], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(parents, 0);
-        let size = ledger.run(|tx| log::size(tx)).await.unwrap();
+        let size = ledger.run(|tx| log::size(tx.conn())).await.unwrap();
         assert_eq!(size, kept);
         assert!(kept > 0 && kept < 20 * 12, "{kept}");
         // The stored entries chain with no gap, and the published head is their tree's root.
@@ -1125,7 +1277,7 @@ mod tests {
         for n in 0..3000_i64 {
             ledger
                 .run(move |c| {
-                    c.execute(
+                    c.conn().execute(
                         "INSERT INTO filler (n, pad) VALUES (?1, zeroblob(600))",
                         [n],
                     )?;

@@ -14,7 +14,8 @@
 //! | [`error`] | the service error type and its one mapping to wire errors |
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
 //! | [`store`] | SQLite state with versioned migrations |
-//! | [`ledger`] | the group-committing writer for money: debits, holds, refunds, reservations |
+//! | [`ledger`] | the group-committing writer for money and the log, and the proofs its commits mint |
+//! | [`seal`] | signed output withheld until its entry is durable; the service's only way to sign |
 //! | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
 //! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
@@ -57,6 +58,7 @@ pub mod metrics;
 pub mod payment;
 pub mod policy;
 pub mod protocol;
+pub mod seal;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -74,6 +74,11 @@ pub struct AuthorizationClaims {
     pub report_by: Option<i64>,
     /// base64url SHA-256 of the attestation bundle's bytes.
     pub attestation_sha256: String,
+    /// base64url SHA-256 of the JSON of the facts the request carried, as its evidence entry
+    /// records them; absent when it carried none. Facts are the agent's own claims (what L4
+    /// conditions read), never measured by the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_sha256: Option<String>,
 }
 
 /// The fields a payment is bound by; hashed by [`binding_digest`].

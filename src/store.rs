@@ -292,21 +292,6 @@ impl Store {
         self.with(|c| f(c))
     }
 
-    /// Stores an agent's certificate (PEM).
-    pub fn set_certificate(&self, id: &str, pem: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            let n = c.execute(
-                "UPDATE agent SET certificate = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, pem, now()],
-            )?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound)
-            }
-        })
-    }
-
     /// Every agent, retired ones included, by id.
     pub fn agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.with(|c| {
@@ -492,29 +477,6 @@ impl Store {
         })
     }
 
-    /// Registers an external issuer's key under `name`.
-    pub fn insert_issuer(&self, name: &str, key: &PublicKey) -> Result<(), StoreError> {
-        let jwk =
-            serde_json::to_string(&key.to_jwk()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|c| {
-            let r = c.execute(
-                "INSERT INTO issuer (name, kid, jwk, added_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, key.thumbprint(), jwk, now()],
-            );
-            constraint_is_exists(r)
-        })
-    }
-
-    /// Removes an external issuer.
-    pub fn remove_issuer(&self, name: &str) -> Result<(), StoreError> {
-        self.with(
-            |c| match c.execute("DELETE FROM issuer WHERE name = ?1", [name])? {
-                1 => Ok(()),
-                _ => Err(StoreError::NotFound),
-            },
-        )
-    }
-
     /// The payment decision with this id.
     pub fn payment(&self, id: &str) -> Result<Option<crate::ledger::PaymentRow>, StoreError> {
         self.with(|c| crate::ledger::payment(c, id))
@@ -547,6 +509,46 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// Stores an imported certificate for agent `id` (in a ledger job, with its entry).
+pub fn set_certificate(c: &Connection, id: &str, pem: &str) -> Result<(), StoreError> {
+    let n = c.execute(
+        "UPDATE agent SET certificate = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, pem, now()],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+/// Registers an external issuer's key under `name` (in a ledger job, with its entry).
+pub fn insert_issuer(c: &Connection, name: &str, key: &PublicKey) -> Result<(), StoreError> {
+    let jwk =
+        serde_json::to_string(&key.to_jwk()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let r = c.execute(
+        "INSERT INTO issuer (name, kid, jwk, added_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, key.thumbprint(), jwk, now()],
+    );
+    constraint_is_exists(r)
+}
+
+/// Removes an external issuer (in a ledger job, with its entry); the key it had.
+pub fn remove_issuer(c: &Connection, name: &str) -> Result<PublicKey, StoreError> {
+    let jwk: Option<String> = c
+        .query_row("SELECT jwk FROM issuer WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let key = jwk.ok_or(StoreError::NotFound).and_then(|j| {
+        crate::jose::Jwk::from_json(&j)
+            .and_then(|j| j.to_public_key())
+            .map_err(|e| StoreError::Corrupt(format!("issuer {name}: {e}")))
+    })?;
+    c.execute("DELETE FROM issuer WHERE name = ?1", [name])?;
+    Ok(key)
 }
 
 fn constraint_is_exists(r: rusqlite::Result<usize>) -> Result<(), StoreError> {

@@ -290,6 +290,129 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
     assert!(stderr.contains("entries were removed"), "{stderr}");
 }
 
+/// The entry `index` as the daemon serves it, parsed.
+fn entry_at(d: &Daemon, index: u64) -> Value {
+    let e = d
+        .admin()
+        .call("evidence.entry", json!({ "index": index }))
+        .unwrap();
+    serde_json::from_str(e["entry"].as_str().unwrap()).unwrap()
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64UrlUnpadded::encode_string(b)
+}
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    use base64ct::Encoding;
+    base64ct::Base64UrlUnpadded::decode_vec(s).unwrap()
+}
+
+/// base64url SHA-256 of what a JWS's key signed: `header.payload`.
+fn signed_digest_of_jws(jws: &str) -> String {
+    use sha2::Digest;
+    let input = jws.rsplit_once('.').unwrap().0;
+    b64url(&sha2::Sha256::digest(input.as_bytes()))
+}
+
+#[test]
+fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+
+    // An attestation is in the log, naming its nonce and what the key signed, before it leaves.
+    let att = d
+        .agent()
+        .call("agent.attest", json!({ "nonce": "verifier-nonce-0042" }))
+        .unwrap();
+    let jws = att["attestation"].as_str().unwrap();
+    let e = entry_at(&d, att["log_index"].as_u64().unwrap());
+    assert_eq!(e["kind"], "agent.attested");
+    assert_eq!(e["agent"], "shop-bot");
+    assert_eq!(e["fact"]["nonce"], "verifier-nonce-0042");
+    assert_eq!(e["fact"]["signed"], signed_digest_of_jws(jws));
+
+    // A CSR signed by the agent key: its entry names the digest of the request's body.
+    let csr = d
+        .admin()
+        .call(
+            "admin.agent_csr",
+            json!({ "agent": "shop-bot", "subject": "CN=shop-bot,O=Example" }),
+        )
+        .unwrap();
+    let e = entry_at(&d, csr["log_index"].as_u64().unwrap());
+    assert_eq!(e["kind"], "agent.csr_signed");
+    assert_eq!(e["fact"]["subject"], "CN=shop-bot,O=Example");
+    assert!(e["fact"]["signed"].as_str().is_some_and(|s| s.len() == 43));
+
+    // Trust anchors change through the log too.
+    let sk = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    let point = sk.verifying_key().to_sec1_point(false);
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256",
+        "x": b64url(&point.as_bytes()[1..33]),
+        "y": b64url(&point.as_bytes()[33..65]),
+    });
+    let added = d
+        .admin()
+        .call("admin.issuer_add", json!({ "name": "bank", "jwk": jwk }))
+        .unwrap();
+    d.admin()
+        .call("admin.issuer_remove", json!({ "name": "bank" }))
+        .unwrap();
+
+    // A payment's facts (what L4 conditions read) are in its entry, and the mandate carries
+    // their digest.
+    let voucher = issue(&d, json!({"budget": 10_000}));
+    let facts = json!({ "price_rank": 1, "reason": "cheapest of three" });
+    let paid = d
+        .agent()
+        .call(
+            "payment.authorize",
+            json!({
+                "voucher": voucher,
+                "payment": {"amount": 500, "currency": "CNY", "payee": "shop.example",
+                            "transaction_id": "tx-facts"},
+                "aud": "psp.example",
+                "nonce": "nonce-facts-0000",
+                "facts": facts,
+            }),
+        )
+        .unwrap();
+    let e = entry_at(&d, paid["log_index"].as_u64().unwrap());
+    assert_eq!(e["kind"], "payment.authorized");
+    assert_eq!(e["fact"]["facts"], facts);
+    let jwt = paid["authorization"].as_str().unwrap();
+    assert_eq!(e["fact"]["signed"], signed_digest_of_jws(jwt));
+    let claims: Value =
+        serde_json::from_slice(&b64url_decode(jwt.split('.').nth(1).unwrap())).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        claims["facts_sha256"],
+        b64url(&sha2::Sha256::digest(
+            serde_json::to_vec(&e["fact"]["facts"]).unwrap()
+        ))
+    );
+
+    // The whole log, these entries included, verifies offline.
+    let size = d.admin().call("admin.status", json!({})).unwrap()["evidence"]["entries"]
+        .as_u64()
+        .unwrap();
+    let work = common::tempdir();
+    let (_, summary) = export_live(&d, work.path(), size, None);
+    for kind in [
+        "agent.attested",
+        "agent.csr_signed",
+        "issuer.added",
+        "issuer.removed",
+        "payment.authorized",
+    ] {
+        assert_eq!(summary["kinds"][kind], 1, "{kind} in {summary}");
+    }
+    assert_eq!(added["kid"].as_str().map(str::len), Some(43));
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64ct::Encoding;
     base64ct::Base64::decode_vec(s).unwrap()

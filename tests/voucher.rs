@@ -227,3 +227,33 @@ fn arictl_issues_and_verifies_offline() {
     assert_eq!(code, Some(0));
     assert!(list.contains("bot") && list.contains("active"), "{list}");
 }
+
+#[test]
+fn amounts_beyond_what_the_ledger_holds_are_invalid_params_not_retryable() {
+    let d = Daemon::start();
+    d.provision_self("bot");
+    for (field, value) in [
+        ("budget", json!(1u64 << 63)),
+        ("max_amount", json!(u64::MAX)),
+        ("min_amount", json!(1u64 << 63)),
+        ("report_within_s", json!(u64::MAX)),
+    ] {
+        let mut params = json!({"agent": "bot", "level": "L3", "currency": "CNY",
+                                "max_amount": 100, "expires_at": far_future()});
+        params[field] = value;
+        let e = remote_err(d.admin().call("admin.voucher_issue", params));
+        assert_eq!(e.code, -32602, "{field}: {e:?}");
+        assert!(
+            !e.retryable,
+            "{field}: a wrong value is never worth retrying: {e:?}"
+        );
+    }
+    // The largest amount the ledger holds is accepted.
+    d.admin()
+        .call(
+            "admin.voucher_issue",
+            json!({"agent": "bot", "level": "L3", "currency": "CNY",
+                   "budget": i64::MAX, "expires_at": far_future()}),
+        )
+        .unwrap();
+}

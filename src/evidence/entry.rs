@@ -53,6 +53,16 @@ pub enum Kind {
     PaymentReported,
     #[serde(rename = "agent.statement")]
     AgentStatement,
+    #[serde(rename = "agent.attested")]
+    AgentAttested,
+    #[serde(rename = "agent.csr_signed")]
+    AgentCsrSigned,
+    #[serde(rename = "agent.certificate_imported")]
+    AgentCertificateImported,
+    #[serde(rename = "issuer.added")]
+    IssuerAdded,
+    #[serde(rename = "issuer.removed")]
+    IssuerRemoved,
 }
 
 impl Kind {
@@ -74,6 +84,11 @@ impl Kind {
             Kind::PaymentVoided => "payment.voided",
             Kind::PaymentReported => "payment.reported",
             Kind::AgentStatement => "agent.statement",
+            Kind::AgentAttested => "agent.attested",
+            Kind::AgentCsrSigned => "agent.csr_signed",
+            Kind::AgentCertificateImported => "agent.certificate_imported",
+            Kind::IssuerAdded => "issuer.added",
+            Kind::IssuerRemoved => "issuer.removed",
         }
     }
 }

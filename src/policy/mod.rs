@@ -155,12 +155,13 @@ fn deny(reason: Reason, detail: impl Into<String>) -> Denial {
     }
 }
 
-/// Proof that [`decide`] allowed a payment. Only this module can make one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Proof that [`decide`] allowed a payment. Only this module can make one, and it is neither
+/// `Clone` nor `Copy`: the ledger's debit consumes it, so one decision debits once.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Allowed(());
 
 /// What happens to an allowed payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Sign it now (L3 to L5).
     Authorize(Allowed),

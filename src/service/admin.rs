@@ -2,15 +2,17 @@
 //! before the in-memory registry sees it, and a key generated for a registration that then
 //! fails to commit is destroyed again.
 
-use super::{Service, agent_view, blocking};
+use super::{Service, agent_view};
 use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
+use crate::seal::Prepared;
 use crate::store::StoreError;
 use base64ct::Encoding as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 /// For methods without params: refuses any member.
 #[derive(Debug, Deserialize)]
@@ -144,7 +146,7 @@ impl Service {
         let inserted = self
             .ledger
             .run(move |tx| {
-                crate::store::insert_agent(tx, &row)?;
+                crate::store::insert_agent(tx.conn(), &row)?;
                 tx.record(&draft).map(drop)
             })
             .await;
@@ -191,7 +193,7 @@ impl Service {
         let key = id.to_string();
         self.ledger
             .run(move |tx| {
-                crate::store::set_agent_status(tx, &key, to)?;
+                crate::store::set_agent_status(tx.conn(), &key, to)?;
                 tx.record(&draft).map(drop)
             })
             .await?;
@@ -238,7 +240,7 @@ impl Service {
         self.backend.destroy_key(a.key.id.clone()).await?;
         let id = a.id.clone();
         self.ledger
-            .run(move |tx| crate::store::forget_key(tx, &id))
+            .run(move |tx| crate::store::forget_key(tx.conn(), &id))
             .await?;
         let mut a = a;
         a.key.id = crate::backend::KeyId(Vec::new());
@@ -255,11 +257,28 @@ impl Service {
             )));
         }
         let draft = CsrDraft::new(&p.subject, &agent.key.public)?;
-        let signature = self
+        let withheld = self
             .backend
-            .sign_digest(agent.key.id.clone(), draft.digest())
+            .sign::<_, ()>(agent.key.id.clone(), Prepared::new(draft))
+            .withheld()
             .await?;
-        Ok(json!({ "agent": agent.id, "csr": draft.finish(&signature)? }))
+        // Like every signature an agent key makes, the request is in the log before it leaves.
+        let entry = Draft::new(
+            Kind::AgentCsrSigned,
+            json!({
+                "instance": agent.instance,
+                "kid": agent.key.public.thumbprint(),
+                "subject": p.subject,
+            }),
+        )
+        .about(&agent.id, &agent.user);
+        let digest = withheld.digest();
+        let (recorded, commit) = self
+            .ledger
+            .commit(move |tx| tx.record_signed(entry, digest, ()))
+            .await?;
+        let (csr, index) = withheld.release(commit.logged(recorded)?)?;
+        Ok(json!({ "agent": agent.id, "csr": csr?, "log_index": index }))
     }
 
     pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<Value, Error> {
@@ -277,8 +296,23 @@ impl Service {
             ));
         }
         let (pem, summary) = check_certificate(&p.certificate, &agent.key.public)?;
-        let (store, id, stored) = (self.store.clone(), agent.id.clone(), pem.clone());
-        blocking(move || store.set_certificate(&id, &stored)).await?;
+        let draft = Draft::new(
+            Kind::AgentCertificateImported,
+            json!({
+                "instance": agent.instance,
+                "kid": agent.key.public.thumbprint(),
+                "certificate_sha256": crate::jose::b64url(&sha2::Sha256::digest(pem.as_bytes())),
+                "subject": summary.subject,
+            }),
+        )
+        .about(&agent.id, &agent.user);
+        let (id, stored) = (agent.id.clone(), pem.clone());
+        self.ledger
+            .run(move |tx| {
+                crate::store::set_certificate(tx.conn(), &id, &stored)?;
+                tx.record(&draft).map(drop)
+            })
+            .await?;
         agent.certificate = Some(pem);
         self.registry.put(agent.clone());
         tracing::info!(agent = %agent.id, subject = %summary.subject, "certificate imported");

@@ -7,11 +7,14 @@ use crate::attest::{
 };
 use crate::clock::unix_now;
 use crate::error::Error;
+use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts};
 use crate::jose::{Header, SigningInput};
+use crate::seal::Prepared;
 use crate::server::ConnInfo;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 /// Params of `agent.attest`.
 #[derive(Debug, Deserialize)]
@@ -66,14 +69,34 @@ impl Service {
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self
+        let withheld = self
             .backend
-            .sign_digest(agent.key.id.clone(), input.digest())
+            .sign::<_, ()>(agent.key.id.clone(), Prepared::new(input))
+            .withheld()
             .await?;
+        // The attestation leaves only once its entry is durable, like every agent signature.
+        let draft = Draft::new(
+            Kind::AgentAttested,
+            json!({
+                "nonce": claims.nonce,
+                "kid": kid,
+                "bundle_sha256": crate::jose::b64url(&Sha256::digest(&bundle)),
+                "tpm": claims.evidence.tpm.present,
+            }),
+        )
+        .about(&agent.id, &agent.user)
+        .runtime(self.runtime_digest(&agent, &facts));
+        let digest = withheld.digest();
+        let (recorded, commit) = self
+            .ledger
+            .commit(move |tx| tx.record_signed(draft, digest, ()))
+            .await?;
+        let (attestation, index) = withheld.release(commit.logged(recorded)?)?;
         Ok(json!({
-            "attestation": input.finish(&signature),
+            "attestation": attestation,
             "kid": kid,
             "bundle": crate::jose::b64url(&bundle),
+            "log_index": index,
         }))
     }
 

@@ -7,9 +7,10 @@
 //! they never wait for the writer.
 
 use super::{Service, blocking};
+use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
 use crate::error::Error;
-use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::entry::{Draft, Kind};
 use crate::evidence::export;
 use crate::evidence::log::{self, StoredNodes};
@@ -17,6 +18,7 @@ use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFa
 use crate::evidence::tree::{self, Hash};
 use crate::jose::{self, Header, SigningInput};
 use crate::ledger::Head;
+use crate::seal::Prepared;
 use crate::server::ConnInfo;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -136,6 +138,22 @@ pub(super) struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<Value, Error>>,
 }
 
+/// A batch of statements by one agent, signed and withheld, with each one's place in it.
+#[derive(Debug)]
+struct SignedBatch {
+    withheld: crate::seal::Withheld<SigningInput, ()>,
+    paths: Vec<BatchPath>,
+}
+
+/// What one statement's entry will say besides the batch's signature.
+struct StatementEntry {
+    agent: (String, String),
+    runtime: Option<String>,
+    statement: String,
+    batch: BatchPath,
+    jwk: jose::Jwk,
+}
+
 /// Answers every statement of `batch` with `e`.
 fn refuse(batch: Vec<Pending>, e: &Error) {
     for p in batch {
@@ -153,6 +171,40 @@ fn share(e: &Error) -> Error {
         Error::Store(s) => Error::Store(StoreError::Commit(s.to_string())),
         other => Error::Internal(other.to_string()),
     }
+}
+
+/// The answers to a batch of statements whose entries `commit` made durable: each one's entry,
+/// statement and place in the batch, and the batch's signature, released by the first entry.
+fn release_statements(
+    commit: &crate::ledger::Commit,
+    withheld: crate::seal::Withheld<SigningInput, ()>,
+    recorded: Vec<crate::ledger::Recorded<()>>,
+    shown: Vec<(String, BatchPath)>,
+) -> Result<Vec<Value>, Error> {
+    let mut logged = recorded
+        .into_iter()
+        .map(|r| commit.logged(r))
+        .collect::<Result<std::collections::VecDeque<_>, _>>()?;
+    let first = logged
+        .pop_front()
+        .ok_or_else(|| Error::Internal("a batch of statements without entries".into()))?;
+    let at: Vec<(u64, Hash)> = std::iter::once((first.index(), first.leaf()))
+        .chain(logged.iter().map(|l| (l.index(), l.leaf())))
+        .collect();
+    let (signature, _) = withheld.release(first)?;
+    Ok(at
+        .into_iter()
+        .zip(shown)
+        .map(|((index, leaf), (statement, batch))| {
+            json!({
+                "index": index,
+                "leaf_hash": jose::b64url(&leaf),
+                "statement": statement,
+                "signature": signature,
+                "batch": batch,
+            })
+        })
+        .collect())
 }
 
 fn hashes(list: &[Hash]) -> Vec<String> {
@@ -208,15 +260,16 @@ impl Service {
             root: head.root,
         };
         let key = self.daemon_key("log")?;
-        let signature = self
+        let note = self
             .backend
-            .sign_digest(key.id.clone(), cp.digest())
-            .await?;
-        let note = checkpoint::note(&cp, &key.public, &signature)
+            .sign_checkpoint(key, &cp)
+            .await?
             .map_err(|e| Error::Internal(e.to_string()))?;
         let stored = note.clone();
         self.ledger
-            .run(move |tx| log::put_checkpoint(tx, head.size, &head.root, &stored, unix_now()))
+            .run(move |tx| {
+                log::put_checkpoint(tx.conn(), head.size, &head.root, &stored, unix_now())
+            })
             .await?;
         tracing::debug!(size = head.size, "checkpoint signed");
         self.signed.send_replace(Some(Signed {
@@ -313,7 +366,7 @@ impl Service {
                 let mut signed = Vec::new();
                 for batch in by_key {
                     match this.sign_batch(&batch).await {
-                        Ok(facts) => signed.extend(batch.into_iter().zip(facts)),
+                        Ok(done) => signed.push((batch, done)),
                         Err(e) => refuse(batch, &e),
                     }
                 }
@@ -322,10 +375,11 @@ impl Service {
         }
     }
 
-    /// One signature over the root of `batch` (statements by one agent): each one's fact.
-    async fn sign_batch(&self, batch: &[Pending]) -> Result<Vec<StatementFact>, Error> {
+    /// One signature over the root of `batch` (statements by one agent), withheld until the
+    /// batch's entries are durable.
+    async fn sign_batch(&self, batch: &[Pending]) -> Result<SignedBatch, Error> {
         let Some(agent) = batch.first().map(|p| &p.agent) else {
-            return Ok(Vec::new());
+            return Err(Error::Internal("an empty batch of statements".into()));
         };
         let statements: Vec<&[u8]> = batch.iter().map(|p| p.statement.as_slice()).collect();
         let (root, paths) = statement::batch(&statements);
@@ -338,22 +392,12 @@ impl Service {
         let header = Header::es256(statement::BATCH_TYP, &agent.key.public.thumbprint());
         let input =
             SigningInput::new(&header, &claims).map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self
+        let withheld = self
             .backend
-            .sign_digest(agent.key.id.clone(), input.digest())
+            .sign::<_, ()>(agent.key.id.clone(), Prepared::new(input))
+            .withheld()
             .await?;
-        let jws = input.finish(&signature);
-        let jwk = agent.key.public.to_jwk();
-        Ok(batch
-            .iter()
-            .zip(paths)
-            .map(|(p, path)| StatementFact {
-                statement: jose::b64url(&p.statement),
-                signature: jws.clone(),
-                batch: path,
-                jwk: jwk.clone(),
-            })
-            .collect())
+        Ok(SignedBatch { withheld, paths })
     }
 
     /// Writes one entry per signed statement in one ledger job, and answers each caller once
@@ -362,34 +406,57 @@ impl Service {
     /// (the next batch is then signed while this one's commit is flushed).
     async fn record_statements(
         &self,
-        signed: Vec<(Pending, StatementFact)>,
+        signed: Vec<(Vec<Pending>, SignedBatch)>,
         turn: tokio::sync::OwnedSemaphorePermit,
     ) {
         if signed.is_empty() {
             return;
         }
-        let mut drafts = Vec::with_capacity(signed.len());
-        for (p, fact) in &signed {
-            match serde_json::to_value(fact) {
-                Ok(v) => drafts.push(
-                    Draft::new(Kind::AgentStatement, v)
-                        .about(&p.agent.id, &p.agent.user)
-                        .runtime(p.runtime.clone()),
-                ),
-                Err(e) => {
-                    let e = Error::Internal(e.to_string());
-                    return refuse(signed.into_iter().map(|(p, _)| p).collect(), &e);
-                }
-            }
+        let mut callers = Vec::with_capacity(signed.len());
+        let mut jobs = Vec::with_capacity(signed.len());
+        for (batch, done) in signed {
+            let entries: Vec<_> = batch
+                .iter()
+                .zip(&done.paths)
+                .map(|(p, path)| StatementEntry {
+                    agent: (p.agent.id.clone(), p.agent.user.clone()),
+                    runtime: p.runtime.clone(),
+                    statement: jose::b64url(&p.statement),
+                    batch: path.clone(),
+                    jwk: p.agent.key.public.to_jwk(),
+                })
+                .collect();
+            let shown: Vec<_> = entries
+                .iter()
+                .map(|e| (e.statement.clone(), e.batch.clone()))
+                .collect();
+            jobs.push((done.withheld, entries));
+            callers.push((batch, shown));
         }
         let staged = self
             .ledger
             .stage(move |tx| {
-                let appended = drafts
-                    .iter()
-                    .map(|d| tx.record(d))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(((), appended))
+                let mut out = Vec::with_capacity(jobs.len());
+                for (withheld, entries) in jobs {
+                    let signature = withheld.for_the_log(tx);
+                    let mut recorded = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        let fact = StatementFact {
+                            statement: e.statement,
+                            signature: signature.clone(),
+                            batch: e.batch,
+                            jwk: e.jwk,
+                        };
+                        let fact = serde_json::to_value(&fact)
+                            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+                        let draft = Draft::new(Kind::AgentStatement, fact)
+                            .about(&e.agent.0, &e.agent.1)
+                            .runtime(e.runtime);
+                        recorded.push(tx.record_signed(draft, withheld.digest(), ())?);
+                    }
+                    out.push((withheld, recorded));
+                }
+                Ok(((), out))
             })
             .await;
         drop(turn);
@@ -397,22 +464,23 @@ impl Service {
             Ok(staged) => staged.durable().await,
             Err(e) => Err(e),
         };
-        match written {
-            Ok(appended) => {
-                for ((p, fact), at) in signed.into_iter().zip(appended) {
-                    let _ = p.reply.send(Ok(json!({
-                        "index": at.index,
-                        "leaf_hash": jose::b64url(&at.leaf),
-                        "statement": fact.statement,
-                        "signature": fact.signature,
-                        "batch": fact.batch,
-                    })));
-                }
+        let (written, commit) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let e = Error::Store(e);
+                return refuse(callers.into_iter().flat_map(|(b, _)| b).collect(), &e);
             }
-            Err(e) => refuse(
-                signed.into_iter().map(|(p, _)| p).collect(),
-                &Error::Store(e),
-            ),
+        };
+        for ((batch, shown), (withheld, recorded)) in callers.into_iter().zip(written) {
+            let answered = release_statements(&commit, withheld, recorded, shown);
+            match answered {
+                Ok(answers) => {
+                    for (p, answer) in batch.into_iter().zip(answers) {
+                        let _ = p.reply.send(Ok(answer));
+                    }
+                }
+                Err(e) => refuse(batch, &e),
+            }
         }
     }
 

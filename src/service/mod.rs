@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::identity::{Agent, Registry};
 use crate::ledger::Ledger;
 use crate::protocol::{self, Incoming, Method, Request, Response, Role};
+use crate::seal::KeyStore;
 use crate::server::ConnInfo;
 use crate::server::peer::{self, PeerMeter};
 use crate::store::Store;
@@ -65,7 +66,8 @@ impl AdminPolicy {
 
 /// Everything a call can reach.
 pub struct Service {
-    backend: Arc<dyn Backend>,
+    /// The key store, through which every signature is withheld until its entry is durable.
+    backend: KeyStore,
     store: Arc<Store>,
     registry: Registry,
     meter: PeerMeter,
@@ -183,6 +185,7 @@ impl Service {
             }
         }
         tracing::info!(agents = agents.len(), "state loaded");
+        let backend = KeyStore::new(backend);
         let (statements, statement_queue) = tokio::sync::mpsc::channel(evidence::STATEMENT_QUEUE);
         Ok(Self {
             backend,

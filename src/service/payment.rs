@@ -16,15 +16,16 @@
 use super::admin::random_hex;
 use super::{Service, blocking};
 use crate::attest::{self, Bundle};
-use crate::backend::{Backend, BackendFuture, KeyId};
+use crate::backend::KeyId;
 use crate::clock::unix_now;
 use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, AgentStatus, CallerFacts, MatchError};
 use crate::jose::{self, Header, PendingInput, PublicKey, SigningInput};
-use crate::ledger::{self, Debited, PaymentRow, Staged};
+use crate::ledger::{self, Debited, PaymentRow, Recorded, Staged};
 use crate::payment::{self, AuthorizationClaims, Binding};
 use crate::policy::{self, Context, Denial, PaymentRequest, Reason, Verdict};
+use crate::seal::{self, KeyStore, Prepared};
 use crate::server::ConnInfo;
 use crate::store::{StoreError, StoredVoucher};
 use crate::voucher::constraint::{Constraint, Currency};
@@ -208,6 +209,29 @@ impl PaymentParams {
     }
 }
 
+/// The stored form of a delegated voucher, from its signed compact form.
+fn delegated_row(
+    compact: String,
+    claims: &VoucherClaims,
+    agent: &str,
+    budget: Option<u64>,
+) -> StoredVoucher {
+    StoredVoucher {
+        id: claims.jti.clone(),
+        digest: voucher::digest(&compact),
+        agent: agent.to_string(),
+        compact,
+        status: "active".into(),
+        parent: claims.parent.clone(),
+        budget,
+        spent: 0,
+        reserved: 0,
+        payments: 0,
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+    }
+}
+
 /// A decision id: milliseconds since the epoch then random bits, 32 hex digits. Ids grow with
 /// time, so the ledger's id index takes appends rather than random inserts, and they still
 /// cannot be guessed.
@@ -222,7 +246,9 @@ fn decision_id() -> Result<String, Error> {
 enum Decided {
     Denied(Denial),
     Held,
-    Authorized(Debited),
+    /// The authorization's entry, carrying the debit; the commit makes it the proof that
+    /// releases the signature.
+    Authorized(Recorded<Debited>),
 }
 
 /// The digest an authorization carries of its (base64url) attestation bundle.
@@ -231,23 +257,8 @@ fn attestation_digest(bundle: &str) -> Result<String, Error> {
     Ok(jose::b64url(&Sha256::digest(&bytes)))
 }
 
-/// An authorization signed while its debit was still being committed. It leaves the daemon
-/// only through [`Sealed::release`], which takes the ledger's proof that the debit is durable.
-struct Sealed(String);
-
-impl Sealed {
-    fn release(self, _durable: &Debited) -> String {
-        self.0
-    }
-}
-
-/// An authorization whose signature the token is making; what it yields is still only
-/// [`Sealed`]. The signature is asked for while the debit's group commits, so the token works
-/// during the fsync.
-struct Signing {
-    input: SigningInput,
-    signature: BackendFuture<[u8; 64]>,
-}
+/// An authorization's signature being made: withheld until its entry and debit are durable.
+type Authorization = seal::Signing<SigningInput, Debited>;
 
 /// Where an authorization's signature is asked for, decided inside the ledger job. Both ways
 /// were measured (`docs/performance.md`, "4 December: the signature asked for from the ledger
@@ -256,39 +267,32 @@ enum Begun {
     /// By the job itself, because its group holds other jobs: under load, sending the request
     /// through the caller's task costs a hand-off per payment (5 to 8 % of the payments per
     /// second at 16 clients).
-    Started(Signing),
+    Started(Authorization),
     /// By the caller, once told: the job is alone in its group. Woken from the writer just
     /// before it commits, the token thread made a lone payment's answer about 80 µs later.
-    Ready(KeyId, SigningInput),
-}
-
-impl Signing {
-    fn start(backend: &dyn Backend, key: KeyId, input: SigningInput) -> Self {
-        let signature = backend.sign_digest(key, input.digest());
-        Self { input, signature }
-    }
-
-    /// Asks for the signature now if the job shares its group, else leaves it to the caller.
-    fn begin(tx: &ledger::Tx<'_>, backend: &dyn Backend, key: KeyId, input: SigningInput) -> Begun {
-        if tx.alone() {
-            Begun::Ready(key, input)
-        } else {
-            Begun::Started(Self::start(backend, key, input))
-        }
-    }
-
-    async fn sealed(self) -> Result<Sealed, Error> {
-        let signature = self.signature.await?;
-        Ok(Sealed(self.input.finish(&signature)))
-    }
+    Ready(KeyId, Prepared<SigningInput>),
 }
 
 impl Begun {
+    /// Asks for the signature now if the job shares its group, else leaves it to the caller.
+    fn begin(
+        tx: &ledger::Tx<'_>,
+        keys: &KeyStore,
+        key: KeyId,
+        input: Prepared<SigningInput>,
+    ) -> Self {
+        if tx.alone() {
+            Self::Ready(key, input)
+        } else {
+            Self::Started(keys.sign(key, input))
+        }
+    }
+
     /// The signing under way, asked for here if the job left it to its caller.
-    fn start(self, service: &Service) -> Signing {
+    fn start(self, keys: &KeyStore) -> Authorization {
         match self {
             Self::Started(signing) => signing,
-            Self::Ready(key, input) => Signing::start(service.backend.as_ref(), key, input),
+            Self::Ready(key, input) => keys.sign(key, input),
         }
     }
 }
@@ -337,7 +341,7 @@ fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
 enum Confirmed {
     NotPending(String),
     Denied(Denial),
-    Authorized(Debited, SigningInput),
+    Authorized(Recorded<Debited>, Prepared<SigningInput>),
 }
 
 /// The view of a decision for agents and operators.
@@ -505,7 +509,7 @@ impl Service {
         let inserted = self
             .ledger
             .run(move |tx| {
-                crate::store::insert_voucher(tx, &r)?;
+                crate::store::insert_voucher(tx.conn(), &r)?;
                 tx.record(&draft).map(drop)
             })
             .await
@@ -593,8 +597,13 @@ impl Service {
             .render(report_deadline, now)?;
         let about = (agent.id.clone(), agent.user.clone());
         let runtime = (!attestation_sha256.is_empty()).then(|| attestation_sha256.clone());
-        let base = payment_fact(&row, chain.leaf_digest());
-        let backend = self.backend.clone();
+        let mut base = payment_fact(&row, chain.leaf_digest());
+        if !p.facts.is_empty() {
+            // The facts the decision read (conditions), as the agent claimed them; the mandate
+            // carries the digest of these very bytes (`facts_sha256`).
+            set(&mut base, "facts", Value::Object(p.facts.clone()));
+        }
+        let keys = self.backend.clone();
         let key = agent.key.id.clone();
         let staged = self
             .ledger
@@ -640,7 +649,8 @@ impl Service {
                         // Only a held payment keeps its bundle: it is signed later, at
                         // confirmation, and the receipt must carry what was measured now.
                         row.attestation = attestation_for_hold;
-                        // The hold is a debit, so a confirmation can never overspend.
+                        // The hold is a debit, so a confirmation can never overspend. Nothing is
+                        // signed now: a confirmation mints its own proof (`release_hold`).
                         let _held = ledger::debit_allowed(tx, &job_chain.ids, req.amount, allowed)?;
                         row.status = "pending".into();
                         row.confirm = true;
@@ -656,22 +666,27 @@ impl Service {
                         row.report_deadline = report_deadline;
                         let seq = ledger::insert_payment(tx, &row)?;
                         let index = tx.next_index()?;
-                        let input = pending.fill(index);
-                        tx.record(&draft(
-                            Kind::PaymentAuthorized,
-                            json!({ "mandate": input.payload() }),
-                        ))?;
-                        let signing = Signing::begin(tx, backend.as_ref(), key, input);
-                        Ok((Some((seq, index, signing)), Decided::Authorized(debited)))
+                        let input = Prepared::new(pending.fill(index));
+                        let recorded = tx.record_signed(
+                            draft(
+                                Kind::PaymentAuthorized,
+                                json!({ "mandate": input.document().payload() }),
+                            ),
+                            input.digest(),
+                            debited,
+                        )?;
+                        let signing = Begun::begin(tx, &keys, key, input);
+                        Ok((Some((seq, index, signing)), Decided::Authorized(recorded)))
                     }
                 }
             })
             .await?;
         // Signed while the group commits; released only once it is durable.
         let Staged { early, rest } = staged;
-        let (signed, decided) = match early {
+        let (signed, (decided, commit)) = match early {
             Some((seq, index, begun)) => {
-                let (signed, decided) = tokio::join!(begun.start(self).sealed(), rest.durable());
+                let (signed, decided) =
+                    tokio::join!(begun.start(&self.backend).withheld(), rest.durable());
                 (Some((seq, index, signed)), decided?)
             }
             None => (None, rest.durable().await?),
@@ -688,15 +703,16 @@ impl Service {
                 tracing::info!(decision = %id, agent = %agent.id, "payment held for confirmation");
                 Ok(json!({ "status": "pending_confirmation", "decision": id }))
             }
-            Decided::Authorized(debited) => {
+            Decided::Authorized(recorded) => {
                 let Some((seq, index, signed)) = signed else {
                     return Err(Error::Internal("authorized without a signature".into()));
                 };
+                let logged = commit.logged(recorded)?;
                 let jwt = match signed {
-                    Ok(sealed) => sealed.release(&debited),
+                    Ok(withheld) => withheld.release(logged)?.0,
                     Err(e) => {
                         self.void(&id, chain.clone(), &agent).await;
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 Ok(json!({
@@ -773,18 +789,13 @@ impl Service {
                 log_index: 0,
                 report_by: None,
                 attestation_sha256: attestation_sha256.to_string(),
+                facts_sha256: (row.facts != "{}")
+                    .then(|| jose::b64url(&Sha256::digest(row.facts.as_bytes()))),
             };
         Ok(Mandate {
             header: Header::es256(payment::AUTHORIZATION_TYP, &agent.key.public.thumbprint()),
             claims,
         })
-    }
-
-    /// Signs an authorization with the agent's key, sealed until its debit is durable.
-    async fn seal(&self, agent: &Agent, input: SigningInput) -> Result<Sealed, Error> {
-        Signing::start(self.backend.as_ref(), agent.key.id.clone(), input)
-            .sealed()
-            .await
     }
 
     /// Voids an authorized decision whose signature could not be made, returning its money.
@@ -794,7 +805,7 @@ impl Service {
         let r = self
             .ledger
             .run(move |tx| {
-                let row = ledger::payment(tx, &id)?.ok_or(StoreError::NotFound)?;
+                let row = ledger::payment(tx.conn(), &id)?.ok_or(StoreError::NotFound)?;
                 if ledger::set_payment_status(
                     tx,
                     &id,
@@ -884,7 +895,7 @@ impl Service {
         let reported = self
             .ledger
             .run(move |conn| {
-                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                let row = ledger::payment(conn.conn(), &id)?.ok_or(StoreError::NotFound)?;
                 if row.status != "authorized" || (row.confirm && row.authorization.is_none()) {
                     return Ok(Err(format!(
                         "decision {id} is {}, not authorized",
@@ -982,62 +993,57 @@ impl Service {
         let carve = policy::budget(&claims).map(|(_, m)| m);
         let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self
+        let withheld = self
             .backend
-            .sign_digest(parent_agent.key.id.clone(), draft.digest())
+            .sign::<_, ()>(parent_agent.key.id.clone(), Prepared::new(draft))
+            .withheld()
             .await?;
-        let compact = draft.finish(&signature);
-        let row = StoredVoucher {
-            id: claims.jti.clone(),
-            digest: voucher::digest(&compact),
-            agent: child.id.clone(),
-            compact,
-            status: "active".into(),
-            parent: claims.parent.clone(),
-            budget: carve,
-            spent: 0,
-            reserved: 0,
-            payments: 0,
-            issued_at: now,
-            expires_at: claims.exp,
-        };
-        let (job_chain, job_row) = (chain.clone(), row.clone());
+        let job_chain = chain.clone();
         let parent_has_budget = policy::budget(leaf).is_some();
-        let mut draft = super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &claims)
-            .runtime(
-                self.caller(info)
-                    .ok()
-                    .and_then(|(f, a)| self.runtime_digest(&a, &f)),
-            );
-        set(&mut draft.fact, "from", json!(parent_agent.id));
-        let refused = self
+        let runtime = self
+            .caller(info)
+            .ok()
+            .and_then(|(f, a)| self.runtime_digest(&a, &f));
+        let (from, child_id, job_claims) =
+            (parent_agent.id.clone(), child.id.clone(), claims.clone());
+        let (job, commit) = self
             .ledger
-            .run(move |conn| {
-                let usage = ledger::usage(conn, &job_chain.ids, now)?;
+            .commit(move |tx| {
+                let usage = ledger::usage(tx, &job_chain.ids, now)?;
                 if let Err(d) = policy::standing(&job_chain.claims, &usage, now, false) {
-                    return Ok(Some(d));
+                    return Ok(Err(d));
                 }
-                if let (true, Some(amount)) = (parent_has_budget, job_row.budget)
-                    && ledger::reserve(conn, job_chain.leaf_id(), amount)?.is_none()
+                if let (true, Some(amount)) = (parent_has_budget, carve)
+                    && ledger::reserve(tx, job_chain.leaf_id(), amount)?.is_none()
                 {
-                    return Ok(Some(Denial {
+                    return Ok(Err(Denial {
                         reason: Reason::BudgetExhausted,
                         detail: format!(
                             "the parent voucher has less than {amount} left to delegate"
                         ),
                     }));
                 }
-                crate::store::insert_voucher(conn, &job_row)?;
-                conn.record(&draft)?;
-                Ok(None)
+                let row = delegated_row(withheld.for_the_log(tx), &job_claims, &child_id, carve);
+                crate::store::insert_voucher(tx.conn(), &row)?;
+                let mut draft =
+                    super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &job_claims)
+                        .runtime(runtime);
+                set(&mut draft.fact, "from", json!(from));
+                let recorded = tx.record_signed(draft, withheld.digest(), ())?;
+                Ok(Ok((withheld, recorded)))
             })
             .await?;
-        if let Some(denial) = refused {
-            return Err(Error::Denied {
-                denial,
-                decision: None,
-            });
-        }
+        let (withheld, recorded) = match job {
+            Ok(done) => done,
+            Err(denial) => {
+                return Err(Error::Denied {
+                    denial,
+                    decision: None,
+                });
+            }
+        };
+        let (compact, _) = withheld.release(commit.logged(recorded)?)?;
+        let row = delegated_row(compact, &claims, &child.id, carve);
         tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
         Ok(json!({ "id": row.id, "digest": row.digest, "voucher": row.compact }))
     }
@@ -1070,10 +1076,10 @@ impl Service {
             .render(deadline, now)?;
         let (job_chain, id) = (chain.clone(), row.id.clone());
         let about = (agent.id.clone(), agent.user.clone());
-        let confirmed = self
+        let (confirmed, commit) = self
             .ledger
-            .run(move |tx| {
-                let row = ledger::payment(tx, &id)?.ok_or(StoreError::NotFound)?;
+            .commit(move |tx| {
+                let row = ledger::payment(tx.conn(), &id)?.ok_or(StoreError::NotFound)?;
                 if row.status != "pending" {
                     return Ok(Confirmed::NotPending(row.status));
                 }
@@ -1097,14 +1103,16 @@ impl Service {
                 }
                 match ledger::release_hold(tx, &id, now, deadline)? {
                     Some(debited) => {
-                        let input = pending.fill(tx.next_index()?);
-                        set(&mut fact, "mandate", json!(input.payload()));
-                        tx.record(
-                            &Draft::new(Kind::PaymentConfirmed, fact)
+                        let input = Prepared::new(pending.fill(tx.next_index()?));
+                        set(&mut fact, "mandate", json!(input.document().payload()));
+                        let recorded = tx.record_signed(
+                            Draft::new(Kind::PaymentConfirmed, fact)
                                 .about(&about.0, &about.1)
                                 .runtime(Some(attestation_sha256)),
+                            input.digest(),
+                            debited,
                         )?;
-                        Ok(Confirmed::Authorized(debited, input))
+                        Ok(Confirmed::Authorized(recorded, input))
                     }
                     None => Ok(Confirmed::NotPending(row.status)),
                 }
@@ -1119,9 +1127,14 @@ impl Service {
                 denial,
                 decision: Some(row.id.clone()),
             }),
-            Confirmed::Authorized(debited, input) => match self.seal(&agent, input).await {
-                Ok(sealed) => {
-                    let jwt = sealed.release(&debited);
+            Confirmed::Authorized(recorded, input) => match self
+                .backend
+                .sign::<_, Debited>(agent.key.id.clone(), input)
+                .withheld()
+                .await
+            {
+                Ok(withheld) => {
+                    let (jwt, _) = withheld.release(commit.logged(recorded)?)?;
                     let id = row.id.clone();
                     self.ledger
                         .run(move |tx| ledger::set_authorization(tx, &id, &jwt))
@@ -1131,7 +1144,7 @@ impl Service {
                 }
                 Err(e) => {
                     self.void(&row.id, chain.clone(), &agent).await;
-                    Err(e)
+                    Err(e.into())
                 }
             },
         };
@@ -1153,7 +1166,7 @@ impl Service {
         let moved = self
             .ledger
             .run(move |conn| {
-                let row = ledger::payment(conn, &id)?.ok_or(StoreError::NotFound)?;
+                let row = ledger::payment(conn.conn(), &id)?.ok_or(StoreError::NotFound)?;
                 let moved = ledger::set_payment_status(
                     conn,
                     &id,

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::jose::{Header, Jwk, SigningInput};
+use crate::seal::Prepared;
 use crate::store::{StoreError, StoredVoucher};
 use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
 use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
@@ -157,6 +158,24 @@ impl IssueParams {
     }
 }
 
+/// The stored form of a voucher this daemon issued, from its signed compact form.
+fn issued_row(compact: String, claims: &VoucherClaims, budget: Option<u64>) -> StoredVoucher {
+    StoredVoucher {
+        id: claims.jti.clone(),
+        digest: voucher::digest(&compact),
+        agent: claims.agent.clone(),
+        compact,
+        status: "active".into(),
+        parent: None,
+        budget,
+        spent: 0,
+        reserved: 0,
+        payments: 0,
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+    }
+}
+
 impl Service {
     pub(super) async fn voucher_issue(&self, p: IssueParams) -> Result<Value, Error> {
         let agent = self.agent(&p.agent)?;
@@ -194,33 +213,24 @@ impl Service {
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self
+        let withheld = self
             .backend
-            .sign_digest(issuer.id.clone(), draft.digest())
+            .sign::<_, ()>(issuer.id.clone(), Prepared::new(draft))
+            .withheld()
             .await?;
-        let compact = draft.finish(&signature);
-        let stored = StoredVoucher {
-            id: claims.jti.clone(),
-            digest: voucher::digest(&compact),
-            agent: agent.id.clone(),
-            compact,
-            status: "active".into(),
-            parent: None,
-            budget: p.budget,
-            spent: 0,
-            reserved: 0,
-            payments: 0,
-            issued_at: issued,
-            expires_at: claims.exp,
-        };
-        let row = stored.clone();
-        let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &stored, &claims);
-        self.ledger
-            .run(move |tx| {
-                crate::store::insert_voucher(tx, &row)?;
-                tx.record(&draft).map(drop)
+        let (budget, job_claims) = (p.budget, claims.clone());
+        let ((withheld, recorded), commit) = self
+            .ledger
+            .commit(move |tx| {
+                let row = issued_row(withheld.for_the_log(tx), &job_claims, budget);
+                crate::store::insert_voucher(tx.conn(), &row)?;
+                let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &row, &job_claims);
+                let recorded = tx.record_signed(draft, withheld.digest(), ())?;
+                Ok((withheld, recorded))
             })
             .await?;
+        let (compact, _) = withheld.release(commit.logged(recorded)?)?;
+        let stored = issued_row(compact, &claims, p.budget);
         tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
         Ok(view(&stored))
     }
@@ -307,11 +317,8 @@ impl Service {
             &list,
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self
-            .backend
-            .sign_digest(issuer.id.clone(), input.digest())
-            .await?;
-        Ok(json!({ "list": input.finish(&signature), "count": list.revoked.len() }))
+        let signed = self.backend.sign_revocations(issuer, input).await?;
+        Ok(json!({ "list": signed, "count": list.revoked.len() }))
     }
 
     pub(super) async fn issuer_add(&self, p: IssuerParams) -> Result<Value, Error> {
@@ -326,8 +333,21 @@ impl Service {
                 "that is the daemon's own issuer key".into(),
             ));
         }
-        let (store, name) = (self.store.clone(), p.name.clone());
-        match blocking(move || store.insert_issuer(&name, &key)).await {
+        let draft = Draft::new(
+            Kind::IssuerAdded,
+            json!({ "name": p.name, "kid": key.thumbprint(), "jwk": key.to_jwk() }),
+        );
+        let name = p.name.clone();
+        // A trust anchor changes through the writer, with its entry, like everything else.
+        let added = self
+            .ledger
+            .run(move |tx| {
+                crate::store::insert_issuer(tx.conn(), &name, &key)?;
+                tx.record(&draft).map(drop)
+            })
+            .await
+            .map_err(Error::from);
+        match added {
             Ok(()) => {}
             Err(Error::Store(StoreError::Exists)) => {
                 return Err(Error::IssuerExists(format!(
@@ -355,8 +375,20 @@ impl Service {
     }
 
     pub(super) async fn issuer_remove(&self, p: NameParam) -> Result<Value, Error> {
-        let (store, name) = (self.store.clone(), p.name.clone());
-        match blocking(move || store.remove_issuer(&name)).await {
+        let name = p.name.clone();
+        let removed = self
+            .ledger
+            .run(move |tx| {
+                let key = crate::store::remove_issuer(tx.conn(), &name)?;
+                tx.record(&Draft::new(
+                    Kind::IssuerRemoved,
+                    json!({ "name": name, "kid": key.thumbprint() }),
+                ))
+                .map(drop)
+            })
+            .await
+            .map_err(Error::from);
+        match removed {
             Ok(()) => {}
             Err(Error::Store(StoreError::NotFound)) => {
                 return Err(Error::InvalidParams(format!("no issuer {:?}", p.name)));

@@ -11,6 +11,11 @@ use serde_json::Value;
 /// The namespace of A2P2's own constraint types.
 pub const A2P2_NS: &str = "org.a2p2";
 /// The most condition expressions one voucher may carry.
+/// The largest amount (in minor units), budget or duration a constraint may name: what the
+/// ledger's signed 64-bit columns hold. Anything larger is a caller's mistake, refused up front
+/// rather than failing in the store.
+pub const MAX_AMOUNT: u64 = i64::MAX as u64;
+
 pub const MAX_CONDITIONS: usize = 16;
 
 /// An ISO 4217 currency code: three ASCII capital letters.
@@ -230,9 +235,22 @@ impl Constraint {
         }
     }
 
-    /// Checks the values themselves (ranges ordered, lists non-empty).
+    /// Checks the values themselves (ranges ordered, lists non-empty, amounts and durations no
+    /// larger than [`MAX_AMOUNT`]).
     pub fn validate(&self) -> Result<(), String> {
+        let too_large = |what: &str, n: u64| {
+            Err(format!(
+                "{}: {what} {n} is above the largest amount the ledger holds ({MAX_AMOUNT})",
+                self.kind()
+            ))
+        };
         match self {
+            Self::AmountRange { min: Some(n), .. } if *n > MAX_AMOUNT => too_large("min", *n),
+            Self::AmountRange { max: Some(n), .. } if *n > MAX_AMOUNT => too_large("max", *n),
+            Self::Budget { max, .. } if *max > MAX_AMOUNT => too_large("max", *max),
+            Self::ReportWithin { seconds } if *seconds > MAX_AMOUNT => {
+                too_large("seconds", *seconds)
+            }
             Self::AmountRange {
                 min: Some(lo),
                 max: Some(hi),
