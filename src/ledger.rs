@@ -38,7 +38,7 @@ use crate::evidence::entry::Draft;
 use crate::evidence::log::{self, Appended};
 use crate::evidence::tree::{self, Hash};
 use crate::policy::Usage;
-use crate::store::StoreError;
+use crate::store::{StoreError, VoucherStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
@@ -676,7 +676,7 @@ pub(crate) fn usage(tx: &Tx<'_>, chain: &[String], now: i64) -> Result<Vec<Usage
         .map(|id| {
             row.query_row(params![id, now], |r| {
                 Ok(Usage {
-                    revoked: r.get::<_, String>(0)? != "active",
+                    revoked: r.get::<_, VoucherStatus>(0)? != VoucherStatus::Active,
                     spent: to_u64(r.get(1)?),
                     reserved: to_u64(r.get(2)?),
                     payments: to_u64(r.get(3)?),
@@ -719,8 +719,8 @@ pub fn release_hold(
     let moved = set_payment_status(
         tx,
         id,
-        &["pending"],
-        "authorized",
+        &[PaymentStatus::Pending],
+        PaymentStatus::Authorized,
         None,
         now,
         report_deadline,
@@ -778,7 +778,7 @@ pub(crate) fn reserve(tx: &Tx<'_>, parent: &str, budget: u64) -> Result<Option<(
 /// whether it was active.
 pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, StoreError> {
     let conn = tx.conn();
-    let row: Option<(String, Option<String>, Option<i64>, i64)> = conn
+    let row: Option<(VoucherStatus, Option<String>, Option<i64>, i64)> = conn
         .query_row(
             "SELECT status, parent, budget, spent FROM voucher WHERE id = ?1",
             [id],
@@ -788,7 +788,7 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, StoreError
     let Some((status, parent, budget, spent)) = row else {
         return Err(StoreError::NotFound);
     };
-    if status != "active" {
+    if status != VoucherStatus::Active {
         return Ok(false);
     }
     conn.execute(
@@ -802,6 +802,32 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, StoreError
         )?;
     }
     Ok(true)
+}
+
+crate::store::stored_state! {
+    /// Where a payment decision stands.
+    pub enum PaymentStatus {
+        /// Held for a human (L2); its amount is debited.
+        Pending => "pending",
+        /// Signed (or, for a held payment, confirmed); its amount is debited.
+        Authorized => "authorized",
+        /// Refused by the policy or an operator.
+        Denied => "denied",
+        /// Authorized, but its signature could not be made; its amount was returned.
+        Void => "void",
+    }
+}
+
+crate::store::stored_state! {
+    /// How a payment ended, as its agent reported it.
+    pub enum Outcome {
+        /// The money moved.
+        Succeeded => "succeeded",
+        /// It did not; the amount is returned to the budget and the count.
+        Failed => "failed",
+        /// It moved and came back; the amount is returned to the budget.
+        Refunded => "refunded",
+    }
 }
 
 /// One payment decision as recorded.
@@ -833,8 +859,8 @@ pub struct PaymentRow {
     pub facts: String,
     /// Whether a human must confirm (L2).
     pub confirm: bool,
-    /// `authorized`, `denied`, `pending` or `void`.
-    pub status: String,
+    /// Where it stands.
+    pub status: PaymentStatus,
     /// The denial reason.
     pub reason: Option<String>,
     /// Unix seconds.
@@ -843,8 +869,8 @@ pub struct PaymentRow {
     pub decided_at: Option<i64>,
     /// Report due by.
     pub report_deadline: Option<i64>,
-    /// `succeeded`, `failed`, `refunded`.
-    pub outcome: Option<String>,
+    /// How it ended, once reported.
+    pub outcome: Option<Outcome>,
     /// The payment rail's reference.
     pub reference: Option<String>,
     /// The attestation bundle measured when the payment was asked for (base64url JSON).
@@ -944,7 +970,7 @@ pub fn payment(conn: &Connection, id: &str) -> Result<Option<PaymentRow>, StoreE
 /// Decisions, newest first, filtered by status and/or voucher id.
 pub fn payments(
     conn: &Connection,
-    status: Option<&str>,
+    status: Option<PaymentStatus>,
     voucher: Option<&str>,
     limit: u32,
 ) -> Result<Vec<PaymentRow>, StoreError> {
@@ -961,20 +987,20 @@ pub fn payments(
 pub(crate) fn set_payment_status(
     tx: &Tx<'_>,
     id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[PaymentStatus],
+    to: PaymentStatus,
     reason: Option<&str>,
     now: i64,
     report_deadline: Option<i64>,
 ) -> Result<bool, StoreError> {
     let conn = tx.conn();
-    let current: Option<String> = conn
+    let current: Option<PaymentStatus> = conn
         .query_row("SELECT status FROM payment WHERE id = ?1", [id], |r| {
             r.get(0)
         })
         .optional()?;
     match current {
-        Some(s) if from.contains(&s.as_str()) => {
+        Some(s) if from.contains(&s) => {
             conn.execute(
                 "UPDATE payment SET status = ?2, reason = ?3, decided_at = ?4,
                         report_deadline = coalesce(?5, report_deadline)
@@ -1002,7 +1028,7 @@ pub(crate) fn set_authorization(tx: &Tx<'_>, id: &str, jwt: &str) -> Result<(), 
 pub(crate) fn set_outcome(
     tx: &Tx<'_>,
     id: &str,
-    outcome: &str,
+    outcome: Outcome,
     reference: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -1027,7 +1053,7 @@ mod tests {
             digest: format!("d-{id}"),
             agent: "bot".into(),
             compact: "x~".into(),
-            status: "active".into(),
+            status: VoucherStatus::Active,
             parent: parent.map(|p| format!("d-{p}")),
             budget,
             spent: 0,
@@ -1140,6 +1166,58 @@ mod tests {
             )
             .unwrap();
         (dir, path)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signature_leaves_only_with_the_proof_of_its_own_durable_entry() {
+        use crate::evidence::entry::{Draft, Kind};
+        use crate::seal::{ReleaseError, Withheld};
+        let (_dir, path) = parent_and_child();
+        let ledger = Ledger::open(&path, 16, "test.example/log").unwrap();
+        let fact = || Draft::new(Kind::AgentAttested, serde_json::json!({ "nonce": "n" }));
+        let record = |covers: [u8; 32]| {
+            let d = fact();
+            move |tx: &Tx<'_>| tx.record_signed(d, covers, ())
+        };
+
+        // The entry names what was signed, and its commit releases exactly that.
+        let (recorded, commit) = ledger.commit(record([1; 32])).await.unwrap();
+        let logged = commit.logged(recorded).unwrap();
+        let entry = ledger
+            .run(|tx| log::entry(tx.conn(), 0))
+            .await
+            .unwrap()
+            .unwrap()
+            .1;
+        let entry: serde_json::Value = serde_json::from_slice(&entry).unwrap();
+        assert_eq!(entry["fact"]["signed"], crate::jose::b64url(&[1; 32]));
+        let ours = Withheld::<crate::seal::TestDocument, ()>::for_test([1; 32], "signed-1");
+        assert_eq!(ours.release(logged).unwrap(), ("signed-1".to_string(), 0));
+
+        // Another entry's proof releases nothing.
+        let (recorded, commit) = ledger.commit(record([2; 32])).await.unwrap();
+        let other = commit.logged(recorded).unwrap();
+        let withheld = Withheld::<crate::seal::TestDocument, ()>::for_test([3; 32], "signed-3");
+        assert!(matches!(
+            withheld.release(other),
+            Err(ReleaseError::WrongEntry { index: 1 })
+        ));
+
+        // A commit vouches only for its own group: an entry recorded in a group that did not
+        // commit (its deferred foreign key fails) never becomes Logged, whatever commit is shown.
+        let (_, later) = ledger.commit(|_| Ok(())).await.unwrap();
+        let smuggled = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = smuggled.clone();
+        let failed = ledger
+            .run(move |tx| {
+                *keep.lock().unwrap() = Some(tx.record_signed(fact(), [4; 32], ())?);
+                tx.conn().execute("INSERT INTO child (p) VALUES (42)", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err(), "the group's commit fails");
+        let recorded = smuggled.lock().unwrap().take().unwrap();
+        assert!(later.logged(recorded).is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,22 @@ impl<D: Document> Prepared<D> {
     }
 }
 
+/// A document for tests: its text is its signed form.
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(crate) struct TestDocument(String);
+
+#[cfg(test)]
+impl Document for TestDocument {
+    type Signed = String;
+    fn digest(&self) -> [u8; 32] {
+        [0; 32]
+    }
+    fn finish(self, _signature: &[u8; 64]) -> String {
+        self.0
+    }
+}
+
 /// Why a withheld signature was not released.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -138,6 +154,17 @@ impl<D: Document, P> Withheld<D, P> {
             });
         }
         Ok((self.document.finish(&self.signature), logged.index()))
+    }
+
+    /// A withheld document for the ledger's tests: a text "signed" over `digest`.
+    #[cfg(test)]
+    pub(crate) fn for_test(digest: [u8; 32], text: &str) -> Withheld<TestDocument, P> {
+        Withheld {
+            document: TestDocument(text.to_string()),
+            digest,
+            signature: [0; 64],
+            proof: PhantomData,
+        }
     }
 
     /// The signed form as an entry written in `tx` records it: durable with that entry or not at

@@ -191,8 +191,8 @@ pub struct StoredVoucher {
     pub agent: String,
     /// The compact form.
     pub compact: String,
-    /// `active` or `revoked`.
-    pub status: String,
+    /// Where it stands.
+    pub status: VoucherStatus,
     /// Digest of the parent voucher, for a delegation.
     pub parent: Option<String>,
     /// The budget constraint's limit, if the voucher has one.
@@ -447,14 +447,15 @@ impl Store {
     }
 
     /// Vouchers by state at `now`: `active`, `expired` (active but past its end) and `revoked`.
-    pub fn voucher_counts(&self, now: i64) -> Result<BTreeMap<String, i64>, StoreError> {
+    pub fn voucher_counts(&self, now: i64) -> Result<BTreeMap<VoucherStatus, i64>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT CASE WHEN status = 'active' AND expires_at <= ?1 THEN 'expired' ELSE status END,
                         count(*)
                  FROM voucher GROUP BY 1",
             )?;
-            let rows = stmt.query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows =
+                stmt.query_map([now], |r| Ok((r.get::<_, VoucherStatus>(0)?, r.get::<_, i64>(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
@@ -485,7 +486,7 @@ impl Store {
     /// Payment decisions, newest first, filtered by status and/or voucher id.
     pub fn payments(
         &self,
-        status: Option<&str>,
+        status: Option<crate::ledger::PaymentStatus>,
         voucher: Option<&str>,
         limit: u32,
     ) -> Result<Vec<crate::ledger::PaymentRow>, StoreError> {
@@ -560,6 +561,86 @@ fn constraint_is_exists(r: rusqlite::Result<usize>) -> Result<(), StoreError> {
             Err(StoreError::Exists)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Declares a state enum stored as its name in a TEXT column: `as_str`, `parse`, `ALL`, JSON
+/// as the name, and `ToSql`/`FromSql`, so a row with any other text reads as an error rather
+/// than as a state nobody handles.
+macro_rules! stored_state {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[$vm:meta])* $var:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        $vis enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            /// Every state.
+            pub const ALL: &[Self] = &[$(Self::$var),+];
+
+            /// The state's name, as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$var => $text),+ }
+            }
+
+            /// The state named `text`.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$var),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{text:?} is not a {}", stringify!($name)))
+                })
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                Self::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("{text:?} is not a {}", stringify!($name)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+pub(crate) use stored_state;
+
+stored_state! {
+    /// Where a voucher stands. `Expired` is never stored: listings compute it for an active
+    /// voucher past its end.
+    pub enum VoucherStatus {
+        /// Spendable within its limits.
+        Active => "active",
+        /// Revoked by an operator.
+        Revoked => "revoked",
+        /// Active but past its end (listings only).
+        Expired => "expired",
     }
 }
 

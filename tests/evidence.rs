@@ -711,6 +711,7 @@ fn concurrent_statements_share_signatures_and_each_verifies_on_its_own() {
             signature: a["signature"].as_str().unwrap().into(),
             batch: serde_json::from_value(a["batch"].clone()).unwrap(),
             jwk: jwk.clone(),
+            signed: None,
         };
         let claims = ari::evidence::statement::verify(&fact, "shop-bot").unwrap();
         assert_eq!(claims.kind, "offer.chosen");

@@ -189,6 +189,7 @@ fuzz_target!(|data: &[u8]| {
                     signature: signature.clone(),
                     batch: path.clone(),
                     jwk: key.jwk(),
+                    signed: None,
                 };
                 let well_formed =
                     serde_json::from_slice::<StatementClaims>(s).is_ok_and(|c| c.iss == claims.iss);

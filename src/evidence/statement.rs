@@ -19,6 +19,7 @@ use crate::attest::tpm::BatchPath;
 use crate::jose::{self, Jwk, PublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// JWS `typ` of the signed root of a batch of statements.
 pub const BATCH_TYP: &str = "ari-statements+jwt";
@@ -76,6 +77,10 @@ pub struct StatementFact {
     pub batch: BatchPath,
     /// The signing key.
     pub jwk: Jwk,
+    /// base64url SHA-256 of the signature's signing input, as every entry that accompanies a
+    /// signature names what the key signed; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<String>,
 }
 
 /// The root of statements signed together and each one's place under it (leaves in order).
@@ -130,6 +135,12 @@ pub fn verify(fact: &StatementFact, agent: &str) -> Result<StatementClaims, Stri
         jose::verify::<BatchClaims>(&fact.signature, &key, BATCH_TYP).map_err(|e| e.to_string())?;
     if v.header.kid != key.thumbprint() {
         return Err("the signature's kid is not the key's thumbprint".into());
+    }
+    if let Some(signed) = &fact.signed {
+        let input = fact.signature.rsplit_once('.').map_or("", |(i, _)| i);
+        if *signed != jose::b64url(&Sha256::digest(input.as_bytes())) {
+            return Err("the entry's signed digest is not the signature's".into());
+        }
     }
     if v.payload.iss != iss {
         return Err(format!("the signature is by {:?}", v.payload.iss));
@@ -219,6 +230,7 @@ mod tests {
                 signature: jws.clone(),
                 batch,
                 jwk: pk.to_jwk(),
+                signed: None,
             })
             .collect()
     }

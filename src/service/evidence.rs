@@ -446,6 +446,7 @@ impl Service {
                             signature: signature.clone(),
                             batch: e.batch,
                             jwk: e.jwk,
+                            signed: None,
                         };
                         let fact = serde_json::to_value(&fact)
                             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;

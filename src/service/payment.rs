@@ -22,12 +22,12 @@ use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, AgentStatus, CallerFacts, MatchError};
 use crate::jose::{self, Header, PendingInput, PublicKey, SigningInput};
-use crate::ledger::{self, Debited, PaymentRow, Recorded, Staged};
+use crate::ledger::{self, Debited, Outcome, PaymentRow, PaymentStatus, Recorded, Staged};
 use crate::payment::{self, AuthorizationClaims, Binding};
 use crate::policy::{self, Context, Denial, PaymentRequest, Reason, Verdict};
 use crate::seal::{self, KeyStore, Prepared};
 use crate::server::ConnInfo;
-use crate::store::{StoreError, StoredVoucher};
+use crate::store::{StoreError, StoredVoucher, VoucherStatus};
 use crate::voucher::constraint::{Constraint, Currency};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
 use serde::Deserialize;
@@ -115,25 +115,6 @@ pub(super) struct StatusParams {
     wait_ms: u64,
 }
 
-/// How a payment ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Outcome {
-    Succeeded,
-    Failed,
-    Refunded,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Refunded => "refunded",
-        }
-    }
-}
-
 /// Params of `payment.report`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +143,7 @@ pub(super) struct DelegateParams {
 #[serde(deny_unknown_fields)]
 pub(super) struct ListParams {
     #[serde(default)]
-    status: Option<String>,
+    status: Option<PaymentStatus>,
     #[serde(default)]
     voucher: Option<String>,
     #[serde(default)]
@@ -221,7 +202,7 @@ fn delegated_row(
         digest: voucher::digest(&compact),
         agent: agent.to_string(),
         compact,
-        status: "active".into(),
+        status: VoucherStatus::Active,
         parent: claims.parent.clone(),
         budget,
         spent: 0,
@@ -339,7 +320,7 @@ fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
 
 /// What a confirmation job decided.
 enum Confirmed {
-    NotPending(String),
+    NotPending(PaymentStatus),
     Denied(Denial),
     Authorized(Recorded<Debited>, Prepared<SigningInput>),
 }
@@ -495,7 +476,7 @@ impl Service {
             digest: voucher::digest(compact),
             agent: agent.id.clone(),
             compact: compact.to_string(),
-            status: "active".into(),
+            status: VoucherStatus::Active,
             parent: None,
             budget: policy::budget(&claims).map(|(_, m)| m),
             spent: 0,
@@ -578,7 +559,7 @@ impl Service {
             nonce: p.nonce.clone(),
             facts: Value::Object(p.facts.clone()).to_string(),
             confirm: false,
-            status: String::new(),
+            status: PaymentStatus::Denied,
             reason: None,
             created_at: now,
             decided_at: Some(now),
@@ -636,7 +617,7 @@ impl Service {
                 };
                 match verdict {
                     Err(denial) => {
-                        row.status = "denied".into();
+                        row.status = PaymentStatus::Denied;
                         row.reason = Some(denial.reason.name().into());
                         ledger::insert_payment(tx, &row)?;
                         tx.record(&draft(
@@ -652,7 +633,7 @@ impl Service {
                         // The hold is a debit, so a confirmation can never overspend. Nothing is
                         // signed now: a confirmation mints its own proof (`release_hold`).
                         let _held = ledger::debit_allowed(tx, &job_chain.ids, req.amount, allowed)?;
-                        row.status = "pending".into();
+                        row.status = PaymentStatus::Pending;
                         row.confirm = true;
                         row.decided_at = None;
                         ledger::insert_payment(tx, &row)?;
@@ -662,7 +643,7 @@ impl Service {
                     Ok(Verdict::Authorize(allowed)) => {
                         let debited =
                             ledger::debit_allowed(tx, &job_chain.ids, req.amount, allowed)?;
-                        row.status = "authorized".into();
+                        row.status = PaymentStatus::Authorized;
                         row.report_deadline = report_deadline;
                         let seq = ledger::insert_payment(tx, &row)?;
                         let index = tx.next_index()?;
@@ -809,8 +790,8 @@ impl Service {
                 if ledger::set_payment_status(
                     tx,
                     &id,
-                    &["authorized"],
-                    "void",
+                    &[PaymentStatus::Authorized],
+                    PaymentStatus::Void,
                     None,
                     unix_now(),
                     None,
@@ -896,20 +877,22 @@ impl Service {
             .ledger
             .run(move |conn| {
                 let row = ledger::payment(conn.conn(), &id)?.ok_or(StoreError::NotFound)?;
-                if row.status != "authorized" || (row.confirm && row.authorization.is_none()) {
+                if row.status != PaymentStatus::Authorized
+                    || (row.confirm && row.authorization.is_none())
+                {
                     return Ok(Err(format!(
                         "decision {id} is {}, not authorized",
                         row.status
                     )));
                 }
                 let allowed = matches!(
-                    (row.outcome.as_deref(), outcome),
-                    (None, _) | (Some("succeeded"), Outcome::Refunded)
+                    (row.outcome, outcome),
+                    (None, _) | (Some(Outcome::Succeeded), Outcome::Refunded)
                 );
                 if !allowed {
                     return Ok(Err(format!(
                         "decision {id} is already reported as {}",
-                        row.outcome.as_deref().unwrap_or("?")
+                        row.outcome.map_or("?", Outcome::as_str)
                     )));
                 }
                 match outcome {
@@ -917,7 +900,7 @@ impl Service {
                     Outcome::Refunded => ledger::credit(conn, &chain.ids, row.amount, 0)?,
                     Outcome::Succeeded => {}
                 }
-                ledger::set_outcome(conn, &id, outcome.as_str(), p.reference.as_deref(), now)?;
+                ledger::set_outcome(conn, &id, outcome, p.reference.as_deref(), now)?;
                 let mut fact = payment_fact(&row, chain.leaf_digest());
                 set(&mut fact, "outcome", json!(outcome.as_str()));
                 set(&mut fact, "reference", json!(p.reference));
@@ -1051,9 +1034,7 @@ impl Service {
     pub(super) async fn payment_list(&self, p: ListParams) -> Result<Value, Error> {
         let store = self.store.clone();
         let limit = p.limit.unwrap_or(100).min(10_000);
-        let rows =
-            blocking(move || store.payments(p.status.as_deref(), p.voucher.as_deref(), limit))
-                .await?;
+        let rows = blocking(move || store.payments(p.status, p.voucher.as_deref(), limit)).await?;
         Ok(json!({ "payments": rows.iter().map(|r| view(r, None)).collect::<Vec<_>>() }))
     }
 
@@ -1080,7 +1061,7 @@ impl Service {
             .ledger
             .commit(move |tx| {
                 let row = ledger::payment(tx.conn(), &id)?.ok_or(StoreError::NotFound)?;
-                if row.status != "pending" {
+                if row.status != PaymentStatus::Pending {
                     return Ok(Confirmed::NotPending(row.status));
                 }
                 let mut fact = payment_fact(&row, job_chain.leaf_digest());
@@ -1090,8 +1071,8 @@ impl Service {
                     ledger::set_payment_status(
                         tx,
                         &id,
-                        &["pending"],
-                        "denied",
+                        &[PaymentStatus::Pending],
+                        PaymentStatus::Denied,
                         Some(denial.reason.name()),
                         now,
                         None,
@@ -1170,8 +1151,8 @@ impl Service {
                 let moved = ledger::set_payment_status(
                     conn,
                     &id,
-                    &["pending"],
-                    "denied",
+                    &[PaymentStatus::Pending],
+                    PaymentStatus::Denied,
                     Some(Reason::RejectedByOperator.name()),
                     now,
                     None,

@@ -8,7 +8,7 @@ use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::jose::{Header, Jwk, SigningInput};
 use crate::seal::Prepared;
-use crate::store::{StoreError, StoredVoucher};
+use crate::store::{StoreError, StoredVoucher, VoucherStatus};
 use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
 use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
@@ -165,7 +165,7 @@ fn issued_row(compact: String, claims: &VoucherClaims, budget: Option<u64>) -> S
         digest: voucher::digest(&compact),
         agent: claims.agent.clone(),
         compact,
-        status: "active".into(),
+        status: VoucherStatus::Active,
         parent: None,
         budget,
         spent: 0,
