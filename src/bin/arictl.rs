@@ -569,7 +569,7 @@ enum BenchCmd {
     Authorize(BenchArgs),
     /// agent.attest over the socket against raw signing on the same token.
     #[command(
-        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
+        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench attest --state-dir ~/.local/state/ari-dev   # use a running dev daemon"
     )]
     Attest(BenchArgs),
     /// Durable evidence.record (signed agent statements) over the socket: entries per second,
@@ -1677,7 +1677,10 @@ impl ThrowawayDaemon {
         let mut raw = [0u8; 6];
         getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
         let dir = std::env::temp_dir().join(format!("ari-bench-{}", hex::encode(raw)));
-        std::fs::create_dir_all(&dir)?;
+        // The invoking user's alone, whatever the umask: `arid dev` refuses anything looser.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let arid = std::env::current_exe()?.with_file_name("arid");
         let log = std::fs::File::create(dir.join("arid.log"))?;
         let child = std::process::Command::new(&arid)
