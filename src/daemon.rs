@@ -3,7 +3,8 @@
 //! Start-up order matters for safety: the key store and the database are opened and the daemon
 //! keys checked *before* any socket exists, so a client never reaches a half-started daemon.
 //! Sockets are bound only after making sure no other daemon answers on the same path (a stale
-//! socket file from a killed daemon is replaced; a live one is refused). Readiness is reported
+//! socket file from a killed daemon of the same user is replaced; a live one, another user's, a
+//! symbolic link or any other file is refused, and no link is ever followed). Readiness is reported
 //! to systemd when `NOTIFY_SOCKET` is set.
 
 use crate::attest::DaemonFacts;

@@ -4,7 +4,8 @@
 //! directory, a random PIN in a 0600 file, a config file, the database and both sockets. The
 //! invoking user is the operator. Run again on the same DIR it resumes with the same token and
 //! state; a lock file held for the daemon's life refuses a second daemon on the same DIR, and
-//! socket files left by a killed daemon are replaced. SoftHSM reads its configuration from the
+//! socket files a killed daemon of the same user left are replaced (see [`crate::daemon`]: never
+//! a link, nor another user's socket). SoftHSM reads its configuration from the
 //! `SOFTHSM2_CONF` environment variable at load time, so dev mode re-executes itself once with
 //! that variable set rather than changing its own environment.
 //!
@@ -132,9 +133,9 @@ pub struct DevLayout {
     pub lock: PathBuf,
 }
 
-/// What dev mode reads in its directory besides the directory itself: files, and directories
-/// checked with everything in them.
+/// The files dev mode reads in its directory.
 const READ_FILES: [&str; 3] = ["arid.toml", "softhsm2.conf", "arid.lock"];
+/// The directories dev mode reads in its directory, checked with everything in them.
 const READ_TREES: [&str; 4] = ["secrets", "tokens", "state", "tpm"];
 
 /// Refuses `path` (described by `meta`, not following links) unless it is the invoking user's
