@@ -3,7 +3,8 @@
 //! Start-up order matters for safety: the key store and the database are opened and the daemon
 //! keys checked *before* any socket exists, so a client never reaches a half-started daemon.
 //! Sockets are bound only after making sure no other daemon answers on the same path (a stale
-//! socket file from a killed daemon is replaced; a live one is refused). Readiness is reported
+//! socket file from a killed daemon of the same user is replaced; a live one, another user's, a
+//! symbolic link or any other file is refused, and no link is ever followed). Readiness is reported
 //! to systemd when `NOTIFY_SOCKET` is set.
 
 use crate::attest::DaemonFacts;
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 /// How many ledger jobs may wait for the writer before callers are told to retry.
 const LEDGER_QUEUE: usize = 4096;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,21 +126,39 @@ fn resolve_group(name: &str) -> Result<u32, DaemonError> {
     }
 }
 
-/// Binds a socket at `path`, replacing a stale file but refusing a live daemon.
+/// Binds a socket at `path`, replacing a stale socket file of this user's but refusing a live
+/// daemon and anything else: a symbolic link is never followed (nor replaced), another user's
+/// socket never taken over. The mode and group are set without following a link either, so a
+/// link swapped in after the bind gets nothing.
 fn bind(
     path: &Path,
     mode: &str,
     group: Option<&str>,
 ) -> Result<tokio::net::UnixListener, DaemonError> {
+    use nix::fcntl::{AT_FDCWD, AtFlags};
+    use std::os::unix::fs::MetadataExt;
     let err = |message: String| DaemonError::Socket {
         path: path.into(),
         message,
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(err(
+                "is a symbolic link; refusing to follow or replace it (remove it if it is yours)"
+                    .into(),
+            ));
+        }
         if !meta.file_type().is_socket() {
             return Err(err(
                 "exists and is not a socket; refusing to replace it".into()
             ));
+        }
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != euid {
+            return Err(err(format!(
+                "is a socket owned by uid {}, not by this daemon's user (uid {euid}); refusing to replace it (its owner may remove it if it is stale)",
+                meta.uid()
+            )));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(err("another daemon is serving this socket".into()));
@@ -156,11 +175,22 @@ fn bind(
     let mode = parse_mode(mode).map_err(|m| err(m.into()))?;
     if let Some(group) = group {
         let gid = resolve_group(group)?;
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| err(format!("cannot give it to group {group}: {e}")))?;
+        nix::unistd::fchownat(
+            AT_FDCWD,
+            path,
+            None,
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(format!("cannot give it to group {group}: {e}")))?;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| err(format!("cannot set mode: {e}")))?;
+    nix::sys::stat::fchmodat(
+        AT_FDCWD,
+        path,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| err(format!("cannot set mode: {e}")))?;
     Ok(listener)
 }
 

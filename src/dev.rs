@@ -4,9 +4,18 @@
 //! directory, a random PIN in a 0600 file, a config file, the database and both sockets. The
 //! invoking user is the operator. Run again on the same DIR it resumes with the same token and
 //! state; a lock file held for the daemon's life refuses a second daemon on the same DIR, and
-//! socket files left by a killed daemon are replaced. SoftHSM reads its configuration from the
+//! socket files a killed daemon of the same user left are replaced (see [`crate::daemon`]: never
+//! a link, nor another user's socket). SoftHSM reads its configuration from the
 //! `SOFTHSM2_CONF` environment variable at load time, so dev mode re-executes itself once with
 //! that variable set rather than changing its own environment.
+//!
+//! Dev mode runs as whoever starts it, often root, and loads the PKCS#11 module `arid.toml`
+//! names, with the PINs and token beside it: whoever can write the directory can run code as
+//! that user. So a directory, or any file dev mode reads in it (config, `softhsm2.conf`, PINs,
+//! token, state, TPM state, lock), that another uid owns, that its group or others may write, or
+//! that is a symbolic link, is refused with a [`DevError`] naming the path and the fix; so is a
+//! state directory under a parent another user could rename it from. A directory dev mode
+//! creates is 0700 from its first instant (`mkdir` with the mode, never widened afterwards).
 //!
 //! Nothing here is meant for production keys: the PIN sits next to the token.
 
@@ -15,7 +24,7 @@ use crate::config::Config;
 use cryptoki::types::AuthPin;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where Debian's softhsm2 package puts the module.
@@ -47,6 +56,53 @@ pub enum DevError {
     /// The generated config did not check out.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A path dev mode reads is a symbolic link, which it does not follow.
+    #[error(
+        "{0} is a symlink: dev mode does not follow symbolic links in its directory (another user could point one anywhere); give the real path, or replace the link with what it points to"
+    )]
+    Symlink(PathBuf),
+    /// A path dev mode reads is owned by another user.
+    #[error(
+        "{path} is owned by uid {owner}, not by you (uid {euid}): dev mode would load the PKCS#11 module, PINs and token it holds with your rights. Use a directory of your own (e.g. `arid dev --state-dir ~/.local/state/ari-dev`), or, if you trust what is in it, `chown -R {euid} {path}`"
+    )]
+    NotOwned {
+        /// The path.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// A path dev mode reads may be written by its group or by others.
+    #[error(
+        "{path} is writable by {who} (mode {mode:04o}): whoever can write it can make dev mode load their PKCS#11 module, PINs or token. Fix: `chmod go-w {path}`"
+    )]
+    Writable {
+        /// The path.
+        path: PathBuf,
+        /// `its group`, `others`, or both.
+        who: &'static str,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A directory above the state directory would let another user replace it.
+    #[error(
+        "{path}, above the state directory, {why}: another user could swap the directory dev mode reads. Put the state directory under one only you or root can change, e.g. ~/.local/state/ari-dev"
+    )]
+    Parent {
+        /// The parent directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A path is not the kind of file dev mode expects there.
+    #[error("{path} is not a {expected}; move it away")]
+    Kind {
+        /// The path.
+        path: PathBuf,
+        /// `directory` or `regular file`.
+        expected: &'static str,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
@@ -77,11 +133,158 @@ pub struct DevLayout {
     pub lock: PathBuf,
 }
 
+/// The files dev mode reads in its directory.
+const READ_FILES: [&str; 3] = ["arid.toml", "softhsm2.conf", "arid.lock"];
+/// The directories dev mode reads in its directory, checked with everything in them.
+const READ_TREES: [&str; 4] = ["secrets", "tokens", "state", "tpm"];
+
+/// Refuses `path` (described by `meta`, not following links) unless it is the invoking user's
+/// and neither its group nor others may write it.
+fn check_owned(path: &Path, meta: &fs::Metadata) -> Result<(), DevError> {
+    if meta.file_type().is_symlink() {
+        return Err(DevError::Symlink(path.to_path_buf()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(DevError::NotOwned {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            euid,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "its group",
+        (false, true) => "others",
+        (true, true) => "its group and others",
+    };
+    Err(DevError::Writable {
+        path: path.to_path_buf(),
+        who,
+        mode,
+    })
+}
+
+/// `symlink_metadata`, with a missing path as `None`.
+fn lstat(path: &Path) -> Result<Option<fs::Metadata>, DevError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Checks `path` and, when it is a directory, everything under it, without following links.
+fn check_tree(path: &Path) -> Result<(), DevError> {
+    let Some(meta) = lstat(path)? else {
+        return Ok(());
+    };
+    check_owned(path, &meta)?;
+    if meta.is_dir() {
+        for item in fs::read_dir(path).map_err(io(path))? {
+            check_tree(&item.map_err(io(path))?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `first` or a directory above it when another user could rename the state directory
+/// out of it: one owned by neither root nor the invoking user, or writable by its group or
+/// others without the sticky bit (as `/tmp` has). `first` is a real path (no links).
+fn check_parents(first: &Path) -> Result<(), DevError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    for parent in first.ancestors() {
+        let meta = fs::symlink_metadata(parent).map_err(io(parent))?;
+        let why = if meta.uid() != 0 && meta.uid() != euid {
+            format!("is owned by uid {}", meta.uid())
+        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            format!(
+                "is writable by its group or others without the sticky bit (mode {:04o})",
+                meta.mode() & 0o7777
+            )
+        } else {
+            continue;
+        };
+        return Err(DevError::Parent {
+            path: parent.to_path_buf(),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// Takes the existing directory `dir`, or creates it 0700 (and its missing parents likewise)
+/// once the directories above it are checked; never follows a link in its place. Returns its
+/// real path.
+fn create_or_take(dir: &Path) -> Result<PathBuf, DevError> {
+    let dir = std::path::absolute(dir).map_err(io(dir))?;
+    if lstat(&dir)?.is_none() {
+        // The nearest existing directory above it must be safe before anything is made in it.
+        let mut existing = dir.parent();
+        while let Some(p) = existing {
+            if lstat(p)?.is_some() {
+                break;
+            }
+            existing = p.parent();
+        }
+        if let Some(p) = existing {
+            check_parents(&fs::canonicalize(p).map_err(io(p))?)?;
+        }
+        if let Some(parent) = dir.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io(parent))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            // Made meanwhile by someone else: checked below like any existing one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    let meta = fs::symlink_metadata(&dir).map_err(io(&dir))?;
+    if meta.file_type().is_symlink() {
+        return Err(DevError::Symlink(dir));
+    }
+    if !meta.is_dir() {
+        return Err(DevError::Kind {
+            path: dir,
+            expected: "directory",
+        });
+    }
+    let real = fs::canonicalize(&dir).map_err(io(&dir))?;
+    if let Some(parent) = real.parent() {
+        check_parents(parent)?;
+    }
+    let meta = fs::symlink_metadata(&real).map_err(io(&real))?;
+    check_owned(&real, &meta)?;
+    Ok(real)
+}
+
 impl DevLayout {
-    /// The layout under `dir` (made absolute).
+    /// The layout under `dir` (made absolute), created 0700 if it does not exist. Refuses a
+    /// directory, or anything dev mode reads in it, that could be someone else's (see the
+    /// module documentation).
     pub fn new(dir: &Path) -> Result<Self, DevError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let dir = fs::canonicalize(dir).map_err(io(dir))?;
+        let dir = create_or_take(dir)?;
+        for name in READ_FILES {
+            let path = dir.join(name);
+            if let Some(meta) = lstat(&path)? {
+                check_owned(&path, &meta)?;
+                if !meta.is_file() {
+                    return Err(DevError::Kind {
+                        path,
+                        expected: "regular file",
+                    });
+                }
+            }
+        }
+        for name in READ_TREES {
+            check_tree(&dir.join(name))?;
+        }
         Ok(Self {
             softhsm_conf: dir.join("softhsm2.conf"),
             config: dir.join("arid.toml"),
@@ -95,14 +298,19 @@ impl DevLayout {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), DevError> {
+/// Writes a new file with `mode` (never through a link: `create_new` is `O_EXCL`).
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), DevError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .map_err(io(path))?;
     f.write_all(text.as_bytes()).map_err(io(path))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), DevError> {
+    write_new(path, text, 0o600)
 }
 
 fn random_pin() -> Result<String, DevError> {
@@ -115,15 +323,19 @@ fn random_pin() -> Result<String, DevError> {
 }
 
 /// Creates whatever is missing in the directory (never overwriting what exists) and returns
-/// the layout. The directory itself is 0755 so that agents of other users can reach
-/// `agent.sock`; the token, PINs, database and admin socket are the invoking user's alone.
+/// the layout. A directory created here is 0700, so only its owner reaches the sockets; to let
+/// agents running as other users reach `agent.sock`, its owner grants search permission
+/// (`chmod 711 DIR`). The token, PINs, database and admin socket are the invoking user's alone.
 pub fn prepare(dir: &Path) -> Result<DevLayout, DevError> {
     let l = DevLayout::new(dir)?;
-    fs::set_permissions(&l.dir, fs::Permissions::from_mode(0o755)).map_err(io(&l.dir))?;
     for sub in ["tokens", "secrets", "state"] {
         let p = l.dir.join(sub);
-        fs::create_dir_all(&p).map_err(io(&p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).map_err(io(&p))?;
+        if lstat(&p)?.is_none() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&p)
+                .map_err(io(&p))?;
+        }
     }
     if !l.softhsm_conf.exists() {
         let text = format!(
@@ -184,10 +396,21 @@ level = "info"
             agent = l.agent_socket.display(),
             admin = l.admin_socket.display(),
         );
-        write_private(&l.config, &text)?;
-        fs::set_permissions(&l.config, fs::Permissions::from_mode(0o644)).map_err(io(&l.config))?;
+        write_new(&l.config, &text, 0o644)?;
     }
     Ok(l)
+}
+
+/// The software TPM's state directory, `tpm/`, created 0700 if missing.
+pub fn tpm_state_dir(l: &DevLayout) -> Result<PathBuf, DevError> {
+    let p = l.dir.join("tpm");
+    if lstat(&p)?.is_none() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&p)
+            .map_err(io(&p))?;
+    }
+    Ok(p)
 }
 
 /// Holds the directory's lock for the process's life.
@@ -311,4 +534,122 @@ pub fn banner(l: &DevLayout, created: bool, tpm: Option<&str>) -> String {
         admin = l.admin_socket.display(),
         uid = nix::unistd::getuid().as_raw(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn refused(dir: &Path) -> String {
+        match prepare(dir) {
+            Ok(_) => panic!("{} was accepted", dir.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_directory_is_created_0700_with_its_secrets_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/dev");
+        let l = prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+        for sub in ["tokens", "secrets", "state"] {
+            assert_eq!(mode(&dir.join(sub)), 0o700, "{sub}");
+        }
+        assert_eq!(mode(&l.pin) & 0o077, 0);
+        assert_eq!(mode(&l.softhsm_conf) & 0o077, 0);
+        // It resumes on what it made.
+        prepare(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_group_or_world_writable_file_it_reads_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dev");
+        let l = prepare(&dir).unwrap();
+        for (path, bad) in [
+            (&l.config, 0o664),
+            (&l.softhsm_conf, 0o622),
+            (&l.pin, 0o620),
+            (&dir.join("tokens"), 0o777),
+            (&dir.join("state"), 0o770),
+            (&l.dir, 0o775),
+        ] {
+            let good = mode(path);
+            fs::set_permissions(path, fs::Permissions::from_mode(bad)).unwrap();
+            let e = refused(&dir);
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("chmod"), "{e}");
+            fs::set_permissions(path, fs::Permissions::from_mode(good)).unwrap();
+        }
+        // Deeper: a file inside the token directory.
+        let deep = dir.join("tokens/planted");
+        fs::write(&deep, "x").unwrap();
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o666)).unwrap();
+        let e = refused(&dir);
+        assert!(e.contains(&deep.display().to_string()), "{e}");
+        fs::remove_file(&deep).unwrap();
+        prepare(&dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_refused_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dev");
+        let l = prepare(&dir).unwrap();
+        // The state directory itself, even when it points at a good one.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let e = refused(&link);
+        assert!(e.contains("symlink"), "{e}");
+        // A file it reads, pointing at one someone else controls.
+        let elsewhere = tmp.path().join("softhsm2.conf");
+        fs::write(&elsewhere, "directories.tokendir = /somewhere/else\n").unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::remove_file(&l.softhsm_conf).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &l.softhsm_conf).unwrap();
+        let e = refused(&dir);
+        assert!(e.contains(&l.softhsm_conf.display().to_string()), "{e}");
+        assert!(e.contains("symlink"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_or_file_of_another_uid_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: needs root to give files to uid 65534");
+            return;
+        }
+        let nobody = Some(nix::unistd::Uid::from_raw(65534));
+        let me = Some(nix::unistd::geteuid());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dev");
+        let l = prepare(&dir).unwrap();
+        for path in [&l.dir, &l.config, &l.so_pin, &dir.join("tokens")] {
+            nix::unistd::chown(path.as_path(), nobody, None).unwrap();
+            let e = refused(&dir);
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("owned by uid 65534"), "{e}");
+            nix::unistd::chown(path.as_path(), me, None).unwrap();
+        }
+        // A directory another user made and filled, before dev mode ever ran there.
+        let theirs = tmp.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        fs::write(theirs.join("arid.toml"), "state_dir = \"/x\"\n").unwrap();
+        nix::unistd::chown(&theirs, nobody, None).unwrap();
+        nix::unistd::chown(&theirs.join("arid.toml"), nobody, None).unwrap();
+        let e = refused(&theirs);
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        // Nothing was written into it, nor under it.
+        assert!(!theirs.join("secrets").exists());
+        let e = refused(&theirs.join("mine"));
+        assert!(e.contains("above the state directory"), "{e}");
+        assert!(!theirs.join("mine").exists());
+    }
 }

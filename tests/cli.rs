@@ -231,3 +231,172 @@ fn pin_from_a_systemd_credential() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
 }
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `arid dev --prepare --state-dir DIR`: (ok, stderr).
+fn dev_prepare(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(common::ARID)
+        .args(["dev", "--prepare", "--state-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Dev mode loads the PKCS#11 module its `arid.toml` names and the PINs and token beside it, as
+/// the invoking user (often root): a directory someone else could have written is refused, and
+/// one it creates is its owner's alone.
+#[test]
+fn dev_mode_creates_its_directory_0700_and_refuses_one_it_cannot_trust() {
+    let work = common::tempdir();
+    let dir = work.path().join("new/dev");
+    let (ok, err) = dev_prepare(&dir);
+    assert!(ok, "{err}");
+    assert_eq!(mode(&dir), 0o700, "a fresh dev directory is 0700");
+    assert_eq!(
+        mode(&work.path().join("new")),
+        0o700,
+        "and so are the parents it makes"
+    );
+    assert!(dev_prepare(&dir).0, "it resumes");
+
+    // A group-writable file dev mode reads.
+    let config = dir.join("arid.toml");
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o664)).unwrap();
+    let (ok, err) = dev_prepare(&dir);
+    assert!(!ok, "a group-writable arid.toml was used");
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    assert!(err.contains("writable by its group"), "{err}");
+    assert!(err.contains("chmod"), "{err}");
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // ...or deeper: a token file.
+    let token = std::fs::read_dir(dir.join("tokens"))
+        .unwrap()
+        .next()
+        .expect("the token has a directory")
+        .unwrap()
+        .path();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let (ok, err) = dev_prepare(&dir);
+    assert!(!ok, "a world-writable token directory was used");
+    assert!(err.contains(&token.display().to_string()), "{err}");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    assert!(dev_prepare(&dir).0);
+
+    // A symlink as the state directory, even to a good one.
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let (ok, err) = dev_prepare(&link);
+    assert!(!ok, "a symlinked state directory was used");
+    assert!(err.contains("symlink"), "{err}");
+
+    if !is_root() {
+        eprintln!("SKIP the other-owner half: needs root to give the directory to uid 65534");
+        return;
+    }
+    // A directory another user made, with its own arid.toml: refused, not adopted.
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let (ok, err) = dev_prepare(&dir);
+    assert!(!ok, "a directory owned by uid 65534 was adopted");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    nix::unistd::chown(&config, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let (ok, err) = dev_prepare(&dir);
+    assert!(!ok, "an arid.toml owned by uid 65534 was used");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+}
+
+/// Runs `arid dev --state-dir DIR` until it exits or serves; returns (served, stderr).
+fn dev_serve(dir: &std::path::Path) -> (bool, String) {
+    let mut child = Command::new(common::ARID)
+        .args(["dev", "--state-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounds a hang only: the outcome is whichever of the two happens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (false, err);
+        }
+        if let Ok(mut c) = ari::client::Client::connect(&dir.join("admin.sock"))
+            && c.call("admin.status", serde_json::json!({})).is_ok()
+        {
+            common::signal(&child, nix::sys::signal::Signal::SIGTERM);
+            child.wait().unwrap();
+            return (true, String::new());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "arid dev neither served nor exited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A socket path is never followed through a symlink, and a stale socket is replaced only when
+/// it is this user's.
+#[test]
+fn dev_mode_never_follows_or_takes_over_a_socket_path() {
+    let work = common::tempdir();
+    let dir = work.path().join("dev");
+    assert!(dev_prepare(&dir).0);
+    let target = work.path().join("elsewhere");
+    let agent = dir.join("agent.sock");
+    std::os::unix::fs::symlink(&target, &agent).unwrap();
+    let (served, err) = dev_serve(&dir);
+    assert!(!served, "served through a symlinked socket path");
+    assert!(err.contains(&agent.display().to_string()), "{err}");
+    assert!(!target.exists(), "the symlink was followed");
+    assert!(
+        std::fs::symlink_metadata(&agent)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    std::fs::remove_file(&agent).unwrap();
+
+    // A stale socket of this user's is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&agent).unwrap());
+    let (served, err) = dev_serve(&dir);
+    assert!(served, "{err}");
+
+    if !is_root() {
+        eprintln!("SKIP the other-owner half: needs root to give a socket to uid 65534");
+        return;
+    }
+    // Someone else's is not.
+    drop(std::os::unix::net::UnixListener::bind(&agent).unwrap());
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &agent,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let (served, err) = dev_serve(&dir);
+    assert!(!served, "another user's socket file was replaced");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    assert!(err.contains(&agent.display().to_string()), "{err}");
+}

@@ -413,6 +413,252 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     assert_eq!(added["kid"].as_str().map(str::len), Some(43));
 }
 
+/// A live daemon with a few entries, its whole log exported (and verified once, untouched):
+/// (daemon, work directory, export directory, log key file).
+fn exported() -> (Daemon, tempfile::TempDir, PathBuf, PathBuf) {
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let mut c = d.agent();
+    let mut last = 0;
+    for i in 0..4 {
+        last = record(&mut c, "offer.chosen", json!({"i": i}))["index"]
+            .as_u64()
+            .unwrap();
+    }
+    let work = common::tempdir();
+    let (out, _) = export_live(&d, work.path(), last + 1, None);
+    let key = work.path().join("log.jwk");
+    (d, work, out, key)
+}
+
+/// `arictl verify log DIR --log-key KEY [extra]`: (ok, stdout, stderr).
+fn verify_export(dir: &Path, key: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "verify",
+        "log",
+        dir.to_str().unwrap(),
+        "--log-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    arictl(&args)
+}
+
+fn export_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(dir: &Path, lines: &[String]) {
+    std::fs::write(dir.join("entries.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+fn leaf_b64(line: &str) -> String {
+    ari::jose::b64url(&tree::leaf_hash(line.as_bytes()))
+}
+
+/// Without its checkpoints an export vouches for nothing: `verify log` used to say OK ("0
+/// checkpoint(s) checked") even after entries were rewritten and relinked.
+#[test]
+fn verify_log_refuses_an_export_whose_checkpoints_were_removed() {
+    let (_d, _work, out, key) = exported();
+    let notes: Vec<PathBuf> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!notes.is_empty(), "the export held checkpoints");
+    for note in notes {
+        std::fs::remove_file(note).unwrap();
+    }
+    let (ok, _, err) = verify_export(&out, &key, &[]);
+    assert!(!ok, "an export without checkpoints verified: {err}");
+    assert!(err.contains("signed-tail"), "{err}");
+    assert!(err.contains("no checkpoint"), "{err}");
+
+    // Rewrite an entry and relink every one after it (correct index and prev): every check but
+    // the signature's passes, and the signature rule alone must refuse it.
+    let mut lines = export_lines(&out);
+    let k = lines.len() - 3;
+    let entry: Value = serde_json::from_str(&lines[k]).unwrap();
+    let time = entry["time"].as_i64().unwrap();
+    lines[k] = lines[k].replacen(
+        &format!("\"time\":{time}"),
+        &format!("\"time\":{}", time + 3600),
+        1,
+    );
+    assert_ne!(lines[k], entry.to_string());
+    for j in k + 1..lines.len() {
+        let old: Value = serde_json::from_str(&lines[j]).unwrap();
+        let old = old["prev"].as_str().unwrap().to_owned();
+        lines[j] = lines[j].replace(&old, &leaf_b64(&lines[j - 1]));
+    }
+    write_lines(&out, &lines);
+    let (ok, _, err) = verify_export(&out, &key, &[]);
+    assert!(
+        !ok,
+        "a rewritten, relinked export without checkpoints verified: {err}"
+    );
+    assert!(err.contains("signed-tail"), "{err}");
+    // Reporting the unsigned entries never blesses them: the output says none is covered.
+    let (ok, _, err) = verify_export(&out, &key, &["--allow-unsigned-tail"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} entries past the newest checkpoint are NOT covered by any signature",
+            lines.len()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("log OK"), "{err}");
+}
+
+/// An entry appended after the newest checkpoint, with the right index and `prev`, passes every
+/// check but the signature's: `verify log` used to count it as verified.
+#[test]
+fn verify_log_refuses_an_entry_appended_past_the_newest_checkpoint() {
+    let (_d, _work, out, key) = exported();
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("log.json")).unwrap()).unwrap();
+    let to = manifest["to"].as_u64().unwrap();
+    let origin = manifest["origin"].as_str().unwrap().to_owned();
+    let mut lines = export_lines(&out);
+    assert_eq!(lines.len() as u64, to, "the export starts at 0");
+    let prev = tree::leaf_hash(lines.last().unwrap().as_bytes());
+    let draft = ari::evidence::entry::Draft::new(
+        ari::evidence::entry::Kind::AgentFrozen,
+        json!({"why": "appended by hand"}),
+    )
+    .about("shop-bot", "alice@example.com");
+    let bytes = draft
+        .encode(&origin, to, Some(&prev), ari::clock::unix_now())
+        .unwrap();
+    lines.push(String::from_utf8(bytes).unwrap());
+    write_lines(&out, &lines);
+    manifest["to"] = json!(to + 1);
+    std::fs::write(out.join("log.json"), manifest.to_string()).unwrap();
+
+    let (ok, _, err) = verify_export(&out, &key, &[]);
+    assert!(!ok, "an entry past the newest checkpoint verified: {err}");
+    assert!(err.contains("signed-tail"), "{err}");
+    assert!(err.contains(&format!("entries {to}..{}", to + 1)), "{err}");
+
+    let (ok, stdout, err) = verify_export(&out, &key, &["--allow-unsigned-tail"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("1 entry past the newest checkpoint is NOT covered by any signature"),
+        "{err}"
+    );
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        summary["to"], to,
+        "the verified range ends at the checkpoint: {summary}"
+    );
+    assert_eq!(summary["unsigned_tail"]["from"], to, "{summary}");
+    assert_eq!(summary["unsigned_tail"]["to"], to + 1, "{summary}");
+    let counted: u64 = summary["kinds"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted, to,
+        "unsigned entries are not counted as verified: {summary}"
+    );
+}
+
+/// `arictl log export --to N` ends on a checkpoint of size N even when the daemon had signed
+/// none of that size: it signs one (a prefix of a tree it already signed). Offline, where
+/// nothing can sign, an end without a checkpoint is refused before anything is written.
+#[test]
+fn log_export_to_a_size_between_checkpoints_ends_on_a_signed_one() {
+    let mut d = Daemon::start();
+    d.provision_self("shop-bot");
+    let mut c = d.agent();
+    let mut last = 0;
+    for i in 0..4 {
+        last = record(&mut c, "offer.chosen", json!({"i": i}))["index"]
+            .as_u64()
+            .unwrap();
+    }
+    let size = last + 1;
+    assert_eq!(checkpoint(&d, size)["size"], size);
+    let work = common::tempdir();
+    let key = log_key(&d, work.path());
+    // Only the newest checkpoint is kept, so no smaller size has one.
+    d.stop();
+    let db = rusqlite::Connection::open(d.dir.join("state/ari.db")).unwrap();
+    db.execute(
+        "DELETE FROM evidence_checkpoint WHERE size < ?1",
+        [size as i64],
+    )
+    .unwrap();
+    drop(db);
+    d.spawn();
+
+    let n = size - 2;
+    let out = work.path().join("to-n");
+    let (code, _, err) = d.arictl(&[
+        "log",
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+        "--to",
+        &n.to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.join(format!("checkpoints/{n:012}.note")).exists(),
+        "the export does not end on a checkpoint"
+    );
+    let (ok, stdout, err) = verify_export(&out, &key, &[]);
+    assert!(ok, "{err}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["to"], n, "{summary}");
+    assert_eq!(summary["latest"], n, "{summary}");
+    // The newest checkpoint is still the newest.
+    let newest = d.admin().call("evidence.checkpoint", json!({})).unwrap();
+    assert_eq!(newest["size"], size);
+
+    // Offline: no key to sign with, so an end without a checkpoint is refused.
+    let copy = work.path().join("copy.db");
+    copy_db(&d, &copy);
+    let offline = work.path().join("offline");
+    let (ok, _, err) = arictl(&[
+        "log",
+        "export",
+        "--db",
+        copy.to_str().unwrap(),
+        "--out",
+        offline.to_str().unwrap(),
+        "--to",
+        &(size - 1).to_string(),
+    ]);
+    assert!(
+        !ok,
+        "an offline export ending between checkpoints was written"
+    );
+    assert!(err.contains("no checkpoint"), "{err}");
+    assert!(!offline.join("log.json").exists());
+    // Ending on one it holds works.
+    let (ok, _, err) = arictl(&[
+        "log",
+        "export",
+        "--db",
+        copy.to_str().unwrap(),
+        "--out",
+        offline.to_str().unwrap(),
+        "--to",
+        &n.to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = verify_export(&offline, &key, &[]);
+    assert!(ok, "{err}");
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64ct::Encoding;
     base64ct::Base64::decode_vec(s).unwrap()

@@ -487,6 +487,7 @@ enum VerifyCmd {
     },
     /// Verify an exported log: every entry, link, statement and checkpoint signature, and the
     /// tree against each checkpoint; with --since, that it extends a checkpoint seen earlier.
+    /// Fails unless a checkpoint signed by the log key covers the last entry.
     #[command(
         after_help = "Example:\n  arictl log export --out /tmp/evidence\n  arictl verify log /tmp/evidence --log-key log.jwk --since yesterday.note"
     )]
@@ -499,6 +500,10 @@ enum VerifyCmd {
         /// A checkpoint note seen earlier that the log must extend.
         #[arg(long, value_name = "FILE")]
         since: Option<PathBuf>,
+        /// Entries past the newest checkpoint: list them as NOT covered by any signature
+        /// (counted apart, never verified) instead of failing.
+        #[arg(long)]
+        allow_unsigned_tail: bool,
     },
     /// Verify that an entry is in the log a signed checkpoint commits to.
     #[command(
@@ -564,7 +569,7 @@ enum BenchCmd {
     Authorize(BenchArgs),
     /// agent.attest over the socket against raw signing on the same token.
     #[command(
-        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench attest --state-dir /tmp/ari-dev   # use a running dev daemon"
+        after_help = "Examples:\n  arictl bench attest --clients 16 --seconds 10\n  arictl bench attest --clients 1 --seconds 5 --json\n  arictl bench attest --clients 1,4,16,64,256 --seconds 5   # one row per client count\n  arictl bench attest --state-dir ~/.local/state/ari-dev   # use a running dev daemon"
     )]
     Attest(BenchArgs),
     /// Durable evidence.record (signed agent statements) over the socket: entries per second,
@@ -1262,13 +1267,20 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<()> {
     let admin = &cli.admin_socket;
     match cmd {
         LogCmd::Export { out, from, to, db } => {
+            let mut offline = db.as_ref().map(|p| OfflineLog::open(p)).transpose()?;
+            // Offline nothing can sign: an end without a checkpoint is refused up front.
+            let to = match &offline {
+                Some(log) => Some(log.signed_end(*from, *to)?),
+                None => *to,
+            };
             let mut writer = evidence::export::DirWriter::create(out)
                 .with_context(|| format!("cannot create an export in {}", out.display()))?;
             let mut next = *from;
-            let mut offline = db.as_ref().map(|p| OfflineLog::open(p)).transpose()?;
+            // Whether the last page held a checkpoint of the export's end.
+            let mut ends_signed;
             loop {
                 let page = match &mut offline {
-                    Some(log) => log.page(next, *to)?,
+                    Some(log) => log.page(next, to)?,
                     None => {
                         let params = json!({ "from": next, "to": to });
                         serde_json::from_value(call(admin, "admin.log_export", params)?)?
@@ -1276,9 +1288,18 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<()> {
                 };
                 writer.add(&page)?;
                 next = page.to;
+                ends_signed =
+                    page.from == page.to || page.checkpoints.iter().any(|c| c.size == page.to);
                 if page.to >= page.end || page.entries.is_empty() {
                     break;
                 }
+            }
+            if !ends_signed {
+                bail!(
+                    "the export in {} ends at entry {next}, which no checkpoint covers: a verifier \
+                     would refuse it; remove the directory and export again",
+                    out.display()
+                );
             }
             let m = writer.finish()?;
             eprintln!(
@@ -1326,6 +1347,40 @@ impl OfflineLog {
             .ok_or_else(|| anyhow!("the database holds no checkpoint"))?;
         let origin = latest.note.lines().next().unwrap_or_default().to_string();
         Ok(Self { conn, origin, key })
+    }
+
+    /// The end of an export from `from`: `to`, or the newest checkpoint's size, refused when
+    /// no checkpoint of that size is stored (an export must end on a signed checkpoint).
+    fn signed_end(&self, from: u64, to: Option<u64>) -> Result<u64> {
+        let end = match to {
+            Some(n) => n,
+            None => evidence::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
+        };
+        if end <= from || !evidence::log::checkpoints(&self.conn, end, end)?.is_empty() {
+            return Ok(end);
+        }
+        let below = evidence::log::checkpoints(&self.conn, 0, end)?
+            .last()
+            .map(|c| c.size);
+        let above = evidence::log::checkpoints(&self.conn, end, u64::MAX)?
+            .first()
+            .map(|c| c.size);
+        let nearest = [below, above]
+            .into_iter()
+            .flatten()
+            .map(|n| format!("--to {n}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        bail!(
+            "the database holds no checkpoint of size {end}, and an export must end on a signed \
+             checkpoint (offline, nothing can sign one): use {}, or export from the running \
+             daemon, which signs one",
+            if nearest.is_empty() {
+                "the daemon".to_string()
+            } else {
+                nearest
+            }
+        )
     }
 
     fn page(&mut self, from: u64, to: Option<u64>) -> Result<evidence::export::Page> {
@@ -1403,23 +1458,68 @@ fn verify_cmd(cmd: &VerifyCmd) -> Result<()> {
             dir,
             log_key,
             since,
+            allow_unsigned_tail,
         } => {
+            use evidence::export::Tail;
             let key = Jwk::from_json(&read_input(log_key)?)?.to_public_key()?;
             let since = since.as_ref().map(|f| read_input(f)).transpose()?;
-            let summary = evidence::export::verify_dir(dir, &key, since.as_deref())?;
-            eprintln!(
-                "log OK: {} entries ({}..{}) of {}, {} checkpoint(s) checked{}",
-                summary.to - summary.from,
-                summary.from,
-                summary.to,
-                summary.origin,
-                summary.checkpoints,
-                if since.is_some() {
-                    ", extends the --since checkpoint"
-                } else {
-                    ""
+            let tail = if *allow_unsigned_tail {
+                Tail::Report
+            } else {
+                Tail::Refuse
+            };
+            let summary = evidence::export::verify_dir_with(dir, &key, since.as_deref(), tail)
+                .map_err(|e| match e.check() {
+                    evidence::export::SIGNED_TAIL => anyhow!(e).context(
+                        "the export does not end on a signed checkpoint; export it again \
+                         (`arictl log export` ends on one), or pass --allow-unsigned-tail to \
+                         list the entries no signature covers",
+                    ),
+                    _ => anyhow!(e),
+                })?;
+            let extends = if since.is_some() {
+                ", extends the --since checkpoint"
+            } else {
+                ""
+            };
+            match summary.unsigned_tail {
+                None => eprintln!(
+                    "log OK: {} entries ({}..{}) of {}, {} checkpoint(s) checked{extends}",
+                    summary.to - summary.from,
+                    summary.from,
+                    summary.to,
+                    summary.origin,
+                    summary.checkpoints,
+                ),
+                Some(t) => {
+                    if summary.to == summary.from {
+                        eprintln!(
+                            "log NOT verified: no checkpoint of {} covers any of its entries",
+                            summary.origin
+                        );
+                    } else {
+                        eprintln!(
+                            "log verified only up to its newest checkpoint: {} entries ({}..{}) of {}, {} checkpoint(s) checked{extends}",
+                            summary.to - summary.from,
+                            summary.from,
+                            summary.to,
+                            summary.origin,
+                            summary.checkpoints,
+                        );
+                    }
+                    eprintln!(
+                        "WARNING: {} past the newest checkpoint {} NOT covered by any signature (entries {}..{}: read and linked, but anyone could have written them)",
+                        if t.len() == 1 {
+                            "1 entry".to_string()
+                        } else {
+                            format!("{} entries", t.len())
+                        },
+                        if t.len() == 1 { "is" } else { "are" },
+                        t.from,
+                        t.to
+                    );
                 }
-            );
+            }
             print_json(&serde_json::to_value(&summary)?)
         }
         VerifyCmd::Inclusion {
@@ -1577,7 +1677,10 @@ impl ThrowawayDaemon {
         let mut raw = [0u8; 6];
         getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
         let dir = std::env::temp_dir().join(format!("ari-bench-{}", hex::encode(raw)));
-        std::fs::create_dir_all(&dir)?;
+        // The invoking user's alone, whatever the umask: `arid dev` refuses anything looser.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let arid = std::env::current_exe()?.with_file_name("arid");
         let log = std::fs::File::create(dir.join("arid.log"))?;
         let child = std::process::Command::new(&arid)

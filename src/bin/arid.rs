@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
     name = "arid",
     version,
     about = "ARI signer daemon: hardware-backed identities and signatures for autonomous agents",
-    after_help = "Examples:\n  arid --config /etc/ari/arid.toml\n  arid --check-config /etc/ari/arid.toml\n  arid dev --state-dir /tmp/ari-dev"
+    after_help = "Examples:\n  arid --config /etc/ari/arid.toml\n  arid --check-config /etc/ari/arid.toml\n  arid dev --state-dir ~/.local/state/ari-dev"
 )]
 struct Args {
     /// Run with this configuration file.
@@ -30,10 +30,11 @@ struct Args {
 enum Command {
     /// Run on a throwaway SoftHSM2 token kept in one directory (created or resumed).
     #[command(
-        after_help = "Example:\n  arid dev --state-dir /tmp/ari-dev\n  # then, in another shell, follow the printed instructions"
+        after_help = "Example:\n  arid dev --state-dir ~/.local/state/ari-dev\n  # then, in another shell, follow the printed instructions\n\nThe directory is created 0700 if it does not exist. A directory, or a file dev mode reads in\nit, that another user owns, that its group or others may write, or that is a symbolic link is\nrefused: dev mode loads the PKCS#11 module its arid.toml names. To let agents running as\nother users reach agent.sock, `chmod 711` the directory."
     )]
     Dev {
-        /// The directory holding the token, config, state and sockets.
+        /// The directory holding the token, config, state and sockets: yours alone (created
+        /// 0700 if missing), never one another user can write.
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
         /// Set the directory up (token, config) and exit without serving.
@@ -174,7 +175,7 @@ fn run_dev_tpm(
     let tpm = match tcti {
         Some(_) => None,
         None => Some(ari::swtpm::Swtpm::start_for_one_client(
-            &layout.dir.join("tpm"),
+            &dev::tpm_state_dir(&layout)?,
         )?),
     };
     let tcti = match (tcti, &tpm) {

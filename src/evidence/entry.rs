@@ -235,6 +235,10 @@ pub fn parse(bytes: &[u8]) -> Result<Entry, String> {
 /// when `first` is 0), for the log `log`, and returns them parsed with the tree of their leaf
 /// hashes. The first failure names the entry and the check: `format`, `version`, `log`,
 /// `index`, `prev`.
+///
+/// This is the shape of a run, not evidence: anyone can write entries that pass it. Only a
+/// checkpoint signed by the log key whose root the returned tree matches vouches for them
+/// (as [`super::export::verify_dir`] requires of an export's last entry).
 pub fn check_chain(
     log: &str,
     first: u64,

@@ -15,6 +15,14 @@
 //! entries name their own index; after each entry the root is compared with any checkpoint of
 //! that size, whose signature is checked first. Failures name the entry (or checkpoint) and the
 //! check. Memory stays O(log n) plus the agents' keys.
+//!
+//! The invariant: a verification never says OK for an entry no signature covers. Formats,
+//! indexes and links can be forged by anyone who rewrites the files; only a checkpoint signed by
+//! the log key binds the entries, so an export verifies only when one covers its last entry
+//! (check `signed-tail`, [`VerifyError::NoCheckpoint`], [`VerifyError::UnsignedTail`]). Asked
+//! to ([`Tail::Report`]), [`verify_dir_with`] reports the entries past the newest checkpoint
+//! apart ([`Summary::unsigned_tail`]) instead of failing, and never counts them as verified.
+//! Inclusion proofs ([`verify_inclusion`]) are always checked against a signed checkpoint.
 
 use super::checkpoint::{self, Checkpoint};
 use super::entry::{self, Kind, VERSION};
@@ -109,10 +117,44 @@ pub struct DirWriter {
     manifest: Option<Manifest>,
 }
 
+/// Writes a new file, never through a link nor over an existing file (`O_EXCL`).
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
 impl DirWriter {
-    /// Creates `dir` (which must not hold an export already).
+    /// Creates `dir`, or takes it when it is an empty directory of the invoking user's (not a
+    /// link). Every file is then created new inside it, so a directory or a link someone else
+    /// planted at the path (say under `/tmp`) is never written through.
     pub fn create(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir.join("checkpoints"))?;
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::create_dir(dir)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(dir)?;
+                let usable = meta.is_dir()
+                    && meta.uid() == nix::unistd::geteuid().as_raw()
+                    && std::fs::read_dir(dir)?.next().is_none();
+                if !usable {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "the path exists and is not an empty directory of yours; give a new one",
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir(dir.join("checkpoints"))?;
         let entries = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -137,7 +179,7 @@ impl DirWriter {
                 });
                 let jwk =
                     serde_json::to_string_pretty(&page.log_key).map_err(|e| bad(&e.to_string()))?;
-                std::fs::write(self.dir.join("log-key.jwk"), jwk + "\n")?;
+                write_new(&self.dir.join("log-key.jwk"), (jwk + "\n").as_bytes())?;
             }
             Some(m) if m.to == page.from && m.origin == page.origin => m.to = page.to,
             Some(_) => return Err(bad("pages out of order")),
@@ -150,9 +192,9 @@ impl DirWriter {
             self.entries.write_all(b"\n")?;
         }
         for c in &page.checkpoints {
-            std::fs::write(
-                self.dir.join(format!("checkpoints/{:012}.note", c.size)),
-                &c.note,
+            write_new(
+                &self.dir.join(format!("checkpoints/{:012}.note", c.size)),
+                c.note.as_bytes(),
             )?;
         }
         Ok(())
@@ -167,25 +209,65 @@ impl DirWriter {
             .take()
             .ok_or_else(|| std::io::Error::other("nothing was exported"))?;
         let text = serde_json::to_string_pretty(&m).map_err(std::io::Error::other)?;
-        std::fs::write(self.dir.join("log.json"), text + "\n")?;
+        write_new(&self.dir.join("log.json"), (text + "\n").as_bytes())?;
         Ok(m)
     }
 }
 
-/// Why an export (or a proof) does not verify. `at` names the entry or checkpoint.
+/// The name of the check that an export's last entry is covered by a signed checkpoint.
+pub const SIGNED_TAIL: &str = "signed-tail";
+
+/// Why an export (or a proof) does not verify. Each message names where and the check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{at}: {check}: {detail}")]
-pub struct VerifyError {
-    /// `entry N`, `checkpoint of size N`, or a file.
-    pub at: String,
-    /// The check that failed: `format`, `version`, `log`, `index`, `prev`, `statement`,
-    /// `mandate`, `signature`, `root`, `missing`, `consistency`, `proof`.
-    pub check: &'static str,
-    pub detail: String,
+#[non_exhaustive]
+pub enum VerifyError {
+    /// A check of one entry, checkpoint or file failed.
+    #[error("{at}: {check}: {detail}")]
+    Check {
+        /// `entry N`, `checkpoint of size N`, or a file.
+        at: String,
+        /// The check that failed: `format`, `version`, `log`, `index`, `prev`, `statement`,
+        /// `mandate`, `signature`, `root`, `missing`, `consistency`, `proof`.
+        check: &'static str,
+        /// What was found.
+        detail: String,
+    },
+    /// The export holds entries `from..to` but no checkpoint signed by the log key: no
+    /// signature covers any of them, whatever else checks out.
+    #[error(
+        "entries {from}..{to}: {SIGNED_TAIL}: the export holds no checkpoint signed by the log key, so no signature covers any of its entries"
+    )]
+    NoCheckpoint {
+        /// The export's first entry.
+        from: u64,
+        /// One past its last entry.
+        to: u64,
+    },
+    /// Entries `last_signed..size` come after the newest signed checkpoint (of size
+    /// `last_signed`): no signature covers them, whatever else checks out.
+    #[error(
+        "entries {last_signed}..{size}: {SIGNED_TAIL}: past the newest checkpoint (size {last_signed}), so no signature covers them"
+    )]
+    UnsignedTail {
+        /// The size of the newest checkpoint that was checked.
+        last_signed: u64,
+        /// One past the export's last entry.
+        size: u64,
+    },
+}
+
+impl VerifyError {
+    /// The name of the check that failed.
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Check { check, .. } => check,
+            Self::NoCheckpoint { .. } | Self::UnsignedTail { .. } => SIGNED_TAIL,
+        }
+    }
 }
 
 fn err(at: impl Into<String>, check: &'static str, detail: impl Into<String>) -> VerifyError {
-    VerifyError {
+    VerifyError::Check {
         at: at.into(),
         check,
         detail: detail.into(),
@@ -200,14 +282,54 @@ fn entry_at(i: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub origin: String,
+    /// The first entry verified.
     pub from: u64,
+    /// One past the last entry verified: every entry of `from..to` passed every check and is
+    /// covered by a signed checkpoint.
     pub to: u64,
     /// Checkpoints whose signature and root were checked.
     pub checkpoints: usize,
     /// The largest checked checkpoint's size.
     pub latest: Option<u64>,
-    /// Entries of each kind.
+    /// Verified entries (`from..to`) of each kind.
     pub kinds: std::collections::BTreeMap<String, u64>,
+    /// Entries the export holds past `to`, which no signature covers; only ever set by
+    /// [`Tail::Report`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsigned_tail: Option<UnsignedTail>,
+}
+
+/// Entries `from..to` an export holds past its newest signed checkpoint. They were read and
+/// linked like the others, but nothing vouches for them: anyone could have written them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UnsignedTail {
+    /// The newest checked checkpoint's size (the export's first entry when there is none).
+    pub from: u64,
+    /// One past the export's last entry.
+    pub to: u64,
+}
+
+impl UnsignedTail {
+    /// How many entries no signature covers.
+    pub fn len(&self) -> u64 {
+        self.to.saturating_sub(self.from)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What [`verify_dir_with`] does with entries past the newest signed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tail {
+    /// Fail with [`VerifyError::NoCheckpoint`] or [`VerifyError::UnsignedTail`].
+    #[default]
+    Refuse,
+    /// Check them as far as can be done without a signature and report them in
+    /// [`Summary::unsigned_tail`], outside the verified range.
+    Report,
 }
 
 fn decode_hash(text: &str) -> Option<Hash> {
@@ -217,11 +339,23 @@ fn decode_hash(text: &str) -> Option<Hash> {
 }
 
 /// Verifies the export in `dir` with the log key; `since` is a signed checkpoint seen earlier
-/// that the log must extend.
+/// that the log must extend. Fails unless a checkpoint signed by the log key (one in the export,
+/// or `since`) covers the export's last entry.
 pub fn verify_dir(
     dir: &Path,
     key: &PublicKey,
     since: Option<&str>,
+) -> Result<Summary, VerifyError> {
+    verify_dir_with(dir, key, since, Tail::Refuse)
+}
+
+/// [`verify_dir`], with the entries past the newest signed checkpoint refused or reported as
+/// `tail` says.
+pub fn verify_dir_with(
+    dir: &Path,
+    key: &PublicKey,
+    since: Option<&str>,
+    tail: Tail,
 ) -> Result<Summary, VerifyError> {
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name)).map_err(|e| err(name, "missing", e.to_string()))
@@ -295,6 +429,14 @@ pub fn verify_dir(
         ));
     }
 
+    // The end of what a signature covers: every root up to it is compared as the stream
+    // reaches it, so by the end of the stream it is either checked or the export refused.
+    let signed_end = checkpoints
+        .keys()
+        .copied()
+        .chain(since.as_ref().map(|s| s.size))
+        .max();
+
     let mut summary = Summary {
         origin: origin.to_string(),
         from: manifest.from,
@@ -302,6 +444,7 @@ pub fn verify_dir(
         checkpoints: 0,
         latest: None,
         kinds: Default::default(),
+        unsigned_tail: None,
     };
     let check_root = |frontier: &Frontier, summary: &mut Summary| -> Result<(), VerifyError> {
         let size = frontier.size();
@@ -383,7 +526,9 @@ pub fn verify_dir(
             ));
         }
         check_fact(index, &e, &mut keys)?;
-        *summary.kinds.entry(e.kind.name().to_string()).or_default() += 1;
+        if signed_end.is_some_and(|end| index < end) {
+            *summary.kinds.entry(e.kind.name().to_string()).or_default() += 1;
+        }
         let leaf = tree::leaf_hash(&bytes);
         frontier.push(leaf);
         prev = Some(leaf);
@@ -399,6 +544,30 @@ pub fn verify_dir(
                 manifest.to
             ),
         ));
+    }
+    let covered = signed_end.unwrap_or(manifest.from).max(manifest.from);
+    if covered < manifest.to {
+        match (tail, signed_end) {
+            (Tail::Refuse, None) => {
+                return Err(VerifyError::NoCheckpoint {
+                    from: manifest.from,
+                    to: manifest.to,
+                });
+            }
+            (Tail::Refuse, Some(_)) => {
+                return Err(VerifyError::UnsignedTail {
+                    last_signed: covered,
+                    size: manifest.to,
+                });
+            }
+            (Tail::Report, _) => {
+                summary.to = covered;
+                summary.unsigned_tail = Some(UnsignedTail {
+                    from: covered,
+                    to: manifest.to,
+                });
+            }
+        }
     }
     Ok(summary)
 }
@@ -520,4 +689,185 @@ pub fn verify_inclusion(
         ));
     }
     Ok(cp)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use crate::evidence::entry::Draft;
+    use crate::evidence::tree::MemoryTree;
+    use p256::ecdsa::{SigningKey, signature::hazmat::PrehashSigner};
+
+    const LOG: &str = "ari.example/export-test";
+
+    fn log_key() -> (SigningKey, PublicKey) {
+        let sk = SigningKey::from_slice(&[9; 32]).unwrap();
+        let pk = PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes()).unwrap();
+        (sk, pk)
+    }
+
+    fn signed_note(size: u64, root: Hash) -> String {
+        let (sk, pk) = log_key();
+        let cp = Checkpoint {
+            origin: LOG.into(),
+            size,
+            root,
+        };
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&cp.digest()).unwrap();
+        checkpoint::note(&cp, &pk, &sig.to_bytes().into()).unwrap()
+    }
+
+    /// Writes an export of entries `0..n` with checkpoints of the sizes in `signed` into a
+    /// fresh directory; returns it and the tree of the entries.
+    fn export(n: u64, signed: &[u64]) -> (tempfile::TempDir, MemoryTree) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
+        let mut tree = MemoryTree::new();
+        let mut prev = None;
+        let mut lines = String::new();
+        for i in 0..n {
+            let bytes = Draft::new(Kind::AgentFrozen, serde_json::json!({ "n": i }))
+                .about("bot", "alice")
+                .encode(LOG, i, prev.as_ref(), 1_700_000_000)
+                .unwrap();
+            let leaf = tree::leaf_hash(&bytes);
+            tree.push(leaf);
+            prev = Some(leaf);
+            lines.push_str(std::str::from_utf8(&bytes).unwrap());
+            lines.push('\n');
+        }
+        std::fs::write(dir.path().join("entries.jsonl"), lines).unwrap();
+        for &size in signed {
+            std::fs::write(
+                dir.path().join(format!("checkpoints/{size:012}.note")),
+                signed_note(size, tree.root(size).unwrap()),
+            )
+            .unwrap();
+        }
+        let manifest = Manifest {
+            origin: LOG.into(),
+            from: 0,
+            to: n,
+            frontier: Vec::new(),
+        };
+        std::fs::write(
+            dir.path().join("log.json"),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+        (dir, tree)
+    }
+
+    #[test]
+    fn an_export_is_written_only_into_a_new_or_empty_directory_of_ours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let planted = tmp.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::create_dir(planted.join("checkpoints")).unwrap();
+        assert!(
+            DirWriter::create(&planted).is_err(),
+            "a non-empty directory"
+        );
+        let link = tmp.path().join("link");
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::os::unix::fs::symlink(&empty, &link).unwrap();
+        assert!(DirWriter::create(&link).is_err(), "a link");
+        assert!(std::fs::read_dir(&empty).unwrap().next().is_none());
+        DirWriter::create(&empty).unwrap();
+        DirWriter::create(&tmp.path().join("a/b")).unwrap();
+    }
+
+    #[test]
+    fn an_export_that_ends_on_a_checkpoint_verifies() {
+        let (dir, _) = export(5, &[2, 5]);
+        let s = verify_dir(dir.path(), &log_key().1, None).unwrap();
+        assert_eq!((s.from, s.to, s.checkpoints, s.latest), (0, 5, 2, Some(5)));
+        assert_eq!(s.kinds.get("agent.frozen"), Some(&5));
+        // An empty export holds nothing to vouch for.
+        let (dir, _) = export(0, &[]);
+        assert_eq!(verify_dir(dir.path(), &log_key().1, None).unwrap().to, 0);
+    }
+
+    #[test]
+    fn an_export_without_a_checkpoint_does_not_verify() {
+        let (dir, _) = export(5, &[]);
+        let e = verify_dir(dir.path(), &log_key().1, None).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("signed-tail"), "{text}");
+        assert!(text.contains("entries 0..5"), "{text}");
+        assert!(text.contains("no checkpoint"), "{text}");
+    }
+
+    #[test]
+    fn entries_past_the_newest_checkpoint_do_not_verify() {
+        for signed in [&[3][..], &[1, 3], &[3, 4]] {
+            let (dir, _) = export(5, signed);
+            let e = verify_dir(dir.path(), &log_key().1, None).unwrap_err();
+            let text = e.to_string();
+            let last = signed.last().unwrap();
+            assert!(text.contains("signed-tail"), "{signed:?}: {text}");
+            assert!(text.contains(&format!("entries {last}..5")), "{text}");
+            assert_eq!(
+                e,
+                VerifyError::UnsignedTail {
+                    last_signed: *last,
+                    size: 5
+                }
+            );
+            assert_eq!(e.check(), SIGNED_TAIL);
+        }
+        let (dir, _) = export(5, &[]);
+        let e = verify_dir(dir.path(), &log_key().1, None).unwrap_err();
+        assert_eq!(e, VerifyError::NoCheckpoint { from: 0, to: 5 });
+    }
+
+    #[test]
+    fn a_reported_tail_is_counted_apart_and_never_verified() {
+        let key = log_key().1;
+        let (dir, _) = export(5, &[1, 3]);
+        let s = verify_dir_with(dir.path(), &key, None, Tail::Report).unwrap();
+        assert_eq!((s.from, s.to, s.latest), (0, 3, Some(3)));
+        assert_eq!(s.unsigned_tail, Some(UnsignedTail { from: 3, to: 5 }));
+        assert_eq!(s.kinds.values().sum::<u64>(), 3, "{s:?}");
+        // Without any checkpoint nothing is verified at all.
+        let (dir, _) = export(4, &[]);
+        let s = verify_dir_with(dir.path(), &key, None, Tail::Report).unwrap();
+        assert_eq!((s.to, s.checkpoints), (0, 0));
+        assert_eq!(s.unsigned_tail.map(|t| t.len()), Some(4));
+        assert!(s.kinds.is_empty(), "{s:?}");
+        // A reported tail is still read: a broken link in it fails as anywhere else.
+        let (dir, _) = export(5, &[3]);
+        let path = dir.path().join("entries.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(3, 4);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let e = verify_dir_with(dir.path(), &key, None, Tail::Report).unwrap_err();
+        assert_eq!(e.check(), "index", "{e}");
+        // An export that ends on a checkpoint has no tail to report.
+        let (dir, _) = export(5, &[5]);
+        let s = verify_dir_with(dir.path(), &key, None, Tail::Report).unwrap();
+        assert_eq!((s.to, s.unsigned_tail), (5, None));
+    }
+
+    #[test]
+    fn the_since_checkpoint_covers_the_tail_it_signs() {
+        let key = log_key().1;
+        let (dir, tree) = export(5, &[2]);
+        let since = signed_note(5, tree.root(5).unwrap());
+        let s = verify_dir(dir.path(), &key, Some(&since)).unwrap();
+        assert_eq!(s.to, 5);
+        // A since checkpoint inside the export covers only up to its size.
+        let since = signed_note(4, tree.root(4).unwrap());
+        let e = verify_dir(dir.path(), &key, Some(&since)).unwrap_err();
+        assert_eq!(
+            e,
+            VerifyError::UnsignedTail {
+                last_signed: 4,
+                size: 5
+            }
+        );
+    }
 }

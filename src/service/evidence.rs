@@ -10,7 +10,7 @@ use super::{Service, blocking};
 use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
 use crate::error::Error;
-use crate::evidence::checkpoint::Checkpoint;
+use crate::evidence::checkpoint::{self, Checkpoint};
 use crate::evidence::entry::{Draft, Kind};
 use crate::evidence::export;
 use crate::evidence::log::{self, StoredNodes};
@@ -603,6 +603,10 @@ impl Service {
 
     /// One page of the log for `arictl log export`: entries `from..to` (at most a page), the
     /// frontier of the tree before `from`, and the checkpoints whose sizes fall in the range.
+    /// An export always ends on a signed checkpoint, so that a verifier never has to take its
+    /// last entries on trust: when no checkpoint of the end's size was signed (an explicit `to`
+    /// between two), one is signed now, only after checking that the stored tree of that size
+    /// is a prefix of the newest signed one (so it vouches for nothing not already vouched for).
     pub(super) async fn log_export(&self, p: ExportParams) -> Result<Value, Error> {
         let end = match p.to {
             Some(n) => n,
@@ -616,11 +620,52 @@ impl Service {
             )));
         }
         let limit = p.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-        let (store, origin, key) = (
-            self.store.clone(),
-            self.origin.clone(),
-            self.daemon_key("log")?.public,
-        );
+        let log_key = self.daemon_key("log")?;
+        if p.from < end {
+            let newest = self
+                .signed()
+                .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))
+                .and_then(|s| {
+                    checkpoint::verify(&s.note, &self.origin, &log_key.public)
+                        .map_err(|e| Error::Internal(format!("the newest checkpoint: {e}")))
+                })?;
+            let store = self.store.clone();
+            let unsigned = blocking(move || {
+                store.read(|c| {
+                    if !log::checkpoints(c, end, end)?.is_empty() {
+                        return Ok(None);
+                    }
+                    let nodes = StoredNodes(c);
+                    let root = tree::root(&nodes, end)?;
+                    let proof = tree::consistency_proof(&nodes, end, newest.size)?;
+                    if !tree::verify_consistency(end, newest.size, &root, &newest.root, &proof) {
+                        return Err(crate::store::StoreError::Corrupt(format!(
+                            "the stored tree of {end} entries is not a prefix of the signed one of {}",
+                            newest.size
+                        )));
+                    }
+                    Ok(Some(root))
+                })
+            })
+            .await?;
+            if let Some(root) = unsigned {
+                let cp = Checkpoint {
+                    origin: self.origin.clone(),
+                    size: end,
+                    root,
+                };
+                let note = self
+                    .backend
+                    .sign_checkpoint(log_key, &cp)
+                    .await?
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                self.ledger
+                    .run(move |tx| log::put_checkpoint(tx.conn(), end, &root, &note, unix_now()))
+                    .await?;
+                tracing::info!(size = end, "checkpoint signed for an export's end");
+            }
+        }
+        let (store, origin, key) = (self.store.clone(), self.origin.clone(), log_key.public);
         let page = blocking(move || {
             store.read(|c| export::read_page(c, &origin, &key, p.from, end, limit))
         })
