@@ -7,11 +7,13 @@
 //! 2. identify the caller, resolve its voucher chain (verified once, then cached), check that the
 //!    chain's last voucher is held by the caller's key;
 //! 3. in one ledger job: read what the chain has spent, run the policy, record the decision and,
-//!    if allowed, debit the whole chain; the authorization's signature is asked of the token at
+//!    if allowed, debit the whole chain (the policy's `Allowed` buys one `Debited`) and record
+//!    the authorization's entry carrying that `Debited`; the signature is asked of the token at
 //!    once (by the job itself when its group holds others, else by the caller as soon as the
 //!    job has run), so the token signs while the group commits;
-//! 4. only then release the signed authorization, which needs the ledger's proof of a durable
-//!    debit. A signing failure voids the decision and gives the money back.
+//! 4. only then release the signed authorization: `Withheld::release` takes the `Logged`
+//!    proof that the group's commit mints from the entry (see [`crate::ledger`]). A signing
+//!    failure voids the decision and gives the money back.
 
 use super::admin::random_hex;
 use super::{Service, blocking};
