@@ -462,5 +462,24 @@ mod tests {
                 .is_err()
         );
         assert!(Currency::try_from("US".to_string()).is_err());
+        // Amounts and durations stop at what the ledger's columns hold.
+        let budget = |max| Constraint::Budget {
+            currency: cny(),
+            max,
+        };
+        assert!(budget(MAX_AMOUNT).validate().is_ok());
+        assert!(budget(MAX_AMOUNT + 1).validate().is_err());
+        let range = |min, max| Constraint::AmountRange {
+            currency: cny(),
+            min,
+            max,
+        };
+        assert!(range(None, Some(u64::MAX)).validate().is_err());
+        assert!(range(Some(MAX_AMOUNT + 1), None).validate().is_err());
+        assert!(
+            Constraint::ReportWithin { seconds: u64::MAX }
+                .validate()
+                .is_err()
+        );
     }
 }
