@@ -7,7 +7,6 @@ use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
-use crate::seal::Prepared;
 use crate::store::StoreError;
 use base64ct::Encoding as _;
 use serde::Deserialize;
@@ -257,11 +256,6 @@ impl Service {
             )));
         }
         let draft = CsrDraft::new(&p.subject, &agent.key.public)?;
-        let withheld = self
-            .backend
-            .sign::<_, ()>(agent.key.id.clone(), Prepared::new(draft))
-            .withheld()
-            .await?;
         // Like every signature an agent key makes, the request is in the log before it leaves.
         let entry = Draft::new(
             Kind::AgentCsrSigned,
@@ -272,12 +266,7 @@ impl Service {
             }),
         )
         .about(&agent.id, &agent.user);
-        let digest = withheld.digest();
-        let (recorded, commit) = self
-            .ledger
-            .commit(move |tx| tx.record_signed(entry, digest, ()))
-            .await?;
-        let (csr, index) = withheld.release(commit.logged(recorded)?)?;
+        let (csr, index) = self.sign_logged(&agent.key.id, draft, entry).await?;
         Ok(json!({ "agent": agent.id, "csr": csr?, "log_index": index }))
     }
 

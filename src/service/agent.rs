@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts};
 use crate::jose::{Header, SigningInput};
-use crate::seal::Prepared;
+use crate::seal::{Document, Prepared};
 use crate::server::ConnInfo;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,11 +69,6 @@ impl Service {
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let withheld = self
-            .backend
-            .sign::<_, ()>(agent.key.id.clone(), Prepared::new(input))
-            .withheld()
-            .await?;
         // The attestation leaves only once its entry is durable, like every agent signature.
         let draft = Draft::new(
             Kind::AgentAttested,
@@ -86,18 +81,35 @@ impl Service {
         )
         .about(&agent.id, &agent.user)
         .runtime(self.runtime_digest(&agent, &facts));
-        let digest = withheld.digest();
-        let (recorded, commit) = self
-            .ledger
-            .commit(move |tx| tx.record_signed(draft, digest, ()))
-            .await?;
-        let (attestation, index) = withheld.release(commit.logged(recorded)?)?;
+        let (attestation, index) = self.sign_logged(&agent.key.id, input, draft).await?;
         Ok(json!({
             "attestation": attestation,
             "kid": kid,
             "bundle": crate::jose::b64url(&bundle),
             "log_index": index,
         }))
+    }
+
+    /// `document` signed by `key`, released once `draft` (which gains the signed digest) is a
+    /// durable entry; with that entry's index. For signatures that record nothing but
+    /// themselves (attestations, certification requests).
+    pub(super) async fn sign_logged<D: Document + Send + 'static>(
+        &self,
+        key: &crate::backend::KeyId,
+        document: D,
+        draft: Draft,
+    ) -> Result<(D::Signed, u64), Error> {
+        let withheld = self
+            .backend
+            .sign::<_, ()>(key.clone(), Prepared::new(document))
+            .withheld()
+            .await?;
+        let digest = withheld.digest();
+        let (recorded, commit) = self
+            .ledger
+            .commit(move |tx| tx.record_signed(draft, digest, ()))
+            .await?;
+        Ok(withheld.release(commit.logged(recorded)?)?)
     }
 
     /// The TPM evidence binding `binding` (base64url binding digest) for `agent`: a quote,

@@ -192,29 +192,6 @@ impl PaymentParams {
     }
 }
 
-/// The stored form of a delegated voucher, from its signed compact form.
-fn delegated_row(
-    compact: String,
-    claims: &VoucherClaims,
-    agent: &str,
-    budget: Option<u64>,
-) -> StoredVoucher {
-    StoredVoucher {
-        id: claims.jti.clone(),
-        digest: voucher::digest(&compact),
-        agent: agent.to_string(),
-        compact,
-        status: VoucherStatus::Active,
-        parent: claims.parent.clone(),
-        budget,
-        spent: 0,
-        reserved: 0,
-        payments: 0,
-        issued_at: claims.iat,
-        expires_at: claims.exp,
-    }
-}
-
 /// A decision id: milliseconds since the epoch then random bits, 32 hex digits. Ids grow with
 /// time, so the ledger's id index takes appends rather than random inserts, and they still
 /// cannot be guessed.
@@ -989,8 +966,7 @@ impl Service {
             .caller(info)
             .ok()
             .and_then(|(f, a)| self.runtime_digest(&a, &f));
-        let (from, child_id, job_claims) =
-            (parent_agent.id.clone(), child.id.clone(), claims.clone());
+        let (from, job_claims) = (parent_agent.id.clone(), claims.clone());
         let (job, commit) = self
             .ledger
             .commit(move |tx| {
@@ -1008,7 +984,7 @@ impl Service {
                         ),
                     }));
                 }
-                let row = delegated_row(withheld.for_the_log(tx), &job_claims, &child_id, carve);
+                let row = super::voucher::stored(withheld.for_the_log(tx), &job_claims, carve);
                 crate::store::insert_voucher(tx.conn(), &row)?;
                 let mut draft =
                     super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &job_claims)
@@ -1028,7 +1004,7 @@ impl Service {
             }
         };
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
-        let row = delegated_row(compact, &claims, &child.id, carve);
+        let row = super::voucher::stored(compact, &claims, carve);
         tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
         Ok(json!({ "id": row.id, "digest": row.digest, "voucher": row.compact }))
     }

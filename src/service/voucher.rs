@@ -158,15 +158,19 @@ impl IssueParams {
     }
 }
 
-/// The stored form of a voucher this daemon issued, from its signed compact form.
-fn issued_row(compact: String, claims: &VoucherClaims, budget: Option<u64>) -> StoredVoucher {
+/// The stored form of a voucher this daemon signed (issued or delegated), from its compact form.
+pub(super) fn stored(
+    compact: String,
+    claims: &VoucherClaims,
+    budget: Option<u64>,
+) -> StoredVoucher {
     StoredVoucher {
         id: claims.jti.clone(),
         digest: voucher::digest(&compact),
         agent: claims.agent.clone(),
         compact,
         status: VoucherStatus::Active,
-        parent: None,
+        parent: claims.parent.clone(),
         budget,
         spent: 0,
         reserved: 0,
@@ -222,7 +226,7 @@ impl Service {
         let ((withheld, recorded), commit) = self
             .ledger
             .commit(move |tx| {
-                let row = issued_row(withheld.for_the_log(tx), &job_claims, budget);
+                let row = stored(withheld.for_the_log(tx), &job_claims, budget);
                 crate::store::insert_voucher(tx.conn(), &row)?;
                 let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &row, &job_claims);
                 let recorded = tx.record_signed(draft, withheld.digest(), ())?;
@@ -230,7 +234,7 @@ impl Service {
             })
             .await?;
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
-        let stored = issued_row(compact, &claims, p.budget);
+        let stored = stored(compact, &claims, p.budget);
         tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
         Ok(view(&stored))
     }
