@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Daemon, Raw};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -326,4 +326,341 @@ fn pipelined_floods_are_answered_busy_with_memory_bounded() {
     // And the daemon still answers a normal client.
     let mut c = d.agent();
     assert!(c.call("agent.identity", json!({})).is_ok());
+}
+
+/// Names the part a copy of this test binary plays for a test (see [`helper`]).
+const HELPER: &str = "ARI_HOSTILE_HELPER";
+
+/// Runs this test binary as a helper process playing `part`: only the `helper` entry point
+/// runs, and it prints what it found on a line starting with `RESULT `.
+fn helper_command(part: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+        .env(HELPER, part);
+    c
+}
+
+/// Not a test of its own: the entry point of the helper processes that the tests below start
+/// from this binary (with `ARI_HOSTILE_HELPER` naming the part). Without that variable it
+/// does nothing.
+#[test]
+fn helper() {
+    let Ok(part) = std::env::var(HELPER) else {
+        return;
+    };
+    let code = match part.as_str() {
+        "pid-reuse" => pid_reuse::orchestrate(),
+        "attacker" => pid_reuse::attack(),
+        "keeper" => pid_reuse::keep(),
+        other => {
+            eprintln!("no helper part {other:?}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The processes of [`a_kept_connection_is_not_served_as_the_process_that_reused_its_pid`],
+/// which all run inside the daemon's own pid namespace.
+mod pid_reuse {
+    use serde_json::{Value, json};
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    fn var(name: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+    }
+
+    fn work() -> PathBuf {
+        PathBuf::from(var("ARI_WORK"))
+    }
+
+    /// One call line.
+    fn call(id: u64, method: &str) -> Vec<u8> {
+        let mut line = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}}),
+        )
+        .unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    /// The orchestrator: starts the attacker and waits until it has exited (leaving its
+    /// connection to the keeper), then starts the registered binary on the attacker's pid and
+    /// tells the keeper to call. Prints `RESULT {pid, tries, first, kept}`, or `SKIP why`.
+    pub fn orchestrate() -> i32 {
+        let work = work();
+        let mut attacker = super::helper_command("attacker")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(attacker.id()).unwrap();
+        assert!(attacker.wait().unwrap().success(), "the attacker failed");
+        let first = std::fs::read_to_string(work.join("first")).unwrap();
+        // Start times count clock ticks (10 ms): the registered binary must start in a later
+        // tick than the attacker did, or no start time could tell them apart (peer.rs).
+        std::thread::sleep(Duration::from_millis(50));
+        // The pid is free now (the attacker is reaped). Ask the kernel for it: the next pid
+        // this namespace hands out is ns_last_pid + 1. Nothing else forks in this namespace but
+        // the daemon, whose new threads would take a pid too: then try again.
+        let mut tries = 0;
+        let mut registered = loop {
+            tries += 1;
+            if let Err(e) = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()) {
+                println!("SKIP cannot write /proc/sys/kernel/ns_last_pid: {e}");
+                return 0;
+            }
+            let mut r = std::process::Command::new(var("ARI_REGISTERED"))
+                .arg("60")
+                .spawn()
+                .unwrap();
+            if i32::try_from(r.id()).unwrap() == pid {
+                break r;
+            }
+            r.kill().unwrap();
+            r.wait().unwrap();
+            assert!(tries < 50, "pid {pid} could not be had again");
+        };
+        std::fs::write(work.join("go"), "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !work.join("done").exists() {
+            assert!(Instant::now() < deadline, "the keeper did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let kept = std::fs::read_to_string(work.join("kept")).unwrap();
+        registered.kill().unwrap();
+        registered.wait().unwrap();
+        println!(
+            "RESULT {}",
+            json!({"pid": pid, "tries": tries, "first": first, "kept": kept})
+        );
+        0
+    }
+
+    /// The attacker: matches no agent. Connects, makes its first call (`agent.identity`, which
+    /// is refused, or `evidence.checkpoint`, which asks nothing of the caller), hands the
+    /// connection to a keeper that outlives it, and exits.
+    // The keeper is left running on purpose: it outlives the attacker.
+    #[allow(clippy::zombie_processes)]
+    pub fn attack() -> i32 {
+        let stream = UnixStream::connect(var("ARI_SOCK")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let method = match var("ARI_MODE").as_str() {
+            "refused" => "agent.identity",
+            _ => "evidence.checkpoint",
+        };
+        (&stream).write_all(&call(1, method)).unwrap();
+        let mut answer = String::new();
+        BufReader::new(&stream).read_line(&mut answer).unwrap();
+        std::fs::write(work().join("first"), &answer).unwrap();
+        super::helper_command("keeper")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(stream)))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        0
+    }
+
+    /// The keeper: holds the attacker's connection (its stdin) until told, then calls
+    /// `agent.identity` on it and records every line the daemon sends until it closes.
+    pub fn keep() -> i32 {
+        let work = work();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !work.join("go").exists() {
+            if Instant::now() > deadline {
+                return 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stdin = std::os::fd::AsFd::as_fd(&std::io::stdin())
+            .try_clone_to_owned()
+            .unwrap();
+        let stream = UnixStream::from(stdin);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        // Every line the daemon sends, then "closed" if it closed the connection (end of file,
+        // or a reset or broken pipe), or what else went wrong.
+        let closed = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        };
+        let mut kept = Vec::new();
+        match (&stream).write_all(&call(2, "agent.identity")) {
+            Err(e) if closed(&e) => kept.push(json!("closed")),
+            Err(e) => kept.push(json!({"write": e.to_string()})),
+            Ok(()) => {
+                let mut reader = BufReader::new(&stream);
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => {
+                            kept.push(json!("closed"));
+                            break;
+                        }
+                        Ok(_) => kept.push(serde_json::from_str::<Value>(&line).unwrap()),
+                        Err(e) if closed(&e) => {
+                            kept.push(json!("closed"));
+                            break;
+                        }
+                        Err(e) => {
+                            kept.push(json!({"read": e.to_string()}));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        std::fs::write(work.join("kept"), Value::Array(kept).to_string()).unwrap();
+        std::fs::write(work.join("done"), "").unwrap();
+        0
+    }
+}
+
+/// The pid of the daemon itself when it runs under `unshare --fork`: the wrapper's child.
+fn wrapped_daemon_pid(d: &Daemon) -> u32 {
+    let wrapper = d.child.as_ref().unwrap().id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).unwrap();
+    children.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A process that matches no agent connects and hands its connection to a child that outlives
+/// it; the registered binary then starts on the very same pid. The kept connection must not be
+/// served as that agent: it is refused `unknown_caller` and closed, whether the attacker's own
+/// first call was refused (`refused`) or asked nothing of the caller (`quiet`).
+///
+/// Pid reuse is made certain, not waited for: the daemon runs in a pid namespace of its own
+/// (`unshare --pid --fork --mount-proc`), the attacker and the registered binary are started in
+/// it (`nsenter`), and the orchestrator writes the attacker's pid minus one to that
+/// namespace's `/proc/sys/kernel/ns_last_pid` just before starting the registered binary. In
+/// the host's namespace other processes (builds, other tests) would take pids in between; in
+/// this one only the daemon's own new threads could, and then the orchestrator tries again.
+#[test]
+fn a_kept_connection_is_not_served_as_the_process_that_reused_its_pid() {
+    let name = "a_kept_connection_is_not_served_as_the_process_that_reused_its_pid";
+    if !nix::unistd::getuid().is_root() {
+        println!("SKIP {name}: needs root (a pid namespace, and ns_last_pid to reuse a pid)");
+        return;
+    }
+    let tools = ["unshare", "nsenter"].map(|t| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if tools.contains(&false) {
+        println!("SKIP {name}: needs unshare and nsenter (util-linux)");
+        return;
+    }
+    let mut d = Daemon::prepared();
+    d.wrapper = [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child=SIGTERM",
+    ]
+    .map(String::from)
+    .to_vec();
+    d.spawn();
+    let daemon_pid = wrapped_daemon_pid(&d);
+    // The registered binary: sleep, run by root. The attacker and its keeper are this test
+    // binary, run by root too: same uid, another executable, so they match no agent.
+    let registered = std::fs::canonicalize("/bin/sleep").unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(&registered).unwrap(),
+    ));
+    d.admin()
+        .call(
+            "admin.agent_provision",
+            json!({"agent": "sleeper", "user": "alice@example.com", "uid": 0, "exe_sha256": digest}),
+        )
+        .unwrap();
+    for mode in ["quiet", "refused"] {
+        let work = common::tempdir();
+        let out = std::process::Command::new("nsenter")
+            .args(["--target", &daemon_pid.to_string(), "--pid", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+            .env(HELPER, "pid-reuse")
+            .env("ARI_SOCK", d.agent_path())
+            .env("ARI_MODE", mode)
+            .env("ARI_REGISTERED", &registered)
+            .env("ARI_WORK", work.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: the orchestrator failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The helper's lines follow libtest's "test helper ... " on the same line.
+        let said = |tag: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.split_once(tag).map(|(_, rest)| rest.to_owned()))
+        };
+        if let Some(why) = said("SKIP ") {
+            println!("SKIP {name}: {why}");
+            return;
+        }
+        let result: Value = said("RESULT ")
+            .map(|r| serde_json::from_str(&r).unwrap())
+            .unwrap_or_else(|| panic!("{mode}: no result: {stdout}"));
+        let first: Value = serde_json::from_str(result["first"].as_str().unwrap()).unwrap();
+        let kept: Value = serde_json::from_str(result["kept"].as_str().unwrap()).unwrap();
+        println!(
+            "{mode}: pid {} reused by {} after {} tries; the attacker's first call got {first}; the kept connection got {kept}",
+            result["pid"],
+            registered.display(),
+            result["tries"]
+        );
+        let kept = kept.as_array().unwrap();
+        assert!(
+            kept.iter().all(|v| v.get("result").is_none()),
+            "{mode}: the kept connection was served as the agent: {kept:?}"
+        );
+        assert_eq!(kept.last(), Some(&json!("closed")), "{mode}: {kept:?}");
+        match mode {
+            "refused" => {
+                assert_eq!(
+                    first["error"]["data"]["reason"], "unknown_caller",
+                    "{first}"
+                );
+            }
+            _ => {
+                // Nothing about the caller was asked, so the connection stayed open for the
+                // keeper; its call is refused as not the process that connected, then closed.
+                assert!(
+                    first.get("result").is_some()
+                        || first["error"]["data"]["reason"] == "not_yet_checkpointed",
+                    "{first}"
+                );
+                assert_eq!(kept.len(), 2, "one answer, then closed: {kept:?}");
+                assert_eq!(
+                    kept[0]["error"]["data"]["reason"], "unknown_caller",
+                    "{kept:?}"
+                );
+                assert_eq!(kept[0]["id"], 2, "{kept:?}");
+            }
+        }
+    }
+    // The daemon stops on the wrapper's SIGTERM; wait for it before its directory goes.
+    d.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(format!("/proc/{daemon_pid}/stat"))
+        .is_ok_and(|s| !s.contains(") Z "))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

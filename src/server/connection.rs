@@ -5,7 +5,8 @@
 //! concurrently, up to the per-connection in-flight cap; at the cap the daemon simply stops
 //! reading, so a fast writer is slowed down by the kernel's socket buffer rather than by an
 //! unbounded queue in the daemon. Responses are written by one writer task in completion order
-//! (JSON-RPC ids pair them). On shutdown the connection stops reading, lets its in-flight calls
+//! (JSON-RPC ids pair them). On shutdown, or once a call asked for the connection to end (see
+//! [`ConnInfo::close_after_answer`]), the connection stops reading, lets its in-flight calls
 //! finish and writes their responses before closing.
 
 use super::{ConnInfo, Shutdown};
@@ -180,6 +181,9 @@ pub async fn serve(
         let line = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
+            // A call's answer was to be the last (its caller is not, or no longer, who the
+            // connection was opened by): it and the calls already running are answered below.
+            () = info.closed() => break,
             line = reader.next_line() => line,
         };
         match line {

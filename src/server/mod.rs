@@ -25,18 +25,53 @@ pub struct ConnInfo {
     pub role: Role,
     /// Kernel credentials at connect time.
     pub cred: PeerCred,
+    /// The process that opened the connection, for the connection's whole life.
+    pub pin: peer::Pin,
     /// The peer's last full measurement, revalidated on every call (see [`peer::PeerMeter`]).
     pub measured: peer::MeasurementCache,
+    /// Set once a call's answer must be the connection's last.
+    closing: watch::Sender<bool>,
 }
 
 impl ConnInfo {
-    /// A connection from `cred` on the `role` socket, not yet measured.
+    /// A connection from `cred` on the `role` socket, pinned to whoever holds `cred.pid` now
+    /// (for callers without a socket: tests, fuzzing; the server uses [`ConnInfo::accepted`]).
     pub fn new(role: Role, cred: PeerCred) -> Self {
+        Self::pinned(role, cred, peer::Pin::current(cred))
+    }
+
+    /// A connection just accepted on `socket`, pinned to the process that connected.
+    pub fn accepted(role: Role, socket: &tokio::net::UnixStream) -> std::io::Result<Self> {
+        let c = socket.peer_cred()?;
+        let cred = PeerCred {
+            pid: c.pid().unwrap_or(0),
+            uid: c.uid(),
+            gid: c.gid(),
+        };
+        Ok(Self::pinned(role, cred, peer::Pin::accepted(socket, cred)))
+    }
+
+    fn pinned(role: Role, cred: PeerCred, pin: peer::Pin) -> Self {
         Self {
             role,
             cred,
+            pin,
             measured: peer::MeasurementCache::default(),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Closes the connection once the calls already running are answered (this one's
+    /// included); lines not yet read are not.
+    pub fn close_after_answer(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`ConnInfo::close_after_answer`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        // The sender lives in `self`, so this only ends when the flag is set.
+        let _ = rx.wait_for(|closing| *closing).await;
     }
 }
 
@@ -100,12 +135,8 @@ fn connection_task(
     shutdown: &Shutdown,
     permit: OwnedSemaphorePermit,
 ) -> Option<impl Future<Output = ()> + Send + 'static> {
-    let cred = match stream.peer_cred() {
-        Ok(c) => PeerCred {
-            pid: c.pid().unwrap_or(0),
-            uid: c.uid(),
-            gid: c.gid(),
-        },
+    let info = match ConnInfo::accepted(role, &stream) {
+        Ok(info) => info,
         Err(e) => {
             tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
             return None;
@@ -113,7 +144,7 @@ fn connection_task(
     };
     Some(connection::serve(
         stream,
-        ConnInfo::new(role, cred),
+        info,
         service.clone(),
         limits.clone(),
         shutdown.clone(),

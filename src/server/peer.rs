@@ -1,25 +1,47 @@
-//! Who is on the other end of a socket.
+//! Who is on the other end of a socket, and that it stays the same process.
 //!
 //! The kernel's SO_PEERCRED gives pid, uid and gid; everything else comes from `/proc/PID`:
-//! the start time (to detect pid reuse), the executable's SHA-256 and the cgroup. The start time
-//! is read before and after measuring; if it changed, the pid now belongs to another process and
-//! the measurement is thrown away. Executable digests are cached by (device, inode, size, mtime)
-//! of the open executable, so a process is hashed once per binary version, not once per call.
+//! the start time, the executable's SHA-256 and the cgroup. Executable digests are cached by
+//! (device, inode, size, mtime) of the open executable, so a process is hashed once per binary
+//! version, not once per call.
+//!
+//! **A connection is one process for its whole life.** When a connection is accepted, the
+//! process that connected is pinned to it ([`Pin`]): host boot id, pid and start time. A pid
+//! names a process only while that process lives; once it exits the number is free for the
+//! next process, and a socket can outlive the process that opened it (inherited by a child,
+//! passed over another socket). So the pin is taken from the process that called `connect`,
+//! not from whoever makes the first call: where the kernel offers `SO_PEERPIDFD` (Linux 6.5),
+//! a pidfd of the connecting process confirms that it still holds the pid when its start time
+//! is read; on older kernels the start time is read at accept, which leaves the time the
+//! connection waited in the listen backlog as a window for reuse. Every later measurement
+//! re-reads `/proc/PID/stat` *after* reading the other facts and compares the start time with
+//! the pin: the pinned process held the pid from before the pin until that last read (a
+//! process never comes back), so equal start times mean every fact read in between was the
+//! pinned process's. A different start time, or a pid that is gone, means the connection now
+//! belongs to whatever inherited the socket: the call is refused (`unknown_caller`) and the
+//! connection is closed after that answer. The boot id makes the pin a name no other process
+//! of any boot can have, for the logs; it is not re-read, since the daemon does not outlive
+//! its boot.
+//!
+//! Start times count clock ticks (`CLK_TCK`, 100 a second): a pid reused within the very tick
+//! in which the pinned process started cannot be told apart by its start time. Getting the
+//! same pid again that fast takes cycling through the whole pid space (`pid_max`) within
+//! 10 ms, or root (`ns_last_pid`), which is out of scope.
 //!
 //! A connection keeps its peer's last full measurement. Every call revalidates it with one
 //! `stat` of `/proc/PID/exe`: if the process has exec'd another file the identity of the
-//! executable differs and the peer is measured again from scratch, start-time check included.
-//! The start time itself is not re-read on every call: the pid can only be reused while the
-//! connection is open if the socket outlived its process (inherited or passed to another
-//! process), and a socket handed over that way is beyond what kernel credentials describe in
-//! any case. Nothing here trusts anything the client sends.
+//! executable differs and the peer is measured again from scratch (it is still the pinned
+//! process: exec keeps pid and start time). A process that hands its own open connection to
+//! another process (same pid still alive) lends its identity: that is its own choice, as much
+//! as proxying calls would be. Nothing here trusts anything the client sends.
 
 use crate::identity::CallerFacts;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Credentials the kernel reported for a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +57,153 @@ pub struct PeerCred {
 /// Why a peer could not be measured.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    /// The kernel gave no pid (should not happen on Linux).
+    /// The kernel gave no pid: the peer runs in a pid namespace the daemon cannot see.
     #[error("the kernel reported no pid for the peer")]
     NoPid,
     /// The process is gone.
     #[error("process {0} is gone")]
     Gone(i32),
-    /// The pid was reused while measuring.
-    #[error("process {0} changed while being measured (pid reuse)")]
-    PidReused(i32),
+    /// The pid now belongs to another process than the one that opened the connection.
+    #[error(
+        "process {pid} is not the one that opened the connection (start time {pinned}, now {now})"
+    )]
+    Replaced {
+        /// The pid.
+        pid: i32,
+        /// The start time pinned to the connection.
+        pinned: u64,
+        /// The start time of the process holding the pid now.
+        now: u64,
+    },
+}
+
+/// The process that opened a connection (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// This process, for the connection's whole life.
+    Process(Process),
+    /// The kernel gave no pid (the peer is in a pid namespace the daemon cannot see).
+    NoPid,
+    /// The process that connected had exited before the connection was accepted.
+    Gone(i32),
+}
+
+/// A process, named so that no other process of any boot has the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// `/proc/sys/kernel/random/boot_id` of the host.
+    pub boot_id: Arc<str>,
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time, clock ticks since boot.
+    pub start_time: u64,
+    /// Whether a pidfd from `SO_PEERPIDFD` confirmed it is the process that called `connect`
+    /// (false on kernels without it: then it is whoever held the pid when the connection was
+    /// accepted).
+    pub confirmed: bool,
+}
+
+impl Pin {
+    /// The process that connected on `socket`, whose kernel credentials are `cred`.
+    pub fn accepted(socket: &impl AsFd, cred: PeerCred) -> Self {
+        let pid = cred.pid;
+        if pid <= 0 {
+            return Self::NoPid;
+        }
+        // The start time first, then the pidfd: if the connecting process still holds the pid
+        // after the read, it held it during the read.
+        let Ok(start_time) = start_time(pid) else {
+            return Self::Gone(pid);
+        };
+        let confirmed = match connector_holds(socket, pid) {
+            Some(true) => true,
+            Some(false) => return Self::Gone(pid),
+            None => false,
+        };
+        Self::Process(Process {
+            boot_id: boot_id(),
+            pid,
+            start_time,
+            confirmed,
+        })
+    }
+
+    /// Whoever holds `cred.pid` now, for a connection without a socket (tests, fuzzing).
+    pub fn current(cred: PeerCred) -> Self {
+        if cred.pid <= 0 {
+            return Self::NoPid;
+        }
+        match start_time(cred.pid) {
+            Ok(start_time) => Self::Process(Process {
+                boot_id: boot_id(),
+                pid: cred.pid,
+                start_time,
+                confirmed: false,
+            }),
+            Err(_) => Self::Gone(cred.pid),
+        }
+    }
+
+    /// The pinned process, if there is one.
+    pub fn process(&self) -> Result<&Process, PeerError> {
+        match self {
+            Self::Process(p) => Ok(p),
+            Self::NoPid => Err(PeerError::NoPid),
+            Self::Gone(pid) => Err(PeerError::Gone(*pid)),
+        }
+    }
+
+    /// Whether the pinned process still holds its pid (one read of `/proc/PID/stat`).
+    pub fn check(&self) -> Result<(), PeerError> {
+        self.process()?.check()
+    }
+}
+
+impl Process {
+    /// Whether this process still holds its pid.
+    pub fn check(&self) -> Result<(), PeerError> {
+        let now = start_time(self.pid)?;
+        if now == self.start_time {
+            Ok(())
+        } else {
+            Err(PeerError::Replaced {
+                pid: self.pid,
+                pinned: self.start_time,
+                now,
+            })
+        }
+    }
+}
+
+/// Whether the process that connected on `socket` still holds `pid` (`SO_PEERPIDFD`, then the
+/// pidfd's `Pid:` in `/proc/self/fdinfo`, which is -1 once it has been reaped); `None` where
+/// the kernel cannot tell.
+fn connector_holds(socket: &impl AsFd, pid: i32) -> Option<bool> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
+    let pidfd = match getsockopt(socket, PeerPidfd) {
+        Ok(fd) => fd,
+        Err(Errno::ESRCH) => return Some(false),
+        Err(_) => return None,
+    };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let holder: i32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    Some(holder == pid)
+}
+
+/// The host's boot id, read once.
+fn boot_id() -> Arc<str> {
+    static BOOT_ID: OnceLock<Arc<str>> = OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().into())
+                .unwrap_or_else(|_| "unknown".into())
+        })
+        .clone()
 }
 
 const CACHE_ENTRIES: usize = 1024;
@@ -76,45 +236,47 @@ impl PeerMeter {
         Self::default()
     }
 
-    /// Measures the process behind `cred`.
-    pub fn measure(&self, cred: PeerCred) -> Result<CallerFacts, PeerError> {
-        let pid = cred.pid;
-        if pid <= 0 {
-            return Err(PeerError::NoPid);
-        }
-        let start_time = start_time(pid)?;
+    /// Measures `process`, whose kernel credentials are `cred`; fails if it no longer holds
+    /// its pid.
+    pub fn measure(&self, cred: PeerCred, process: &Process) -> Result<CallerFacts, PeerError> {
+        let pid = process.pid;
         let exe_sha256 = self.exe_digest(pid);
         let cgroup = cgroup(pid);
-        if start_time != self::start_time(pid)? {
-            return Err(PeerError::PidReused(pid));
-        }
+        // Last: the facts above are the pinned process's only if it still holds the pid.
+        process.check()?;
         Ok(CallerFacts {
             pid,
             uid: cred.uid,
             gid: cred.gid,
-            start_time,
+            start_time: process.start_time,
             exe_sha256,
             cgroup,
         })
     }
 
-    /// The facts of the peer behind `cred`, reusing the connection's last measurement while the
-    /// process still runs the same executable file.
+    /// The facts of the process pinned to a connection, reusing the connection's last
+    /// measurement while the process still runs the same executable file. Fails, whatever was
+    /// cached, once the pinned process no longer holds its pid.
     pub fn measure_cached(
         &self,
         cred: PeerCred,
+        pin: &Pin,
         cache: &MeasurementCache,
     ) -> Result<CallerFacts, PeerError> {
-        let current = std::fs::metadata(format!("/proc/{}/exe", cred.pid))
+        let process = pin.process()?;
+        let current = std::fs::metadata(format!("/proc/{}/exe", process.pid))
             .ok()
             .map(|m| exe_key(&m));
         if let (Some(key), Ok(guard)) = (current, cache.0.lock())
             && let Some((cached_key, facts)) = guard.as_ref()
             && *cached_key == key
         {
-            return Ok(facts.clone());
+            let facts = facts.clone();
+            drop(guard);
+            process.check()?;
+            return Ok(facts);
         }
-        let facts = self.measure(cred)?;
+        let facts = self.measure(cred, process)?;
         if let (Some(key), Ok(mut guard)) = (current, cache.0.lock()) {
             *guard = Some((key, facts.clone()));
         }
@@ -126,13 +288,7 @@ impl PeerMeter {
     fn exe_digest(&self, pid: i32) -> Option<String> {
         let mut file = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
         let meta = file.metadata().ok()?;
-        let key = (
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-        );
+        let key = exe_key(&meta);
         if let Some(d) = self.exe_digests.lock().ok()?.get(&key) {
             return Some(d.clone());
         }
@@ -196,34 +352,95 @@ pub fn groups(pid: i32) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
-    #[test]
-    fn measures_this_process() {
-        let me = PeerCred {
+    fn me() -> PeerCred {
+        PeerCred {
             pid: i32::try_from(std::process::id()).unwrap(),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
-        };
+        }
+    }
+
+    #[test]
+    fn measures_this_process() {
+        let me = me();
+        let pin = Pin::current(me);
+        let process = pin.process().unwrap();
         let meter = PeerMeter::new();
-        let facts = meter.measure(me).unwrap();
+        let facts = meter.measure(me, process).unwrap();
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert_eq!(
             facts.exe_sha256.as_deref(),
             Some(hex::encode(Sha256::digest(&exe)).as_str())
         );
+        assert_eq!(facts.start_time, start_time(me.pid).unwrap());
         assert_eq!(
-            meter.measure(me).unwrap(),
+            meter.measure(me, process).unwrap(),
             facts,
             "cached digest is the same"
         );
+        let gone = PeerCred {
+            pid: i32::MAX,
+            ..me
+        };
+        assert_eq!(Pin::current(gone), Pin::Gone(i32::MAX));
         assert!(matches!(
-            meter.measure(PeerCred {
-                pid: i32::MAX,
-                ..me
-            }),
+            meter.measure_cached(gone, &Pin::current(gone), &MeasurementCache::default()),
             Err(PeerError::Gone(_))
+        ));
+    }
+
+    #[test]
+    fn a_connection_is_pinned_to_the_process_that_connected() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let pin = Pin::accepted(&ours, me());
+        let Pin::Process(p) = &pin else {
+            panic!("{pin:?}")
+        };
+        assert_eq!(p.pid, me().pid);
+        assert_eq!(p.start_time, start_time(me().pid).unwrap());
+        assert_eq!(p.boot_id.len(), 36, "a boot id: {}", p.boot_id);
+        // This kernel's answer, for the record: with SO_PEERPIDFD the pin is confirmed.
+        println!("pin confirmed by SO_PEERPIDFD: {}", p.confirmed);
+        pin.check().unwrap();
+        assert_eq!(
+            Pin::accepted(&ours, PeerCred { pid: 0, ..me() }),
+            Pin::NoPid
+        );
+    }
+
+    #[test]
+    fn a_pid_held_by_another_process_is_refused_even_from_the_cache() {
+        let me = me();
+        let meter = PeerMeter::new();
+        let cache = MeasurementCache::default();
+        let pin = Pin::current(me);
+        let facts = meter.measure_cached(me, &pin, &cache).unwrap();
+        // The same pid with another start time: what a connection sees once the process that
+        // opened it has exited and its pid went to another process.
+        let Pin::Process(mut other) = pin else {
+            panic!("pinned")
+        };
+        other.start_time += 1;
+        let replaced = Pin::Process(other);
+        assert!(
+            cache.0.lock().unwrap().is_some(),
+            "the first measurement is cached"
+        );
+        match meter.measure_cached(me, &replaced, &cache) {
+            Err(PeerError::Replaced { pid, pinned, now }) => {
+                assert_eq!(
+                    (pid, pinned, now),
+                    (me.pid, facts.start_time + 1, facts.start_time)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            meter.measure_cached(me, &Pin::NoPid, &cache),
+            Err(PeerError::NoPid)
         ));
     }
 }

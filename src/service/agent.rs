@@ -21,12 +21,17 @@ pub(super) struct AttestParams {
 }
 
 impl Service {
-    /// Measures the caller and finds its agent.
+    /// Measures the caller and finds its agent. A connection whose process can no longer be
+    /// measured as the one that opened it (it exited, its pid went to another process) ends
+    /// with this refusal: nothing that comes later on it can be that process.
     pub(super) fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
         let facts = self
             .meter
-            .measure_cached(info.cred, &info.measured)
-            .map_err(|e| Error::Unmeasurable(e.to_string()))?;
+            .measure_cached(info.cred, &info.pin, &info.measured)
+            .map_err(|e| {
+                info.close_after_answer();
+                Error::Unmeasurable(e.to_string())
+            })?;
         let agent = self.registry.match_caller(&facts)?;
         Ok((facts, agent))
     }
