@@ -328,6 +328,114 @@ fn pipelined_floods_are_answered_busy_with_memory_bounded() {
     assert!(c.call("agent.identity", json!({})).is_ok());
 }
 
+/// Where the `.comment` section of a 64-bit little-endian ELF file lies: compiler and linker
+/// names, which nothing loads, so a byte there can change without changing what runs.
+fn elf_comment_section(elf: &[u8]) -> std::ops::Range<usize> {
+    let at = |o: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&elf[o..o + n]);
+        usize::try_from(u64::from_le_bytes(b)).unwrap()
+    };
+    assert_eq!(
+        &elf[..6],
+        b"\x7fELF\x02\x01",
+        "a 64-bit little-endian ELF file"
+    );
+    let (shoff, shentsize, shnum, shstrndx) = (at(0x28, 8), at(0x3a, 2), at(0x3c, 2), at(0x3e, 2));
+    let header = |i: usize| shoff + i * shentsize;
+    let names = at(header(shstrndx) + 0x18, 8);
+    for i in 0..shnum {
+        let name = names + at(header(i), 4);
+        if elf[name..].starts_with(b".comment\0") {
+            let offset = at(header(i) + 0x18, 8);
+            return offset..offset + at(header(i) + 0x20, 8);
+        }
+    }
+    panic!("no .comment section");
+}
+
+/// An agent registered by the digest of its binary; the binary is rewritten in place at the
+/// same size (one byte of its `.comment` section, so it still runs) and its mtime set back with
+/// `utimes`, so device, inode, size and mtime are all what they were. A new run of it must be
+/// measured as the new content, and refused.
+#[test]
+fn a_binary_rewritten_in_place_with_its_mtime_restored_is_measured_anew_and_refused() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let d = Daemon::start();
+    let dir = common::tempdir();
+    let program = dir.path().join("agent-runtime");
+    std::fs::copy(common::ARICTL, &program).unwrap();
+    let sha256 = |p: &std::path::Path| {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(p).unwrap(),
+        ))
+    };
+    let registered = sha256(&program);
+    d.admin()
+        .call(
+            "admin.agent_provision",
+            json!({"agent": "rewritten", "user": "alice@example.com", "uid": common::uid(),
+                   "exe_sha256": registered}),
+        )
+        .unwrap();
+    let identity = || {
+        std::process::Command::new(&program)
+            .arg("--agent-socket")
+            .arg(d.agent_path())
+            .arg("identity")
+            .output()
+            .unwrap()
+    };
+    // The daemon caches a digest once the file's last change is a second old (peer.rs,
+    // SETTLE); wait for that, so the first run's digest is cached.
+    let settle = Duration::from_millis(1200);
+    std::thread::sleep(settle);
+    let first = identity();
+    assert!(
+        first.status.success() && String::from_utf8_lossy(&first.stdout).contains("rewritten"),
+        "the registered binary is served: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    let before = std::fs::metadata(&program).unwrap();
+    let comment = elf_comment_section(&std::fs::read(&program).unwrap());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&program)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, comment.start as u64).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x20], comment.start as u64)
+        .unwrap();
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(before.accessed().unwrap())
+            .set_modified(before.modified().unwrap()),
+    )
+    .unwrap();
+    drop(file);
+    let after = std::fs::metadata(&program).unwrap();
+    let key = |m: &std::fs::Metadata| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+    assert_eq!(
+        key(&before),
+        key(&after),
+        "same device, inode, size and mtime"
+    );
+    // Settled again, so only the ctime tells the two contents apart.
+    std::thread::sleep(settle);
+    let second = identity();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    println!(
+        "registered {registered}; rewritten {}; second run: exit {:?}, {}",
+        sha256(&program),
+        second.status.code(),
+        stderr.trim()
+    );
+    assert_eq!(second.status.code(), Some(2), "refused: {stderr}");
+    assert!(stderr.contains("unknown_caller"), "{stderr}");
+}
+
 /// Names the part a copy of this test binary plays for a test (see [`helper`]).
 const HELPER: &str = "ARI_HOSTILE_HELPER";
 

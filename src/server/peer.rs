@@ -1,9 +1,17 @@
 //! Who is on the other end of a socket, and that it stays the same process.
 //!
 //! The kernel's SO_PEERCRED gives pid, uid and gid; everything else comes from `/proc/PID`:
-//! the start time, the executable's SHA-256 and the cgroup. Executable digests are cached by
-//! (device, inode, size, mtime) of the open executable, so a process is hashed once per binary
-//! version, not once per call.
+//! the start time, the executable's SHA-256 and the cgroup.
+//!
+//! The digest is of the file the process runs: `/proc/PID/exe` is opened, and that open file is
+//! both hashed and `fstat`ed; no path is looked up twice. Digests are cached by what the file's
+//! owner cannot set back: device, inode, size, mtime and ctime (both to the nanosecond). A
+//! rewrite in place at the same size with the mtime restored (`utime`) still moves the ctime, so
+//! the rewritten file is hashed again. Files changed within the last second are not cached at
+//! all, because the ctime clock may advance only once per tick; and a file that changes while it
+//! is being hashed gets no digest. A process is thus hashed once per version of its binary, not
+//! once per call. What this does not cover (the program's memory, interpreters, the uid's own
+//! files) is in docs/operations.md, "What the executable digest proves".
 //!
 //! **A connection is one process for its whole life.** When a connection is accepted, the
 //! process that connected is pinned to it ([`Pin`]): host boot id, pid and start time. A pid
@@ -28,10 +36,10 @@
 //! same pid again that fast takes cycling through the whole pid space (`pid_max`) within
 //! 10 ms, or root (`ns_last_pid`), which is out of scope.
 //!
-//! A connection keeps its peer's last full measurement. Every call revalidates it with one
-//! `stat` of `/proc/PID/exe`: if the process has exec'd another file the identity of the
-//! executable differs and the peer is measured again from scratch (it is still the pinned
-//! process: exec keeps pid and start time). A process that hands its own open connection to
+//! A connection keeps its peer's last full measurement. Every call revalidates it with the
+//! same key, from one open and `fstat` of `/proc/PID/exe`: if the process has exec'd another
+//! file, or its file was changed since, the key differs and the peer is measured again from
+//! scratch (it is still the pinned process: exec keeps pid and start time). A process that hands its own open connection to
 //! another process (same pid still alive) lends its identity: that is its own choice, as much
 //! as proxying calls would be. Nothing here trusts anything the client sends.
 
@@ -42,6 +50,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// Credentials the kernel reported for a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,21 +217,75 @@ fn boot_id() -> Arc<str> {
 
 const CACHE_ENTRIES: usize = 1024;
 
-type ExeKey = (u64, u64, u64, i64, i64);
+/// How long ago a file must have last changed (its ctime) before its digest is cached. Change
+/// times come from a clock that may only advance once a tick (up to 10 ms): a file changed
+/// again within the tick of a change the daemon has seen could keep its ctime. A file whose
+/// ctime is older than this when the daemon reads it gets a later ctime from any change after
+/// that read.
+const SETTLE: Duration = Duration::from_secs(1);
 
-/// A connection's last full measurement of its peer, with the executable identity it was made for.
+/// What identifies the content of an executable file to the digest caches: device, inode,
+/// size, mtime and ctime, both to the nanosecond. The file's owner can rewrite it at the same
+/// size and set the mtime back (`utime`), but not the ctime, which any change (that `utime`
+/// included) sets to the current time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ExeKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl ExeKey {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file last changed at least [`SETTLE`] ago, so its key may be cached.
+    fn settled(&self) -> bool {
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(self.ctime.0), u32::try_from(self.ctime.1))
+        else {
+            return false;
+        };
+        let changed = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
+        std::time::SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age >= SETTLE)
+    }
+}
+
+/// An executable file as a process runs it: opened through `/proc/PID/exe` (which is the very
+/// file the process was started from, even if its path now names another file), with the key
+/// of that open file (`fstat` of the descriptor, never a second lookup by path).
+#[derive(Debug)]
+struct Exe {
+    file: std::fs::File,
+    key: ExeKey,
+}
+
+impl Exe {
+    /// The executable of `pid`, or `None` if it cannot be opened (e.g. another user's process
+    /// while the daemon is not root).
+    fn of(pid: i32) -> Option<Self> {
+        Self::open(std::fs::File::open(format!("/proc/{pid}/exe")).ok()?)
+    }
+
+    fn open(file: std::fs::File) -> Option<Self> {
+        let key = ExeKey::of(&file.metadata().ok()?);
+        Some(Self { file, key })
+    }
+}
+
+/// A connection's last full measurement of its peer, with the executable it was made for.
 #[derive(Debug, Default)]
 pub struct MeasurementCache(Mutex<Option<(ExeKey, CallerFacts)>>);
-
-fn exe_key(meta: &std::fs::Metadata) -> ExeKey {
-    (
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-    )
-}
 
 /// Measures peers; holds the executable digest cache.
 #[derive(Debug, Default)]
@@ -239,13 +302,21 @@ impl PeerMeter {
     /// Measures `process`, whose kernel credentials are `cred`; fails if it no longer holds
     /// its pid.
     pub fn measure(&self, cred: PeerCred, process: &Process) -> Result<CallerFacts, PeerError> {
-        let pid = process.pid;
-        let exe_sha256 = self.exe_digest(pid);
-        let cgroup = cgroup(pid);
+        self.measure_exe(cred, process, Exe::of(process.pid))
+    }
+
+    fn measure_exe(
+        &self,
+        cred: PeerCred,
+        process: &Process,
+        exe: Option<Exe>,
+    ) -> Result<CallerFacts, PeerError> {
+        let exe_sha256 = exe.and_then(|e| self.digest(e));
+        let cgroup = cgroup(process.pid);
         // Last: the facts above are the pinned process's only if it still holds the pid.
         process.check()?;
         Ok(CallerFacts {
-            pid,
+            pid: process.pid,
             uid: cred.uid,
             gid: cred.gid,
             start_time: process.start_time,
@@ -255,8 +326,9 @@ impl PeerMeter {
     }
 
     /// The facts of the process pinned to a connection, reusing the connection's last
-    /// measurement while the process still runs the same executable file. Fails, whatever was
-    /// cached, once the pinned process no longer holds its pid.
+    /// measurement while the process still runs the same, unchanged executable file (same
+    /// [`ExeKey`]). Fails, whatever was cached, once the pinned process no longer holds its
+    /// pid.
     pub fn measure_cached(
         &self,
         cred: PeerCred,
@@ -264,10 +336,9 @@ impl PeerMeter {
         cache: &MeasurementCache,
     ) -> Result<CallerFacts, PeerError> {
         let process = pin.process()?;
-        let current = std::fs::metadata(format!("/proc/{}/exe", process.pid))
-            .ok()
-            .map(|m| exe_key(&m));
-        if let (Some(key), Ok(guard)) = (current, cache.0.lock())
+        let exe = Exe::of(process.pid);
+        let key = exe.as_ref().map(|e| e.key).filter(ExeKey::settled);
+        if let (Some(key), Ok(guard)) = (key, cache.0.lock())
             && let Some((cached_key, facts)) = guard.as_ref()
             && *cached_key == key
         {
@@ -276,37 +347,41 @@ impl PeerMeter {
             process.check()?;
             return Ok(facts);
         }
-        let facts = self.measure(cred, process)?;
-        if let (Some(key), Ok(mut guard)) = (current, cache.0.lock()) {
+        let facts = self.measure_exe(cred, process, exe)?;
+        if let (Some(key), Ok(mut guard)) = (key, cache.0.lock()) {
             *guard = Some((key, facts.clone()));
         }
         Ok(facts)
     }
 
-    /// SHA-256 of the process's executable, or `None` if it cannot be opened (e.g. another
-    /// user's process while the daemon is not root).
-    fn exe_digest(&self, pid: i32) -> Option<String> {
-        let mut file = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
-        let meta = file.metadata().ok()?;
-        let key = exe_key(&meta);
-        if let Some(d) = self.exe_digests.lock().ok()?.get(&key) {
+    /// SHA-256 of `exe`'s content, from the cache when its key is there; `None` if it cannot
+    /// be read, or changed while it was read.
+    fn digest(&self, mut exe: Exe) -> Option<String> {
+        let settled = exe.key.settled();
+        if settled && let Some(d) = self.exe_digests.lock().ok()?.get(&exe.key) {
             return Some(d.clone());
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = file.read(&mut buf).ok()?;
+            let n = exe.file.read(&mut buf).ok()?;
             if n == 0 {
                 break;
             }
             hasher.update(buf.get(..n)?);
         }
-        let digest = hex::encode(hasher.finalize());
-        let mut cache = self.exe_digests.lock().ok()?;
-        if cache.len() >= CACHE_ENTRIES {
-            cache.clear();
+        // What was read is the content the key names only if nothing changed meanwhile.
+        if ExeKey::of(&exe.file.metadata().ok()?) != exe.key {
+            return None;
         }
-        cache.insert(key, digest.clone());
+        let digest = hex::encode(hasher.finalize());
+        if settled {
+            let mut cache = self.exe_digests.lock().ok()?;
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(exe.key, digest.clone());
+        }
         Some(digest)
     }
 }
@@ -414,6 +489,10 @@ mod tests {
     #[test]
     fn a_pid_held_by_another_process_is_refused_even_from_the_cache() {
         let me = me();
+        // A test binary linked moments ago is not cached until its ctime has settled.
+        while !Exe::of(me.pid).unwrap().key.settled() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let meter = PeerMeter::new();
         let cache = MeasurementCache::default();
         let pin = Pin::current(me);
@@ -442,5 +521,75 @@ mod tests {
             meter.measure_cached(me, &Pin::NoPid, &cache),
             Err(PeerError::NoPid)
         ));
+    }
+
+    #[test]
+    fn a_same_size_rewrite_with_mtime_restored_is_hashed_again() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("program");
+        std::fs::write(&path, b"the program as registered").unwrap();
+        let digest_now = |meter: &PeerMeter| {
+            meter
+                .digest(Exe::open(std::fs::File::open(&path).unwrap()).unwrap())
+                .unwrap()
+        };
+        // Measured once its last change has settled, so its digest is cached.
+        std::thread::sleep(SETTLE + Duration::from_millis(100));
+        let meter = PeerMeter::new();
+        let registered = digest_now(&meter);
+        assert_eq!(
+            registered,
+            hex::encode(Sha256::digest(b"the program as registered"))
+        );
+        assert_eq!(meter.exe_digests.lock().unwrap().len(), 1, "cached");
+
+        // Its owner rewrites it in place at the same size and sets the times back.
+        let before = std::fs::metadata(&path).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"the program, now tampered", 0).unwrap();
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(before.accessed().unwrap())
+                .set_modified(before.modified().unwrap()),
+        )
+        .unwrap();
+        drop(file);
+        let after = std::fs::metadata(&path).unwrap();
+        let old_key =
+            |m: &std::fs::Metadata| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+        assert_eq!(
+            old_key(&before),
+            old_key(&after),
+            "device, inode, size and mtime (the key before ctime was added) are all the same"
+        );
+        assert_ne!(ExeKey::of(&before), ExeKey::of(&after), "the ctime moved");
+
+        // Once settled again it is cacheable, and measured as what it now is.
+        std::thread::sleep(SETTLE + Duration::from_millis(100));
+        let now = digest_now(&meter);
+        assert_eq!(
+            now,
+            hex::encode(Sha256::digest(b"the program, now tampered"))
+        );
+        assert_ne!(now, registered);
+    }
+
+    #[test]
+    fn a_file_changed_moments_ago_is_hashed_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh");
+        std::fs::write(&path, b"just written").unwrap();
+        let meter = PeerMeter::new();
+        let exe = Exe::open(std::fs::File::open(&path).unwrap()).unwrap();
+        assert!(!exe.key.settled());
+        assert_eq!(
+            meter.digest(exe).unwrap(),
+            hex::encode(Sha256::digest(b"just written"))
+        );
+        assert!(
+            meter.exe_digests.lock().unwrap().is_empty(),
+            "a digest whose ctime may still be shared by a later change is not cached"
+        );
     }
 }
