@@ -327,7 +327,7 @@ impl PeerMeter {
 
     /// The facts of the process pinned to a connection, reusing the connection's last
     /// measurement while the process still runs the same, unchanged executable file (same
-    /// [`ExeKey`]). Fails, whatever was cached, once the pinned process no longer holds its
+    /// device, inode, size, mtime and ctime). Fails, whatever was cached, once the pinned process no longer holds its
     /// pid.
     pub fn measure_cached(
         &self,
