@@ -57,6 +57,11 @@ fn slow_and_idle_clients_leave_a_normal_client_served_and_memory_bounded() {
     raise_fd_limit();
     let mut d = Daemon::prepared();
     d.set_config("max_connections", "4096");
+    // All 2,000 come from this test's uid, and the idle ones never send a request: what is
+    // measured here is what the connections cost while they are all open, so neither the
+    // per-uid share nor the first-line deadline may close them (tested below on their own).
+    d.set_config("max_connections_per_uid", "4096");
+    d.set_config("first_line_timeout_ms", "300000");
     d.spawn();
     d.provision_self("normal");
     let pid = d.child.as_ref().unwrap().id();
@@ -460,6 +465,7 @@ fn helper() {
         "pid-reuse" => pid_reuse::orchestrate(),
         "attacker" => pid_reuse::attack(),
         "keeper" => pid_reuse::keep(),
+        "hog" => hog(),
         other => {
             eprintln!("no helper part {other:?}");
             2
@@ -771,4 +777,185 @@ fn a_kept_connection_is_not_served_as_the_process_that_reused_its_pid() {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The hog: opens connections to `ARI_SOCK` from four tasks at once, as fast as the daemon takes
+/// them, and keeps every one the daemon leaves open, silent, until its stdin closes (or a
+/// minute has passed). Prints `READY` once it has made 400 attempts, then a `RESULT` with what it
+/// saw: connections the daemon answered or closed at once (`refused`, with one such answer, and
+/// `silent`: how many of those were closed without an answer), connections it kept open
+/// (`kept`), and connects that did not complete within 200 ms (`stalled`).
+fn hog() -> i32 {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncReadExt;
+    let path = std::env::var("ARI_SOCK").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            stop.store(true, Relaxed);
+        });
+    }
+    let counts: Arc<[AtomicUsize; 5]> = Arc::new(Default::default());
+    let (attempts, refused, kept, stalled, silent) = (0, 1, 2, 3, 4);
+    let answer = Arc::new(Mutex::new(String::new()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let started = tokio::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (path, stop, counts, answer) =
+                (path.clone(), stop.clone(), counts.clone(), answer.clone());
+            tasks.spawn(async move {
+                let mut held = Vec::new();
+                while !stop.load(Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                    if counts[attempts].fetch_add(1, Relaxed) + 1 == 400 {
+                        println!("READY");
+                    }
+                    let connect = tokio::net::UnixStream::connect(&path);
+                    let Ok(Ok(mut s)) =
+                        tokio::time::timeout(Duration::from_millis(200), connect).await
+                    else {
+                        counts[stalled].fetch_add(1, Relaxed);
+                        continue;
+                    };
+                    let mut buf = [0u8; 512];
+                    match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+                        Err(_) => {
+                            counts[kept].fetch_add(1, Relaxed);
+                            held.push(s);
+                        }
+                        Ok(r) => {
+                            counts[refused].fetch_add(1, Relaxed);
+                            match r {
+                                Ok(n) if n > 0 => {
+                                    let mut a = answer.lock().unwrap();
+                                    if a.is_empty() {
+                                        *a = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
+                                    }
+                                }
+                                _ => {
+                                    counts[silent].fetch_add(1, Relaxed);
+                                }
+                            }
+                        }
+                    }
+                }
+                held.len()
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    println!(
+        "RESULT {}",
+        json!({
+            "attempts": counts[attempts].load(Relaxed),
+            "refused": counts[refused].load(Relaxed),
+            "kept": counts[kept].load(Relaxed),
+            "stalled": counts[stalled].load(Relaxed),
+            "silent": counts[silent].load(Relaxed),
+            "answer": *answer.lock().unwrap(),
+        })
+    );
+    0
+}
+
+/// One uid (nobody, through setpriv) opens as many connections to the agent socket as it can,
+/// over and over, keeping every one the daemon leaves open; meanwhile a registered agent of
+/// another uid (this test, root) connects and calls 50 times. Every call must be answered
+/// within 10 s overall; its latencies are printed, not judged. The hog is answered `busy` past
+/// its share, and what it keeps is closed once the first-line deadline passes without a request.
+#[test]
+fn one_uid_holding_every_connection_it_can_leaves_the_agents_served() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let name = "one_uid_holding_every_connection_it_can_leaves_the_agents_served";
+    if !nix::unistd::getuid().is_root() {
+        println!("SKIP {name}: needs root to run the hog as another user with setpriv");
+        return;
+    }
+    let mut d = Daemon::prepared();
+    // The production default (the dev config allows one developer 256).
+    d.set_config("max_connections_per_uid", "32");
+    d.spawn();
+    d.provision_self("starved");
+    let mut hog = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+        .env(HELPER, "hog")
+        .env("ARI_SOCK", d.agent_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) is installed");
+    let mut said = std::io::BufReader::new(hog.stdout.take().unwrap()).lines();
+    let mut hog_lines = Vec::new();
+    loop {
+        let line = said
+            .next()
+            .expect("the hog ended before it was ready")
+            .unwrap();
+        let ready = line.contains("READY");
+        hog_lines.push(line);
+        if ready {
+            break;
+        }
+    }
+
+    // The agent, while the hog goes on: a fresh connection for every call, as a runtime that
+    // starts up would make. A call that cannot get a connection waits in the backlog, so the
+    // calls run on a thread and the test gives them 10 s in all.
+    let agent_path = d.agent_path();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let mut c = Raw::connect(&agent_path);
+            c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"agent.identity\"}\n");
+            let v = c.recv().expect("an answer");
+            assert_eq!(v["result"]["agent"], "starved", "{v}");
+            latencies.push(t.elapsed());
+        }
+        let _ = done.send(latencies);
+    });
+    let answered = finished.recv_timeout(Duration::from_secs(10));
+    drop(hog.stdin.take());
+    hog_lines.extend(said.map(Result::unwrap));
+    hog.wait().unwrap();
+    let report: Value = hog_lines
+        .iter()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_owned()))
+        .map(|r| serde_json::from_str(&r).unwrap())
+        .unwrap_or_else(|| panic!("no report from the hog: {hog_lines:?}"));
+    println!("the hog (uid 65534): {report}");
+    let mut latencies = answered.expect(
+        "the agent's 50 calls were not all answered within 10 s while one uid held connections",
+    );
+    latencies.sort_unstable();
+    println!(
+        "registered agent (uid 0) beside the hog: 50 calls, each on a new connection, p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    assert!(
+        report["refused"].as_u64().unwrap() > 0,
+        "the hog was refused past its share: {report}"
+    );
+    assert_eq!(
+        report["silent"], 0,
+        "every refused connection is told why before it is closed: {report}"
+    );
+    let answer = report["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("\"busy\"") && answer.contains("max_connections_per_uid"),
+        "a refused connection is told why: {answer}"
+    );
 }
