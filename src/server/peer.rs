@@ -31,17 +31,24 @@
 //! of any boot can have, for the logs; it is not re-read, since the daemon does not outlive
 //! its boot.
 //!
-//! Start times count clock ticks (`CLK_TCK`, 100 a second): a pid reused within the very tick
-//! in which the pinned process started cannot be told apart by its start time. Getting the
-//! same pid again that fast takes cycling through the whole pid space (`pid_max`) within
-//! 10 ms, or root (`ns_last_pid`), which is out of scope.
+//! A pinned process that has exited counts as gone even while it is a zombie (not yet reaped,
+//! so still holding its pid): it makes no more calls, so whatever calls on its connection is
+//! another process.
+//!
+//! Start times count clock ticks (`CLK_TCK`, 100 a second): a process that reused the pid
+//! within the very tick in which the pinned process started could not be told apart by its
+//! start time. For that the pinned process would have to start, connect, hand its socket on
+//! and exit, and the kernel hand the same pid out again, all within 10 ms; handing out a given
+//! pid again takes cycling through the whole pid space (`pid_max`), or root (`ns_last_pid`),
+//! which is out of scope.
 //!
 //! A connection keeps its peer's last full measurement. Every call revalidates it with the
 //! same key, from one open and `fstat` of `/proc/PID/exe`: if the process has exec'd another
 //! file, or its file was changed since, the key differs and the peer is measured again from
-//! scratch (it is still the pinned process: exec keeps pid and start time). A process that hands its own open connection to
-//! another process (same pid still alive) lends its identity: that is its own choice, as much
-//! as proxying calls would be. Nothing here trusts anything the client sends.
+//! scratch (it is still the pinned process: exec keeps pid and start time). A process that
+//! hands its open connection to another process while it still runs lends its identity: that
+//! is its own choice, as much as proxying calls would be. Nothing here trusts anything the
+//! client sends.
 
 use crate::identity::CallerFacts;
 use sha2::{Digest, Sha256};
@@ -386,18 +393,37 @@ impl PeerMeter {
     }
 }
 
-/// Field 22 of `/proc/PID/stat`: start time in clock ticks after boot.
+/// Field 22 of `/proc/PID/stat`: the start time in clock ticks after boot, of a process that
+/// has not exited. A process that has exited but is not reaped yet (a zombie) still holds its
+/// pid and start time, but makes no more calls: it counts as gone. (A process whose main
+/// thread alone has exited shows as a zombie too, but with its other threads counted: it
+/// still runs.)
 pub fn start_time(pid: i32) -> Result<u64, PeerError> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| PeerError::Gone(pid))?;
     // The command name (field 2) is in parentheses and may contain spaces or ')'; fields after
-    // the last ')' are plain numbers. Field 22 is the 20th field after it.
-    let rest = stat
+    // the last ')' are the state (field 3), then plain numbers: field 20 is the number of
+    // threads, field 22 the start time.
+    let mut fields = stat
         .rfind(')')
         .and_then(|i| stat.get(i + 1..))
+        .ok_or(PeerError::Gone(pid))?
+        .split_ascii_whitespace();
+    let state = fields.next();
+    let threads: u64 = fields
+        .nth(16)
+        .and_then(|f| f.parse().ok())
         .ok_or(PeerError::Gone(pid))?;
-    rest.split_ascii_whitespace()
-        .nth(19)
+    let exited = match state {
+        Some("Z") => threads <= 1,
+        Some("X" | "x") | None => true,
+        Some(_) => false,
+    };
+    if exited {
+        return Err(PeerError::Gone(pid));
+    }
+    fields
+        .nth(1)
         .and_then(|f| f.parse().ok())
         .ok_or(PeerError::Gone(pid))
 }
@@ -450,7 +476,17 @@ mod tests {
             facts.exe_sha256.as_deref(),
             Some(hex::encode(Sha256::digest(&exe)).as_str())
         );
-        assert_eq!(facts.start_time, start_time(me.pid).unwrap());
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let field_22: u64 = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(facts.start_time, field_22);
         assert_eq!(
             meter.measure(me, process).unwrap(),
             facts,
@@ -591,5 +627,25 @@ mod tests {
             meter.exe_digests.lock().unwrap().is_empty(),
             "a digest whose ctime may still be shared by a later change is not cached"
         );
+    }
+
+    #[test]
+    fn a_process_that_exited_is_gone_while_still_a_zombie() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // Not waited for yet: once it has exited it is a zombie, still holding its pid.
+        let zombie = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        while !zombie(pid) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cred = PeerCred { pid, ..me() };
+        assert!(matches!(start_time(pid), Err(PeerError::Gone(p)) if p == pid));
+        assert_eq!(Pin::current(cred), Pin::Gone(pid));
+        child.wait().unwrap();
     }
 }
