@@ -166,11 +166,12 @@ fn connection_task(
             "uid {uid} already holds {share} connections to this socket (limits.max_connections_per_uid); close one or retry later"
         );
         // Written straight to the descriptor (tokio's readiness for a stream it has just
-        // accepted may not be known yet): a fresh socket's send buffer is empty, so this short
-        // line goes out whole without waiting; if not, the peer only misses the explanation.
+        // accepted may not be known yet). The socket is non-blocking, so this never waits; its
+        // send buffer is empty, so the short line goes out whole (at worst the peer misses the
+        // explanation).
         let answer = connection::closing_error(crate::protocol::ErrorCode::Busy, &msg);
         if let Ok(stream) = stream.into_std() {
-            let _ = std::io::Write::write(&mut &stream, &answer);
+            let _ = std::io::Write::write_all(&mut &stream, &answer);
         }
         return None;
     };
