@@ -222,8 +222,15 @@ pub struct Limits {
     pub read_timeout_ms: u64,
     /// A connection with no request for this long is closed.
     pub idle_timeout_ms: u64,
+    /// A new connection must send its first request (a complete, non-blank line) within this
+    /// time, or it is closed.
+    pub first_line_timeout_ms: u64,
     /// Connections served at once per socket; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one uid may hold open at once per socket, root included; a further one is
+    /// answered `busy` and closed at once, so one user cannot hold every connection. Above
+    /// `max_connections` it has no effect.
+    pub max_connections_per_uid: usize,
     /// Calls one connection may have in flight before the daemon stops reading from it.
     pub max_in_flight_per_connection: usize,
     /// On shutdown, how long in-flight calls get to finish.
@@ -236,7 +243,9 @@ impl Default for Limits {
             max_line_bytes: 64 * 1024,
             read_timeout_ms: 5_000,
             idle_timeout_ms: 300_000,
+            first_line_timeout_ms: 5_000,
             max_connections: 256,
+            max_connections_per_uid: 32,
             max_in_flight_per_connection: 16,
             shutdown_grace_ms: 5_000,
         }
@@ -367,6 +376,7 @@ impl Config {
         for (key, ms) in [
             ("limits.read_timeout_ms", l.read_timeout_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.first_line_timeout_ms", l.first_line_timeout_ms),
             ("limits.shutdown_grace_ms", l.shutdown_grace_ms),
         ] {
             if ms == 0 && key != "limits.shutdown_grace_ms" || ms > DAY_MS {
@@ -375,6 +385,12 @@ impl Config {
         }
         if !(1..=65_536).contains(&l.max_connections) {
             return Err(bad("limits.max_connections", "must be between 1 and 65536"));
+        }
+        if !(1..=65_536).contains(&l.max_connections_per_uid) {
+            return Err(bad(
+                "limits.max_connections_per_uid",
+                "must be between 1 and 65536",
+            ));
         }
         if !(1..=4096).contains(&l.max_in_flight_per_connection) {
             return Err(bad(
@@ -485,6 +501,38 @@ path = "/run/ari/admin.sock"
             .unwrap_err()
             .to_string();
         assert!(err.contains("pin_file"), "{err}");
+    }
+
+    #[test]
+    fn per_uid_cap_and_first_line_deadline_are_checked() {
+        let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
+        assert_eq!(c.limits.max_connections_per_uid, 32);
+        assert_eq!(c.limits.first_line_timeout_ms, 5_000);
+        for (key, value) in [
+            ("max_connections_per_uid", "0"),
+            ("max_connections_per_uid", "65537"),
+            ("first_line_timeout_ms", "0"),
+            ("first_line_timeout_ms", "86400001"),
+        ] {
+            let text = format!("{MIN}[limits]\n{key} = {value}\n");
+            let err = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("limits.{key}")),
+                "{key} = {value}: {err}"
+            );
+        }
+        let text =
+            format!("{MIN}[limits]\nmax_connections_per_uid = 4\nfirst_line_timeout_ms = 250\n");
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            (
+                c.limits.max_connections_per_uid,
+                c.limits.first_line_timeout_ms
+            ),
+            (4, 250)
+        );
     }
 
     #[test]

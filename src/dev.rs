@@ -382,7 +382,11 @@ allow_uids = [{uid}]
 max_line_bytes = 65536
 read_timeout_ms = 5000
 idle_timeout_ms = 300000
+first_line_timeout_ms = 5000
 max_connections = 256
+# One developer runs agents, tests and benchmarks as one user, with up to max_connections
+# clients; a shared host keeps the default of 32 (docs/arid.example.toml).
+max_connections_per_uid = 256
 max_in_flight_per_connection = 16
 shutdown_grace_ms = 5000
 

@@ -21,7 +21,8 @@ pub enum Error {
     /// The caller is not a (single) registered agent.
     #[error(transparent)]
     Caller(#[from] MatchError),
-    /// The caller's process could not be measured (it exited, or its pid was reused).
+    /// The caller's process could not be measured: it exited, or its pid now belongs to
+    /// another process than the one that opened the connection.
     #[error("the calling process could not be measured: {0}")]
     Unmeasurable(String),
     /// The caller may not do this here.

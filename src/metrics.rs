@@ -82,6 +82,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     connections: Family<SocketLabel, Gauge>,
     refused_busy: Family<SocketLabel, Counter>,
+    refused_uid_share: Family<SocketLabel, Counter>,
     reloads: Family<OutcomeLabel, Counter>,
     /// Set when read: queue depths, by queue.
     pub queue_depth: Family<QueueLabel, Gauge>,
@@ -112,6 +113,7 @@ impl Metrics {
             commit_seconds: latency(),
             connections: Family::default(),
             refused_busy: Family::default(),
+            refused_uid_share: Family::default(),
             reloads: Family::default(),
             queue_depth: Family::default(),
             agents: Family::default(),
@@ -156,6 +158,11 @@ impl Metrics {
             "in_flight_refusals",
             "Calls answered busy unrun because their connection had the most calls in flight, by socket",
             m.refused_busy.clone(),
+        );
+        registry.register(
+            "uid_share_refusals",
+            "Connections answered busy and closed at once because their uid held its share of the socket, by socket",
+            m.refused_uid_share.clone(),
         );
         registry.register(
             "config_reloads",
@@ -230,6 +237,14 @@ impl Metrics {
     /// answered `busy` without running.
     pub fn refused_busy(&self, socket: &'static str) {
         self.refused_busy
+            .get_or_create(&SocketLabel { socket })
+            .inc();
+    }
+
+    /// A connection on `socket` was refused because its uid held
+    /// `limits.max_connections_per_uid` there already.
+    pub fn refused_uid_share(&self, socket: &'static str) {
+        self.refused_uid_share
             .get_or_create(&SocketLabel { socket })
             .inc();
     }

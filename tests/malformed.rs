@@ -389,7 +389,7 @@ fn cases() -> Vec<Case> {
         agent_case(
             "identity_from_unknown_process",
             call("agent.identity", json!({})),
-            Code(-32001),
+            CodeThenClose(-32001),
         ),
     ]
 }

@@ -1763,17 +1763,22 @@ fn bench_daemon_pid(daemon: Option<&ThrowawayDaemon>, layout: &dev::DevLayout) -
     }
 }
 
-/// Refuses client counts the daemon would leave waiting in the listen backlog.
+/// Refuses client counts the daemon would leave waiting in the listen backlog, or refuse as more
+/// than one uid's share.
 fn bench_check_clients(layout: &dev::DevLayout, clients: &[usize]) -> Result<()> {
     if clients.is_empty() {
         bail!("--clients needs at least one count");
     }
-    let cap = ari::config::Config::load(&layout.config)?
-        .limits
-        .max_connections;
+    let limits = ari::config::Config::load(&layout.config)?.limits;
+    // Every client is this process, so one uid: its share caps the count too.
+    let (key, cap) = if limits.max_connections_per_uid < limits.max_connections {
+        ("max_connections_per_uid", limits.max_connections_per_uid)
+    } else {
+        ("max_connections", limits.max_connections)
+    };
     if let Some(n) = clients.iter().find(|&&n| n > cap) {
         bail!(
-            "--clients {n} is more than the daemon's limits.max_connections ({cap}); raise it in {} and restart the daemon (with --state-dir) first",
+            "--clients {n} is more than the daemon's limits.{key} ({cap}); raise it in {} and restart the daemon (with --state-dir) first",
             layout.config.display()
         );
     }

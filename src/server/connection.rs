@@ -1,13 +1,18 @@
 //! One client connection: framing, limits, pipelining and draining.
 //!
 //! Lines are read with a hard cap ([`LineReader`]); the read deadline runs from the first byte
-//! of a line and the idle deadline from the end of the previous one. Calls are handled
+//! of a line and the idle deadline from the end of the previous one. A new connection must also
+//! send its first request (a line that is not blank) within the first-line deadline, so a
+//! client cannot take a connection and sit on it for the idle deadline without having asked
+//! anything. Calls are handled
 //! concurrently, up to the per-connection in-flight cap; at the cap the daemon simply stops
 //! reading, so a fast writer is slowed down by the kernel's socket buffer rather than by an
 //! unbounded queue in the daemon. Responses are written by one writer task in completion order
-//! (JSON-RPC ids pair them). On shutdown the connection stops reading, lets its in-flight calls
+//! (JSON-RPC ids pair them). On shutdown, or once a call asked for the connection to end (see
+//! [`ConnInfo::close_after_answer`]), the connection stops reading, lets its in-flight calls
 //! finish and writes their responses before closing.
 
+use super::quota::UidSlot;
 use super::{ConnInfo, Shutdown};
 use crate::config::Limits;
 use crate::protocol::{self, ErrorCode, Id, Response, RpcError};
@@ -29,6 +34,9 @@ pub enum LineError {
     ReadTimeout,
     /// Nothing arrived before the idle deadline.
     Idle,
+    /// No request (a line that is not blank) arrived within the first-line deadline of a new
+    /// connection.
+    NoFirstLine,
     /// The peer closed in the middle of a line.
     Truncated,
     /// The socket failed.
@@ -43,9 +51,12 @@ pub struct LineReader<R> {
     line: Vec<u8>,
     started: Option<Instant>,
     last_line: Instant,
+    /// When the connection opened; `None` once a request has arrived.
+    opened: Option<Instant>,
     max: usize,
     read_timeout: Duration,
     idle_timeout: Duration,
+    first_line_timeout: Duration,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -56,27 +67,34 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             line: Vec::new(),
             started: None,
             last_line: Instant::now(),
+            opened: Some(Instant::now()),
             max: limits.max_line_bytes,
             read_timeout: Duration::from_millis(limits.read_timeout_ms),
             idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+            first_line_timeout: Duration::from_millis(limits.first_line_timeout_ms),
         }
     }
 
-    /// Applies new limits from the next line on.
+    /// Applies new limits from the next line on (a first-line deadline not yet met is counted
+    /// from the connection's opening, with the new length).
     pub fn set_limits(&mut self, limits: &Limits) {
         self.max = limits.max_line_bytes;
         self.read_timeout = Duration::from_millis(limits.read_timeout_ms);
         self.idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
+        self.first_line_timeout = Duration::from_millis(limits.first_line_timeout_ms);
     }
 
     /// The next line without its newline (and without a trailing `\r`); `None` at a clean end.
     pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
         loop {
-            let deadline = match self.started {
+            let line_deadline = match self.started {
                 Some(t) => t + self.read_timeout,
                 None => self.last_line + self.idle_timeout,
             };
+            let first_deadline = self.opened.map(|t| t + self.first_line_timeout);
+            let deadline = first_deadline.map_or(line_deadline, |f| f.min(line_deadline));
             let chunk = match tokio::time::timeout_at(deadline, self.inner.fill_buf()).await {
+                Err(_) if first_deadline == Some(deadline) => return Err(LineError::NoFirstLine),
                 Err(_) if self.started.is_some() => return Err(LineError::ReadTimeout),
                 Err(_) => return Err(LineError::Idle),
                 Ok(Err(e)) => return Err(LineError::Io(e)),
@@ -105,6 +123,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     let mut line = std::mem::take(&mut self.line);
                     if line.last() == Some(&b'\r') {
                         line.pop();
+                    }
+                    if !line.iter().all(u8::is_ascii_whitespace) {
+                        self.opened = None;
                     }
                     return Ok(Some(line));
                 }
@@ -148,7 +169,8 @@ fn refuse(line: &[u8], code: ErrorCode, message: &str) -> Vec<u8> {
     }
 }
 
-fn closing_error(code: ErrorCode, message: &str) -> Vec<u8> {
+/// The answer, with a `null` id, that a connection gets just before it is closed.
+pub(super) fn closing_error(code: ErrorCode, message: &str) -> Vec<u8> {
     protocol::render(&Response::error(Id::Null, RpcError::new(code, message)))
 }
 
@@ -160,6 +182,7 @@ pub async fn serve(
     mut live_limits: watch::Receiver<Limits>,
     mut shutdown: Shutdown,
     _connection_permit: OwnedSemaphorePermit,
+    _uid_slot: UidSlot,
 ) {
     let _counted = Counted::new(info.role.name());
     let mut limits = *live_limits.borrow_and_update();
@@ -180,6 +203,9 @@ pub async fn serve(
         let line = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
+            // A call's answer was to be the last (its caller is not, or no longer, who the
+            // connection was opened by): it and the calls already running are answered below.
+            () = info.closed() => break,
             line = reader.next_line() => line,
         };
         match line {
@@ -226,6 +252,15 @@ pub async fn serve(
                     limits.read_timeout_ms
                 );
                 let _ = tx.send(closing_error(ErrorCode::ReadTimeout, &msg)).await;
+                break;
+            }
+            Err(LineError::NoFirstLine) => {
+                let msg = format!(
+                    "no request within {} ms of connecting; closing",
+                    limits.first_line_timeout_ms
+                );
+                let _ = tx.send(closing_error(ErrorCode::ReadTimeout, &msg)).await;
+                tracing::debug!(peer = info.cred.pid, "no first line; connection closed");
                 break;
             }
             Err(LineError::Idle) => {
@@ -303,8 +338,77 @@ mod tests {
             max_line_bytes: max,
             read_timeout_ms: 1000,
             idle_timeout_ms: 5000,
+            first_line_timeout_ms: 60_000,
             ..Limits::default()
         }
+    }
+
+    fn first_line_limits() -> Limits {
+        Limits {
+            read_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
+            first_line_timeout_ms: 2_000,
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_asks_nothing_is_closed_at_the_first_line_deadline() {
+        let (_client, server) = tokio::io::duplex(64);
+        let opened = Instant::now();
+        let mut r = LineReader::new(server, &first_line_limits());
+        assert!(matches!(r.next_line().await, Err(LineError::NoFirstLine)));
+        // The paused clock only moves to the next timer: the deadline that fired.
+        assert_eq!(opened.elapsed(), Duration::from_millis(2_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blank_lines_and_a_dribbled_line_do_not_hold_the_first_line_deadline_off() {
+        let opened = Instant::now();
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = LineReader::new(server, &first_line_limits());
+        client.write_all(b"\r\n \n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b"");
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b" ");
+        // Then a line started but sent a byte at a time, each well within the read deadline.
+        let dribble = tokio::spawn(async move {
+            for _ in 0..10 {
+                if client.write_all(b"{").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            client
+        });
+        assert!(matches!(r.next_line().await, Err(LineError::NoFirstLine)));
+        assert_eq!(opened.elapsed(), Duration::from_millis(2_000));
+        drop(r);
+        let _ = dribble.await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_first_request_the_idle_deadline_holds() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = LineReader::new(server, &first_line_limits());
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        client.write_all(b"{\"a\":1}\n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap().unwrap(), b"{\"a\":1}");
+        let answered = Instant::now();
+        assert!(matches!(r.next_line().await, Err(LineError::Idle)));
+        assert_eq!(answered.elapsed(), Duration::from_millis(300_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_applies_the_new_first_line_deadline_from_the_opening() {
+        let (_client, server) = tokio::io::duplex(64);
+        let opened = Instant::now();
+        let mut r = LineReader::new(server, &first_line_limits());
+        r.set_limits(&Limits {
+            first_line_timeout_ms: 7_000,
+            ..first_line_limits()
+        });
+        assert!(matches!(r.next_line().await, Err(LineError::NoFirstLine)));
+        assert_eq!(opened.elapsed(), Duration::from_millis(7_000));
     }
 
     #[tokio::test]

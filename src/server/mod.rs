@@ -2,16 +2,22 @@
 //!
 //! The connection cap is a semaphore whose permit is taken *before* `accept`, so past the cap
 //! new clients wait in the kernel's listen backlog instead of costing the daemon memory. Each
-//! connection task holds its permit until it ends. [`run`] returns once shutdown was signalled
-//! and every connection has drained (or the grace period ran out).
+//! connection task holds its permit until it ends. Within the cap each uid has a share
+//! ([`quota`]): a connection from a uid that already holds `limits.max_connections_per_uid` is
+//! answered `busy` and closed right after `accept`, giving its permit back at once, so a user
+//! who opens connections without end only ever holds its share and the moment of each refusal.
+//! [`run`] returns once shutdown was signalled and every connection has drained (or the grace
+//! period ran out).
 
 pub mod connection;
 pub mod peer;
+pub mod quota;
 
 use crate::config::Limits;
 use crate::protocol::Role;
 use crate::service::Service;
 use peer::PeerCred;
+use quota::UidQuota;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
@@ -25,18 +31,53 @@ pub struct ConnInfo {
     pub role: Role,
     /// Kernel credentials at connect time.
     pub cred: PeerCred,
+    /// The process that opened the connection, for the connection's whole life.
+    pub pin: peer::Pin,
     /// The peer's last full measurement, revalidated on every call (see [`peer::PeerMeter`]).
     pub measured: peer::MeasurementCache,
+    /// Set once a call's answer must be the connection's last.
+    closing: watch::Sender<bool>,
 }
 
 impl ConnInfo {
-    /// A connection from `cred` on the `role` socket, not yet measured.
+    /// A connection from `cred` on the `role` socket, pinned to whoever holds `cred.pid` now
+    /// (for callers without a socket: tests, fuzzing; the server uses [`ConnInfo::accepted`]).
     pub fn new(role: Role, cred: PeerCred) -> Self {
+        Self::pinned(role, cred, peer::Pin::current(cred))
+    }
+
+    /// A connection just accepted on `socket`, pinned to the process that connected.
+    pub fn accepted(role: Role, socket: &tokio::net::UnixStream) -> std::io::Result<Self> {
+        let c = socket.peer_cred()?;
+        let cred = PeerCred {
+            pid: c.pid().unwrap_or(0),
+            uid: c.uid(),
+            gid: c.gid(),
+        };
+        Ok(Self::pinned(role, cred, peer::Pin::accepted(socket, cred)))
+    }
+
+    fn pinned(role: Role, cred: PeerCred, pin: peer::Pin) -> Self {
         Self {
             role,
             cred,
+            pin,
             measured: peer::MeasurementCache::default(),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Closes the connection once the calls already running are answered (this one's
+    /// included); lines not yet read are not.
+    pub fn close_after_answer(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`ConnInfo::close_after_answer`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        // The sender lives in `self`, so this only ends when the flag is set.
+        let _ = rx.wait_for(|closing| *closing).await;
     }
 }
 
@@ -90,8 +131,10 @@ fn resize(cap: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
-/// The task serving `stream` as a connection on the `role` socket, holding `permit`; `None`
-/// (logged) if the kernel has no credentials for its peer, so it is dropped.
+/// The task serving `stream` as a connection on the `role` socket, holding `permit` and a slot
+/// of its uid's share in `quota`; `None` if it is not served: the kernel has no credentials for
+/// its peer (logged), or its uid holds its share already (answered `busy`). The stream and the
+/// permit are then dropped at once.
 fn connection_task(
     stream: tokio::net::UnixStream,
     role: Role,
@@ -99,25 +142,47 @@ fn connection_task(
     limits: &watch::Receiver<Limits>,
     shutdown: &Shutdown,
     permit: OwnedSemaphorePermit,
+    quota: &UidQuota,
 ) -> Option<impl Future<Output = ()> + Send + 'static> {
-    let cred = match stream.peer_cred() {
-        Ok(c) => PeerCred {
-            pid: c.pid().unwrap_or(0),
-            uid: c.uid(),
-            gid: c.gid(),
-        },
+    let info = match ConnInfo::accepted(role, &stream) {
+        Ok(info) => info,
         Err(e) => {
             tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");
             return None;
         }
     };
+    let share = limits.borrow().max_connections_per_uid;
+    let Some(slot) = quota.try_take(info.cred.uid, share) else {
+        let uid = info.cred.uid;
+        tracing::debug!(
+            socket = role.name(),
+            uid,
+            pid = info.cred.pid,
+            share,
+            "uid over its connection share; refused"
+        );
+        crate::metrics::metrics().refused_uid_share(role.name());
+        let msg = format!(
+            "uid {uid} already holds {share} connections to this socket (limits.max_connections_per_uid); close one or retry later"
+        );
+        // Written straight to the descriptor (tokio's readiness for a stream it has just
+        // accepted may not be known yet). The socket is non-blocking, so this never waits; its
+        // send buffer is empty, so the short line goes out whole (at worst the peer misses the
+        // explanation).
+        let answer = connection::closing_error(crate::protocol::ErrorCode::Busy, &msg);
+        if let Ok(stream) = stream.into_std() {
+            let _ = std::io::Write::write_all(&mut &stream, &answer);
+        }
+        return None;
+    };
     Some(connection::serve(
         stream,
-        ConnInfo::new(role, cred),
+        info,
         service.clone(),
         limits.clone(),
         shutdown.clone(),
         permit,
+        slot,
     ))
 }
 
@@ -135,6 +200,7 @@ pub async fn run(
 ) {
     let mut max_connections = limits.borrow_and_update().max_connections;
     let cap = Arc::new(Semaphore::new(max_connections));
+    let quota = UidQuota::new();
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -162,7 +228,9 @@ pub async fn run(
             },
         };
         while tasks.try_join_next().is_some() {}
-        if let Some(task) = connection_task(stream, role, &service, &limits, &shutdown, permit) {
+        if let Some(task) =
+            connection_task(stream, role, &service, &limits, &shutdown, permit, &quota)
+        {
             tasks.spawn(task);
         }
     }
@@ -172,7 +240,9 @@ pub async fn run(
         && let Ok(Ok((stream, _))) =
             tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
     {
-        if let Some(task) = connection_task(stream, role, &service, &limits, &shutdown, permit) {
+        if let Some(task) =
+            connection_task(stream, role, &service, &limits, &shutdown, permit, &quota)
+        {
             tasks.spawn(task);
         }
     }

@@ -8,7 +8,7 @@ use crate::attest::{
 use crate::clock::unix_now;
 use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
-use crate::identity::{Agent, CallerFacts};
+use crate::identity::{Agent, CallerFacts, MatchError};
 use crate::jose::{Header, SigningInput};
 use crate::seal::{Document, Prepared};
 use crate::server::ConnInfo;
@@ -25,13 +25,28 @@ pub(super) struct AttestParams {
 
 impl Service {
     /// Measures the caller and finds its agent.
+    ///
+    /// A connection whose caller is not an agent ends with this refusal (answered first, then
+    /// closed), rather than sitting idle on one of the socket's connections: a process that can
+    /// no longer be measured as the one that opened the connection (it exited, its pid went to
+    /// another process) can never be it again, and one that matches no agent, or several,
+    /// reconnects once an operator has provisioned it. A frozen agent keeps its connection.
     pub(super) fn caller(&self, info: &ConnInfo) -> Result<(CallerFacts, Agent), Error> {
         let facts = self
             .meter
-            .measure_cached(info.cred, &info.measured)
-            .map_err(|e| Error::Unmeasurable(e.to_string()))?;
-        let agent = self.registry.match_caller(&facts)?;
-        Ok((facts, agent))
+            .measure_cached(info.cred, &info.pin, &info.measured)
+            .map_err(|e| {
+                info.close_after_answer();
+                Error::Unmeasurable(e.to_string())
+            })?;
+        match self.registry.match_caller(&facts) {
+            Ok(agent) => Ok((facts, agent)),
+            Err(e @ MatchError::Frozen(_)) => Err(e.into()),
+            Err(e) => {
+                info.close_after_answer();
+                Err(e.into())
+            }
+        }
     }
 
     pub(super) async fn agent_identity(&self, info: &ConnInfo) -> Result<Value, Error> {

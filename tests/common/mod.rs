@@ -46,6 +46,8 @@ pub struct Daemon {
     args: Vec<String>,
     /// Extra environment for the daemon process (fault injection).
     pub env: Vec<(String, String)>,
+    /// A command the daemon runs under (e.g. `unshare` and its options), before `arid`.
+    pub wrapper: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -87,6 +89,7 @@ impl Daemon {
             dir,
             args,
             env: Vec::new(),
+            wrapper: Vec::new(),
             _tmp: Some(tmp),
         };
         d.spawn();
@@ -113,6 +116,7 @@ impl Daemon {
             dir,
             args: dev_args(),
             env: Vec::new(),
+            wrapper: Vec::new(),
             _tmp: Some(tmp),
         }
     }
@@ -144,7 +148,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("arid.log"))
             .unwrap();
-        let child = Command::new(ARID)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(ARID);
+                c
+            }
+            None => Command::new(ARID),
+        };
+        let child = command
             .args(&self.args)
             .arg("--state-dir")
             .arg(&self.dir)
@@ -209,8 +221,25 @@ impl Daemon {
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         let mut child = self.child.take().expect("daemon not running");
-        signal(&child, nix::sys::signal::Signal::SIGTERM);
+        self.terminate(&child);
         child.wait().unwrap().success()
+    }
+
+    /// Sends SIGTERM to the daemon: to `child`, and under a wrapper to the wrapper's children
+    /// too (`unshare --fork` holds SIGTERM back until its child has exited).
+    fn terminate(&self, child: &Child) {
+        if !self.wrapper.is_empty() {
+            let pid = child.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        signal(child, nix::sys::signal::Signal::SIGTERM);
     }
 
     /// SIGKILL and wait.
@@ -234,7 +263,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, nix::sys::signal::Signal::SIGTERM);
+            self.terminate(&child);
             let _ = child.wait();
         }
     }
