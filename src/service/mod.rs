@@ -60,8 +60,22 @@ impl AdminPolicy {
             || self.allow_uids.contains(&cred.uid)
             || self
                 .gid
-                .is_some_and(|g| cred.gid == g || peer::groups(cred.pid).contains(&g))
+                .is_some_and(|g| cred.gid == g || supplementary_groups(info).contains(&g))
     }
+}
+
+/// The supplementary groups of the process pinned to the connection, read from `/proc` between
+/// two checks that it still holds its pid: a process that took the pid over since the connection
+/// was opened lends it none of its groups.
+fn supplementary_groups(info: &ConnInfo) -> Vec<u32> {
+    if info.pin.check().is_err() {
+        return Vec::new();
+    }
+    let groups = peer::groups(info.cred.pid);
+    if info.pin.check().is_err() {
+        return Vec::new();
+    }
+    groups
 }
 
 /// Everything a call can reach.
