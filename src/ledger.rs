@@ -696,8 +696,8 @@ pub(crate) fn usage(tx: &Tx<'_>, chain: &[String], now: i64) -> Result<Vec<Usage
 #[derive(Debug)]
 pub struct Debited(());
 
-/// Debits an allowed payment along its chain (see [`debit`]): one payment, `amount` minor units.
-/// Consumes the decision's proof, so one decision debits once.
+/// Debits an allowed payment along its chain: one payment, `amount` minor units, moved into
+/// every voucher's spending. Consumes the decision's proof, so one decision debits once.
 pub fn debit_allowed(
     tx: &Tx<'_>,
     chain: &[String],
