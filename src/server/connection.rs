@@ -193,6 +193,10 @@ pub async fn serve(
     let in_flight = Arc::new(Semaphore::new(in_flight_cap as usize));
     let info = Arc::new(info);
     let mut reader = LineReader::new(rd, &limits);
+    // One wait for the whole connection, not a new subscription per line.
+    let closing = info.clone();
+    let closed = closing.closed();
+    tokio::pin!(closed);
     loop {
         // A reload applies from the next line on; the in-flight cap stays as it was when the
         // connection opened.
@@ -205,7 +209,7 @@ pub async fn serve(
             _ = shutdown.wait() => break,
             // A call's answer was to be the last (its caller is not, or no longer, who the
             // connection was opened by): it and the calls already running are answered below.
-            () = info.closed() => break,
+            () = &mut closed => break,
             line = reader.next_line() => line,
         };
         match line {
