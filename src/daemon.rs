@@ -556,8 +556,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Raises the soft limit on open files to the hard one: each client costs a descriptor, and the
-/// usual soft default (1024) is below what `limits.max_connections` allows on two sockets.
+/// Raises the soft limit on open files to the hard one: each client costs two descriptors (its
+/// socket and the pidfd that pins it to its process, where the kernel has `SO_PEERPIDFD`), and
+/// the usual soft default (1024) is below what `limits.max_connections` allows on two sockets.
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {

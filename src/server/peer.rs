@@ -22,10 +22,12 @@
 //! a pidfd of the connecting process confirms that it still holds the pid when its start time
 //! is read; on older kernels the start time is read at accept, which leaves the time the
 //! connection waited in the listen backlog as a window for reuse. Every later measurement
-//! re-reads `/proc/PID/stat` *after* reading the other facts and compares the start time with
-//! the pin: the pinned process held the pid from before the pin until that last read (a
-//! process never comes back), so equal start times mean every fact read in between was the
-//! pinned process's. A different start time, or a pid that is gone, means the connection now
+//! checks, *after* reading the other facts, that the pinned process still holds its pid: with
+//! the pidfd (kept for the connection's life, so each connection costs two descriptors), one
+//! `poll` that says whether that very process has exited; without it, `/proc/PID/stat` read
+//! again and its start time compared with the pin. The pinned process held the pid from before
+//! the pin until that last check (a process never comes back), so every fact read in between
+//! was the pinned process's. A different start time, or a pid that is gone, means the connection now
 //! belongs to whatever inherited the socket: the call is refused (`unknown_caller`) and the
 //! connection is closed after that answer. The boot id makes the pin a name no other process
 //! of any boot can have, for the logs; it is not re-read, since the daemon does not outlive
@@ -35,7 +37,8 @@
 //! so still holding its pid): it makes no more calls, so whatever calls on its connection is
 //! another process.
 //!
-//! Start times count clock ticks (`CLK_TCK`, 100 a second): a process that reused the pid
+//! Without a pidfd, start times are all there is, and they count clock ticks (`CLK_TCK`, 100 a
+//! second): a process that reused the pid
 //! within the very tick in which the pinned process started could not be told apart by its
 //! start time. For that the pinned process would have to start, connect, hand its socket on
 //! and exit, and the kernel hand the same pid out again, all within 10 ms; handing out a given
@@ -43,7 +46,9 @@
 //! which is out of scope.
 //!
 //! A connection keeps its peer's last full measurement. Every call revalidates it with the
-//! same key, from one open and `fstat` of `/proc/PID/exe`: if the process has exec'd another
+//! same key, from one `stat` of the `/proc/PID/exe` link (which names the file the process runs,
+//! as opening it would; a new measurement opens it and keys and hashes what it opened): if the
+//! process has exec'd another
 //! file, or its file was changed since, the key differs and the peer is measured again from
 //! scratch (it is still the pinned process: exec keeps pid and start time). A process that
 //! hands its open connection to another process while it still runs lends its identity: that
@@ -117,6 +122,35 @@ pub struct Process {
     /// (false on kernels without it: then it is whoever held the pid when the connection was
     /// accepted).
     pub confirmed: bool,
+    /// That pidfd, kept for the connection's life: it names this process and no other, so
+    /// whether the process still runs is one `poll`, not a read of `/proc/PID/stat`.
+    pidfd: Option<PidFd>,
+}
+
+/// A pidfd shared by the clones of a [`Process`]. Two processes are compared by what names
+/// them (boot, pid, start time), never by descriptor.
+#[derive(Debug, Clone)]
+struct PidFd(Arc<std::os::fd::OwnedFd>);
+
+impl PartialEq for PidFd {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PidFd {}
+
+impl PidFd {
+    /// Whether the process has exited: a pidfd polls readable once it has (all its threads).
+    fn exited(&self) -> Result<bool, nix::errno::Errno> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO)?;
+        Ok(fds
+            .first()
+            .and_then(PollFd::revents)
+            .is_some_and(|r| !r.is_empty()))
+    }
 }
 
 impl Pin {
@@ -131,16 +165,17 @@ impl Pin {
         let Ok(start_time) = start_time(pid) else {
             return Self::Gone(pid);
         };
-        let confirmed = match connector_holds(socket, pid) {
-            Some(true) => true,
-            Some(false) => return Self::Gone(pid),
-            None => false,
+        let (confirmed, pidfd) = match connector(socket, pid) {
+            Connector::Holds(pidfd) => (true, Some(PidFd(Arc::new(pidfd)))),
+            Connector::Gone => return Self::Gone(pid),
+            Connector::Unknown => (false, None),
         };
         Self::Process(Process {
             boot_id: boot_id(),
             pid,
             start_time,
             confirmed,
+            pidfd,
         })
     }
 
@@ -155,6 +190,7 @@ impl Pin {
                 pid: cred.pid,
                 start_time,
                 confirmed: false,
+                pidfd: None,
             }),
             Err(_) => Self::Gone(cred.pid),
         }
@@ -176,8 +212,20 @@ impl Pin {
 }
 
 impl Process {
-    /// Whether this process still holds its pid.
+    /// Whether this process still holds its pid: with a confirmed pidfd, whether it has not
+    /// exited (a process that has not exited keeps its pid); else its start time read again.
     pub fn check(&self) -> Result<(), PeerError> {
+        if let Some(pidfd) = &self.pidfd {
+            return match pidfd.exited() {
+                Ok(false) => Ok(()),
+                Ok(true) => Err(PeerError::Gone(self.pid)),
+                Err(_) => self.check_start_time(),
+            };
+        }
+        self.check_start_time()
+    }
+
+    fn check_start_time(&self) -> Result<(), PeerError> {
         let now = start_time(self.pid)?;
         if now == self.start_time {
             Ok(())
@@ -191,23 +239,38 @@ impl Process {
     }
 }
 
+/// What the kernel says of the process that connected on a socket.
+enum Connector {
+    /// It still holds the pid; its pidfd.
+    Holds(std::os::fd::OwnedFd),
+    /// It has exited (or another process holds the pid).
+    Gone,
+    /// The kernel cannot tell (no `SO_PEERPIDFD`).
+    Unknown,
+}
+
 /// Whether the process that connected on `socket` still holds `pid` (`SO_PEERPIDFD`, then the
-/// pidfd's `Pid:` in `/proc/self/fdinfo`, which is -1 once it has been reaped); `None` where
-/// the kernel cannot tell.
-fn connector_holds(socket: &impl AsFd, pid: i32) -> Option<bool> {
+/// pidfd's `Pid:` in `/proc/self/fdinfo`, which is -1 once it has been reaped).
+fn connector(socket: &impl AsFd, pid: i32) -> Connector {
     use nix::errno::Errno;
     use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
     let pidfd = match getsockopt(socket, PeerPidfd) {
         Ok(fd) => fd,
-        Err(Errno::ESRCH) => return Some(false),
-        Err(_) => return None,
+        Err(Errno::ESRCH) => return Connector::Gone,
+        Err(_) => return Connector::Unknown,
     };
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
-    let holder: i32 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("Pid:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    Some(holder == pid)
+    let holder = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("Pid:"))
+                .and_then(|v| v.trim().parse::<i32>().ok())
+        });
+    match holder {
+        Some(h) if h == pid => Connector::Holds(pidfd),
+        Some(_) => Connector::Gone,
+        None => Connector::Unknown,
+    }
 }
 
 /// The host's boot id, read once.
@@ -343,17 +406,25 @@ impl PeerMeter {
         cache: &MeasurementCache,
     ) -> Result<CallerFacts, PeerError> {
         let process = pin.process()?;
-        let exe = Exe::of(process.pid);
-        let key = exe.as_ref().map(|e| e.key).filter(ExeKey::settled);
-        if let (Some(key), Ok(guard)) = (key, cache.0.lock())
+        // Revalidating a cached measurement needs only the executable's identity: a `stat` of
+        // the `/proc/PID/exe` link names the very file the process runs, as opening it would,
+        // without an open and a close on every call. A new measurement opens it, and hashes and
+        // keys what it opened.
+        let current = std::fs::metadata(format!("/proc/{}/exe", process.pid))
+            .ok()
+            .map(|m| ExeKey::of(&m))
+            .filter(ExeKey::settled);
+        if let (Some(current), Ok(guard)) = (current, cache.0.lock())
             && let Some((cached_key, facts)) = guard.as_ref()
-            && *cached_key == key
+            && *cached_key == current
         {
             let facts = facts.clone();
             drop(guard);
             process.check()?;
             return Ok(facts);
         }
+        let exe = Exe::of(process.pid);
+        let key = exe.as_ref().map(|e| e.key).filter(ExeKey::settled);
         let facts = self.measure_exe(cred, process, exe)?;
         if let (Some(key), Ok(mut guard)) = (key, cache.0.lock()) {
             *guard = Some((key, facts.clone()));
