@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent;
+mod delegation;
 mod evidence;
 mod payment;
 mod voucher;

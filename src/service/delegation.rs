@@ -1,0 +1,146 @@
+//! `voucher.delegate`: an agent hands part of its voucher to another of the same user's agents.
+//! The child voucher may only narrow its parent; it is signed by the parent agent's key and
+//! leaves only with the proof of its durable entry, which commits with the parent's reservation.
+
+use super::Service;
+use super::admin::random_hex;
+use super::payment::set;
+use crate::clock::unix_now;
+use crate::error::Error;
+use crate::evidence::entry::Kind;
+use crate::identity::AgentStatus;
+use crate::ledger;
+use crate::policy::{self, Denial, Reason};
+use crate::seal::Prepared;
+use crate::server::ConnInfo;
+use crate::voucher::constraint::Constraint;
+use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Params of `voucher.delegate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DelegateParams {
+    voucher: String,
+    agent: String,
+    constraints: Vec<Constraint>,
+    #[serde(default)]
+    not_before: Option<i64>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+impl Service {
+    pub(super) async fn voucher_delegate(
+        &self,
+        info: &ConnInfo,
+        p: DelegateParams,
+    ) -> Result<Value, Error> {
+        let _gate = self.gate.read().await;
+        let (_, parent_agent) = self.caller(info)?;
+        let chain = self.resolve_chain(&p.voucher).await?;
+        let leaf = chain.leaf()?;
+        if !chain.held_by(&parent_agent) {
+            return Err(Error::Forbidden(format!(
+                "voucher {} is not held by agent {}",
+                chain.leaf_id(),
+                parent_agent.id
+            )));
+        }
+        if chain.ids.len() >= voucher::MAX_CHAIN {
+            return Err(Error::Widens(format!(
+                "a chain holds at most {} vouchers",
+                voucher::MAX_CHAIN
+            )));
+        }
+        let child = self.agent(&p.agent)?;
+        if child.status == AgentStatus::Retired {
+            return Err(Error::InvalidState(format!(
+                "agent {} is retired",
+                child.id
+            )));
+        }
+        if child.user != leaf.sub {
+            return Err(Error::Forbidden(format!(
+                "agent {} acts for another user than the voucher's",
+                child.id
+            )));
+        }
+        let now = unix_now();
+        let claims = VoucherClaims {
+            iss: format!("urn:ari:agent:{}", parent_agent.id),
+            sub: leaf.sub.clone(),
+            iat: now,
+            nbf: p.not_before.unwrap_or(now.max(leaf.nbf)),
+            exp: p.expires_at.unwrap_or(leaf.exp),
+            jti: random_hex(16)?,
+            vct: voucher::VOUCHER_VCT.into(),
+            agent: child.id.clone(),
+            cnf: Confirmation {
+                jwk: child.key.public.to_jwk(),
+            },
+            parent: Some(chain.leaf_digest().to_string()),
+            constraints: p.constraints,
+        };
+        let index = chain.ids.len();
+        voucher::check_claims(&claims, index, voucher::Checks::at(now))
+            .map_err(|e| Error::Widens(e.to_string()))?;
+        voucher::check_narrowing(&claims, leaf, index).map_err(|e| Error::Widens(e.to_string()))?;
+        let carve = policy::budget(&claims).map(|(_, m)| m);
+        let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let withheld = self
+            .backend
+            .sign::<_, ()>(parent_agent.key.id.clone(), Prepared::new(draft))
+            .withheld()
+            .await?;
+        let job_chain = chain.clone();
+        let parent_has_budget = policy::budget(leaf).is_some();
+        let runtime = self
+            .caller(info)
+            .ok()
+            .and_then(|(f, a)| self.runtime_digest(&a, &f));
+        let (from, job_claims) = (parent_agent.id.clone(), claims.clone());
+        let (job, commit) = self
+            .ledger
+            .commit(move |tx| {
+                let usage = ledger::usage(tx, &job_chain.ids, now)?;
+                if let Err(d) = policy::standing(&job_chain.claims, &usage, now, false) {
+                    return Ok(Err(d));
+                }
+                if let (true, Some(amount)) = (parent_has_budget, carve)
+                    && ledger::reserve(tx, job_chain.leaf_id(), amount)?.is_none()
+                {
+                    return Ok(Err(Denial {
+                        reason: Reason::BudgetExhausted,
+                        detail: format!(
+                            "the parent voucher has less than {amount} left to delegate"
+                        ),
+                    }));
+                }
+                let row = super::voucher::stored(withheld.for_the_log(tx), &job_claims, carve);
+                crate::store::insert_voucher(tx.conn(), &row)?;
+                let mut draft =
+                    super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &job_claims)
+                        .runtime(runtime);
+                set(&mut draft.fact, "from", json!(from));
+                let recorded = tx.record_signed(draft, withheld.digest(), ())?;
+                Ok(Ok((withheld, recorded)))
+            })
+            .await?;
+        let (withheld, recorded) = match job {
+            Ok(done) => done,
+            Err(denial) => {
+                return Err(Error::Denied {
+                    denial,
+                    decision: None,
+                });
+            }
+        };
+        let (compact, _) = withheld.release(commit.logged(recorded)?)?;
+        let row = super::voucher::stored(compact, &claims, carve);
+        tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
+        Ok(json!({ "id": row.id, "digest": row.digest, "voucher": row.compact }))
+    }
+}

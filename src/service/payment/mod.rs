@@ -1,0 +1,416 @@
+//! Payments: `payment.authorize`, `payment.status` and `payment.report` on the agent socket, the
+//! operator's side of held (L2) payments, and what they share: voucher chains as the daemon
+//! verifies and caches them, the methods' params, and the views of a decision.
+//!
+//! Order of work for an authorization, which is the product's core promise:
+//! 1. take the decision gate (shared), so a freeze or revocation cannot complete while a
+//!    decision it should stop is in flight;
+//! 2. identify the caller, resolve its voucher chain (verified once, then cached), check that the
+//!    chain's last voucher is held by the caller's key;
+//! 3. in one ledger job: read what the chain has spent, run the policy, record the decision and,
+//!    if allowed, debit the whole chain (the policy's `Allowed` buys one `Debited`) and record
+//!    the authorization's entry carrying that `Debited`; the signature is asked of the token at
+//!    once (by the job itself when its group holds others, else by the caller as soon as the
+//!    job has run), so the token signs while the group commits;
+//! 4. only then release the signed authorization: `Withheld::release` takes the `Logged`
+//!    proof that the group's commit mints from the entry (see [`crate::ledger`]). A signing
+//!    failure voids the decision and gives the money back.
+//!
+//! The files: [`authorize`] decides and signs, [`confirm`] is the operator's side of held
+//! payments, [`report`] answers status and takes reports. Delegation lives beside the vouchers
+//! (`service/delegation.rs`).
+
+mod authorize;
+mod confirm;
+mod report;
+
+use super::admin::random_hex;
+use super::{Service, blocking};
+use crate::error::Error;
+use crate::evidence::entry::Kind;
+use crate::identity::{Agent, CallerFacts, MatchError};
+use crate::jose::PublicKey;
+use crate::ledger::{Outcome, PaymentRow, PaymentStatus};
+use crate::policy::{self, PaymentRequest};
+use crate::server::ConnInfo;
+use crate::store::{StoreError, StoredVoucher, VoucherStatus};
+use crate::voucher::constraint::Currency;
+use crate::voucher::{self, VoucherClaims};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// The longest `payment.status` waits for a decision.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// How the daemon verifies chains: time and unknown constraints are the policy's business, so
+/// they become recorded denials.
+const DAEMON_CHECKS: voucher::Checks = voucher::Checks {
+    now: None,
+    allow_unknown: true,
+};
+/// Bounds on free-text request fields, in bytes.
+const MAX_FIELD: usize = 256;
+
+/// A verified voucher chain as the daemon holds it, root first.
+#[derive(Debug)]
+pub(super) struct Chain {
+    pub ids: Vec<String>,
+    pub digests: Vec<String>,
+    pub compacts: Vec<String>,
+    pub claims: Vec<VoucherClaims>,
+    /// The leaf's `cnf` key: only its holder may spend or delegate it.
+    pub holder: Option<PublicKey>,
+}
+
+impl Chain {
+    /// Whether `agent` holds the leaf voucher (named in it and bound to its key).
+    pub(super) fn held_by(&self, agent: &Agent) -> bool {
+        self.claims
+            .last()
+            .is_some_and(|leaf| leaf.agent == agent.id)
+            && self.holder == Some(agent.key.public)
+    }
+
+    pub(super) fn leaf(&self) -> Result<&VoucherClaims, Error> {
+        self.claims
+            .last()
+            .ok_or_else(|| Error::Internal("empty voucher chain".into()))
+    }
+
+    pub(super) fn leaf_id(&self) -> &str {
+        self.ids.last().map_or("", String::as_str)
+    }
+
+    pub(super) fn leaf_digest(&self) -> &str {
+        self.digests.last().map_or("", String::as_str)
+    }
+}
+
+/// `payment` inside `payment.authorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PaymentParams {
+    amount: u64,
+    currency: String,
+    payee: String,
+    #[serde(default)]
+    category: Option<String>,
+    transaction_id: String,
+}
+
+/// Params of `payment.authorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorizeParams {
+    voucher: String,
+    payment: PaymentParams,
+    aud: String,
+    nonce: String,
+    #[serde(default)]
+    facts: Map<String, Value>,
+}
+
+/// Params of `payment.status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusParams {
+    decision: String,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Params of `payment.report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportParams {
+    decision: String,
+    outcome: Outcome,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// Params of `admin.payment_list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    #[serde(default)]
+    status: Option<PaymentStatus>,
+    #[serde(default)]
+    voucher: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `{ "decision": ID }`, with an optional note for rejections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecisionParam {
+    decision: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn text(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
+        return Err(Error::InvalidParams(format!(
+            "{field} must be 1 to {MAX_FIELD} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
+impl PaymentParams {
+    fn request(self) -> Result<PaymentRequest, Error> {
+        if self.amount == 0 || i64::try_from(self.amount).is_err() {
+            return Err(Error::InvalidParams(
+                "amount must be a positive integer of minor units".into(),
+            ));
+        }
+        text("payee", &self.payee)?;
+        text("transaction_id", &self.transaction_id)?;
+        if let Some(c) = &self.category {
+            text("category", c)?;
+        }
+        Ok(PaymentRequest {
+            amount: self.amount,
+            currency: Currency::try_from(self.currency).map_err(Error::InvalidParams)?,
+            payee: self.payee,
+            category: self.category,
+            transaction_id: self.transaction_id,
+        })
+    }
+}
+
+/// A decision id: milliseconds since the epoch then random bits, 32 hex digits. Ids grow with
+/// time, so the ledger's id index takes appends rather than random inserts, and they still
+/// cannot be guessed.
+fn decision_id() -> Result<String, Error> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Ok(format!("{:012x}{}", ms & 0xffff_ffff_ffff, random_hex(10)?))
+}
+
+/// Sets `key` in an entry's fact object.
+pub(super) fn set(fact: &mut Value, key: &str, value: Value) {
+    if let Some(map) = fact.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// What every payment entry says about the payment.
+fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
+    json!({
+        "decision": row.id,
+        "voucher": voucher_digest,
+        "transaction_id": row.transaction_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "payee": row.payee,
+        "category": row.category,
+        "aud": row.aud,
+    })
+}
+
+/// The view of a decision for agents and operators.
+fn view(row: &PaymentRow, chain: Option<&Chain>) -> Value {
+    let status = match (row.status.as_str(), row.confirm, &row.authorization) {
+        ("pending", ..) | ("authorized", true, None) => "pending_confirmation",
+        (s, ..) => s,
+    };
+    let mut v = json!({
+        "decision": row.id,
+        "status": status,
+        "reason": row.reason,
+        "ledger_seq": row.seq,
+        "voucher": row.voucher,
+        "agent": row.agent,
+        "amount": row.amount,
+        "currency": row.currency,
+        "payee": row.payee,
+        "category": row.category,
+        "transaction_id": row.transaction_id,
+        "aud": row.aud,
+        "created_at": row.created_at,
+        "decided_at": row.decided_at,
+        "report_deadline": row.report_deadline,
+        "outcome": row.outcome,
+        "reference": row.reference,
+    });
+    if let (Some(jwt), Some(chain), Some(map)) = (&row.authorization, chain, v.as_object_mut()) {
+        map.insert("authorization".into(), json!(jwt));
+        map.insert("chain".into(), json!(chain.compacts));
+        map.insert("attestation".into(), json!(row.attestation));
+    }
+    v
+}
+
+impl Service {
+    /// The caller's agent even when frozen (the policy denies frozen agents, and the denial is
+    /// recorded); `None` facts for a frozen caller.
+    fn caller_for_decision(
+        &self,
+        info: &ConnInfo,
+    ) -> Result<(Option<CallerFacts>, Agent, bool), Error> {
+        match self.caller(info) {
+            Ok((facts, agent)) => Ok((Some(facts), agent, false)),
+            Err(Error::Caller(MatchError::Frozen(id))) => {
+                let agent = self.agent(&id)?;
+                Ok((None, agent, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every issuer key a root voucher may be signed by.
+    async fn trusted_issuers(&self) -> Result<Vec<PublicKey>, Error> {
+        let mut keys = vec![self.daemon_key("issuer")?.public];
+        let store = self.store.clone();
+        keys.extend(
+            blocking(move || store.issuers())
+                .await?
+                .into_iter()
+                .map(|(_, k)| k),
+        );
+        Ok(keys)
+    }
+
+    /// Finds a voucher by id, digest or compact form, with its chain verified. A compact voucher
+    /// the daemon has not seen is imported if a registered issuer signed it.
+    pub(super) async fn resolve_chain(&self, voucher: &str) -> Result<Arc<Chain>, Error> {
+        let key = if voucher.contains('.') {
+            voucher::digest(voucher)
+        } else {
+            voucher.to_string()
+        };
+        if let Some(c) = self.cached_chain(&key) {
+            return Ok(c);
+        }
+        let (store, k) = (self.store.clone(), key.clone());
+        let leaf = match blocking(move || store.voucher(&k)).await? {
+            Some(v) => v,
+            None if voucher.contains('.') => self.import_voucher(voucher).await?,
+            None => return Err(Error::VoucherNotFound(voucher.into())),
+        };
+        let mut rows = vec![leaf];
+        while let Some(parent) = rows.last().and_then(|r| r.parent.clone()) {
+            if rows.len() >= voucher::MAX_CHAIN {
+                return Err(Error::UntrustedVoucher(
+                    "the voucher chain is too long".into(),
+                ));
+            }
+            let store = self.store.clone();
+            let row = blocking(move || store.voucher(&parent))
+                .await?
+                .ok_or_else(|| {
+                    Error::Store(StoreError::Corrupt("a voucher's parent is missing".into()))
+                })?;
+            rows.push(row);
+        }
+        rows.reverse();
+        let compacts: Vec<String> = rows.iter().map(|r| r.compact.clone()).collect();
+        let links: Vec<&str> = compacts.iter().map(String::as_str).collect();
+        let trusted = self.trusted_issuers().await?;
+        let claims = voucher::verify_chain_with(&links, &trusted, DAEMON_CHECKS).map_err(|e| {
+            Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
+        })?;
+        let holder = claims.last().and_then(|c| c.cnf.jwk.to_public_key().ok());
+        let chain = Arc::new(Chain {
+            holder,
+            ids: rows.iter().map(|r| r.id.clone()).collect(),
+            digests: rows.iter().map(|r| r.digest.clone()).collect(),
+            compacts,
+            claims,
+        });
+        if let Ok(mut cache) = self.chains.lock() {
+            cache.insert(chain.leaf_id().to_string(), chain.clone());
+            cache.insert(chain.leaf_digest().to_string(), chain.clone());
+        }
+        Ok(chain)
+    }
+
+    fn cached_chain(&self, key: &str) -> Option<Arc<Chain>> {
+        self.chains.lock().ok()?.get(key).cloned()
+    }
+
+    /// Verifies and registers a root voucher signed by a registered issuer for one of this
+    /// daemon's agents.
+    pub(super) async fn import_voucher(&self, compact: &str) -> Result<StoredVoucher, Error> {
+        let trusted = self.trusted_issuers().await?;
+        let claims = voucher::verify_chain_with(&[compact], &trusted, DAEMON_CHECKS)
+            .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
+            .pop()
+            .ok_or_else(|| Error::Internal("empty chain".into()))?;
+        let agent = self.registry.get(&claims.agent).ok_or_else(|| {
+            Error::UntrustedVoucher(format!(
+                "the voucher names unknown agent {:?}",
+                claims.agent
+            ))
+        })?;
+        if claims.cnf.jwk != agent.key.public.to_jwk() {
+            return Err(Error::UntrustedVoucher(
+                "the voucher's cnf key is not the agent's ARI key".into(),
+            ));
+        }
+        if claims.sub != agent.user {
+            return Err(Error::UntrustedVoucher(format!(
+                "the voucher is for user {:?}, the agent acts for {:?}",
+                claims.sub, agent.user
+            )));
+        }
+        let row = StoredVoucher {
+            id: claims.jti.clone(),
+            digest: voucher::digest(compact),
+            agent: agent.id.clone(),
+            compact: compact.to_string(),
+            status: VoucherStatus::Active,
+            parent: None,
+            budget: policy::budget(&claims).map(|(_, m)| m),
+            spent: 0,
+            reserved: 0,
+            payments: 0,
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+        };
+        let r = row.clone();
+        let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &row, &claims);
+        let inserted = self
+            .ledger
+            .run(move |tx| {
+                crate::store::insert_voucher(tx.conn(), &r)?;
+                tx.record(&draft).map(drop)
+            })
+            .await
+            .map_err(Error::from);
+        match inserted {
+            Ok(()) => {
+                tracing::info!(voucher = %row.id, issuer = %claims.iss, agent = %agent.id, "external voucher registered");
+                Ok(row)
+            }
+            Err(Error::Store(StoreError::Exists)) => {
+                let (store, d) = (self.store.clone(), row.digest.clone());
+                blocking(move || store.voucher(&d)).await?.ok_or_else(|| {
+                    Error::UntrustedVoucher("a voucher with this id already exists".into())
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A decision of the calling agent.
+    async fn own_decision(&self, agent: &Agent, id: &str) -> Result<PaymentRow, Error> {
+        match self.decision(id).await {
+            Ok(row) if row.agent == agent.id => Ok(row),
+            Ok(_) => Err(Error::DecisionNotFound(id.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Any decision, as the state database has it now.
+    async fn decision(&self, id: &str) -> Result<PaymentRow, Error> {
+        let (store, key) = (self.store.clone(), id.to_string());
+        blocking(move || store.payment(&key))
+            .await?
+            .ok_or_else(|| Error::DecisionNotFound(id.into()))
+    }
+}

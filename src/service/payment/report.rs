@@ -1,0 +1,102 @@
+//! `payment.status` (waiting for a held payment's decision) and `payment.report` (an agent's
+//! account of how a payment ended, with the refund of a failed or refunded one).
+
+use super::{MAX_WAIT_MS, ReportParams, StatusParams, payment_fact, set, text, view};
+use crate::clock::unix_now;
+use crate::error::Error;
+use crate::evidence::entry::{Draft, Kind};
+use crate::ledger::{self, Outcome, PaymentStatus};
+use crate::server::ConnInfo;
+use crate::service::Service;
+use crate::store::StoreError;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+impl Service {
+    pub(in crate::service) async fn payment_status(
+        &self,
+        info: &ConnInfo,
+        p: StatusParams,
+    ) -> Result<Value, Error> {
+        let (_, agent, _) = self.caller_for_decision(info)?;
+        let wait = Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.decided.subscribe();
+        loop {
+            let row = self.own_decision(&agent, &p.decision).await?;
+            let chain = self.resolve_chain(&row.voucher).await?;
+            let v = view(&row, Some(&chain));
+            if v.get("status").and_then(Value::as_str) != Some("pending_confirmation")
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(v);
+            }
+            // Woken by any confirmation or rejection; a timeout just answers the current state.
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    pub(in crate::service) async fn payment_report(
+        &self,
+        info: &ConnInfo,
+        p: ReportParams,
+    ) -> Result<Value, Error> {
+        if let Some(r) = &p.reference {
+            text("reference", r)?;
+        }
+        let (_, agent, _) = self.caller_for_decision(info)?;
+        let row = self.own_decision(&agent, &p.decision).await?;
+        let chain = self.resolve_chain(&row.voucher).await?;
+        let outcome = p.outcome;
+        let now = unix_now();
+        let id = row.id.clone();
+        let about = (agent.id.clone(), agent.user.clone());
+        let runtime = self
+            .caller(info)
+            .ok()
+            .and_then(|(f, a)| self.runtime_digest(&a, &f));
+        let reported = self
+            .ledger
+            .run(move |conn| {
+                let row = ledger::payment(conn.conn(), &id)?.ok_or(StoreError::NotFound)?;
+                if row.status != PaymentStatus::Authorized
+                    || (row.confirm && row.authorization.is_none())
+                {
+                    return Ok(Err(format!(
+                        "decision {id} is {}, not authorized",
+                        row.status
+                    )));
+                }
+                let allowed = matches!(
+                    (row.outcome, outcome),
+                    (None, _) | (Some(Outcome::Succeeded), Outcome::Refunded)
+                );
+                if !allowed {
+                    return Ok(Err(format!(
+                        "decision {id} is already reported as {}",
+                        row.outcome.map_or("?", Outcome::as_str)
+                    )));
+                }
+                match outcome {
+                    Outcome::Failed => ledger::credit(conn, &chain.ids, row.amount, 1)?,
+                    Outcome::Refunded => ledger::credit(conn, &chain.ids, row.amount, 0)?,
+                    Outcome::Succeeded => {}
+                }
+                ledger::set_outcome(conn, &id, outcome, p.reference.as_deref(), now)?;
+                let mut fact = payment_fact(&row, chain.leaf_digest());
+                set(&mut fact, "outcome", json!(outcome.as_str()));
+                set(&mut fact, "reference", json!(p.reference));
+                conn.record(
+                    &Draft::new(Kind::PaymentReported, fact)
+                        .about(&about.0, &about.1)
+                        .runtime(runtime),
+                )?;
+                Ok(Ok(()))
+            })
+            .await?;
+        reported.map_err(Error::InvalidState)?;
+        tracing::info!(decision = %row.id, outcome = outcome.as_str(), "payment result reported");
+        let row = self.own_decision(&agent, &row.id).await?;
+        Ok(view(&row, None))
+    }
+}
