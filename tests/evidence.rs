@@ -627,16 +627,19 @@ fn log_export_to_a_size_between_checkpoints_ends_on_a_signed_one() {
     let copy = work.path().join("copy.db");
     copy_db(&d, &copy);
     let offline = work.path().join("offline");
-    let (ok, _, err) = arictl(&[
-        "log",
-        "export",
-        "--db",
-        copy.to_str().unwrap(),
-        "--out",
-        offline.to_str().unwrap(),
-        "--to",
-        &(size - 1).to_string(),
-    ]);
+    let export_offline = |to: u64| {
+        arictl(&[
+            "log",
+            "export",
+            "--db",
+            copy.to_str().unwrap(),
+            "--out",
+            offline.to_str().unwrap(),
+            "--to",
+            &to.to_string(),
+        ])
+    };
+    let (ok, _, err) = export_offline(size - 1);
     assert!(
         !ok,
         "an offline export ending between checkpoints was written"
@@ -644,16 +647,7 @@ fn log_export_to_a_size_between_checkpoints_ends_on_a_signed_one() {
     assert!(err.contains("no checkpoint"), "{err}");
     assert!(!offline.join("log.json").exists());
     // Ending on one it holds works.
-    let (ok, _, err) = arictl(&[
-        "log",
-        "export",
-        "--db",
-        copy.to_str().unwrap(),
-        "--out",
-        offline.to_str().unwrap(),
-        "--to",
-        &n.to_string(),
-    ]);
+    let (ok, _, err) = export_offline(n);
     assert!(ok, "{err}");
     let (ok, _, err) = verify_export(&offline, &key, &[]);
     assert!(ok, "{err}");
