@@ -47,3 +47,13 @@ ensure_rust() {
   command -v cargo >/dev/null || die "Rust is not installed: see https://rustup.rs (then open a new shell)"
   note "$(cargo --version)"
 }
+
+# The WebAssembly target the core crate is checked on (a verifier in a browser embeds it).
+ensure_wasm_target() {
+  if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    note "wasm32-unknown-unknown: installed"
+  else
+    note "adding the wasm32-unknown-unknown target (rustup target add)"
+    rustup target add wasm32-unknown-unknown
+  fi
+}

@@ -818,7 +818,7 @@ pub fn log_footprint(db: &Path) -> Result<(u64, u64, u64), crate::store::StoreEr
     conn.busy_timeout(Duration::from_secs(10))?;
     // Copy what the log holds into the database file so page counts are honest.
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    let size = crate::evidence::log::size(&conn)?;
+    let size = crate::ledger::log::size(&conn)?;
     let checkpoints: i64 =
         conn.query_row("SELECT count(*) FROM evidence_checkpoint", [], |r| r.get(0))?;
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
@@ -915,12 +915,12 @@ struct Counted<'n, N> {
     read: std::cell::RefCell<Vec<(u32, u64)>>,
 }
 
-impl<N: crate::evidence::tree::Nodes> crate::evidence::tree::Nodes for Counted<'_, N> {
+impl<N: crate::merkle::Nodes> crate::merkle::Nodes for Counted<'_, N> {
     fn node(
         &self,
         level: u32,
         index: u64,
-    ) -> Result<crate::evidence::tree::Hash, crate::evidence::tree::TreeError> {
+    ) -> Result<crate::merkle::Hash, crate::merkle::TreeError> {
         self.read.borrow_mut().push((level, index));
         self.inner.node(level, index)
     }
@@ -960,7 +960,7 @@ impl Samples {
 /// proof adds is the tree walk and the hashes of incomplete subtrees.
 pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, String> {
     use crate::evidence::entry::{Draft, Kind};
-    use crate::evidence::{log, tree};
+    use crate::{ledger::log, merkle};
     let e = |e: crate::store::StoreError| e.to_string();
     let path = dir.join("ari.db");
     crate::store::Store::open(&path).map_err(e)?;
@@ -997,7 +997,7 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
         inner: &stored,
         read: std::cell::RefCell::new(Vec::new()),
     };
-    let root = tree::root(&stored, entries).map_err(|x| x.to_string())?;
+    let root = merkle::root(&stored, entries).map_err(|x| x.to_string())?;
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
@@ -1008,7 +1008,7 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
     let raw_reads = |read: Vec<(u32, u64)>, samples: &mut Samples| {
         let t = Instant::now();
         for (level, index) in read {
-            tree::Nodes::node(&stored, level, index).map_err(|x| x.to_string())?;
+            merkle::Nodes::node(&stored, level, index).map_err(|x| x.to_string())?;
         }
         samples.push(t);
         Ok::<(), String>(())
@@ -1019,27 +1019,27 @@ pub fn proofs(dir: &Path, entries: u64, samples: u64) -> Result<ProofReport, Str
     for _ in 0..samples {
         let index = next(entries);
         let t = Instant::now();
-        let proof = tree::inclusion_proof(&nodes, index, entries).map_err(|x| x.to_string())?;
+        let proof = merkle::inclusion_proof(&nodes, index, entries).map_err(|x| x.to_string())?;
         inclusion.push(t);
         let read = nodes.read.take();
         inclusion.reads += read.len() as u64;
         raw_reads(read, &mut inclusion_raw)?;
         longest = longest.max(proof.len());
-        let leaf = tree::Nodes::node(&stored, 0, index).map_err(|x| x.to_string())?;
-        if !tree::verify_inclusion(index, entries, &leaf, &proof, &root) {
+        let leaf = merkle::Nodes::node(&stored, 0, index).map_err(|x| x.to_string())?;
+        if !merkle::verify_inclusion(index, entries, &leaf, &proof, &root) {
             return Err(format!(
                 "the inclusion proof of entry {index} does not verify"
             ));
         }
         let old = 1 + next(entries - 1);
         let t = Instant::now();
-        let proof = tree::consistency_proof(&nodes, old, entries).map_err(|x| x.to_string())?;
+        let proof = merkle::consistency_proof(&nodes, old, entries).map_err(|x| x.to_string())?;
         consistency.push(t);
         let read = nodes.read.take();
         consistency.reads += read.len() as u64;
         raw_reads(read, &mut consistency_raw)?;
-        let old_root = tree::root(&stored, old).map_err(|x| x.to_string())?;
-        if !tree::verify_consistency(old, entries, &old_root, &root, &proof) {
+        let old_root = merkle::root(&stored, old).map_err(|x| x.to_string())?;
+        if !merkle::verify_consistency(old, entries, &old_root, &root, &proof) {
             return Err(format!(
                 "the consistency proof {old}..{entries} does not verify"
             ));

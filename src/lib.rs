@@ -40,7 +40,6 @@
 //! - A caller on the agent socket is identified by the kernel and `/proc`, never by what it says.
 //! - Bad input gets a typed error on the wire and never stops the daemon.
 
-pub mod attest;
 pub mod backend;
 pub mod bench;
 pub mod cli_assets;
@@ -50,12 +49,9 @@ pub mod config;
 pub mod daemon;
 pub mod dev;
 pub mod error;
-pub mod evidence;
 pub mod identity;
-pub mod jose;
 pub mod ledger;
 pub mod metrics;
-pub mod payment;
 pub mod policy;
 pub mod protocol;
 pub mod seal;
@@ -63,4 +59,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod swtpm;
-pub mod voucher;
+
+// The formats and their verification live in `ari_core`; the daemon builds and signs with the
+// same types, under the same paths.
+pub use ari_core::{attest, condition, evidence, jose, merkle, payment, voucher};

@@ -25,10 +25,10 @@ use crate::backend::{
     AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyId, KeyInfo, QueueDepth,
 };
 use crate::evidence::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::evidence::tree::Hash;
 use crate::identity::certificate::{CertificateError, CsrDraft};
 use crate::jose::SigningInput;
 use crate::ledger::{Logged, Tx};
+use crate::merkle::Hash;
 use crate::voucher::VoucherDraft;
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -178,7 +178,29 @@ pub const MIGRATIONS: &[&str] = &[
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
 type StepWork = (usize, fn(&Connection) -> Result<(), StoreError>);
 
-const STEP_WORK: &[StepWork] = &[(6, crate::evidence::log::renumber_hashes)];
+const STEP_WORK: &[StepWork] = &[(6, renumber_hashes)];
+
+/// Schema step 6: moves the subtree hashes from `evidence_node`, keyed by (level, index), to
+/// `evidence_hash`, keyed by post-order place, and drops the old table.
+fn renumber_hashes(conn: &Connection) -> Result<(), StoreError> {
+    let mut read = conn.prepare("SELECT level, idx, hash FROM evidence_node")?;
+    let mut write = conn.prepare("INSERT INTO evidence_hash (pos, hash) VALUES (?1, ?2)")?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let (level, idx, hash): (u32, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let pos = u64::try_from(idx)
+            .ok()
+            .and_then(|i| crate::merkle::postorder(level, i))
+            .and_then(|p| i64::try_from(p).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("no place for node {level}/{idx}")))?;
+        write.execute(params![pos, hash])?;
+    }
+    drop(rows);
+    drop(read);
+    drop(write);
+    conn.execute_batch("DROP TABLE evidence_node")?;
+    Ok(())
+}
 
 /// A voucher as the daemon keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,21 +500,6 @@ impl Store {
         })
     }
 
-    /// The payment decision with this id.
-    pub fn payment(&self, id: &str) -> Result<Option<crate::ledger::PaymentRow>, StoreError> {
-        self.with(|c| crate::ledger::payment(c, id))
-    }
-
-    /// Payment decisions, newest first, filtered by status and/or voucher id.
-    pub fn payments(
-        &self,
-        status: Option<crate::ledger::PaymentStatus>,
-        voucher: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<crate::ledger::PaymentRow>, StoreError> {
-        self.with(|c| crate::ledger::payments(c, status, voucher, limit))
-    }
-
     /// External issuers by name.
     pub fn issuers(&self) -> Result<Vec<(String, PublicKey)>, StoreError> {
         self.with(|c| {
@@ -773,16 +780,16 @@ mod tests {
     /// after step 6 moved them: every root and proof, and appends carry on from it.
     #[test]
     fn step_6_moves_the_subtree_hashes_and_the_log_reads_the_same() {
-        use crate::evidence::{log, tree};
+        use crate::{ledger::log, merkle};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let mut conn = Connection::open(&path).unwrap();
         migrate_to(&mut conn, 5).unwrap();
-        let mut mem = tree::MemoryTree::new();
-        let mut f = tree::Frontier::new();
+        let mut mem = merkle::MemoryTree::new();
+        let mut f = merkle::Frontier::new();
         for i in 0..77u64 {
             let entry = format!("entry {i}");
-            let leaf = tree::leaf_hash(entry.as_bytes());
+            let leaf = merkle::leaf_hash(entry.as_bytes());
             conn.execute(
                 "INSERT INTO evidence_entry (idx, kind, entry) VALUES (?1, 'test', ?2)",
                 params![i as i64, entry.as_bytes()],
@@ -809,18 +816,18 @@ mod tests {
         assert_eq!(old, None, "the old table is gone");
         let stored = log::StoredNodes(&conn);
         for n in 1..=77 {
-            assert_eq!(tree::root(&stored, n).unwrap(), mem.root(n).unwrap());
+            assert_eq!(merkle::root(&stored, n).unwrap(), mem.root(n).unwrap());
             for m in [0, n / 2, n - 1] {
                 assert_eq!(
-                    tree::inclusion_proof(&stored, m, n).unwrap(),
-                    tree::inclusion_proof(&mem, m, n).unwrap()
+                    merkle::inclusion_proof(&stored, m, n).unwrap(),
+                    merkle::inclusion_proof(&mem, m, n).unwrap()
                 );
             }
         }
         let next = log::append(&conn, "test", b"entry 77").unwrap();
         mem.push(next.leaf);
         assert_eq!(next.index, 77);
-        assert_eq!(tree::root(&stored, 78).unwrap(), mem.root(78).unwrap());
+        assert_eq!(merkle::root(&stored, 78).unwrap(), mem.root(78).unwrap());
     }
 
     /// The opcodes SQLite runs for `sql`.

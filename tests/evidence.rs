@@ -12,7 +12,7 @@
 mod common;
 
 use ari::client::{Client, ClientError};
-use ari::evidence::tree;
+use ari::merkle;
 use common::{ARICTL, Daemon, hash, pay, remote_err};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -457,7 +457,7 @@ fn write_lines(dir: &Path, lines: &[String]) {
 }
 
 fn leaf_b64(line: &str) -> String {
-    ari::jose::b64url(&tree::leaf_hash(line.as_bytes()))
+    ari::jose::b64url(&merkle::leaf_hash(line.as_bytes()))
 }
 
 /// Without its checkpoints an export vouches for nothing: `verify log` used to say OK ("0
@@ -526,7 +526,7 @@ fn verify_log_refuses_an_entry_appended_past_the_newest_checkpoint() {
     let origin = manifest["origin"].as_str().unwrap().to_owned();
     let mut lines = export_lines(&out);
     assert_eq!(lines.len() as u64, to, "the export starts at 0");
-    let prev = tree::leaf_hash(lines.last().unwrap().as_bytes());
+    let prev = merkle::leaf_hash(lines.last().unwrap().as_bytes());
     let draft = ari::evidence::entry::Draft::new(
         ari::evidence::entry::Kind::AgentFrozen,
         json!({"why": "appended by hand"}),
@@ -738,12 +738,12 @@ fn statements_proofs_and_entries_over_the_socket() {
         .admin()
         .call("evidence.consistency", json!({"from": old, "to": new}))
         .unwrap();
-    let hashes: Vec<tree::Hash> = proof["hashes"]
+    let hashes: Vec<merkle::Hash> = proof["hashes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| {
-            tree::Hash::try_from(
+            merkle::Hash::try_from(
                 ari::jose::b64url_decode(h.as_str().unwrap())
                     .unwrap()
                     .as_slice(),
@@ -758,7 +758,7 @@ fn statements_proofs_and_entries_over_the_socket() {
             .unwrap()
             .root
     };
-    assert!(tree::verify_consistency(
+    assert!(merkle::verify_consistency(
         old,
         new,
         &root(&cp),
@@ -1017,7 +1017,7 @@ fn signed_head(
     size: u64,
     key: &ari::jose::PublicKey,
     origin: &str,
-) -> (u64, tree::Hash) {
+) -> (u64, merkle::Hash) {
     let cp = checkpoint(d, size);
     let head =
         ari::evidence::checkpoint::verify(cp["note"].as_str().unwrap(), origin, key).unwrap();
@@ -1113,14 +1113,14 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
                     json!({"from": head.0, "to": next.0}),
                 )
                 .unwrap();
-            let hashes: Vec<tree::Hash> = proof["hashes"]
+            let hashes: Vec<merkle::Hash> = proof["hashes"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(hash)
                 .collect();
             assert!(
-                tree::verify_consistency(head.0, next.0, &head.1, &next.1, &hashes),
+                merkle::verify_consistency(head.0, next.0, &head.1, &next.1, &hashes),
                 "cycle {cycle}: the log of {} entries is not a prefix of the log of {}",
                 head.0,
                 next.0

@@ -5,7 +5,7 @@
 //! evaluation of a parsed expression never panics.
 #![no_main]
 
-use ari::policy::condition::{Expr, Scope};
+use ari::condition::{Expr, Scope};
 use ari_fuzz::{NOW, split_once};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};

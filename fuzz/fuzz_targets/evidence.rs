@@ -17,7 +17,7 @@
 
 use ari::evidence::checkpoint::{self, Checkpoint};
 use ari::evidence::statement::{self, BATCH_TYP, BatchClaims, StatementClaims, StatementFact};
-use ari::evidence::{entry, tree};
+use ari::{evidence::entry, merkle};
 use ari_fuzz::{b64, issuer, jws, keys, split_once};
 use base64ct::{Base64, Encoding};
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,7 @@ fn entries(rest: &[u8], fill_prev: bool) {
     let mut lines: Vec<Vec<u8>> = rest.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
     if fill_prev {
         for i in 1..lines.len() {
-            let prev = b64(&tree::leaf_hash(&lines[i - 1]));
+            let prev = b64(&merkle::leaf_hash(&lines[i - 1]));
             if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&lines[i]) {
                 ari_fuzz::fill(&mut v, "prev", || serde_json::Value::String(prev));
                 lines[i] = serde_json::to_vec(&v).unwrap_or_default();
@@ -90,18 +90,18 @@ fn u64_at(data: &[u8], at: usize) -> u64 {
 
 fn proofs(rest: &[u8]) {
     let n = u64::from(*rest.first().unwrap_or(&1)) + u64::from(*rest.get(1).unwrap_or(&0)) % 45 + 1;
-    let mut t = tree::MemoryTree::new();
+    let mut t = merkle::MemoryTree::new();
     for i in 0..n {
-        t.push(tree::leaf_hash(&i.to_le_bytes()));
+        t.push(merkle::leaf_hash(&i.to_le_bytes()));
     }
     let index = u64::from(*rest.get(2).unwrap_or(&0)) % n;
     let size = index + 1 + u64::from(*rest.get(3).unwrap_or(&0)) % (n - index);
     let flip =
         usize::from(*rest.get(4).unwrap_or(&0)) << 8 | usize::from(*rest.get(5).unwrap_or(&0));
-    let leaf = tree::leaf_hash(&index.to_le_bytes());
+    let leaf = merkle::leaf_hash(&index.to_le_bytes());
     let root = t.root(size).expect("root");
-    let mut proof = tree::inclusion_proof(&t, index, size).expect("inclusion proof");
-    assert!(tree::verify_inclusion(index, size, &leaf, &proof, &root));
+    let mut proof = merkle::inclusion_proof(&t, index, size).expect("inclusion proof");
+    assert!(merkle::verify_inclusion(index, size, &leaf, &proof, &root));
     // One flipped bit of the leaf or of a proof hash must make the proof fail.
     let mut bad_leaf = leaf;
     let bits = 256 * (proof.len() + 1);
@@ -112,20 +112,20 @@ fn proofs(rest: &[u8]) {
         let b = bit - 256;
         proof[b / 256][(b % 256) / 8] ^= 1 << (b % 8);
     }
-    assert!(!tree::verify_inclusion(
+    assert!(!merkle::verify_inclusion(
         index, size, &bad_leaf, &proof, &root
     ));
 
     let old = 1 + u64::from(*rest.get(6).unwrap_or(&0)) % size;
     let old_root = t.root(old).expect("old root");
-    let mut cproof = tree::consistency_proof(&t, old, size).expect("consistency proof");
-    assert!(tree::verify_consistency(
+    let mut cproof = merkle::consistency_proof(&t, old, size).expect("consistency proof");
+    assert!(merkle::verify_consistency(
         old, size, &old_root, &root, &cproof
     ));
     if !cproof.is_empty() {
         let b = flip % (256 * cproof.len());
         cproof[b / 256][(b % 256) / 8] ^= 1 << (b % 8);
-        assert!(!tree::verify_consistency(
+        assert!(!merkle::verify_consistency(
             old, size, &old_root, &root, &cproof
         ));
     }
@@ -133,16 +133,16 @@ fn proofs(rest: &[u8]) {
     // Arbitrary numbers and hashes: no panic, whatever they are.
     let tail = rest.get(7..).unwrap_or_default();
     let (i, s, o) = (u64_at(tail, 0), u64_at(tail, 8), u64_at(tail, 16));
-    let hashes: Vec<tree::Hash> = tail
+    let hashes: Vec<merkle::Hash> = tail
         .get(24..)
         .unwrap_or_default()
         .chunks_exact(32)
         .map(|c| <[u8; 32]>::try_from(c).expect("32 bytes"))
         .collect();
     let h0 = hashes.first().copied().unwrap_or_default();
-    let _ = tree::verify_inclusion(i, s, &h0, &hashes, &h0);
-    let _ = tree::verify_consistency(o, s, &h0, &root, &hashes);
-    let _ = tree::Frontier::from_hashes(s, &hashes).map(|f| f.root());
+    let _ = merkle::verify_inclusion(i, s, &h0, &hashes, &h0);
+    let _ = merkle::verify_consistency(o, s, &h0, &root, &hashes);
+    let _ = merkle::Frontier::from_hashes(s, &hashes).map(|f| f.root());
 }
 
 fuzz_target!(|data: &[u8]| {

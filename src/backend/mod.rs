@@ -13,9 +13,8 @@ pub mod pkcs11;
 pub mod tpm;
 
 use crate::attest::tpm::{Certification, Quote};
-use crate::evidence::tree::Hash;
 use crate::jose::PublicKey;
-use serde::Serialize;
+use crate::merkle::Hash;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,66 +62,7 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// The protection attributes a store reports for a private key, as a verifier's policy reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct KeyAttributes {
-    /// Stored on the token, not only in the session.
-    pub token: bool,
-    /// Only visible after login.
-    pub private: bool,
-    /// The value cannot be read in the clear.
-    pub sensitive: bool,
-    /// Has been sensitive since it was created.
-    pub always_sensitive: bool,
-    /// Can be exported wrapped.
-    pub extractable: bool,
-    /// Has never been extractable.
-    pub never_extractable: bool,
-    /// Was generated on the token (not imported).
-    pub local: bool,
-    /// Usable for signing.
-    pub sign: bool,
-    /// Usable for decryption.
-    pub decrypt: bool,
-    /// Usable for key derivation.
-    pub derive: bool,
-    /// Usable for unwrapping other keys.
-    pub unwrap: bool,
-}
-
-impl KeyAttributes {
-    /// What a key generated inside the store and kept there reports: sensitive and never
-    /// extractable from birth, and good for signing only.
-    pub const HARDWARE_RESIDENT: Self = Self {
-        token: true,
-        private: true,
-        sensitive: true,
-        always_sensitive: true,
-        extractable: false,
-        never_extractable: true,
-        local: true,
-        sign: true,
-        decrypt: false,
-        derive: false,
-        unwrap: false,
-    };
-
-    /// Whether the key is protected as this product requires: sensitive and never extractable
-    /// from birth, generated in the store, and good for nothing but signing.
-    pub fn is_hardware_resident_signing_key(&self) -> bool {
-        self.token
-            && self.private
-            && self.sensitive
-            && self.always_sensitive
-            && !self.extractable
-            && self.never_extractable
-            && self.local
-            && self.sign
-            && !self.decrypt
-            && !self.derive
-            && !self.unwrap
-    }
-}
+pub use crate::attest::KeyAttributes;
 
 /// What the daemon knows about a key in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

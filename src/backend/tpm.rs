@@ -29,8 +29,8 @@ use super::{
     Reply,
 };
 use crate::attest::tpm::{self as evidence, Certification, Quote};
-use crate::evidence::tree::Hash;
 use crate::jose;
+use crate::merkle::Hash;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -311,6 +311,13 @@ fn raw(text: &str) -> u32 {
 
 fn tss(call: &'static str) -> impl FnOnce(tss_esapi::Error) -> Fault {
     move |e| Fault::from_tss(call, e)
+}
+
+/// The P-256 point of a marshalled ECC `TPMT_PUBLIC`, read as a verifier reads it.
+fn p256_point(public: &[u8]) -> Option<jose::PublicKey> {
+    evidence::wire::EccPublic::read(public)
+        .ok()
+        .and_then(|p| evidence::ecc_point(&p))
 }
 
 fn failed(what: impl Into<String>) -> Fault {
@@ -684,7 +691,7 @@ impl Actor {
             })
             .map_err(tss("TPM2_Sign"))?;
         let bytes = marshal_signature(&sig)?;
-        evidence::ecdsa_signature(&bytes).map_err(failed)
+        evidence::ecdsa_signature(&bytes).map_err(|e| failed(e.to_string()))
     }
 
     fn ak_public(&mut self) -> Result<Public, Fault> {
@@ -696,11 +703,11 @@ impl Actor {
 
     fn ak_info(&mut self) -> Result<AkInfo, Fault> {
         let public = self.ak_public()?;
-        let point = evidence::ecc_point(&public)
-            .ok_or_else(|| failed("the attestation key is not a P-256 key"))?;
         let tpm_public = public
             .marshall()
             .map_err(|e| failed(format!("marshal TPMT_PUBLIC: {e}")))?;
+        let point = p256_point(&tpm_public)
+            .ok_or_else(|| failed("the attestation key is not a P-256 key"))?;
         let ek_certificate = {
             let ctx = self.ctx()?;
             ctx.execute_with_session(Some(AuthSession::Password), |c| {
@@ -881,10 +888,10 @@ fn parse_blob(id: &KeyId) -> Result<(Public, Private), Fault> {
 /// What a key's blob says about it.
 fn key_info(id: &KeyId) -> Result<KeyInfo, Fault> {
     let (public, _) = parse_blob(id)?;
-    let point = evidence::ecc_point(&public).ok_or_else(|| failed("the key is not a P-256 key"))?;
     let public_bytes = public
         .marshall()
         .map_err(|e| failed(format!("marshal TPMT_PUBLIC: {e}")))?;
+    let point = p256_point(&public_bytes).ok_or_else(|| failed("the key is not a P-256 key"))?;
     Ok(KeyInfo {
         id: id.clone(),
         uri: format!("tpm:name={}", hex::encode(evidence::name_of(&public_bytes))),

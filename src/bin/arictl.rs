@@ -1273,7 +1273,7 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<()> {
                 Some(log) => Some(log.signed_end(*from, *to)?),
                 None => *to,
             };
-            let mut writer = evidence::export::DirWriter::create(out)
+            let mut writer = ari::ledger::export::DirWriter::create(out)
                 .with_context(|| format!("cannot create an export in {}", out.display()))?;
             let mut next = *from;
             // Whether the last page held a checkpoint of the export's end.
@@ -1343,7 +1343,7 @@ impl OfflineLog {
             )
             .context("the database has no log key")?;
         let key = ari::jose::PublicKey::from_sec1(&key)?;
-        let latest = evidence::log::latest_checkpoint(&conn)?
+        let latest = ari::ledger::log::latest_checkpoint(&conn)?
             .ok_or_else(|| anyhow!("the database holds no checkpoint"))?;
         let origin = latest.note.lines().next().unwrap_or_default().to_string();
         Ok(Self { conn, origin, key })
@@ -1354,15 +1354,15 @@ impl OfflineLog {
     fn signed_end(&self, from: u64, to: Option<u64>) -> Result<u64> {
         let end = match to {
             Some(n) => n,
-            None => evidence::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
+            None => ari::ledger::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
         };
-        if end <= from || !evidence::log::checkpoints(&self.conn, end, end)?.is_empty() {
+        if end <= from || !ari::ledger::log::checkpoints(&self.conn, end, end)?.is_empty() {
             return Ok(end);
         }
-        let below = evidence::log::checkpoints(&self.conn, 0, end)?
+        let below = ari::ledger::log::checkpoints(&self.conn, 0, end)?
             .last()
             .map(|c| c.size);
-        let above = evidence::log::checkpoints(&self.conn, end, u64::MAX)?
+        let above = ari::ledger::log::checkpoints(&self.conn, end, u64::MAX)?
             .first()
             .map(|c| c.size);
         let nearest = [below, above]
@@ -1386,9 +1386,9 @@ impl OfflineLog {
     fn page(&mut self, from: u64, to: Option<u64>) -> Result<evidence::export::Page> {
         let end = match to {
             Some(n) => n,
-            None => evidence::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
+            None => ari::ledger::log::latest_checkpoint(&self.conn)?.map_or(0, |c| c.size),
         };
-        Ok(evidence::export::read_page(
+        Ok(ari::ledger::export::read_page(
             &self.conn,
             &self.origin,
             &self.key,

@@ -248,6 +248,20 @@ impl Registry {
     }
 }
 
+/// The runtime claim of an attestation is the caller as measured.
+impl From<&CallerFacts> for crate::attest::RuntimeClaim {
+    fn from(f: &CallerFacts) -> Self {
+        Self {
+            uid: f.uid,
+            gid: f.gid,
+            pid: f.pid,
+            start_time: f.start_time,
+            exe_sha256: f.exe_sha256.clone(),
+            cgroup: f.cgroup.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,9 +31,12 @@
 //! the file already has makes each commit's flush cheaper than extending the file.
 //!
 //! The SQL that jobs run for money is in [`money`] (re-exported here), so every rule about how
-//! spending moves along a chain of vouchers is in one file; this file is the writer and the
-//! proofs its commits mint.
+//! spending moves along a chain of vouchers is in one file; the log's tables (entries, tree
+//! nodes, checkpoints) are in [`log`], and the pages an export is read in, and the directory it
+//! is written to, in [`export`]. This file is the writer and the proofs its commits mint.
 
+pub mod export;
+pub mod log;
 pub mod money;
 
 pub use money::{
@@ -45,9 +48,9 @@ pub(crate) use money::{
 };
 
 use crate::evidence::entry::Draft;
-use crate::evidence::log::{self, Appended};
-use crate::evidence::tree::{self, Hash};
+use crate::merkle::{self, Hash};
 use crate::store::StoreError;
+use log::Appended;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -172,7 +175,7 @@ fn head(conn: &Connection) -> Result<Head, StoreError> {
     let size = log::size(conn)?;
     Ok(Head {
         size,
-        root: tree::root(&log::StoredNodes(conn), size)?,
+        root: merkle::root(&log::StoredNodes(conn), size)?,
     })
 }
 
@@ -623,7 +626,7 @@ impl Writer<'_> {
                 return;
             }
         };
-        match tree::root(&log::StoredNodes(self.conn), size) {
+        match merkle::root(&log::StoredNodes(self.conn), size) {
             Ok(root) => {
                 self.heads.send_replace(Head { size, root });
             }
@@ -850,7 +853,7 @@ mod tests {
         assert_eq!(head.root, tree.root(size).unwrap());
         assert_eq!(
             head.root,
-            tree::root(&log::StoredNodes(&conn), size).unwrap()
+            merkle::root(&log::StoredNodes(&conn), size).unwrap()
         );
     }
 

@@ -11,10 +11,11 @@
 //! The only way to obtain an [`Allowed`] is a `decide` that found nothing wrong; code that signs
 //! a payment authorization takes one, so skipping the policy does not compile.
 
-pub mod condition;
-
 use crate::voucher::VoucherClaims;
 use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
+/// The chain's autonomy level: the lowest any voucher names (the format's rule, in `ari_core`).
+pub use crate::voucher::level;
+use ari_core::condition;
 use serde_json::{Map, Value};
 
 /// The payment an agent asks for.
@@ -187,19 +188,6 @@ pub struct Context<'a> {
     pub frozen: bool,
     /// The request's facts, for conditions.
     pub facts: &'a Map<String, Value>,
-}
-
-/// The lowest autonomy level in the chain; `None` if a voucher names none.
-pub fn level(chain: &[VoucherClaims]) -> Option<AutonomyLevel> {
-    chain
-        .iter()
-        .map(|v| {
-            v.constraints.iter().find_map(|c| match c {
-                Constraint::AutonomyLevel { level } => Some(*level),
-                _ => None,
-            })
-        })
-        .try_fold(AutonomyLevel::L5, |low, l| l.map(|l| low.min(l)))
 }
 
 /// The budget of a voucher, if it has one.

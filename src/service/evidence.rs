@@ -12,12 +12,11 @@ use crate::clock::unix_now;
 use crate::error::Error;
 use crate::evidence::checkpoint::{self, Checkpoint};
 use crate::evidence::entry::{Draft, Kind};
-use crate::evidence::export;
-use crate::evidence::log::{self, StoredNodes};
 use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFact};
-use crate::evidence::tree::{self, Hash};
 use crate::jose::{self, Header, SigningInput};
 use crate::ledger::Head;
+use crate::ledger::log::{self, StoredNodes};
+use crate::merkle::{self, Hash};
 use crate::seal::Prepared;
 use crate::server::ConnInfo;
 use serde::Deserialize;
@@ -524,8 +523,8 @@ impl Service {
             store.read(|c| {
                 let nodes = StoredNodes(c);
                 Ok((
-                    tree::inclusion_proof(&nodes, p.index, size)?,
-                    tree::Nodes::node(&nodes, 0, p.index)?,
+                    merkle::inclusion_proof(&nodes, p.index, size)?,
+                    merkle::Nodes::node(&nodes, 0, p.index)?,
                 ))
             })
         })
@@ -552,7 +551,7 @@ impl Service {
         }
         let store = self.store.clone();
         let proof = blocking(move || {
-            store.read(|c| Ok(tree::consistency_proof(&StoredNodes(c), p.from, to)?))
+            store.read(|c| Ok(merkle::consistency_proof(&StoredNodes(c), p.from, to)?))
         })
         .await?;
         Ok(json!({ "from": p.from, "to": to, "hashes": hashes(&proof) }))
@@ -596,7 +595,7 @@ impl Service {
         Ok(json!({
             "index": p.index,
             "kind": kind,
-            "leaf_hash": jose::b64url(&tree::leaf_hash(text.as_bytes())),
+            "leaf_hash": jose::b64url(&merkle::leaf_hash(text.as_bytes())),
             "entry": text,
         }))
     }
@@ -636,9 +635,9 @@ impl Service {
                         return Ok(None);
                     }
                     let nodes = StoredNodes(c);
-                    let root = tree::root(&nodes, end)?;
-                    let proof = tree::consistency_proof(&nodes, end, newest.size)?;
-                    if !tree::verify_consistency(end, newest.size, &root, &newest.root, &proof) {
+                    let root = merkle::root(&nodes, end)?;
+                    let proof = merkle::consistency_proof(&nodes, end, newest.size)?;
+                    if !merkle::verify_consistency(end, newest.size, &root, &newest.root, &proof) {
                         return Err(crate::store::StoreError::Corrupt(format!(
                             "the stored tree of {end} entries is not a prefix of the signed one of {}",
                             newest.size
@@ -667,7 +666,7 @@ impl Service {
         }
         let (store, origin, key) = (self.store.clone(), self.origin.clone(), log_key.public);
         let page = blocking(move || {
-            store.read(|c| export::read_page(c, &origin, &key, p.from, end, limit))
+            store.read(|c| crate::ledger::export::read_page(c, &origin, &key, p.from, end, limit))
         })
         .await?;
         serde_json::to_value(page).map_err(|e| Error::Internal(e.to_string()))

@@ -139,9 +139,9 @@ impl Service {
         let s = store.clone();
         let (first, latest, size) = blocking(move || {
             s.read(|c| {
-                let first = crate::evidence::log::entry(c, 0)?;
-                let size = crate::evidence::log::size(c)?;
-                Ok((first, crate::evidence::log::latest_checkpoint(c)?, size))
+                let first = crate::ledger::log::entry(c, 0)?;
+                let size = crate::ledger::log::size(c)?;
+                Ok((first, crate::ledger::log::latest_checkpoint(c)?, size))
             })
         })
         .await?;
@@ -448,7 +448,7 @@ impl Service {
         let s = self.store.clone();
         let (vouchers, log_size) = blocking(move || {
             let vouchers = s.voucher_counts(crate::clock::unix_now())?;
-            let size = s.read(crate::evidence::log::size)?;
+            let size = s.read(crate::ledger::log::size)?;
             Ok::<_, crate::store::StoreError>((vouchers, size))
         })
         .await?;
@@ -491,7 +491,7 @@ impl Service {
         use crate::metrics::{QueueLabel, StatusLabel};
         let m = crate::metrics::metrics();
         let s = self.store.clone();
-        let log_size = blocking(move || s.read(crate::evidence::log::size)).await?;
+        let log_size = blocking(move || s.read(crate::ledger::log::size)).await?;
         m.log_entries
             .set(i64::try_from(log_size).unwrap_or(i64::MAX));
         m.checkpoint_size.set(

@@ -374,7 +374,7 @@ pub fn pyjwt_check(script: &str, args: &[&Path]) -> String {
 }
 
 /// A base64url hash from a JSON answer.
-pub fn hash(b64: &Value) -> ari::evidence::tree::Hash {
+pub fn hash(b64: &Value) -> ari::merkle::Hash {
     use base64ct::Encoding;
     let bytes = base64ct::Base64UrlUnpadded::decode_vec(b64.as_str().unwrap()).unwrap();
     bytes.try_into().unwrap()
@@ -387,7 +387,7 @@ pub fn assert_logged(
     admin: &mut Client,
     index: u64,
     (field, value): (&str, &str),
-    (size, root): (u64, &ari::evidence::tree::Hash),
+    (size, root): (u64, &ari::merkle::Hash),
     context: &str,
 ) {
     let e = admin
@@ -407,7 +407,7 @@ pub fn assert_logged(
         .unwrap();
     let hashes: Vec<_> = p["hashes"].as_array().unwrap().iter().map(hash).collect();
     assert!(
-        ari::evidence::tree::verify_inclusion(index, size, &hash(&e["leaf_hash"]), &hashes, root),
+        ari::merkle::verify_inclusion(index, size, &hash(&e["leaf_hash"]), &hashes, root),
         "{context}entry {index} is not in the signed log"
     );
 }

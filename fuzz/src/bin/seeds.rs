@@ -19,7 +19,7 @@
 use ari::evidence::checkpoint::{self, Checkpoint};
 use ari::evidence::entry::{Draft, Kind};
 use ari::evidence::statement::{self, BATCH_TYP};
-use ari::evidence::tree;
+use ari::merkle;
 use ari::voucher::revocation::REVOCATION_TYP;
 use ari_fuzz::{
     ARI_KEY_ATTRIBUTES, AttestHeader, NOW, b64, build_receipt, complete_tpm_bundle, issuer, jws,
@@ -354,14 +354,14 @@ fn evidence(out: &mut Out) {
         .about("shop-bot", "alice@example.com")
         .runtime(Some(b64(&[9u8; 32]))),
     ];
-    let mut t = tree::MemoryTree::new();
+    let mut t = merkle::MemoryTree::new();
     let mut entries = Vec::new();
     let mut prev = None;
     for (i, d) in drafts.iter().enumerate() {
         let bytes = d
             .encode(log, i as u64, prev.as_ref(), NOW + i as i64)
             .unwrap();
-        let leaf = tree::leaf_hash(&bytes);
+        let leaf = merkle::leaf_hash(&bytes);
         t.push(leaf);
         prev = Some(leaf);
         entries.push(bytes);
@@ -487,7 +487,7 @@ fn attestations(out: &mut Out) {
         "last_seen": {"clock": 1000, "reset_count": 3, "restart_count": 1},
     })).unwrap());
     // A batch of 3: the quote qualifies the root, the bundle carries its leaf's path.
-    let bindings: Vec<tree::Hash> = (0u8..3).map(|i| Sha256::digest([i]).into()).collect();
+    let bindings: Vec<merkle::Hash> = (0u8..3).map(|i| Sha256::digest([i]).into()).collect();
     let (root, paths) = ari::attest::tpm::batch(&bindings);
     let mut batched = tpm_bundle_template();
     batched["binding"] = json!(b64(&bindings[1]));

@@ -33,7 +33,10 @@ impl Service {
     pub(in crate::service) async fn payment_list(&self, p: ListParams) -> Result<Value, Error> {
         let store = self.store.clone();
         let limit = p.limit.unwrap_or(100).min(10_000);
-        let rows = blocking(move || store.payments(p.status, p.voucher.as_deref(), limit)).await?;
+        let rows = blocking(move || {
+            store.read(|c| crate::ledger::payments(c, p.status, p.voucher.as_deref(), limit))
+        })
+        .await?;
         Ok(json!({ "payments": rows.iter().map(|r| view(r, None)).collect::<Vec<_>>() }))
     }
 

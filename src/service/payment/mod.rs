@@ -409,7 +409,7 @@ impl Service {
     /// Any decision, as the state database has it now.
     async fn decision(&self, id: &str) -> Result<PaymentRow, Error> {
         let (store, key) = (self.store.clone(), id.to_string());
-        blocking(move || store.payment(&key))
+        blocking(move || store.read(|c| crate::ledger::payment(c, &key)))
             .await?
             .ok_or_else(|| Error::DecisionNotFound(id.into()))
     }

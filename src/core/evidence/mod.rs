@@ -2,13 +2,11 @@
 //! vouchers issued and revoked, payment decisions and their outcomes, agents' own statements)
 //! becomes an entry of an append-only log that anyone holding the log key can check offline.
 //!
-//! The log is an RFC 9162 Merkle tree ([`tree`]); its checkpoints are signed by the daemon's log
+//! The log is an RFC 9162 Merkle tree ([`crate::merkle`]); its checkpoints are signed by the daemon's log
 //! key, so a verifier who has seen one checkpoint can demand proof that every later one extends
 //! it, and that a given entry is in it.
 
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
-pub mod log;
 pub mod statement;
-pub mod tree;

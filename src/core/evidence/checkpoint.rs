@@ -11,8 +11,8 @@
 //! signature that fails rejects the note, and a note without a valid known signature is
 //! rejected. Parsing never trusts a length or a count it was given.
 
-use super::tree::Hash;
 use crate::jose::PublicKey;
+use crate::merkle::Hash;
 use base64ct::{Base64, Encoding};
 use p256::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};

@@ -14,9 +14,9 @@
 //! the tree and the agent's public JWK, so the entry can be checked on its own; a verifier with
 //! the whole log also checks that the JWK is the one the agent was provisioned with.
 
-use super::tree::{self, Hash, MemoryTree, leaf_hash};
 use crate::attest::tpm::BatchPath;
 use crate::jose::{self, Jwk, PublicKey};
+use crate::merkle::{self, Hash, MemoryTree, leaf_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -90,12 +90,12 @@ pub fn batch(statements: &[&[u8]]) -> (Hash, Vec<BatchPath>) {
         t.push(leaf_hash(s));
     }
     let size = t.size();
-    let root = t.root(size).unwrap_or_else(|_| tree::empty_root());
+    let root = t.root(size).unwrap_or_else(|_| merkle::empty_root());
     let paths = (0..size)
         .map(|index| BatchPath {
             index,
             size,
-            path: tree::inclusion_proof(&t, index, size)
+            path: merkle::inclusion_proof(&t, index, size)
                 .unwrap_or_default()
                 .iter()
                 .map(|h| jose::b64url(h))
@@ -171,7 +171,7 @@ pub fn verify(fact: &StatementFact, agent: &str) -> Result<StatementClaims, Stri
         .map(|h| hash(h))
         .collect::<Option<Vec<_>>>()
         .ok_or("the statement's path holds something that is not a SHA-256 hash")?;
-    if !tree::verify_inclusion(
+    if !merkle::verify_inclusion(
         fact.batch.index,
         fact.batch.size,
         &leaf_hash(&bytes),

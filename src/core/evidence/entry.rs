@@ -8,8 +8,8 @@
 //! re-serializes, so no canonical JSON is needed. [`check_chain`] is the offline check of a run
 //! of entries: each parses strictly, names the right log and index, and links to the one before.
 
-use super::tree::{Hash, MemoryTree, leaf_hash};
 use crate::jose;
+use crate::merkle::{Hash, MemoryTree, leaf_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

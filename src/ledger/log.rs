@@ -5,12 +5,12 @@
 //! `evidence_entry`; its bytes are exactly what the leaf hash covers. `evidence_hash` holds each
 //! perfect subtree's hash once its last leaf is in (level 0 are the leaf hashes themselves), so
 //! a root or a proof reads O(log n) rows whatever the log's size. A hash's row is its subtree's
-//! place in post-order ([`tree::postorder`]): the hashes an append completes are the next rows,
+//! place in post-order ([`merkle::postorder`]): the hashes an append completes are the next rows,
 //! so a group commit writes them onto the table's last page or two instead of onto one page per
 //! tree level. Nothing here ever updates or deletes a row.
 
-use super::entry::Draft;
-use super::tree::{self, Hash, Nodes, TreeError};
+use crate::evidence::entry::Draft;
+use crate::merkle::{self, Hash, Nodes, TreeError};
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -37,28 +37,7 @@ impl Nodes for StoredNodes<'_> {
 
 /// The `evidence_hash` row of a perfect subtree.
 fn row_of(level: u32, index: u64) -> Option<i64> {
-    tree::postorder(level, index).and_then(|p| i64::try_from(p).ok())
-}
-
-/// Schema step 6: moves the subtree hashes from `evidence_node`, keyed by (level, index), to
-/// `evidence_hash`, keyed by post-order place, and drops the old table.
-pub fn renumber_hashes(conn: &Connection) -> Result<(), StoreError> {
-    let mut read = conn.prepare("SELECT level, idx, hash FROM evidence_node")?;
-    let mut write = conn.prepare("INSERT INTO evidence_hash (pos, hash) VALUES (?1, ?2)")?;
-    let mut rows = read.query([])?;
-    while let Some(r) = rows.next()? {
-        let (level, idx, hash): (u32, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let pos = u64::try_from(idx)
-            .ok()
-            .and_then(|i| row_of(level, i))
-            .ok_or_else(|| StoreError::Corrupt(format!("no place for node {level}/{idx}")))?;
-        write.execute(params![pos, hash])?;
-    }
-    drop(rows);
-    drop(read);
-    drop(write);
-    conn.execute_batch("DROP TABLE evidence_node")?;
-    Ok(())
+    merkle::postorder(level, index).and_then(|p| i64::try_from(p).ok())
 }
 
 impl From<TreeError> for StoreError {
@@ -107,8 +86,8 @@ fn append_at(
     kind: &str,
     entry: &[u8],
 ) -> Result<Appended, StoreError> {
-    let leaf = tree::leaf_hash(entry);
-    let completed = tree::completed_by(&StoredNodes(conn), index, leaf)?;
+    let leaf = merkle::leaf_hash(entry);
+    let completed = merkle::completed_by(&StoredNodes(conn), index, leaf)?;
     insert(conn, kind, entry, &completed)?;
     Ok(Appended { index, leaf })
 }
@@ -139,7 +118,7 @@ fn insert(
 /// back from the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tip {
-    frontier: tree::Frontier,
+    frontier: merkle::Frontier,
     last: Option<Hash>,
 }
 
@@ -148,7 +127,7 @@ impl Tip {
     pub fn read(conn: &Connection) -> Result<Self, StoreError> {
         let size = size(conn)?;
         Ok(Self {
-            frontier: tree::Frontier::read(&StoredNodes(conn), size)?,
+            frontier: merkle::Frontier::read(&StoredNodes(conn), size)?,
             last: match size {
                 0 => None,
                 n => Some(StoredNodes(conn).node(0, n - 1)?),
@@ -180,7 +159,7 @@ pub fn append_after(
     let bytes = draft
         .encode(origin, index, tip.last.as_ref(), now)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let leaf = tree::leaf_hash(&bytes);
+    let leaf = merkle::leaf_hash(&bytes);
     let mut next = tip.frontier.clone();
     let completed = next.append(leaf);
     insert(conn, draft.kind.name(), &bytes, &completed)?;
@@ -290,7 +269,7 @@ pub fn entry(conn: &Connection, index: u64) -> Result<Option<(String, Vec<u8>)>,
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::evidence::tree::MemoryTree;
+    use crate::merkle::MemoryTree;
 
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
@@ -309,29 +288,32 @@ mod tests {
         for i in 0..130u64 {
             let bytes = format!("{{\"n\":{i}}}");
             let a = append(&tx, "test", bytes.as_bytes()).unwrap();
-            assert_eq!(a.index, mem.push(tree::leaf_hash(bytes.as_bytes())));
+            assert_eq!(a.index, mem.push(merkle::leaf_hash(bytes.as_bytes())));
             assert_eq!(last_leaf(&tx).unwrap(), Some(a.leaf));
         }
         tx.commit().unwrap();
         let stored = StoredNodes(&conn);
         assert_eq!(size(&conn).unwrap(), 130);
         for n in 1..=130u64 {
-            let root = tree::root(&stored, n).unwrap();
+            let root = merkle::root(&stored, n).unwrap();
             assert_eq!(root, mem.root(n).unwrap());
             for m in [0, n / 2, n - 1] {
-                let proof = tree::inclusion_proof(&stored, m, n).unwrap();
-                assert_eq!(proof, tree::inclusion_proof(&mem, m, n).unwrap());
+                let proof = merkle::inclusion_proof(&stored, m, n).unwrap();
+                assert_eq!(proof, merkle::inclusion_proof(&mem, m, n).unwrap());
                 let (_, bytes) = entry(&conn, m).unwrap().unwrap();
-                assert!(tree::verify_inclusion(
+                assert!(merkle::verify_inclusion(
                     m,
                     n,
-                    &tree::leaf_hash(&bytes),
+                    &merkle::leaf_hash(&bytes),
                     &proof,
                     &root
                 ));
             }
-            let proof = tree::consistency_proof(&stored, n / 2 + 1, n).unwrap();
-            assert_eq!(proof, tree::consistency_proof(&mem, n / 2 + 1, n).unwrap());
+            let proof = merkle::consistency_proof(&stored, n / 2 + 1, n).unwrap();
+            assert_eq!(
+                proof,
+                merkle::consistency_proof(&mem, n / 2 + 1, n).unwrap()
+            );
         }
         // Two nodes per leaf at most: the log's index overhead stays linear.
         let nodes: i64 = conn
@@ -359,7 +341,7 @@ mod tests {
         let (_, tree) = check_chain("ari.example/t", 0, None, &all).unwrap();
         assert_eq!(
             tree.root(40).unwrap(),
-            tree::root(&StoredNodes(&conn), 40).unwrap()
+            merkle::root(&StoredNodes(&conn), 40).unwrap()
         );
         let tail = entries(&conn, 30, 45).unwrap();
         let before = StoredNodes(&conn).node(0, 29).unwrap();
@@ -378,7 +360,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            tree::root(&StoredNodes(&conn), 3),
+            merkle::root(&StoredNodes(&conn), 3),
             Err(TreeError::Missing { level: 1, index: 0 })
         );
     }

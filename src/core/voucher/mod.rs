@@ -309,6 +309,21 @@ pub fn verify_chain_with(
     Ok(verified)
 }
 
+/// The lowest autonomy level in the chain; `None` if a voucher names none.
+pub fn level(chain: &[VoucherClaims]) -> Option<constraint::AutonomyLevel> {
+    chain
+        .iter()
+        .map(|v| {
+            v.constraints.iter().find_map(|c| match c {
+                Constraint::AutonomyLevel { level } => Some(*level),
+                _ => None,
+            })
+        })
+        .try_fold(constraint::AutonomyLevel::L5, |low, l| {
+            l.map(|l| low.min(l))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]

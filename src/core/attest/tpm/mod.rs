@@ -13,22 +13,16 @@
 //! [`verify`] checks a bundle against a [`Policy`] and names the first check that fails.
 
 use crate::attest::Bundle;
-use crate::evidence::tree::{self, Hash};
 use crate::jose::{self, Jwk, PublicKey};
+use crate::merkle::{self, Hash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use tss_esapi::structures::{Attest, AttestInfo, Public, Signature};
-use tss_esapi::traits::UnMarshall;
+use wire::{ALG_SHA256, Attest, Attested, EccPublic, EcdsaSignature, WireError};
 
-/// `TPM_GENERATED_VALUE`: every `TPMS_ATTEST` a TPM signs starts with it.
-pub const TPM_GENERATED: u32 = 0xff54_4347;
-/// `TPM_ST_ATTEST_QUOTE`.
-pub const ST_ATTEST_QUOTE: u16 = 0x8018;
-/// `TPM_ST_ATTEST_CERTIFY`.
-pub const ST_ATTEST_CERTIFY: u16 = 0x8017;
-/// `TPM_ALG_SHA256`, the name algorithm of every object the daemon creates.
-const ALG_SHA256: u16 = 0x000b;
+pub mod wire;
+
+pub use wire::{ST_ATTEST_CERTIFY, ST_ATTEST_QUOTE, TPM_GENERATED};
 
 /// A quote over the configured PCRs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,15 +97,15 @@ pub fn batch(bindings: &[Hash]) -> (Hash, Vec<Option<BatchPath>>) {
     if let [one] = bindings {
         return (*one, vec![None]);
     }
-    let mut t = tree::MemoryTree::new();
+    let mut t = merkle::MemoryTree::new();
     for b in bindings {
-        t.push(tree::leaf_hash(b));
+        t.push(merkle::leaf_hash(b));
     }
     let size = t.size();
-    let root = t.root(size).unwrap_or_else(|_| tree::empty_root());
+    let root = t.root(size).unwrap_or_else(|_| merkle::empty_root());
     let paths = (0..size)
         .map(|index| {
-            let path = tree::inclusion_proof(&t, index, size).ok()?;
+            let path = merkle::inclusion_proof(&t, index, size).ok()?;
             Some(BatchPath {
                 index,
                 size,
@@ -280,11 +274,11 @@ pub fn verify(
     let binding = binding_bytes(&bundle.binding)
         .ok_or_else(|| fail("binding", "the binding digest is not 32 bytes of base64url"))?;
     let (attest, batch_size, pcrs) = check_quote(quote, ak, &binding, policy)?;
-    let clock = attest.clock_info();
+    let clock = &attest.clock_info;
     let seen = Seen {
-        clock: clock.clock(),
-        reset_count: clock.reset_count(),
-        restart_count: clock.restart_count(),
+        clock: clock.clock,
+        reset_count: clock.reset_count,
+        restart_count: clock.restart_count,
     };
     if let Some(last) = last_seen {
         check_clock(&seen, &last)?;
@@ -340,7 +334,7 @@ fn signed_attest(
             ),
         ));
     }
-    let rs = ecdsa_signature(&sig).map_err(|d| fail(sig_check, d))?;
+    let rs = ecdsa_signature(&sig).map_err(|e| fail(sig_check, e.to_string()))?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     ak.verify_digest(&digest, &rs).map_err(|_| {
         fail(
@@ -348,32 +342,12 @@ fn signed_attest(
             "the attestation key's signature does not verify over the attestation",
         )
     })?;
-    Attest::unmarshall(&bytes)
-        .map_err(|e| fail(parse_check, format!("unreadable TPMS_ATTEST: {e}")))
+    Attest::read(&bytes).map_err(|e| fail(parse_check, format!("unreadable TPMS_ATTEST: {e}")))
 }
 
 /// The raw `r||s` of a marshalled `TPMT_SIGNATURE` (ECDSA, P-256).
-pub fn ecdsa_signature(bytes: &[u8]) -> Result<[u8; 64], String> {
-    let sig =
-        Signature::unmarshall(bytes).map_err(|e| format!("unreadable TPMT_SIGNATURE: {e}"))?;
-    let Signature::EcDsa(ecc) = sig else {
-        return Err("the signature is not ECDSA".into());
-    };
-    let mut out = [0u8; 64];
-    for (half, value) in [ecc.signature_r().value(), ecc.signature_s().value()]
-        .into_iter()
-        .enumerate()
-    {
-        if value.len() > 32 {
-            return Err("an ECDSA scalar is longer than 32 bytes".into());
-        }
-        let end = 32 * (half + 1);
-        let start = end - value.len();
-        out.get_mut(start..end)
-            .ok_or("an ECDSA scalar does not fit")?
-            .copy_from_slice(value);
-    }
-    Ok(out)
+pub fn ecdsa_signature(bytes: &[u8]) -> Result<[u8; 64], WireError> {
+    EcdsaSignature::read(bytes).map(|s| s.rs)
 }
 
 fn check_quote(
@@ -389,11 +363,11 @@ fn check_quote(
         ST_ATTEST_QUOTE,
         &["quote_signature", "magic", "attestation_type", "quote"],
     )?;
-    let AttestInfo::Quote { info } = attest.attested() else {
+    let Attested::Quote(info) = &attest.attested else {
         return Err(fail("attestation_type", "not a quote"));
     };
     // Qualifying data: the binding digest, or the root of the batch it is a leaf of.
-    let extra = attest.extra_data().value();
+    let extra = attest.extra_data.as_slice();
     let batch_size = match &quote.batch {
         None => {
             if extra != binding.as_slice() {
@@ -419,7 +393,8 @@ fn check_quote(
                         .map_err(|_| fail("batch_path", "a path hash is not 32 bytes"))?,
                 );
             }
-            if !tree::verify_inclusion(b.index, b.size, &tree::leaf_hash(binding), &path, &root) {
+            if !merkle::verify_inclusion(b.index, b.size, &merkle::leaf_hash(binding), &path, &root)
+            {
                 return Err(fail(
                     "qualifying_data",
                     "the binding digest is not in the tree whose root the quote qualifies",
@@ -433,17 +408,18 @@ fn check_quote(
         return Err(fail("pcr_selection", format!("bank {:?}", quote.pcr_bank)));
     }
     let mut quoted = BTreeSet::new();
-    for sel in info.pcr_selection().get_selections() {
-        if sel.hashing_algorithm()
-            != tss_esapi::interface_types::algorithm::HashingAlgorithm::Sha256
-        {
+    for sel in &info.pcr_select {
+        if sel.hash != ALG_SHA256 {
             return Err(fail(
                 "pcr_selection",
                 "the quote covers a bank other than sha256",
             ));
         }
-        for slot in sel.selected() {
-            quoted.insert(u32::from(slot).trailing_zeros() as u8);
+        for pcr in sel.pcrs() {
+            quoted.insert(
+                u8::try_from(pcr)
+                    .map_err(|_| fail("pcr_selection", format!("PCR {pcr} does not exist")))?,
+            );
         }
     }
     let pcrs = indexed(&quote.pcrs, "pcr_selection")?;
@@ -463,7 +439,7 @@ fn check_quote(
                 .ok_or_else(|| fail("pcr_value", format!("PCR {i} is not 32 bytes of hex")))?,
         );
     }
-    if info.pcr_digest().value() != pcr_digest(values.iter().map(Vec::as_slice)).as_slice() {
+    if info.pcr_digest.as_slice() != pcr_digest(values.iter().map(Vec::as_slice)).as_slice() {
         return Err(fail(
             "pcr_digest",
             "the PCR values do not hash to the digest the TPM quoted",
@@ -549,19 +525,11 @@ pub fn name_of(public: &[u8]) -> Vec<u8> {
 }
 
 /// The P-256 point of an ECC `TPMT_PUBLIC`.
-pub fn ecc_point(public: &Public) -> Option<PublicKey> {
-    let Public::Ecc { unique, .. } = public else {
-        return None;
-    };
-    let (x, y) = (unique.x().value(), unique.y().value());
-    if x.len() > 32 || y.len() > 32 {
+pub fn ecc_point(public: &EccPublic) -> Option<PublicKey> {
+    if public.curve != wire::ECC_NIST_P256 {
         return None;
     }
-    let mut sec1 = vec![0x04];
-    for c in [x, y] {
-        sec1.extend(std::iter::repeat_n(0, 32 - c.len()));
-        sec1.extend_from_slice(c);
-    }
+    let sec1 = public.sec1_p256().ok()?;
     PublicKey::from_sec1(&sec1).ok()
 }
 
@@ -578,25 +546,25 @@ fn check_certification(cert: &Certification, ak: &PublicKey, kid: &str) -> Resul
             "certification",
         ],
     )?;
-    let AttestInfo::Certify { info } = attest.attested() else {
+    let Attested::Certify(info) = &attest.attested else {
         return Err(fail("certify_type", "not a certification"));
     };
     let public_bytes = decode("certify_public", "the key's public area", &cert.public)?;
-    let public = Public::unmarshall(&public_bytes)
+    let public = EccPublic::read(&public_bytes)
         .map_err(|e| fail("certify_public", format!("unreadable TPMT_PUBLIC: {e}")))?;
-    let a = public.object_attributes();
+    let a = public.attributes;
     let wrong = [
         (!a.fixed_tpm(), "fixedTPM is clear"),
         (!a.fixed_parent(), "fixedParent is clear"),
         (!a.sensitive_data_origin(), "sensitiveDataOrigin is clear"),
         (a.restricted(), "the key is restricted"),
-        (!a.sign_encrypt(), "the key cannot sign"),
+        (!a.sign(), "the key cannot sign"),
         (a.decrypt(), "the key can decrypt"),
     ];
     if let Some((_, why)) = wrong.iter().find(|(bad, _)| *bad) {
         return Err(fail("certify_attributes", *why));
     }
-    if info.name().value() != name_of(&public_bytes).as_slice() {
+    if info.name != name_of(&public_bytes) {
         return Err(fail(
             "certify_name",
             "the certified name is not the name of the key's public area",

@@ -94,7 +94,7 @@ pub enum Constraint {
     FundsCarrier { id: String },
     /// Every authorization must be reported within this many seconds.
     ReportWithin { seconds: u64 },
-    /// Every one of these condition expressions ([`crate::policy::condition`]) must hold.
+    /// Every one of these condition expressions ([`crate::condition`]) must hold.
     Conditions { all: Vec<String> },
     /// A type this build does not know; always fails.
     Unknown { kind: String, body: Value },
@@ -277,7 +277,7 @@ impl Constraint {
                 format!("org.a2p2.conditions: between 1 and {MAX_CONDITIONS} expressions"),
             ),
             Self::Conditions { all } => all.iter().try_for_each(|e| {
-                crate::policy::condition::Expr::parse(e)
+                crate::condition::Expr::parse(e)
                     .map(|_| ())
                     .map_err(|why| format!("org.a2p2.conditions: {e:?}: {why}"))
             }),

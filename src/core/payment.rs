@@ -273,7 +273,7 @@ pub fn verify(
 /// The voucher limits a single authorization can be checked against offline. Budgets and counts
 /// need the daemon's ledger and are not checked here.
 fn check_limits(c: &AuthorizationClaims, chain: &[VoucherClaims]) -> Result<(), PaymentError> {
-    match crate::policy::level(chain) {
+    match voucher::level(chain) {
         Some(l) if l >= AutonomyLevel::L2 && l == c.level => {}
         Some(l) if l >= AutonomyLevel::L2 => {
             return Err(fail(

@@ -1,0 +1,37 @@
+//! # ARI core: the formats and their verification
+//!
+//! `ari_core` holds every document ARI signer emits and everything a third party needs to check
+//! one offline: a merchant checking a payment authorization, a payment provider checking the
+//! voucher chain behind it, an auditor replaying the evidence log. The daemon (`ari`) builds
+//! and signs with these same types, so what it signs and what a verifier reads cannot drift.
+//!
+//! The crate is pure: it never does I/O beyond reading an export directory it is pointed at,
+//! never reads a clock (callers pass `now`), and depends on no async runtime, database, PKCS#11
+//! or TSS library. It builds for `wasm32-unknown-unknown`.
+//!
+//! ## Map of the crate
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`jose`] | ES256 JWK/JWS encoding and verification, base64url |
+//! | [`merkle`] | the RFC 9162 Merkle tree: roots, inclusion and consistency proofs and their checks |
+//! | [`condition`] | the condition language of L4 vouchers: parsing and evaluation on facts |
+//! | [`voucher`] | delegation vouchers: claims, constraints, narrowing, chains, revocation lists |
+//! | [`payment`] | payment authorizations (closed mandates) and receipts, verified offline |
+//! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
+//! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, export verification |
+//!
+//! ## What holds across modules
+//!
+//! - Verification never says yes to something no signature covers; every failure names the
+//!   check that failed.
+//! - Parsing untrusted bytes never panics (the lints deny `unwrap`, `expect`, `panic` and
+//!   slice indexing; fuzz targets exercise every parser).
+
+pub mod attest;
+pub mod condition;
+pub mod evidence;
+pub mod jose;
+pub mod merkle;
+pub mod payment;
+pub mod voucher;
