@@ -241,6 +241,9 @@ pub enum StoreError {
     /// A row holds something this build cannot read.
     #[error("state database holds a bad row: {0}")]
     Corrupt(String),
+    /// The evidence tree's stored hashes are missing or unreadable.
+    #[error("state database: the evidence tree: {0}")]
+    Tree(#[from] crate::merkle::TreeError),
     /// The database was written by a newer build.
     #[error(
         "state database is at schema {found}, newer than this build's {known}; refusing to touch it"

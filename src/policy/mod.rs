@@ -368,7 +368,7 @@ pub fn decide(
     for c in all() {
         if let Constraint::Conditions { all } = c {
             for src in all {
-                let holds = condition::Expr::parse(src).and_then(|e| e.eval(&scope));
+                let holds = condition::Expr::holds(src, &scope);
                 match holds {
                     Ok(true) => {}
                     Ok(false) => {

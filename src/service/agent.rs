@@ -59,7 +59,7 @@ impl Service {
         info: &ConnInfo,
         p: AttestParams,
     ) -> Result<Value, Error> {
-        attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
+        attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         // Shared, as for a payment: no attestation is signed once a freeze is acknowledged.
         let _gate = self.gate.read().await;
         let (facts, agent) = self.caller(info)?;

@@ -294,7 +294,8 @@ impl Service {
         info: &ConnInfo,
         p: RecordParams,
     ) -> Result<Value, Error> {
-        statement::check_request(&p.kind, &p.body).map_err(Error::InvalidParams)?;
+        statement::check_request(&p.kind, &p.body)
+            .map_err(|e| Error::InvalidParams(e.to_string()))?;
         // Shared until the statement is answered: a freeze waits for statements in flight, and
         // those that come after it find the agent frozen.
         let _gate = self.gate.read().await;

@@ -99,7 +99,8 @@ fn view(v: &StoredVoucher) -> Value {
 impl IssueParams {
     /// The constraints these params ask for, in a fixed order.
     fn constraints(&self) -> Result<Vec<Constraint>, Error> {
-        let currency = Currency::try_from(self.currency.clone()).map_err(Error::InvalidParams)?;
+        let currency = Currency::try_from(self.currency.clone())
+            .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let mut out = vec![Constraint::AutonomyLevel { level: self.level }];
         if self.min_amount.is_some() || self.max_amount.is_some() {
             out.push(Constraint::AmountRange {

@@ -203,16 +203,17 @@ pub struct Bundle {
 }
 
 /// Checks a caller's nonce.
-pub fn validate_nonce(nonce: &str) -> Result<(), String> {
+pub fn validate_nonce(nonce: &str) -> Result<(), BadNonce> {
     if !NONCE_BYTES.contains(&nonce.len()) || nonce.chars().any(char::is_control) {
-        return Err(format!(
-            "the nonce must be {} to {} bytes of printable text",
-            NONCE_BYTES.start(),
-            NONCE_BYTES.end()
-        ));
+        return Err(BadNonce);
     }
     Ok(())
 }
+
+/// A nonce of the wrong length, or holding control characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the nonce must be {} to {} bytes of printable text", NONCE_BYTES.start(), NONCE_BYTES.end())]
+pub struct BadNonce;
 
 /// Why an attestation did not verify.
 #[derive(Debug, thiserror::Error)]

@@ -223,12 +223,24 @@ fn fail(index: u64, check: &'static str, detail: impl Into<String>) -> EntryErro
     }
 }
 
+/// Why bytes are not an entry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Longer than any entry may be.
+    #[error("{0} bytes, over the limit of {MAX_ENTRY_BYTES}")]
+    TooLarge(usize),
+    /// Not an entry's JSON (strictly: unknown members are refused).
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Parses one stored entry strictly.
-pub fn parse(bytes: &[u8]) -> Result<Entry, String> {
+pub fn parse(bytes: &[u8]) -> Result<Entry, ParseError> {
     if bytes.len() > MAX_ENTRY_BYTES {
-        return Err(format!("{} bytes, over the limit", bytes.len()));
+        return Err(ParseError::TooLarge(bytes.len()));
     }
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    Ok(serde_json::from_slice(bytes)?)
 }
 
 /// Checks a run of entries that starts at leaf `first`, after the leaf `prev` (`None` only
@@ -250,7 +262,7 @@ pub fn check_chain(
     let mut prev = prev;
     for (offset, bytes) in entries.iter().enumerate() {
         let index = first + offset as u64;
-        let entry = parse(bytes).map_err(|e| fail(index, "format", e))?;
+        let entry = parse(bytes).map_err(|e| fail(index, "format", e.to_string()))?;
         if entry.v != VERSION {
             return Err(fail(index, "version", format!("version {}", entry.v)));
         }

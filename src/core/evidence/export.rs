@@ -350,7 +350,7 @@ pub fn verify_dir_with(
                 format!("the export says it ends at {}", manifest.to),
             ));
         }
-        let e = entry::parse(&bytes).map_err(|d| err(&at, "format", d))?;
+        let e = entry::parse(&bytes).map_err(|d| err(&at, "format", d.to_string()))?;
         if e.v != VERSION {
             return Err(err(at, "version", format!("version {}", e.v)));
         }
@@ -452,7 +452,7 @@ fn check_fact(
                 .ok_or_else(|| err(&at, "statement", "names no agent"))?;
             let fact: StatementFact = serde_json::from_value(e.fact.clone())
                 .map_err(|d| err(&at, "format", d.to_string()))?;
-            statement::verify(&fact, agent).map_err(|d| err(&at, "statement", d))?;
+            statement::verify(&fact, agent).map_err(|d| err(&at, "statement", d.to_string()))?;
             if let Some(known) = keys.get(agent)
                 && *known != fact.jwk
             {
@@ -509,7 +509,7 @@ pub fn verify_inclusion(
     note: &str,
     key: &PublicKey,
 ) -> Result<Checkpoint, VerifyError> {
-    let e = entry::parse(entry_bytes).map_err(|d| err("the entry", "format", d))?;
+    let e = entry::parse(entry_bytes).map_err(|d| err("the entry", "format", d.to_string()))?;
     let cp = checkpoint::verify(note, &e.log, key)
         .map_err(|d| err("the checkpoint", "signature", d.to_string()))?;
     if e.index != proof.index {

@@ -15,7 +15,7 @@
 //! the whole log also checks that the JWK is the one the agent was provisioned with.
 
 use crate::attest::tpm::BatchPath;
-use crate::jose::{self, Jwk, PublicKey};
+use crate::jose::{self, JoseError, Jwk, PublicKey};
 use crate::merkle::{self, Hash, MemoryTree, leaf_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -105,72 +105,130 @@ pub fn batch(statements: &[&[u8]]) -> (Hash, Vec<BatchPath>) {
     (root, paths)
 }
 
+/// Why an agent's request to record a statement is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The kind is empty, too long, or holds other characters.
+    #[error("kind must be 1 to {MAX_LABEL} characters of letters, digits and . _ - :")]
+    Kind,
+    /// The body is too large.
+    #[error("body is {size} bytes as JSON, over the limit of {MAX_BODY}")]
+    TooLarge {
+        /// Its size as JSON.
+        size: usize,
+    },
+}
+
+/// Why a statement fact does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatementError {
+    /// The JWK the fact names is not a P-256 key.
+    #[error("the statement's key: {0}")]
+    Key(#[source] JoseError),
+    /// The batch signature does not verify under that key.
+    #[error("the batch signature: {0}")]
+    Signature(#[source] JoseError),
+    /// The signature's `kid` is not the key's thumbprint.
+    #[error("the signature's kid is not the key's thumbprint")]
+    Kid,
+    /// The entry's `signed` digest is not the signature's.
+    #[error("the entry's signed digest is not the signature's")]
+    SignedDigest,
+    /// The batch is signed by another agent.
+    #[error("the signature is by {0:?}")]
+    Signer(String),
+    /// The statement is not base64url.
+    #[error("the statement is not base64url")]
+    Encoding,
+    /// The statement is not a statement's claims.
+    #[error("the statement: {0}")]
+    Claims(#[source] serde_json::Error),
+    /// The statement is by another agent.
+    #[error("the statement is by {0:?}")]
+    Author(String),
+    /// The path is for another batch size than the signature covers.
+    #[error("the statement's path is for {path} statements, the signature covers {signed}")]
+    BatchSize {
+        /// The size the path is for.
+        path: u64,
+        /// The size the signature covers.
+        signed: u64,
+    },
+    /// The signed root or a path hash is not a SHA-256 hash.
+    #[error("the {0} is not a SHA-256 hash")]
+    Hash(&'static str),
+    /// The statement is not the leaf its path says.
+    #[error("the statement is not leaf {index} of the {size} statements whose root was signed")]
+    NotInBatch {
+        /// The leaf index the fact claims.
+        index: u64,
+        /// The batch size.
+        size: u64,
+    },
+}
+
 /// Checks a label and body an agent sent.
-pub fn check_request(kind: &str, body: &Map<String, Value>) -> Result<(), String> {
+pub fn check_request(kind: &str, body: &Map<String, Value>) -> Result<(), RequestError> {
     let label_ok = !kind.is_empty()
         && kind.len() <= MAX_LABEL
         && kind
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
     if !label_ok {
-        return Err(format!(
-            "kind must be 1 to {MAX_LABEL} characters of letters, digits and . _ - :"
-        ));
+        return Err(RequestError::Kind);
     }
     let size = serde_json::to_vec(body).map_or(usize::MAX, |b| b.len());
     if size > MAX_BODY {
-        return Err(format!(
-            "body is {size} bytes as JSON, over the limit of {MAX_BODY}"
-        ));
+        return Err(RequestError::TooLarge { size });
     }
     Ok(())
 }
 
 /// Verifies a statement fact: the signed root under the JWK it names, of the right type, by
 /// `agent`; the statement is by `agent` too and is the leaf its path says under that root.
-pub fn verify(fact: &StatementFact, agent: &str) -> Result<StatementClaims, String> {
+pub fn verify(fact: &StatementFact, agent: &str) -> Result<StatementClaims, StatementError> {
     let iss = format!("urn:ari:agent:{agent}");
-    let key: PublicKey = fact.jwk.to_public_key().map_err(|e| e.to_string())?;
-    let v =
-        jose::verify::<BatchClaims>(&fact.signature, &key, BATCH_TYP).map_err(|e| e.to_string())?;
+    let key: PublicKey = fact.jwk.to_public_key().map_err(StatementError::Key)?;
+    let v = jose::verify::<BatchClaims>(&fact.signature, &key, BATCH_TYP)
+        .map_err(StatementError::Signature)?;
     if v.header.kid != key.thumbprint() {
-        return Err("the signature's kid is not the key's thumbprint".into());
+        return Err(StatementError::Kid);
     }
     if let Some(signed) = &fact.signed {
         let input = fact.signature.rsplit_once('.').map_or("", |(i, _)| i);
         if *signed != jose::b64url(&Sha256::digest(input.as_bytes())) {
-            return Err("the entry's signed digest is not the signature's".into());
+            return Err(StatementError::SignedDigest);
         }
     }
     if v.payload.iss != iss {
-        return Err(format!("the signature is by {:?}", v.payload.iss));
+        return Err(StatementError::Signer(v.payload.iss));
     }
-    let bytes = jose::b64url_decode(&fact.statement)
-        .map_err(|_| "the statement is not base64url".to_string())?;
-    let claims: StatementClaims =
-        serde_json::from_slice(&bytes).map_err(|e| format!("the statement: {e}"))?;
+    let bytes = jose::b64url_decode(&fact.statement).map_err(|_| StatementError::Encoding)?;
+    let claims: StatementClaims = serde_json::from_slice(&bytes).map_err(StatementError::Claims)?;
     if claims.iss != iss {
-        return Err(format!("the statement is by {:?}", claims.iss));
+        return Err(StatementError::Author(claims.iss));
     }
     if fact.batch.size != v.payload.size {
-        return Err(format!(
-            "the statement's path is for {} statements, the signature covers {}",
-            fact.batch.size, v.payload.size
-        ));
+        return Err(StatementError::BatchSize {
+            path: fact.batch.size,
+            signed: v.payload.size,
+        });
     }
     let hash = |text: &str| {
         jose::b64url_decode(text)
             .ok()
             .and_then(|b| Hash::try_from(b.as_slice()).ok())
     };
-    let root = hash(&v.payload.root).ok_or("the signed root is not a SHA-256 hash")?;
+    let root = hash(&v.payload.root).ok_or(StatementError::Hash("signed root"))?;
     let path = fact
         .batch
         .path
         .iter()
         .map(|h| hash(h))
         .collect::<Option<Vec<_>>>()
-        .ok_or("the statement's path holds something that is not a SHA-256 hash")?;
+        .ok_or(StatementError::Hash("statement's path"))?;
     if !merkle::verify_inclusion(
         fact.batch.index,
         fact.batch.size,
@@ -178,10 +236,10 @@ pub fn verify(fact: &StatementFact, agent: &str) -> Result<StatementClaims, Stri
         &path,
         &root,
     ) {
-        return Err(format!(
-            "the statement is not leaf {} of the {} statements whose root was signed",
-            fact.batch.index, fact.batch.size
-        ));
+        return Err(StatementError::NotInBatch {
+            index: fact.batch.index,
+            size: fact.batch.size,
+        });
     }
     Ok(claims)
 }
@@ -250,7 +308,10 @@ mod tests {
                 let mut moved = fact.clone();
                 moved.statement = facts[(i + 1) % n].statement.clone();
                 if n > 1 {
-                    assert!(verify(&moved, "bot").unwrap_err().contains("not leaf"));
+                    assert!(matches!(
+                        verify(&moved, "bot"),
+                        Err(StatementError::NotInBatch { .. })
+                    ));
                 }
                 let mut wrong_index = fact.clone();
                 wrong_index.batch.index = (fact.batch.index + 1) % n as u64;
@@ -259,7 +320,10 @@ mod tests {
                 }
                 let mut wrong_size = fact.clone();
                 wrong_size.batch.size += 1;
-                assert!(verify(&wrong_size, "bot").unwrap_err().contains("covers"));
+                assert!(matches!(
+                    verify(&wrong_size, "bot"),
+                    Err(StatementError::BatchSize { .. })
+                ));
             }
         }
     }
@@ -267,18 +331,16 @@ mod tests {
     #[test]
     fn a_statement_or_signature_by_another_agent_or_altered_fails() {
         let facts = sign("bot", &[statement("bot", 0), statement("bot", 1)]);
-        assert!(
-            verify(&facts[0], "other")
-                .unwrap_err()
-                .contains("signature is by")
-        );
+        assert!(matches!(
+            verify(&facts[0], "other"),
+            Err(StatementError::Signer(_))
+        ));
         // A statement naming another agent, under this agent's signature.
         let foreign = sign("bot", &[statement("other", 0)]);
-        assert!(
-            verify(&foreign[0], "bot")
-                .unwrap_err()
-                .contains("statement is by")
-        );
+        assert!(matches!(
+            verify(&foreign[0], "bot"),
+            Err(StatementError::Author(_))
+        ));
         let mut edited = facts[1].clone();
         let mut bytes = jose::b64url_decode(&edited.statement).unwrap();
         let at = bytes.len() - 3;

@@ -18,20 +18,75 @@ pub const MAX_AMOUNT: u64 = i64::MAX as u64;
 
 pub const MAX_CONDITIONS: usize = 16;
 
+/// Why a constraint's values are not acceptable ([`Constraint::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidConstraint {
+    /// An amount or a duration the ledger cannot hold.
+    #[error("{kind}: {what} {n} is above the largest amount the ledger holds ({MAX_AMOUNT})")]
+    TooLarge {
+        /// The constraint's type.
+        kind: String,
+        /// The member.
+        what: &'static str,
+        /// Its value.
+        n: u64,
+    },
+    /// A range whose low end is above its high end.
+    #[error("{kind}: {low} is above {high}")]
+    Unordered {
+        /// The constraint's type.
+        kind: String,
+        /// The low end's member.
+        low: &'static str,
+        /// The high end's member.
+        high: &'static str,
+    },
+    /// An empty list, or an empty value where one is needed.
+    #[error("{kind}: at least one non-empty {what}")]
+    Empty {
+        /// The constraint's type.
+        kind: String,
+        /// What must not be empty.
+        what: &'static str,
+    },
+    /// Too few or too many condition expressions.
+    #[error("org.a2p2.conditions: between 1 and {MAX_CONDITIONS} expressions")]
+    ConditionCount,
+    /// A condition expression that does not parse.
+    #[error("org.a2p2.conditions: {expr:?}: {source}")]
+    Condition {
+        /// The expression.
+        expr: String,
+        /// Why it does not parse.
+        #[source]
+        source: crate::condition::ParseError,
+    },
+    /// A constraint type this version does not know.
+    #[error("unknown constraint type {kind:?}")]
+    Unknown {
+        /// The type.
+        kind: String,
+    },
+}
+
 /// An ISO 4217 currency code: three ASCII capital letters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
 
+/// A currency code that is not three capital letters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an ISO 4217 code (three capital letters)")]
+pub struct InvalidCurrency(pub String);
+
 impl TryFrom<String> for Currency {
-    type Error = String;
-    fn try_from(code: String) -> Result<Self, String> {
+    type Error = InvalidCurrency;
+    fn try_from(code: String) -> Result<Self, InvalidCurrency> {
         if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Self(code))
         } else {
-            Err(format!(
-                "{code:?} is not an ISO 4217 code (three capital letters)"
-            ))
+            Err(InvalidCurrency(code))
         }
     }
 }
@@ -237,13 +292,16 @@ impl Constraint {
 
     /// Checks the values themselves (ranges ordered, lists non-empty, amounts and durations no
     /// larger than [`MAX_AMOUNT`]).
-    pub fn validate(&self) -> Result<(), String> {
-        let too_large = |what: &str, n: u64| {
-            Err(format!(
-                "{}: {what} {n} is above the largest amount the ledger holds ({MAX_AMOUNT})",
-                self.kind()
-            ))
+    pub fn validate(&self) -> Result<(), InvalidConstraint> {
+        let kind = || self.kind().to_string();
+        let too_large = |what, n| {
+            Err(InvalidConstraint::TooLarge {
+                kind: kind(),
+                what,
+                n,
+            })
         };
+        let empty = |what| Err(InvalidConstraint::Empty { kind: kind(), what });
         match self {
             Self::AmountRange { min: Some(n), .. } if *n > MAX_AMOUNT => too_large("min", *n),
             Self::AmountRange { max: Some(n), .. } if *n > MAX_AMOUNT => too_large("max", *n),
@@ -255,33 +313,42 @@ impl Constraint {
                 min: Some(lo),
                 max: Some(hi),
                 ..
-            } if lo > hi => Err(format!("payment.amount_range: min {lo} is above max {hi}")),
+            } if lo > hi => Err(InvalidConstraint::Unordered {
+                kind: kind(),
+                low: "min",
+                high: "max",
+            }),
             Self::ExecutionDate {
                 not_before: Some(a),
                 not_after: Some(b),
-            } if a > b => Err("payment.execution_date: not_before is after not_after".into()),
+            } if a > b => Err(InvalidConstraint::Unordered {
+                kind: kind(),
+                low: "not_before",
+                high: "not_after",
+            }),
             Self::AllowedPayees { payees }
                 if payees.is_empty() || payees.iter().any(String::is_empty) =>
             {
-                Err("payment.allowed_payees: at least one non-empty payee".into())
+                empty("payee")
             }
             Self::Categories { categories }
                 if categories.is_empty() || categories.iter().any(String::is_empty) =>
             {
-                Err("org.a2p2.categories: at least one non-empty category".into())
+                empty("category")
             }
-            Self::FundsCarrier { id } if id.is_empty() => {
-                Err("org.a2p2.funds_carrier: empty id".into())
+            Self::FundsCarrier { id } if id.is_empty() => empty("id"),
+            Self::Conditions { all } if all.is_empty() || all.len() > MAX_CONDITIONS => {
+                Err(InvalidConstraint::ConditionCount)
             }
-            Self::Conditions { all } if all.is_empty() || all.len() > MAX_CONDITIONS => Err(
-                format!("org.a2p2.conditions: between 1 and {MAX_CONDITIONS} expressions"),
-            ),
             Self::Conditions { all } => all.iter().try_for_each(|e| {
                 crate::condition::Expr::parse(e)
                     .map(|_| ())
-                    .map_err(|why| format!("org.a2p2.conditions: {e:?}: {why}"))
+                    .map_err(|source| InvalidConstraint::Condition {
+                        expr: e.clone(),
+                        source,
+                    })
             }),
-            Self::Unknown { kind, .. } => Err(format!("unknown constraint type {kind:?}")),
+            Self::Unknown { kind, .. } => Err(InvalidConstraint::Unknown { kind: kind.clone() }),
             _ => Ok(()),
         }
     }

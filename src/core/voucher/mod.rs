@@ -85,8 +85,15 @@ pub enum VoucherError {
     #[error("voucher {index}: expired at {exp}")]
     Expired { index: usize, exp: i64 },
     /// A constraint is unknown or malformed.
-    #[error("voucher {index}: {message}")]
-    Constraint { index: usize, message: String },
+    #[error("voucher {index}: {source}")]
+    Constraint {
+        index: usize,
+        #[source]
+        source: constraint::InvalidConstraint,
+    },
+    /// A constraint type appears more than once.
+    #[error("voucher {index}: a constraint type appears twice")]
+    RepeatedConstraint { index: usize },
     /// A delegation does not name its parent.
     #[error("voucher {index}: its parent digest does not match voucher {}", index - 1)]
     Parent { index: usize },
@@ -190,15 +197,12 @@ pub fn check_claims(
             continue;
         }
         c.validate()
-            .map_err(|message| VoucherError::Constraint { index, message })?;
+            .map_err(|source| VoucherError::Constraint { index, source })?;
     }
     let mut kinds: Vec<&str> = claims.constraints.iter().map(Constraint::kind).collect();
     kinds.sort_unstable();
     if kinds.windows(2).any(|w| matches!(w, [a, b] if a == b)) {
-        return Err(VoucherError::Constraint {
-            index,
-            message: "a constraint type appears twice".into(),
-        });
+        return Err(VoucherError::RepeatedConstraint { index });
     }
     claims
         .cnf
@@ -461,8 +465,8 @@ mod tests {
         c.constraints.push(unknown);
         let v = sign(&c, &isk, &ipk);
         match verify_chain(&[&v], &[ipk], 1500) {
-            Err(VoucherError::Constraint { message, .. }) => {
-                assert!(message.contains("com.example.anything"))
+            Err(VoucherError::Constraint { source, .. }) => {
+                assert!(source.to_string().contains("com.example.anything"))
             }
             other => panic!("{other:?}"),
         }
@@ -473,7 +477,7 @@ mod tests {
         let v = sign(&dup, &isk, &ipk);
         assert!(matches!(
             verify_chain(&[&v], &[ipk], 1500),
-            Err(VoucherError::Constraint { .. })
+            Err(VoucherError::RepeatedConstraint { index: 0 })
         ));
     }
 }

@@ -100,7 +100,7 @@ impl Service {
         p: AuthorizeParams,
     ) -> Result<Value, Error> {
         let _gate = self.gate.read().await;
-        attest::validate_nonce(&p.nonce).map_err(Error::InvalidParams)?;
+        attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         text("aud", &p.aud)?;
         let req = p.payment.request()?;
         let (facts, agent, frozen) = self.caller_for_decision(info)?;

@@ -173,7 +173,8 @@ impl PaymentParams {
         }
         Ok(PaymentRequest {
             amount: self.amount,
-            currency: Currency::try_from(self.currency).map_err(Error::InvalidParams)?,
+            currency: Currency::try_from(self.currency)
+                .map_err(|e| Error::InvalidParams(e.to_string()))?,
             payee: self.payee,
             category: self.category,
             transaction_id: self.transaction_id,
