@@ -15,6 +15,7 @@
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
 //! | [`store`] | SQLite state with versioned migrations |
 //! | [`ledger`] | the group-committing writer for money and the log, and the proofs its commits mint |
+//! | [`archive`] | the evidence log read straight from a copy of the state database, for offline exports |
 //! | [`seal`] | signed output withheld until its entry is durable; the service's only way to sign |
 //! | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
 //! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
@@ -22,16 +23,15 @@
 //! | [`payment`] | payment authorizations (closed mandates), receipts and their offline verification |
 //! | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
 //! | [`attest`] | runtime claims and attestation tokens, and their verification |
+//! | [`verifier`] | the offline verifier's memory of TPMs: clocks and counters seen per attestation key |
 //! | [`evidence`] | the evidence log: entries, the Merkle tree, checkpoints and proofs |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
 //! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
 //! | [`service`] | the methods: from a parsed call to its result |
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
-//! | [`dev`] | dev mode: a daemon on a throwaway SoftHSM2 token |
 //! | [`client`] | a blocking client for the sockets |
-//! | [`cli_assets`] | man pages and shell completions generated from the command lines |
 //! | [`clock`] | Unix seconds, the one notion of time |
-//! | [`bench`](mod@bench) | the `arictl bench` measurements |
+//! | `tools` | only with the cargo feature `tools` (on by default): `tools::dev` (dev mode on a throwaway token or a software TPM), `tools::swtpm` (a software TPM on loopback ports), `tools::bench` (the `arictl bench` measurements), `tools::assets` (man pages and completions) |
 //!
 //! ## Invariants that hold across modules
 //!
@@ -40,14 +40,12 @@
 //! - A caller on the agent socket is identified by the kernel and `/proc`, never by what it says.
 //! - Bad input gets a typed error on the wire and never stops the daemon.
 
+pub mod archive;
 pub mod backend;
-pub mod bench;
-pub mod cli_assets;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod dev;
 pub mod error;
 pub mod identity;
 pub mod ledger;
@@ -58,7 +56,9 @@ pub mod seal;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod swtpm;
+#[cfg(feature = "tools")]
+pub mod tools;
+pub mod verifier;
 
 // The formats and their verification live in `ari_core`; the daemon builds and signs with the
 // same types, under the same paths.

@@ -9,7 +9,7 @@ mod common;
 
 use ari::backend::pkcs11::{self, PinSource, Pkcs11Backend, Pkcs11Options};
 use ari::backend::{Backend, BackendError};
-use ari::dev;
+use ari::tools::dev;
 use std::path::PathBuf;
 
 /// In the parent: prepares a token and runs `test` again in a child that has it. In the child:

@@ -92,7 +92,7 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
     d.env = vec![
         (
             "ARI_FAULT_PKCS11_MODULE".into(),
-            ari::dev::SOFTHSM_MODULE.into(),
+            ari::tools::dev::SOFTHSM_MODULE.into(),
         ),
         ("ARI_FAULT_CONTROL".into(), control.display().to_string()),
         ("ARI_FAULT_LOG".into(), log.display().to_string()),

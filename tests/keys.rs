@@ -21,8 +21,9 @@ use std::process::Command;
 fn inspect_keys_in_token() {
     let dir = PathBuf::from(std::env::var("ARI_TEST_DIR").expect("run by the parent test"));
     let ctx =
-        ari::backend::pkcs11::load_module(std::path::Path::new(ari::dev::SOFTHSM_MODULE)).unwrap();
-    let slot = ari::backend::pkcs11::find_token(&ctx, ari::dev::DEV_TOKEN_LABEL)
+        ari::backend::pkcs11::load_module(std::path::Path::new(ari::tools::dev::SOFTHSM_MODULE))
+            .unwrap();
+    let slot = ari::backend::pkcs11::find_token(&ctx, ari::tools::dev::DEV_TOKEN_LABEL)
         .unwrap()
         .expect("dev token");
     let session = ctx.open_rw_session(slot).unwrap();

@@ -366,7 +366,7 @@ fn concurrent_payments_share_quotes_and_each_bundle_verifies() {
 #[test]
 fn a_tpm_reset_under_the_daemon_invalidates_its_handles_and_it_recovers() {
     let tmp = common::tempdir();
-    let sim = ari::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();
+    let sim = ari::tools::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();
     let d = Daemon::start_on_tpm(&sim.tcti());
     let pid = d.child.as_ref().unwrap().id();
     d.provision_self("shop-bot");
@@ -438,7 +438,7 @@ fn a_tpm_reset_under_the_daemon_invalidates_its_handles_and_it_recovers() {
 #[test]
 fn a_tpm_that_dies_and_comes_back_is_used_again_without_restarting_arid() {
     let tmp = common::tempdir();
-    let mut sim = ari::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();
+    let mut sim = ari::tools::swtpm::Swtpm::start(&tmp.path().join("tpm")).unwrap();
     let d = Daemon::start_on_tpm(&sim.tcti());
     d.provision_self("shop-bot");
     let voucher = issue(&d, "shop-bot", 1_000_000);

@@ -1,4 +1,4 @@
-//! The L4 condition language: `policy::condition::Expr::parse`, then `eval`.
+//! The L4 condition language: `condition::Expr::parse`, then `eval`.
 //!
 //! The input is `expression\nfacts`, where facts is a JSON object (the request's `facts`); the
 //! payment evaluated is fixed. Property: parsing is deterministic and never panics, and

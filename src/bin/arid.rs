@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use ari::config::Config;
-use ari::{daemon, dev};
+use ari::daemon;
+use ari::tools::dev;
 use clap::{Parser, Subcommand};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -174,7 +175,7 @@ fn run_dev_tpm(
     let _lock = dev::lock(&layout)?;
     let tpm = match tcti {
         Some(_) => None,
-        None => Some(ari::swtpm::Swtpm::start_for_one_client(
+        None => Some(ari::tools::swtpm::Swtpm::start_for_one_client(
             &dev::tpm_state_dir(&layout)?,
         )?),
     };
@@ -247,7 +248,7 @@ fn run_dev(state_dir: &Path, prepare: bool) -> Result<()> {
 
 fn main() {
     // `arid generate-assets --out DIR`: man pages (section 8) and completions, for packaging.
-    ari::cli_assets::generate_if_requested(<Args as clap::CommandFactory>::command, "8");
+    ari::tools::assets::generate_if_requested(<Args as clap::CommandFactory>::command, "8");
     let args = Args::parse();
     let result = match (&args.command, &args.config, &args.check_config) {
         (

@@ -10,7 +10,7 @@
 //! sides pay the same number of fsyncs per entry; what the ratio shows is the rest. An entry's latency here is the time from the start of
 //! its group to that group's commit. The database is removed afterwards.
 
-use super::Figures;
+use super::{BenchError, Figures};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ pub fn raw_append(
     row_bytes: usize,
     group: usize,
     seconds: f64,
-) -> Result<Figures, String> {
+) -> Result<Figures, BenchError> {
     let result = run(path, row_bytes, group.max(1), seconds);
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
@@ -31,17 +31,14 @@ pub fn raw_append(
     result
 }
 
-fn run(path: &Path, row_bytes: usize, group: usize, seconds: f64) -> Result<Figures, String> {
-    let e = |e: rusqlite::Error| e.to_string();
-    let mut conn = rusqlite::Connection::open(path).map_err(e)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(e)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4096)
-        .map_err(e)?;
+fn run(path: &Path, row_bytes: usize, group: usize, seconds: f64) -> Result<Figures, BenchError> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS raw_entry (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL) STRICT",
-    )
-    .map_err(e)?;
+    )?;
     // Distinct bytes per row, so no page compresses or repeats.
     let mut row = vec![0u8; row_bytes.max(1)];
     let mut latencies = Vec::new();
@@ -50,20 +47,19 @@ fn run(path: &Path, row_bytes: usize, group: usize, seconds: f64) -> Result<Figu
     let deadline = start + Duration::from_secs_f64(seconds);
     while Instant::now() < deadline {
         let began = Instant::now();
-        let tx = conn.transaction().map_err(e)?;
+        let tx = conn.transaction()?;
         {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO raw_entry (idx, entry) VALUES (?1, ?2)")
-                .map_err(e)?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO raw_entry (idx, entry) VALUES (?1, ?2)")?;
             for _ in 0..group {
                 for (b, x) in row.iter_mut().zip(idx.to_le_bytes().iter().cycle()) {
                     *b = b.wrapping_add(*x).rotate_left(1);
                 }
-                insert.execute(rusqlite::params![idx, row]).map_err(e)?;
+                insert.execute(rusqlite::params![idx, row])?;
                 idx += 1;
             }
         }
-        tx.commit().map_err(e)?;
+        tx.commit()?;
         let took = began.elapsed().as_secs_f64() * 1e6;
         latencies.extend(std::iter::repeat_n(took, group));
     }

@@ -18,17 +18,21 @@
 //! the verifier's time is the unavoidable elliptic-curve work. Figures are printed, never
 //! asserted.
 
-use super::{Figures, timed_loop};
+use super::daemon::{Target, member};
+use super::drive::authorize_params;
+use super::{BenchError, Figures, Plan, ratio, timed_loop};
+use crate::clock::unix_now;
 use crate::evidence::export::{self, InclusionProof};
-use crate::jose::PublicKey;
+use crate::jose::{Jwk, PublicKey};
 use crate::payment::{self, Receipt};
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// What the verifier is handed, fetched from a daemon by the caller.
+/// What the verifier is handed, made by a daemon in the same run.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     /// A payment receipt, as `arictl payment authorize` prints it.
@@ -117,27 +121,100 @@ impl VerifyReport {
     }
 }
 
+/// Makes a receipt and an inclusion proof on the plan's daemon, stops a throwaway daemon so it
+/// does not compete for CPU, then times the offline verifier on them at each of the plan's
+/// thread counts. `log_entries` statements recorded after the payment put its entry inside the
+/// tree, where a proof has about log2(size) hashes, rather than at its right edge.
+pub fn measure(plan: &Plan, log_entries: u64) -> Result<Vec<VerifyReport>, BenchError> {
+    let artifacts = make_artifacts(plan, log_entries)?;
+    let mut reports = Vec::new();
+    for &threads in &plan.clients {
+        plan.say(&format!(
+            "verifying with {threads} threads, then raw ECDSA, {} s each ...",
+            plan.seconds
+        ));
+        reports.push(run(&artifacts, threads, plan.seconds)?);
+    }
+    Ok(reports)
+}
+
+/// What [`measure`] verifies, made by the plan's daemon (stopped afterwards if throwaway).
+fn make_artifacts(plan: &Plan, log_entries: u64) -> Result<Artifacts, BenchError> {
+    let target = Target::open(plan)?;
+    let agent = target.bench_agent()?;
+    let voucher = target.bench_voucher(&agent)?;
+    let nonce = format!("bench-verify-{}", unix_now());
+    let paid = target.agent("payment.authorize", authorize_params(&voucher, &nonce))?;
+    let at = unix_now();
+    let receipt: Receipt = serde_json::from_value(paid.clone()).map_err(BenchError::unreadable(
+        "the daemon's answer is not a receipt",
+    ))?;
+    let index = member(&paid, "/log_index")
+        .as_u64()
+        .ok_or(BenchError::Answer("the authorization names no log index"))?;
+    if log_entries > 0 {
+        plan.say(&format!(
+            "recording {log_entries} statements so the proof has a realistic length ..."
+        ));
+        super::drive::fill(&target.layout.agent_socket, log_entries, 8)?;
+    }
+    let cp = target.admin(
+        "evidence.checkpoint",
+        json!({ "at_least": index + 1 + log_entries, "wait_ms": 10_000 }),
+    )?;
+    let size = member(&cp, "/size").as_u64().unwrap_or_default();
+    let entry = target.admin("evidence.entry", json!({ "index": index }))?;
+    let proof: InclusionProof = serde_json::from_value(target.admin(
+        "evidence.inclusion",
+        json!({ "index": index, "tree_size": size }),
+    )?)
+    .map_err(BenchError::unreadable(
+        "the daemon's inclusion proof is unreadable",
+    ))?;
+    let status = target.admin("admin.status", json!({}))?;
+    let key = |role: &str| -> Result<PublicKey, BenchError> {
+        let jwk = member(&status, &format!("/daemon_keys/{role}/jwk")).clone();
+        Ok(serde_json::from_value::<Jwk>(jwk)?.to_public_key()?)
+    };
+    Ok(Artifacts {
+        receipt,
+        trusted: vec![key("issuer")?],
+        at,
+        entry: member(&entry, "/entry")
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec(),
+        proof,
+        checkpoint: member(&cp, "/note")
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        log_key: key("log")?,
+    })
+}
+
 /// Checks that both artifacts verify, then times each verifier and its baseline from `threads`
 /// threads for `seconds` each.
-pub fn run(a: &Artifacts, threads: usize, seconds: f64) -> Result<VerifyReport, String> {
+pub fn run(a: &Artifacts, threads: usize, seconds: f64) -> Result<VerifyReport, BenchError> {
     let threads = threads.max(1);
-    let verified = payment::verify(&a.receipt, &a.trusted, None, a.at)
-        .map_err(|e| format!("the receipt does not verify: {e}"))?;
+    let verified =
+        payment::verify(&a.receipt, &a.trusted, None, a.at).map_err(BenchError::Receipt)?;
     let cp = export::verify_inclusion(&a.entry, &a.proof, &a.checkpoint, &a.log_key)
-        .map_err(|e| format!("the inclusion proof does not verify: {e}"))?;
+        .map_err(BenchError::Inclusion)?;
     let pool = SignaturePool::new()?;
     let duration = Duration::from_secs_f64(seconds);
     let payment_sigs = verified.chain.len() + 1;
     let payment = timed_loop(vec![(); threads], duration, |_, _, _| {
         payment::verify(&a.receipt, &a.trusted, None, a.at)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(BenchError::Receipt)
     })?;
     let payment_raw = pool.time(payment_sigs, threads, duration)?;
     let inclusion = timed_loop(vec![(); threads], duration, |_, _, _| {
         export::verify_inclusion(&a.entry, &a.proof, &a.checkpoint, &a.log_key)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(BenchError::Inclusion)
     })?;
     let inclusion_raw = pool.time(1, threads, duration)?;
     Ok(VerifyReport {
@@ -163,7 +240,7 @@ fn row(what: &'static str, signatures: usize, f: Figures, raw: Figures) -> Verif
         baseline_ops_per_s: raw.ops_per_s,
         baseline_p50_us: raw.p50_us,
         baseline_p99_us: raw.p99_us,
-        ratio: super::ratio(f.ops_per_s, raw.ops_per_s),
+        ratio: ratio(f.ops_per_s, raw.ops_per_s),
     }
 }
 
@@ -176,16 +253,14 @@ struct SignaturePool {
 impl SignaturePool {
     const SIZE: usize = 64;
 
-    fn new() -> Result<Self, String> {
+    fn new() -> Result<Self, BenchError> {
         let mut scalar = [0u8; 32];
-        getrandom::fill(&mut scalar).map_err(|e| format!("no randomness: {e}"))?;
-        let sk = SigningKey::from_slice(&scalar).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut scalar).map_err(BenchError::Random)?;
+        let sk = SigningKey::from_slice(&scalar)?;
         let signed = (0..Self::SIZE)
             .map(|i| {
                 let digest: [u8; 32] = Sha256::digest(format!("raw-verify-{i}").as_bytes()).into();
-                sk.sign_prehash(&digest)
-                    .map(|s: Signature| (digest, s))
-                    .map_err(|e| e.to_string())
+                sk.sign_prehash(&digest).map(|s: Signature| (digest, s))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -195,7 +270,7 @@ impl SignaturePool {
     }
 
     /// Times operations of `n` signature checks each.
-    fn time(&self, n: usize, threads: usize, duration: Duration) -> Result<Figures, String> {
+    fn time(&self, n: usize, threads: usize, duration: Duration) -> Result<Figures, BenchError> {
         timed_loop(vec![(); threads], duration, |_, t, i| {
             for k in 0..n {
                 let at = t
@@ -206,10 +281,8 @@ impl SignaturePool {
                 let (digest, sig) = self
                     .signed
                     .get(at)
-                    .ok_or_else(|| "no signature".to_string())?;
-                self.key
-                    .verify_prehash(digest, sig)
-                    .map_err(|e| e.to_string())?;
+                    .ok_or_else(|| BenchError::Missing("no signature".into()))?;
+                self.key.verify_prehash(digest, sig)?;
             }
             Ok(())
         })

@@ -1,0 +1,78 @@
+//! `arictl tpm`: the host's TPM for enrolling it with a verifier: the attestation key and EK
+//! certificate (operator, admin socket), and a bundle's quote as the files `tpm2_checkquote`
+//! reads, for a check independent of this project (offline).
+
+use crate::artifact::read_bundle;
+use crate::cli::{Cli, TpmCmd};
+use crate::print_json;
+use crate::rpc::{call, field};
+use anyhow::{Result, anyhow};
+use ari::attest;
+use serde_json::json;
+use std::path::Path;
+
+/// Runs one `arictl tpm` command.
+pub(crate) fn run(cli: &Cli, cmd: &TpmCmd) -> Result<()> {
+    match cmd {
+        TpmCmd::QuoteFiles { bundle, out } => quote_files(bundle, out),
+        TpmCmd::Ak { out } => ak(cli, out.as_deref()),
+    }
+}
+
+/// `arictl tpm quote-files`.
+fn quote_files(bundle: &Path, out: &Path) -> Result<()> {
+    let bundle = read_bundle(bundle)?;
+    let quote = bundle
+        .evidence
+        .tpm
+        .quote
+        .as_ref()
+        .ok_or_else(|| anyhow!("the bundle has no TPM quote"))?;
+    let files = attest::tpm::quote_files(quote)?;
+    // The quote qualifies the binding digest, or the batch root it is a leaf of.
+    let attest = ari::jose::b64url_decode(&quote.attest)?;
+    let qualification = tss_qualification(&attest)?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("quote.msg"), &files.message)?;
+    std::fs::write(out.join("quote.sig"), &files.signature)?;
+    std::fs::write(out.join("pcrs.bin"), &files.pcrs)?;
+    std::fs::write(out.join("qualification.hex"), hex::encode(&qualification))?;
+    eprintln!(
+        "wrote quote.msg, quote.sig, pcrs.bin ({}) and qualification.hex in {}",
+        files.pcr_list,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `arictl tpm ak`: printed as JSON, or written as files into `out`.
+fn ak(cli: &Cli, out: Option<&Path>) -> Result<()> {
+    let v = call(&cli.admin_socket, "admin.tpm_ak", json!({}))?;
+    let Some(dir) = out else {
+        return print_json(&v);
+    };
+    std::fs::create_dir_all(dir)?;
+    let pem = field(&v, "/pem").as_str().unwrap_or_default();
+    std::fs::write(dir.join("ak.pem"), pem)?;
+    std::fs::write(
+        dir.join("ak.jwk"),
+        serde_json::to_string_pretty(field(&v, "/jwk"))?,
+    )?;
+    let mut wrote = vec!["ak.pem", "ak.jwk"];
+    if let Some(ek) = field(&v, "/ek_certificate").as_str() {
+        std::fs::write(dir.join("ek.pem"), ek)?;
+        wrote.push("ek.pem");
+    } else {
+        eprintln!("the TPM holds no EK certificate");
+    }
+    eprintln!("wrote {} in {}", wrote.join(", "), dir.display());
+    Ok(())
+}
+
+/// The qualifying data (extraData) of a `TPMS_ATTEST`.
+fn tss_qualification(attest: &[u8]) -> Result<Vec<u8>> {
+    use tss_esapi::traits::UnMarshall;
+    let a = tss_esapi::structures::Attest::unmarshall(attest)
+        .map_err(|e| anyhow!("unreadable TPMS_ATTEST: {e}"))?;
+    Ok(a.extra_data().value().to_vec())
+}

@@ -1,0 +1,218 @@
+//! `arictl verify`: the offline verifier. Vouchers and chains, payment receipts, exported logs,
+//! inclusion proofs, attestations and their TPM evidence, each checked with nothing but the
+//! files given and the keys the verifier trusts; no daemon is asked.
+
+use crate::artifact::{read_bundle, read_public_key, revocation_list, trusted_keys};
+use crate::cli::VerifyCmd;
+use crate::file::read_input;
+use crate::print_json;
+use crate::rpc::field;
+use anyhow::{Context, Result, anyhow, bail};
+use ari::clock::unix_now;
+use ari::jose::Jwk;
+use ari::{attest, evidence, payment, verifier, voucher};
+use serde_json::Value;
+use std::path::Path;
+
+/// Runs one `arictl verify` command.
+pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
+    match cmd {
+        VerifyCmd::Voucher {
+            trust,
+            revoked,
+            files,
+        } => {
+            let keys = trusted_keys(trust)?;
+            let list = revocation_list(revoked.as_ref(), &keys)?;
+            let texts = files
+                .iter()
+                .map(|f| read_input(f).map(|t| t.trim().to_string()))
+                .collect::<Result<Vec<_>>>()?;
+            let chain: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let claims = voucher::verify_chain(&chain, &keys, unix_now())?;
+            if let Some(list) = &list
+                && let Some((i, _)) = chain
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| list.contains(&voucher::digest(v)))
+            {
+                bail!("voucher {i}: revoked (on the revocation list)");
+            }
+            let leaf = claims.last().ok_or_else(|| anyhow!("empty chain"))?;
+            eprintln!(
+                "voucher OK: {} link(s), agent {}, user {}",
+                claims.len(),
+                leaf.agent,
+                leaf.sub
+            );
+            print_json(&serde_json::to_value(leaf)?)
+        }
+        VerifyCmd::Payment {
+            trust,
+            revoked,
+            at,
+            file,
+        } => {
+            let keys = trusted_keys(trust)?;
+            let list = revocation_list(revoked.as_ref(), &keys)?;
+            let receipt: payment::Receipt = serde_json::from_str(&read_input(file)?)
+                .context("the receipt is not the JSON `arictl payment authorize` prints")?;
+            let v = payment::verify(&receipt, &keys, list.as_ref(), at.unwrap_or_else(unix_now))?;
+            eprintln!(
+                "payment OK: {} {} to {} by agent {} for user {}, {} voucher(s)",
+                v.claims.amount,
+                v.claims.currency,
+                v.claims.payee,
+                v.claims.agent,
+                v.claims.sub,
+                v.chain.len()
+            );
+            print_json(&serde_json::to_value(&v.claims)?)
+        }
+        VerifyCmd::Log {
+            dir,
+            log_key,
+            since,
+            allow_unsigned_tail,
+        } => {
+            use evidence::export::Tail;
+            let key = Jwk::from_json(&read_input(log_key)?)?.to_public_key()?;
+            let since = since.as_ref().map(|f| read_input(f)).transpose()?;
+            let tail = if *allow_unsigned_tail {
+                Tail::Report
+            } else {
+                Tail::Refuse
+            };
+            let summary = evidence::export::verify_dir_with(dir, &key, since.as_deref(), tail)
+                .map_err(|e| match e.check() {
+                    evidence::export::SIGNED_TAIL => anyhow!(e).context(
+                        "the export does not end on a signed checkpoint; export it again \
+                         (`arictl log export` ends on one), or pass --allow-unsigned-tail to \
+                         list the entries no signature covers",
+                    ),
+                    _ => anyhow!(e),
+                })?;
+            let extends = if since.is_some() {
+                ", extends the --since checkpoint"
+            } else {
+                ""
+            };
+            match summary.unsigned_tail {
+                None => eprintln!(
+                    "log OK: {} entries ({}..{}) of {}, {} checkpoint(s) checked{extends}",
+                    summary.to - summary.from,
+                    summary.from,
+                    summary.to,
+                    summary.origin,
+                    summary.checkpoints,
+                ),
+                Some(t) => {
+                    if summary.to == summary.from {
+                        eprintln!(
+                            "log NOT verified: no checkpoint of {} covers any of its entries",
+                            summary.origin
+                        );
+                    } else {
+                        eprintln!(
+                            "log verified only up to its newest checkpoint: {} entries ({}..{}) of {}, {} checkpoint(s) checked{extends}",
+                            summary.to - summary.from,
+                            summary.from,
+                            summary.to,
+                            summary.origin,
+                            summary.checkpoints,
+                        );
+                    }
+                    eprintln!(
+                        "WARNING: {} past the newest checkpoint {} NOT covered by any signature (entries {}..{}: read and linked, but anyone could have written them)",
+                        if t.len() == 1 {
+                            "1 entry".to_string()
+                        } else {
+                            format!("{} entries", t.len())
+                        },
+                        if t.len() == 1 { "is" } else { "are" },
+                        t.from,
+                        t.to
+                    );
+                }
+            }
+            print_json(&serde_json::to_value(&summary)?)
+        }
+        VerifyCmd::Inclusion {
+            entry,
+            proof,
+            checkpoint,
+            log_key,
+        } => {
+            let key = Jwk::from_json(&read_input(log_key)?)?.to_public_key()?;
+            let bytes =
+                std::fs::read(entry).with_context(|| format!("cannot read {}", entry.display()))?;
+            let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            let proof: evidence::export::InclusionProof = serde_json::from_str(&read_input(proof)?)
+                .context("the proof is not the JSON `arictl log proof` prints")?;
+            let cp =
+                evidence::export::verify_inclusion(bytes, &proof, &read_input(checkpoint)?, &key)?;
+            eprintln!(
+                "inclusion OK: entry {} is in {} at size {}",
+                proof.index, cp.origin, cp.size
+            );
+            Ok(())
+        }
+        VerifyCmd::Attestation {
+            bundle,
+            ak,
+            policy,
+            state,
+            nonce,
+        } => verify_attestation(bundle, ak, policy, state.as_deref(), nonce.as_deref()),
+        VerifyCmd::Attest { jwk, nonce, file } => {
+            let key = Jwk::from_json(&read_input(jwk)?)?.to_public_key()?;
+            let text = read_input(file)?;
+            let token = text.trim();
+            // Accept either the bare JWS or the JSON that `arictl attest` prints.
+            let token = match serde_json::from_str::<Value>(token) {
+                Ok(v) => field(&v, "/attestation")
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("no \"attestation\" member"))?,
+                Err(_) => token.to_owned(),
+            };
+            let claims = attest::verify(&token, &key, nonce)?;
+            eprintln!(
+                "attestation OK: agent {} (user {}), key {}",
+                claims.evidence.agent.id, claims.evidence.agent.user, claims.evidence.key.kid
+            );
+            print_json(&serde_json::to_value(&claims)?)
+        }
+    }
+}
+
+/// `arictl verify attestation`: the bundle's TPM evidence against the enrolled AK and a policy,
+/// with the state file of clocks seen.
+fn verify_attestation(
+    bundle: &Path,
+    ak: &Path,
+    policy: &Path,
+    state: Option<&Path>,
+    nonce: Option<&str>,
+) -> Result<()> {
+    let bundle = read_bundle(bundle)?;
+    let ak = read_public_key(ak)?;
+    let policy = verifier::load_policy(policy)?;
+    let v = verifier::verify_attestation(&bundle, &ak, &policy, nonce, state)?;
+    if v.tpm {
+        eprintln!(
+            "attestation OK: agent {} key {} in the TPM of AK {}, {} PCR(s) quoted, batch of {}",
+            bundle.evidence.agent.id,
+            bundle.evidence.key.kid,
+            ak.thumbprint(),
+            v.pcrs.len(),
+            v.batch_size
+        );
+    } else {
+        eprintln!(
+            "attestation OK without TPM evidence: no TPM evidence (key store {}), which the policy allows",
+            bundle.evidence.key.store
+        );
+    }
+    print_json(&serde_json::to_value(&v)?)
+}
