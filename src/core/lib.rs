@@ -21,6 +21,26 @@
 //! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
 //! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, export verification |
 //!
+//! ## Checking a payment
+//!
+//! A merchant holding a receipt (the authorization, the voucher chain behind it and the
+//! attestation bundle) and the public keys of the voucher issuers it trusts:
+//!
+//! ```
+//! use ari_core::jose::PublicKey;
+//! use ari_core::payment::{self, Receipt};
+//!
+//! fn accept(
+//!     receipt: &str,
+//!     issuers: &[PublicKey],
+//!     now: i64,
+//! ) -> Result<payment::Verified, Box<dyn std::error::Error>> {
+//!     let receipt: Receipt = serde_json::from_str(receipt)?;
+//!     Ok(payment::verify(&receipt, issuers, None, now)?)
+//! }
+//! # assert!(accept("{}", &[], 0).is_err());
+//! ```
+//!
 //! ## What holds across modules
 //!
 //! - Verification never says yes to something no signature covers; every failure names the

@@ -10,7 +10,9 @@
 //! - `log-key.jwk`: the log's public key, for convenience (a verifier should get it from
 //!   somewhere it trusts, and pass it with `--log-key`).
 //!
-//! [`verify_dir`] streams the entries once: each parses strictly and names its log and index,
+//! [`verify`] reads these parts through [`Files`], so they can come from a directory ([`Dir`],
+//! [`verify_dir`]) or from memory ([`InMemory`]: a browser handed the files). It streams the
+//! entries once: each parses strictly and names its log and index,
 //! links to the leaf hash before it, statements verify under their agent's key, authorization
 //! entries name their own index; after each entry the root is compared with any checkpoint of
 //! that size, whose signature is checked first. Failures name the entry (or checkpoint) and the
@@ -196,6 +198,71 @@ fn decode_hash(text: &str) -> Option<Hash> {
         .and_then(|b| Hash::try_from(b.as_slice()).ok())
 }
 
+/// The three parts of an export, wherever they are kept: a directory ([`Dir`]), an archive, or
+/// bytes a browser was handed. Errors are I/O errors of the source; the verifier reports them as
+/// the part `missing`.
+pub trait Files {
+    /// `log.json`.
+    fn manifest(&self) -> std::io::Result<String>;
+    /// Every file under `checkpoints/`: its name and its text, in any order.
+    fn checkpoints(&self) -> std::io::Result<Vec<(String, String)>>;
+    /// `entries.jsonl`, read once, front to back.
+    fn entries(&self) -> std::io::Result<Box<dyn BufRead + '_>>;
+}
+
+/// An export directory, as `arictl log export` writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Dir<'a>(pub &'a Path);
+
+impl Files for Dir<'_> {
+    fn manifest(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(self.0.join("log.json"))
+    }
+
+    fn checkpoints(&self) -> std::io::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for item in std::fs::read_dir(self.0.join("checkpoints"))? {
+            let path = item?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((name, std::fs::read_to_string(&path)?));
+        }
+        Ok(out)
+    }
+
+    fn entries(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+        let file = std::fs::File::open(self.0.join("entries.jsonl"))?;
+        Ok(Box::new(std::io::BufReader::new(file)))
+    }
+}
+
+/// An export held in memory.
+#[derive(Debug, Clone, Default)]
+pub struct InMemory {
+    /// `log.json`.
+    pub manifest: String,
+    /// `checkpoints/`: names and texts.
+    pub checkpoints: Vec<(String, String)>,
+    /// `entries.jsonl`.
+    pub entries: Vec<u8>,
+}
+
+impl Files for InMemory {
+    fn manifest(&self) -> std::io::Result<String> {
+        Ok(self.manifest.clone())
+    }
+
+    fn checkpoints(&self) -> std::io::Result<Vec<(String, String)>> {
+        Ok(self.checkpoints.clone())
+    }
+
+    fn entries(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+        Ok(Box::new(self.entries.as_slice()))
+    }
+}
+
 /// Verifies the export in `dir` with the log key; `since` is a signed checkpoint seen earlier
 /// that the log must extend. Fails unless a checkpoint signed by the log key (one in the export,
 /// or `since`) covers the export's last entry.
@@ -204,7 +271,7 @@ pub fn verify_dir(
     key: &PublicKey,
     since: Option<&str>,
 ) -> Result<Summary, VerifyError> {
-    verify_dir_with(dir, key, since, Tail::Refuse)
+    verify(&Dir(dir), key, since, Tail::Refuse)
 }
 
 /// [`verify_dir`], with the entries past the newest signed checkpoint refused or reported as
@@ -215,11 +282,21 @@ pub fn verify_dir_with(
     since: Option<&str>,
     tail: Tail,
 ) -> Result<Summary, VerifyError> {
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name)).map_err(|e| err(name, "missing", e.to_string()))
-    };
-    let manifest: Manifest = serde_json::from_str(&read("log.json")?)
-        .map_err(|e| err("log.json", "format", e.to_string()))?;
+    verify(&Dir(dir), key, since, tail)
+}
+
+/// Verifies an export, wherever its files are ([`Files`]), as [`verify_dir_with`] does.
+pub fn verify(
+    files: &impl Files,
+    key: &PublicKey,
+    since: Option<&str>,
+    tail: Tail,
+) -> Result<Summary, VerifyError> {
+    let manifest = files
+        .manifest()
+        .map_err(|e| err("log.json", "missing", e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&manifest).map_err(|e| err("log.json", "format", e.to_string()))?;
     let origin = manifest.origin.as_str();
     let frontier_hashes = manifest
         .frontier
@@ -238,18 +315,10 @@ pub fn verify_dir_with(
 
     // Checkpoints: every signature first, then each root as the stream reaches its size.
     let mut checkpoints: HashMap<u64, Checkpoint> = HashMap::new();
-    let listing = std::fs::read_dir(dir.join("checkpoints"))
+    let listing = files
+        .checkpoints()
         .map_err(|e| err("checkpoints", "missing", e.to_string()))?;
-    for item in listing {
-        let path = item
-            .map_err(|e| err("checkpoints", "missing", e.to_string()))?
-            .path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let note =
-            std::fs::read_to_string(&path).map_err(|e| err(&name, "missing", e.to_string()))?;
+    for (name, note) in listing {
         let cp = checkpoint::verify(&note, origin, key)
             .map_err(|e| err(format!("checkpoint {name}"), "signature", e.to_string()))?;
         let at = format!("checkpoint of size {}", cp.size);
@@ -335,12 +404,13 @@ pub fn verify_dir_with(
     };
     check_root(&frontier, &mut summary)?;
 
-    let file = std::fs::File::open(dir.join("entries.jsonl"))
+    let stream = files
+        .entries()
         .map_err(|e| err("entries.jsonl", "missing", e.to_string()))?;
     let mut prev: Option<Hash> = None;
     let mut keys: HashMap<String, Jwk> = HashMap::new();
     let mut index = manifest.from;
-    for line in std::io::BufReader::new(file).split(b'\n') {
+    for line in stream.split(b'\n') {
         let bytes = line.map_err(|e| err("entries.jsonl", "format", e.to_string()))?;
         let at = entry_at(index);
         if index >= manifest.to {
@@ -707,5 +777,23 @@ mod tests {
                 size: 5
             }
         );
+    }
+
+    #[test]
+    fn an_export_in_memory_verifies_as_its_directory_does() {
+        let key = log_key().1;
+        let (dir, _) = export(5, &[2, 5]);
+        let mut files = InMemory {
+            manifest: std::fs::read_to_string(dir.path().join("log.json")).unwrap(),
+            checkpoints: Dir(dir.path()).checkpoints().unwrap(),
+            entries: std::fs::read(dir.path().join("entries.jsonl")).unwrap(),
+        };
+        let on_disk = verify_dir(dir.path(), &key, None).unwrap();
+        let in_memory = verify(&files, &key, None, Tail::Refuse).unwrap();
+        assert_eq!(in_memory, on_disk);
+        // One byte changed in an entry: the chain breaks wherever the files are.
+        let at = files.entries.iter().position(|&b| b == b'{').unwrap() + 1;
+        files.entries.insert(at, b' ');
+        assert!(verify(&files, &key, None, Tail::Refuse).is_err());
     }
 }
