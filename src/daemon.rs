@@ -39,11 +39,117 @@ pub enum DaemonError {
     #[error("start-up: {0}")]
     Service(#[from] Error),
     /// A socket could not be set up.
-    #[error("socket {path}: {message}")]
-    Socket { path: PathBuf, message: String },
-    /// Filesystem or signal set-up failed.
+    #[error("socket {path}: {problem}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        problem: SocketError,
+    },
+    /// A socket systemd passed cannot be used; names it (`"agent"`, or `#2` when unnamed).
+    #[error("socket {name} passed by systemd: {problem}")]
+    Passed {
+        name: String,
+        #[source]
+        problem: SocketError,
+    },
+    /// The PKCS#11 configuration names no PIN file or credential.
+    #[error("no PIN source configured")]
+    NoPinSource,
+    /// A configured group does not exist.
+    #[error("group {0:?} does not exist")]
+    NoGroup(String),
+    /// A configured group could not be looked up.
+    #[error("cannot look up group {name:?}: {source}")]
+    GroupLookup {
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another daemon holds the state directory's lock; `pid` is what it wrote (may be empty).
+    #[error(
+        "another arid{} is already using the state directory {dir}; stop it first (`systemctl stop arid`, or kill that process), or give this one another state_dir",
+        held_by(.pid)
+    )]
+    Locked { pid: String, dir: PathBuf },
+    /// The state directory's lock file could not be opened or written.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signal handlers could not be installed.
     #[error("{0}")]
-    Io(String),
+    Signals(#[source] std::io::Error),
+}
+
+/// How a lock holder's pid is named in [`DaemonError::Locked`].
+fn held_by(pid: &str) -> String {
+    if pid.is_empty() {
+        String::new()
+    } else {
+        format!(" (pid {pid})")
+    }
+}
+
+/// Why a socket could not be bound, or one systemd passed could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketError {
+    /// The path is a symbolic link, which is never followed nor replaced.
+    #[error("is a symbolic link; refusing to follow or replace it (remove it if it is yours)")]
+    Symlink,
+    /// Something other than a socket is at the path.
+    #[error("exists and is not a socket; refusing to replace it")]
+    NotASocket,
+    /// The socket file belongs to another user.
+    #[error(
+        "is a socket owned by uid {owner}, not by this daemon's user (uid {euid}); refusing to replace it (its owner may remove it if it is stale)"
+    )]
+    NotOurs { owner: u32, euid: u32 },
+    /// A daemon answers on the socket.
+    #[error("another daemon is serving this socket")]
+    Live,
+    /// The stale socket file could not be removed.
+    #[error("cannot remove the stale socket: {0}")]
+    RemoveStale(#[source] std::io::Error),
+    /// The socket's directory could not be created.
+    #[error("cannot create its directory: {0}")]
+    Directory(#[source] std::io::Error),
+    /// The bind itself failed, or the socket could not be handed to the runtime.
+    #[error("{0}")]
+    Bind(#[source] std::io::Error),
+    /// The configured mode is not one; says what is expected.
+    #[error("{0}")]
+    Mode(&'static str),
+    /// The socket could not be given to its group.
+    #[error("cannot give it to group {group}: {source}")]
+    Group {
+        group: String,
+        #[source]
+        source: nix::Error,
+    },
+    /// The socket's mode could not be set.
+    #[error("cannot set mode: {0}")]
+    Chmod(#[source] nix::Error),
+    /// What systemd passed is not a listening Unix stream socket.
+    #[error("not a listening Unix stream socket ({0})")]
+    NotListening(#[source] std::io::Error),
+    /// A passed socket that is neither named for a role nor bound at a configured path.
+    #[error(
+        "neither named agent/admin (FileDescriptorName=) nor bound at a configured path (it is at {at})"
+    )]
+    Unmatched { at: String },
+    /// systemd passed two sockets for one role.
+    #[error("a second {0} socket")]
+    Duplicate(&'static str),
 }
 
 /// Facts fixed for the daemon's life.
@@ -71,7 +177,7 @@ pub fn open_backend(
     let source = match (&p.pin_file, &p.pin_credential) {
         (Some(f), _) => PinSource::File(f.clone()),
         (None, Some(c)) => PinSource::Credential(c.clone()),
-        (None, None) => return Err(DaemonError::Io("no PIN source configured".into())),
+        (None, None) => return Err(DaemonError::NoPinSource),
     };
     let opts = Pkcs11Options {
         module: p.module.clone(),
@@ -119,10 +225,11 @@ fn open_tpm(t: &crate::config::TpmConfig) -> Result<Arc<dyn Backend>, DaemonErro
 fn resolve_group(name: &str) -> Result<u32, DaemonError> {
     match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(DaemonError::Io(format!("group {name:?} does not exist"))),
-        Err(e) => Err(DaemonError::Io(format!(
-            "cannot look up group {name:?}: {e}"
-        ))),
+        Ok(None) => Err(DaemonError::NoGroup(name.to_owned())),
+        Err(source) => Err(DaemonError::GroupLookup {
+            name: name.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -137,42 +244,35 @@ fn bind(
 ) -> Result<tokio::net::UnixListener, DaemonError> {
     use nix::fcntl::{AT_FDCWD, AtFlags};
     use std::os::unix::fs::MetadataExt;
-    let err = |message: String| DaemonError::Socket {
+    let err = |problem: SocketError| DaemonError::Socket {
         path: path.into(),
-        message,
+        problem,
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_symlink() {
-            return Err(err(
-                "is a symbolic link; refusing to follow or replace it (remove it if it is yours)"
-                    .into(),
-            ));
+            return Err(err(SocketError::Symlink));
         }
         if !meta.file_type().is_socket() {
-            return Err(err(
-                "exists and is not a socket; refusing to replace it".into()
-            ));
+            return Err(err(SocketError::NotASocket));
         }
         let euid = nix::unistd::geteuid().as_raw();
         if meta.uid() != euid {
-            return Err(err(format!(
-                "is a socket owned by uid {}, not by this daemon's user (uid {euid}); refusing to replace it (its owner may remove it if it is stale)",
-                meta.uid()
-            )));
+            return Err(err(SocketError::NotOurs {
+                owner: meta.uid(),
+                euid,
+            }));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(err("another daemon is serving this socket".into()));
+            return Err(err(SocketError::Live));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+        std::fs::remove_file(path).map_err(|e| err(SocketError::RemoveStale(e)))?;
         tracing::info!(path = %path.display(), "replaced a stale socket file");
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        std::fs::create_dir_all(parent).map_err(|e| err(SocketError::Directory(e)))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-    let mode = parse_mode(mode).map_err(|m| err(m.into()))?;
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(SocketError::Bind(e)))?;
+    let mode = parse_mode(mode).map_err(|m| err(SocketError::Mode(m)))?;
     if let Some(group) = group {
         let gid = resolve_group(group)?;
         nix::unistd::fchownat(
@@ -182,7 +282,12 @@ fn bind(
             Some(nix::unistd::Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| err(format!("cannot give it to group {group}: {e}")))?;
+        .map_err(|source| {
+            err(SocketError::Group {
+                group: group.to_owned(),
+                source,
+            })
+        })?;
     }
     nix::sys::stat::fchmodat(
         AT_FDCWD,
@@ -190,7 +295,7 @@ fn bind(
         nix::sys::stat::Mode::from_bits_truncate(mode),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
-    .map_err(|e| err(format!("cannot set mode: {e}")))?;
+    .map_err(|e| err(SocketError::Chmod(e)))?;
     Ok(listener)
 }
 
@@ -208,11 +313,39 @@ pub fn notify_systemd(state: &str) {
     }
 }
 
+/// A failure in work the host binary does for the daemon (re-reading the configuration,
+/// installing a log filter), with its cause.
+pub type HostError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Re-reads the configuration: the parsed file and the text its digest covers.
-pub type ConfigLoader = Box<dyn Fn() -> Result<(Config, String), String> + Send + Sync>;
+pub type ConfigLoader = Box<dyn Fn() -> Result<(Config, String), HostError> + Send + Sync>;
 
 /// Installs a new log filter (a `tracing` directive such as `info` or `ari=debug`).
-pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), HostError> + Send + Sync>;
+
+/// Why a reload (SIGHUP) was refused; the daemon goes on with the configuration it had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The daemon was started without a file to re-read.
+    #[error("this daemon was started without a configuration file to re-read")]
+    NoConfigFile,
+    /// The file could not be read or does not check out.
+    #[error("{0}")]
+    Load(#[source] HostError),
+    /// Its settings could not be applied (a group that does not exist).
+    #[error("{0}")]
+    Settings(#[source] DaemonError),
+    /// It changes settings that only a start can change; names them.
+    #[error(
+        "{} changed, which only takes effect at a restart (systemctl restart arid); nothing was applied",
+        .0.join(", ")
+    )]
+    RestartOnly(Vec<&'static str>),
+    /// The new log level could not be installed.
+    #[error("log.level: {0}")]
+    LogLevel(#[source] HostError),
+}
 
 /// What the host binary lets the daemon change on SIGHUP.
 pub struct Control {
@@ -276,12 +409,14 @@ pub fn take_lock(path: &Path) -> Result<StateLock, LockError> {
 }
 
 /// Why a lock file could not be taken.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it; its pid as written in the file (may be empty).
+    #[error("another process holds the lock{}", held_by(.0))]
     Held(String),
     /// The file could not be opened or written.
-    Io(std::io::Error),
+    #[error("the lock file cannot be opened or written: {0}")]
+    Io(#[source] std::io::Error),
 }
 
 /// Listening sockets systemd passed (socket activation), by role.
@@ -332,17 +467,15 @@ fn inherited_sockets(config: &Config) -> Result<Passed, DaemonError> {
     let mut fds = listenfd::ListenFd::from_env();
     let (mut agent, mut admin) = (None, None);
     for idx in 0..fds.len() {
-        let fail = |message: String| {
-            DaemonError::Io(format!(
-                "socket {} passed by systemd: {message}",
-                names
-                    .get(idx)
-                    .map_or_else(|| format!("#{idx}"), |n| format!("{n:?}"))
-            ))
+        let fail = |problem: SocketError| DaemonError::Passed {
+            name: names
+                .get(idx)
+                .map_or_else(|| format!("#{idx}"), |n| format!("{n:?}")),
+            problem,
         };
         let Some(listener) = fds
             .take_unix_listener(idx)
-            .map_err(|e| fail(format!("not a listening Unix stream socket ({e})")))?
+            .map_err(|e| fail(SocketError::NotListening(e)))?
         else {
             continue;
         };
@@ -356,10 +489,9 @@ fn inherited_sockets(config: &Config) -> Result<Passed, DaemonError> {
             _ if path.as_deref() == Some(config.agent_socket.path.as_path()) => Role::Agent,
             _ if path.as_deref() == Some(config.admin_socket.path.as_path()) => Role::Admin,
             _ => {
-                return Err(fail(format!(
-                    "neither named agent/admin (FileDescriptorName=) nor bound at a configured path (it is at {})",
-                    path.map_or_else(|| "no path".into(), |p| p.display().to_string())
-                )));
+                return Err(fail(SocketError::Unmatched {
+                    at: path.map_or_else(|| "no path".into(), |p| p.display().to_string()),
+                }));
             }
         };
         let slot = match role {
@@ -367,7 +499,7 @@ fn inherited_sockets(config: &Config) -> Result<Passed, DaemonError> {
             Role::Admin => &mut admin,
         };
         if slot.replace(listener).is_some() {
-            return Err(fail(format!("a second {} socket", role.name())));
+            return Err(fail(SocketError::Duplicate(role.name())));
         }
     }
     Ok((agent, admin))
@@ -388,7 +520,7 @@ fn listeners(config: &Config, passed: Inherited) -> Result<Listeners, DaemonErro
                     .and_then(|()| tokio::net::UnixListener::from_std(l))
                     .map_err(|e| DaemonError::Socket {
                         path: path.into(),
-                        message: e.to_string(),
+                        problem: SocketError::Bind(e),
                     })
             }
             None => {
@@ -451,17 +583,20 @@ pub async fn run(
     // killing the process with the default action.
     let mut signals = Signals::new()?;
     raise_fd_limit();
-    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
-        DaemonError::Io(format!("cannot create {}: {e}", config.state_dir.display()))
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+        path: config.state_dir.clone(),
+        source,
     })?;
     let lock_path = config.state_dir.join("arid.lock");
     let _lock = take_lock(&lock_path).map_err(|e| match e {
-        LockError::Held(pid) => DaemonError::Io(format!(
-            "another arid{} is already using the state directory {}; stop it first (`systemctl stop arid`, or kill that process), or give this one another state_dir",
-            if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
-            config.state_dir.display()
-        )),
-        LockError::Io(e) => DaemonError::Io(format!("cannot lock {}: {e}", lock_path.display())),
+        LockError::Held(pid) => DaemonError::Locked {
+            pid,
+            dir: config.state_dir.clone(),
+        },
+        LockError::Io(source) => DaemonError::Lock {
+            path: lock_path.clone(),
+            source,
+        },
     })?;
     let backend = open_backend(&config, loaded)?;
     let db = config.state_dir.join("ari.db");
@@ -580,12 +715,12 @@ fn reload(
     running: &Config,
     service: &Service,
     limits: &tokio::sync::watch::Sender<crate::config::Limits>,
-) -> Result<Config, String> {
+) -> Result<Config, ReloadError> {
     let Some(load) = &control.load_config else {
-        return Err("this daemon was started without a configuration file to re-read".into());
+        return Err(ReloadError::NoConfigFile);
     };
-    let (next, text) = load()?;
-    let settings = settings(&next, &text).map_err(|e| e.to_string())?;
+    let (next, text) = load().map_err(ReloadError::Load)?;
+    let settings = settings(&next, &text).map_err(ReloadError::Settings)?;
     // A file that differs in what only a start can change is refused as a whole: the digest
     // attestations carry must describe the configuration actually running.
     let mut restart_only = Vec::new();
@@ -604,12 +739,9 @@ fn reload(
     at_start!(admin_socket.mode, "admin_socket.mode");
     at_start!(evidence.origin, "evidence.origin");
     if !restart_only.is_empty() {
-        return Err(format!(
-            "{} changed, which only takes effect at a restart (systemctl restart arid); nothing was applied",
-            restart_only.join(", ")
-        ));
+        return Err(ReloadError::RestartOnly(restart_only));
     }
-    (control.set_log_level)(&next.log.level).map_err(|e| format!("log.level: {e}"))?;
+    (control.set_log_level)(&next.log.level).map_err(ReloadError::LogLevel)?;
     service.apply(settings);
     limits.send_replace(next.limits);
     tracing::info!(config_sha256 = %service.settings().config_sha256, "configuration reloaded");
@@ -630,7 +762,7 @@ struct Signals {
 impl Signals {
     fn new() -> Result<Self, DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let on = |kind| signal(kind).map_err(|e| DaemonError::Io(e.to_string()));
+        let on = |kind| signal(kind).map_err(DaemonError::Signals);
         Ok(Self {
             term: on(SignalKind::terminate())?,
             int: on(SignalKind::interrupt())?,
@@ -644,5 +776,80 @@ impl Signals {
             _ = self.int.recv() => Signal::Stop("SIGINT"),
             _ = self.hup.recv() => Signal::Reload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_symbolic_link_or_a_file_at_a_socket_path_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "mine").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let Err(DaemonError::Socket { path, problem }) = bind(&link, "0660", None) else {
+            unreachable!("a symbolic link was bound over");
+        };
+        assert_eq!(path, link);
+        assert!(matches!(problem, SocketError::Symlink));
+        let Err(DaemonError::Socket { problem, .. }) = bind(&file, "0660", None) else {
+            unreachable!("a file was bound over");
+        };
+        assert!(matches!(problem, SocketError::NotASocket));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    }
+
+    #[test]
+    fn operators_read_the_same_sentences_as_before() {
+        let locked = DaemonError::Locked {
+            pid: "42".into(),
+            dir: "/var/lib/ari".into(),
+        };
+        assert!(
+            locked
+                .to_string()
+                .starts_with("another arid (pid 42) is already using the state directory /var/lib/ari; stop it first"),
+            "{locked}"
+        );
+        let unknown = DaemonError::Locked {
+            pid: String::new(),
+            dir: "/var/lib/ari".into(),
+        };
+        assert!(
+            unknown.to_string().starts_with("another arid is already"),
+            "{unknown}"
+        );
+        let socket = DaemonError::Socket {
+            path: "/run/ari/agent.sock".into(),
+            problem: SocketError::NotOurs { owner: 7, euid: 8 },
+        };
+        assert!(
+            socket
+                .to_string()
+                .starts_with("socket /run/ari/agent.sock: is a socket owned by uid 7, not by this daemon's user (uid 8)"),
+            "{socket}"
+        );
+        let reload = ReloadError::RestartOnly(vec!["state_dir", "backend"]);
+        assert!(
+            reload
+                .to_string()
+                .starts_with("state_dir, backend changed, which only takes effect at a restart"),
+            "{reload}"
+        );
+    }
+
+    #[test]
+    fn a_refused_log_level_keeps_its_cause() {
+        let control = Control::none();
+        let e = ReloadError::LogLevel((control.set_log_level)("debug").unwrap_err());
+        assert_eq!(
+            e.to_string(),
+            "log.level: this daemon cannot change its log level"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -3,13 +3,18 @@
 //! Every failure a request can meet ends up as an [`Error`]; [`Error::to_rpc`] is the only
 //! function that chooses a wire code. Details that help an attacker or leak internals (token
 //! error texts, SQL errors) are logged here and replaced by a plain sentence for the caller.
+//! A failure that is the daemon's own ([`Internal`]) keeps its typed cause for that log line;
+//! the caller only hears that there was one.
 
 use crate::backend::BackendError;
+use crate::evidence::checkpoint::CheckpointError;
 use crate::identity::MatchError;
 use crate::identity::certificate::CertificateError;
+use crate::jose::JoseError;
 use crate::policy::Reason;
 use crate::protocol::{ErrorCode, RpcError};
 use crate::store::StoreError;
+use std::sync::Arc;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +86,83 @@ pub enum Error {
     /// output does not leave.
     #[error(transparent)]
     Release(#[from] crate::seal::ReleaseError),
-    /// A fault that is a bug.
+    /// A failure that is the daemon's, not the caller's.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] Internal),
+    /// The failure of work this call shared with others (statements signed together): on
+    /// the wire, the same failure for each of them.
+    #[error(transparent)]
+    Shared(Arc<Error>),
+}
+
+/// A failure on the daemon's side that the caller can do nothing about: a broken invariant, a
+/// document of its own it could not encode, a failed task or system call. Logged with its
+/// cause; the caller is told only that it happened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Internal {
+    /// A document the daemon built could not be encoded as JSON; names the document.
+    #[error("{what} does not encode as JSON: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JWS the daemon builds could not be prepared, or one it stored could not be read;
+    /// names the document.
+    #[error("{what}: {source}")]
+    Jose {
+        what: &'static str,
+        #[source]
+        source: JoseError,
+    },
+    /// A checkpoint could not be written as a note, or the newest signed one does not verify
+    /// under the log key; says which.
+    #[error("{what}: {source}")]
+    Checkpoint {
+        what: &'static str,
+        #[source]
+        source: CheckpointError,
+    },
+    /// An entry of the daemon's own evidence log does not read back.
+    #[error("evidence entry {index} is unreadable: {source}")]
+    Entry {
+        index: u64,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The system's random number generator failed.
+    #[error("no randomness: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// A blocking state task panicked or was cancelled.
+    #[error("state task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The task that signs statements has stopped.
+    #[error("the statement signer has stopped")]
+    SignerStopped,
+    /// A daemon key the service needs was not loaded at start; names its role.
+    #[error("no {0} key")]
+    NoDaemonKey(String),
+    /// Something the code guarantees did not hold; says what.
+    #[error("{0}")]
+    Invariant(&'static str),
+}
+
+impl Internal {
+    /// For `map_err`: `what` could not be encoded as JSON.
+    pub fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| Self::Json { what, source }
+    }
+
+    /// For `map_err`: a JWS step on `what` failed.
+    pub fn jose(what: &'static str) -> impl FnOnce(JoseError) -> Self {
+        move |source| Self::Jose { what, source }
+    }
+
+    /// For `map_err`: a checkpoint step, `what`, failed.
+    pub fn checkpoint(what: &'static str) -> impl FnOnce(CheckpointError) -> Self {
+        move |source| Self::Checkpoint { what, source }
+    }
 }
 
 impl Error {
@@ -160,10 +239,11 @@ impl Error {
             Self::UntrustedVoucher(m) => RpcError::new(C::UntrustedVoucher, m.clone()),
             Self::IssuerExists(m) => RpcError::new(C::IssuerExists, m.clone()),
             Self::ShuttingDown => RpcError::new(C::ShuttingDown, "the daemon is shutting down"),
-            Self::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
                 RpcError::new(C::InternalError, "internal error; see the daemon log")
             }
+            Self::Shared(e) => e.to_rpc(),
         }
     }
 }
@@ -194,7 +274,48 @@ fn denial_code(reason: Reason) -> ErrorCode {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn json_failure() -> serde_json::Error {
+        serde_json::from_str::<u8>("not json").unwrap_err()
+    }
+
+    #[test]
+    fn an_internal_failure_keeps_its_cause_for_the_log_and_not_for_the_caller() {
+        let e = Error::from(Internal::json("a statement")(json_failure()));
+        let rpc = e.to_rpc();
+        assert_eq!(rpc.data.reason, ErrorCode::InternalError.reason());
+        assert_eq!(rpc.message, "internal error; see the daemon log");
+        // Error -> Internal -> serde_json::Error.
+        let internal = std::error::Error::source(&e).unwrap();
+        let cause = internal.source().unwrap();
+        assert!(cause.downcast_ref::<serde_json::Error>().is_some());
+        assert!(
+            e.to_string()
+                .contains("a statement does not encode as JSON")
+        );
+    }
+
+    #[test]
+    fn a_shared_failure_is_answered_as_the_failure_itself() {
+        let failures = [
+            Error::Backend(BackendError::Busy),
+            Error::Backend(BackendError::Unavailable("gone".into())),
+            Error::Backend(BackendError::Failed("refused".into())),
+            Error::Store(StoreError::Busy),
+            Error::Store(StoreError::NotFound),
+            Error::Internal(Internal::SignerStopped),
+            Error::Internal(Internal::Invariant("an empty batch of statements")),
+        ];
+        for e in failures {
+            let alone = e.to_rpc();
+            let shared = Arc::new(e);
+            for _ in 0..2 {
+                assert_eq!(Error::Shared(shared.clone()).to_rpc(), alone, "{shared}");
+            }
+        }
+    }
 
     #[test]
     fn every_policy_reason_has_the_same_name_on_the_wire() {

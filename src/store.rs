@@ -258,9 +258,32 @@ pub enum StoreError {
     /// The ledger's queue is full.
     #[error("the ledger queue is full")]
     Busy,
-    /// A group commit failed; none of its jobs took effect.
+    /// A group commit failed; none of its jobs took effect. Every job of the group is told
+    /// the same cause.
     #[error("commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] std::sync::Arc<rusqlite::Error>),
+    /// The ledger's writer has stopped; nothing more is written.
+    #[error("the ledger thread has stopped")]
+    Stopped,
+    /// A thread of the ledger could not be started; names it.
+    #[error("cannot start the {thread} thread: {source}")]
+    Thread {
+        thread: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An entry was offered as durable with the commit of a group it was not written in.
+    #[error(
+        "entry {index} was recorded in group {recorded}, not in the committed group {committed}"
+    )]
+    WrongGroup {
+        index: u64,
+        recorded: u64,
+        committed: u64,
+    },
+    /// A job was answered without having run: a fault of the writer.
+    #[error("a ledger job was answered without having run")]
+    NeverRan,
 }
 
 /// The open database.

@@ -112,8 +112,8 @@ fn init_logging(level: &str) -> daemon::Control {
                 tracing::warn!("RUST_LOG is set and overrides log.level; the log level stays");
                 return Ok(());
             }
-            let filter = EnvFilter::try_new(directive(level)).map_err(|e| e.to_string())?;
-            handle.reload(filter).map_err(|e| e.to_string())
+            let filter = EnvFilter::try_new(directive(level))?;
+            Ok(handle.reload(filter)?)
         }),
     }
 }
@@ -123,7 +123,7 @@ fn file_loader(file: PathBuf) -> daemon::ConfigLoader {
     Box::new(move || {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let config = Config::parse(&text, &file).map_err(|e| e.to_string())?;
+        let config = Config::parse(&text, &file)?;
         Ok((config, text))
     })
 }
@@ -197,7 +197,7 @@ fn run_dev_tpm(
     let (reload_layout, reload_tcti) = (layout.clone(), tcti.clone());
     let control = daemon::Control {
         load_config: Some(Box::new(move || {
-            dev::tpm_config(&reload_layout, &reload_tcti, quote_batch).map_err(|e| e.to_string())
+            Ok(dev::tpm_config(&reload_layout, &reload_tcti, quote_batch)?)
         })),
         ..init_logging(&config.log.level)
     };

@@ -53,6 +53,7 @@ use crate::store::StoreError;
 use log::Appended;
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The most jobs committed together.
 pub const MAX_GROUP: usize = 256;
@@ -71,8 +72,9 @@ trait Work: Send {
     /// Runs the job: in a savepoint of its own, or with none when it is alone in its group
     /// (the writer then rolls the whole transaction back if it fails). Whether it succeeded.
     fn run(&mut self, tx: &Tx<'_>) -> bool;
-    /// Hands the job its result: `commit` is the group's number once it is durable.
-    fn finish(self: Box<Self>, commit: Result<u64, String>);
+    /// Hands the job its result: `commit` is the group's number once it is durable, or why
+    /// the group's commit failed.
+    fn finish(self: Box<Self>, commit: Result<u64, Arc<rusqlite::Error>>);
 }
 
 type JobFn<E, T> = Box<dyn for<'t> FnOnce(&Tx<'t>) -> Result<(E, T), StoreError> + Send>;
@@ -239,11 +241,11 @@ impl<E: Send + 'static, T: Send + 'static> Work for Task<E, T> {
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<u64, String>) {
+    fn finish(self: Box<Self>, commit: Result<u64, Arc<rusqlite::Error>>) {
         let outcome = match (commit, self.result) {
             (Ok(group), Some(r)) => r.map(|t| (t, Commit { group })),
             (Err(why), _) => Err(StoreError::Commit(why)),
-            (Ok(_), None) => Err(StoreError::Commit("job never ran".into())),
+            (Ok(_), None) => Err(StoreError::NeverRan),
         };
         // The caller may have gone away; its result is durable regardless.
         let _ = self.reply.send(outcome);
@@ -271,7 +273,7 @@ pub struct Rest<T>(tokio::sync::oneshot::Receiver<Reply<T>>);
 impl<T> Rest<T> {
     /// The job's result, once its group is durable, with the group's [`Commit`].
     pub async fn durable(self) -> Result<(T, Commit), StoreError> {
-        self.0.await.map_err(|_| stopped())?
+        self.0.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
@@ -294,10 +296,11 @@ impl Commit {
     /// The proof that `recorded`, appended by a job of this group, is durable.
     pub fn logged<P>(&self, recorded: Recorded<P>) -> Result<Logged<P>, StoreError> {
         if recorded.group != self.group {
-            return Err(StoreError::Commit(format!(
-                "entry {} was recorded in group {}, not in the committed group {}",
-                recorded.index, recorded.group, self.group
-            )));
+            return Err(StoreError::WrongGroup {
+                index: recorded.index,
+                recorded: recorded.group,
+                committed: self.group,
+            });
         }
         Ok(Logged {
             index: recorded.index,
@@ -352,10 +355,6 @@ impl<P> Logged<P> {
     pub fn proof(&self) -> &P {
         &self.proof
     }
-}
-
-fn stopped() -> StoreError {
-    StoreError::Commit("the ledger thread has stopped".into())
 }
 
 /// The handle to the writer thread.
@@ -413,7 +412,10 @@ impl Ledger {
                 };
                 writer.serve(&jobs);
             })
-            .map_err(|e| StoreError::Commit(format!("cannot start the ledger thread: {e}")))?;
+            .map_err(|source| StoreError::Thread {
+                thread: "ledger",
+                source,
+            })?;
         Ok(Self { queue, heads })
     }
 
@@ -476,8 +478,8 @@ impl Ledger {
             // The job failed (its error comes with the reply) or the thread stopped.
             Err(_) => match rest.await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(_)) => Err(StoreError::Commit("a job finished without running".into())),
-                Err(_) => Err(stopped()),
+                Ok(Ok(_)) => Err(StoreError::NeverRan),
+                Err(_) => Err(StoreError::Stopped),
             },
         }
     }
@@ -487,7 +489,7 @@ impl Ledger {
         match self.queue.try_send(task) {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::TrySendError::Full(_)) => Err(StoreError::Busy),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(stopped()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(StoreError::Stopped),
         }
     }
 }
@@ -535,7 +537,10 @@ impl Checkpointer {
                     done.store(COPIED, std::sync::atomic::Ordering::Release);
                 }
             })
-            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|source| StoreError::Thread {
+                thread: "checkpoint",
+                source,
+            })?;
         Ok(Self { ask, state })
     }
 }
@@ -581,11 +586,11 @@ impl Writer<'_> {
                     } else {
                         sql(conn, "COMMIT").map_err(|e| {
                             let _ = sql(conn, "ROLLBACK");
-                            e.to_string()
+                            Arc::new(e)
                         })
                     }
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Arc::new(e)),
             };
             match &commit {
                 Ok(()) => crate::metrics::metrics().group_commit(group.len(), started.elapsed()),
@@ -732,9 +737,15 @@ mod tests {
                 Ok(())
             })
             .await;
-        assert!(failed.is_err(), "the group's commit fails");
+        assert!(
+            matches!(failed, Err(StoreError::Commit(_))),
+            "the group's commit fails: {failed:?}"
+        );
         let recorded = smuggled.lock().unwrap().take().unwrap();
-        assert!(later.logged(recorded).is_err());
+        assert!(matches!(
+            later.logged(recorded),
+            Err(StoreError::WrongGroup { index: 2, .. })
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -760,7 +771,15 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(matches!(staged.durable().await, Err(StoreError::Commit(_))));
+        // Its cause is SQLite's own: the foreign key the commit found broken.
+        let Err(StoreError::Commit(why)) = staged.durable().await else {
+            unreachable!("the commit cannot succeed");
+        };
+        assert!(
+            matches!(&*why, rusqlite::Error::SqliteFailure(e, _)
+                if e.code == rusqlite::ErrorCode::ConstraintViolation),
+            "{why:?}"
+        );
         let children: i64 = ledger
             .run(|c| {
                 Ok(c.conn()

@@ -3,7 +3,7 @@
 //! fails to commit is destroyed again.
 
 use super::{Service, agent_view};
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
@@ -58,7 +58,7 @@ pub(super) struct CertImportParams {
 
 pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut buf).map_err(Internal::Randomness)?;
     Ok(hex::encode(buf))
 }
 
@@ -70,7 +70,7 @@ impl Service {
         let pem = info
             .public
             .to_pem()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Internal::jose("the attestation key's PEM"))?;
         let ek = info.ek_certificate.as_deref().map(|der| {
             let b64 = base64ct::Base64::encode_string(der);
             let lines: Vec<&str> = b64

@@ -6,7 +6,7 @@ use crate::attest::{
     RuntimeClaim,
 };
 use crate::clock::unix_now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts, MatchError};
 use crate::jose::{Header, SigningInput};
@@ -74,7 +74,8 @@ impl Service {
             binding,
             evidence: evidence.clone(),
         };
-        let bundle = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
+        let bundle =
+            serde_json::to_vec(&bundle).map_err(Internal::json("an attestation bundle"))?;
         let claims = AttestClaims {
             iss: "arid".into(),
             sub: agent.id.clone(),
@@ -83,7 +84,7 @@ impl Service {
             evidence,
         };
         let input = SigningInput::new(&Header::es256(attest::ATTEST_TYP, &kid), &claims)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Internal::jose("an attestation"))?;
         // The attestation leaves only once its entry is durable, like every agent signature.
         let draft = Draft::new(
             Kind::AgentAttested,
@@ -139,7 +140,7 @@ impl Service {
             return Ok(attest::tpm::TpmEvidence::absent());
         };
         let digest = attest::tpm::binding_bytes(binding)
-            .ok_or_else(|| Error::Internal("a binding digest is not 32 bytes".into()))?;
+            .ok_or(Internal::Invariant("a binding digest is not 32 bytes"))?;
         let quote = self.backend.quote(digest).await?;
         Ok(attest::tpm::TpmEvidence {
             present: true,

@@ -6,7 +6,7 @@ use super::Service;
 use super::admin::random_hex;
 use super::payment::set;
 use crate::clock::unix_now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::Kind;
 use crate::identity::AgentStatus;
 use crate::ledger;
@@ -89,7 +89,7 @@ impl Service {
         voucher::check_narrowing(&claims, leaf, index).map_err(|e| Error::Widens(e.to_string()))?;
         let carve = policy::budget(&claims).map(|(_, m)| m);
         let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Internal::jose("a delegated voucher"))?;
         let withheld = self
             .backend
             .sign::<_, ()>(parent_agent.key.id.clone(), Prepared::new(draft))

@@ -9,7 +9,7 @@
 use super::{Service, blocking};
 use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::checkpoint::{self, Checkpoint};
 use crate::evidence::entry::{Draft, Kind};
 use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFact};
@@ -153,22 +153,12 @@ struct StatementEntry {
     jwk: jose::Jwk,
 }
 
-/// Answers every statement of `batch` with `e`.
-fn refuse(batch: Vec<Pending>, e: &Error) {
+/// Answers every statement of `batch` with `e`, the same failure for each (its wire code is
+/// kept: busy stays busy, a key store or database failure stays one).
+fn refuse(batch: Vec<Pending>, e: Error) {
+    let e = std::sync::Arc::new(e);
     for p in batch {
-        let _ = p.reply.send(Err(share(e)));
-    }
-}
-
-/// The same failure for another caller of a batch: its wire code is kept (busy stays busy,
-/// a key store or database failure stays one); only the wording may be the summary.
-fn share(e: &Error) -> Error {
-    use crate::store::StoreError;
-    match e {
-        Error::Backend(b) => Error::Backend(b.clone()),
-        Error::Store(StoreError::Busy) => Error::Store(StoreError::Busy),
-        Error::Store(s) => Error::Store(StoreError::Commit(s.to_string())),
-        other => Error::Internal(other.to_string()),
+        let _ = p.reply.send(Err(Error::Shared(e.clone())));
     }
 }
 
@@ -186,7 +176,7 @@ fn release_statements(
         .collect::<Result<std::collections::VecDeque<_>, _>>()?;
     let first = logged
         .pop_front()
-        .ok_or_else(|| Error::Internal("a batch of statements without entries".into()))?;
+        .ok_or(Internal::Invariant("a batch of statements without entries"))?;
     let at: Vec<(u64, Hash)> = std::iter::once((first.index(), first.leaf()))
         .chain(logged.iter().map(|l| (l.index(), l.leaf())))
         .collect();
@@ -263,7 +253,7 @@ impl Service {
             .backend
             .sign_checkpoint(key, &cp)
             .await?
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Internal::checkpoint("a checkpoint note"))?;
         let stored = note.clone();
         self.ledger
             .run(move |tx| {
@@ -308,7 +298,7 @@ impl Service {
             kind: p.kind,
             body: p.body,
         };
-        let bytes = serde_json::to_vec(&claims).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&claims).map_err(Internal::json("a statement"))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = Pending {
             runtime: self.runtime_digest(&agent, &facts),
@@ -322,12 +312,10 @@ impl Service {
                 return Err(Error::Store(crate::store::StoreError::Busy));
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Error::Internal("the statement signer has stopped".into()));
+                return Err(Internal::SignerStopped.into());
             }
         }
-        answer
-            .await
-            .map_err(|_| Error::Internal("the statement signer has stopped".into()))?
+        answer.await.map_err(|_| Internal::SignerStopped)?
     }
 
     /// Signs agents' statements and writes their entries, until the daemon stops. Statements
@@ -367,7 +355,7 @@ impl Service {
                 for batch in by_key {
                     match this.sign_batch(&batch).await {
                         Ok(done) => signed.push((batch, done)),
-                        Err(e) => refuse(batch, &e),
+                        Err(e) => refuse(batch, e),
                     }
                 }
                 this.record_statements(signed, permit).await;
@@ -379,7 +367,7 @@ impl Service {
     /// batch's entries are durable.
     async fn sign_batch(&self, batch: &[Pending]) -> Result<SignedBatch, Error> {
         let Some(agent) = batch.first().map(|p| &p.agent) else {
-            return Err(Error::Internal("an empty batch of statements".into()));
+            return Err(Internal::Invariant("an empty batch of statements").into());
         };
         let statements: Vec<&[u8]> = batch.iter().map(|p| p.statement.as_slice()).collect();
         let (root, paths) = statement::batch(&statements);
@@ -391,7 +379,7 @@ impl Service {
         };
         let header = Header::es256(statement::BATCH_TYP, &agent.key.public.thumbprint());
         let input =
-            SigningInput::new(&header, &claims).map_err(|e| Error::Internal(e.to_string()))?;
+            SigningInput::new(&header, &claims).map_err(Internal::jose("a statement batch"))?;
         let withheld = self
             .backend
             .sign::<_, ()>(agent.key.id.clone(), Prepared::new(input))
@@ -469,7 +457,7 @@ impl Service {
             Ok(w) => w,
             Err(e) => {
                 let e = Error::Store(e);
-                return refuse(callers.into_iter().flat_map(|(b, _)| b).collect(), &e);
+                return refuse(callers.into_iter().flat_map(|(b, _)| b).collect(), e);
             }
         };
         for ((batch, shown), (withheld, recorded)) in callers.into_iter().zip(written) {
@@ -480,7 +468,7 @@ impl Service {
                         let _ = p.reply.send(Ok(answer));
                     }
                 }
-                Err(e) => refuse(batch, &e),
+                Err(e) => refuse(batch, e),
             }
         }
     }
@@ -591,8 +579,10 @@ impl Service {
                 return Err(not_found());
             }
         }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::Internal(format!("entry {} is not UTF-8", p.index)))?;
+        let text = String::from_utf8(bytes).map_err(|e| Internal::Entry {
+            index: p.index,
+            source: e.into(),
+        })?;
         Ok(json!({
             "index": p.index,
             "kind": kind,
@@ -627,7 +617,8 @@ impl Service {
                 .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))
                 .and_then(|s| {
                     checkpoint::verify(&s.note, &self.origin, &log_key.public)
-                        .map_err(|e| Error::Internal(format!("the newest checkpoint: {e}")))
+                        .map_err(Internal::checkpoint("the newest checkpoint"))
+                        .map_err(Error::from)
                 })?;
             let store = self.store.clone();
             let unsigned = blocking(move || {
@@ -658,7 +649,7 @@ impl Service {
                     .backend
                     .sign_checkpoint(log_key, &cp)
                     .await?
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                    .map_err(Internal::checkpoint("a checkpoint note"))?;
                 self.ledger
                     .run(move |tx| log::put_checkpoint(tx.conn(), end, &root, &note, unix_now()))
                     .await?;
@@ -670,6 +661,6 @@ impl Service {
             store.read(|c| crate::ledger::export::read_page(c, &origin, &key, p.from, end, limit))
         })
         .await?;
-        serde_json::to_value(page).map_err(|e| Error::Internal(e.to_string()))
+        Ok(serde_json::to_value(page).map_err(Internal::json("an export page"))?)
     }
 }

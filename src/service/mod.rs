@@ -16,7 +16,7 @@ mod voucher;
 
 use crate::attest::DaemonFacts;
 use crate::backend::{Backend, KeyInfo};
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::identity::{Agent, Registry};
 use crate::ledger::Ledger;
 use crate::protocol::{self, Incoming, Method, Request, Response, Role};
@@ -156,7 +156,10 @@ impl Service {
         if let Some((_, bytes)) = first {
             let written = crate::evidence::entry::parse(&bytes)
                 .map(|e| e.log)
-                .map_err(|e| Error::Internal(format!("evidence entry 0 is unreadable: {e}")))?;
+                .map_err(|e| Internal::Entry {
+                    index: 0,
+                    source: e.into(),
+                })?;
             if written != origin {
                 return Err(Error::InvalidState(format!(
                     "the evidence log in the state directory is {written:?}, but the configured origin is {origin:?}; set evidence.origin = {written:?}"
@@ -383,7 +386,7 @@ impl Service {
             .iter()
             .find(|(r, _)| *r == role)
             .map(|(_, k)| k)
-            .ok_or_else(|| Error::Internal(format!("no {role} key")))
+            .ok_or_else(|| Internal::NoDaemonKey(role.to_owned()).into())
     }
 
     fn agent(&self, id: &str) -> Result<Agent, Error> {
@@ -532,7 +535,7 @@ async fn blocking<T: Send + 'static, E: Into<Error> + Send + 'static>(
 ) -> Result<T, Error> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(Into::into),
-        Err(e) => Err(Error::Internal(format!("state task failed: {e}"))),
+        Err(e) => Err(Internal::Task(e).into()),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{Service, blocking};
 use crate::clock::unix_now as now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::jose::{Header, Jwk, SigningInput};
@@ -217,7 +217,7 @@ impl Service {
         voucher::check_claims(&claims, 0, checks)
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Internal::jose("a root voucher"))?;
         let withheld = self
             .backend
             .sign::<_, ()>(issuer.id.clone(), Prepared::new(draft))
@@ -321,7 +321,7 @@ impl Service {
             &Header::es256(REVOCATION_TYP, &issuer.public.thumbprint()),
             &list,
         )
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(Internal::jose("a revocation list"))?;
         let signed = self.backend.sign_revocations(issuer, input).await?;
         Ok(json!({ "list": signed, "count": list.revoked.len() }))
     }

@@ -5,7 +5,7 @@ use super::{AuthorizeParams, Chain, decision_id, payment_fact, set, text};
 use crate::attest::{self, Bundle};
 use crate::backend::KeyId;
 use crate::clock::unix_now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts};
 use crate::jose::{self, Header, PendingInput, SigningInput};
@@ -88,8 +88,8 @@ impl Mandate {
         self.claims.report_by = report_by;
         self.claims.iat = now;
         self.claims.exp = now + payment::AUTHORIZATION_TTL_S;
-        PendingInput::new(&self.header, &self.claims, "log_index")
-            .map_err(|e| Error::Internal(e.to_string()))
+        Ok(PendingInput::new(&self.header, &self.claims, "log_index")
+            .map_err(Internal::jose("a payment authorization"))?)
     }
 }
 
@@ -270,7 +270,7 @@ impl Service {
             }
             Decided::Authorized(recorded) => {
                 let Some((seq, index, signed)) = signed else {
-                    return Err(Error::Internal("authorized without a signature".into()));
+                    return Err(Internal::Invariant("authorized without a signature").into());
                 };
                 let logged = commit.logged(recorded)?;
                 let jwt = match signed {
@@ -310,7 +310,7 @@ impl Service {
             binding,
             evidence,
         };
-        let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&bundle).map_err(Internal::json("an attestation bundle"))?;
         Ok((jose::b64url(&bytes), jose::b64url(&Sha256::digest(&bytes))))
     }
 
@@ -325,7 +325,7 @@ impl Service {
     ) -> Result<Mandate, Error> {
         let leaf = chain.leaf()?;
         let level = policy::level(&chain.claims)
-            .ok_or_else(|| Error::Internal("a voucher chain without a level".into()))?;
+            .ok_or(Internal::Invariant("a voucher chain without a level"))?;
         let claims =
             AuthorizationClaims {
                 iss: format!("urn:ari:agent:{}", agent.id),

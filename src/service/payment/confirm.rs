@@ -4,7 +4,7 @@
 
 use super::{DecisionParam, ListParams, payment_fact, set, text, view};
 use crate::clock::unix_now;
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::jose::{self, SigningInput};
@@ -25,7 +25,8 @@ enum Confirmed {
 
 /// The digest an authorization carries of its (base64url) attestation bundle.
 fn attestation_digest(bundle: &str) -> Result<String, Error> {
-    let bytes = jose::b64url_decode(bundle).map_err(|e| Error::Internal(e.to_string()))?;
+    let bytes =
+        jose::b64url_decode(bundle).map_err(Internal::jose("a stored attestation bundle"))?;
     Ok(jose::b64url(&Sha256::digest(&bytes)))
 }
 

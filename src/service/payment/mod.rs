@@ -26,7 +26,7 @@ mod report;
 
 use super::admin::random_hex;
 use super::{Service, blocking};
-use crate::error::Error;
+use crate::error::{Error, Internal};
 use crate::evidence::entry::Kind;
 use crate::identity::{Agent, CallerFacts, MatchError};
 use crate::jose::PublicKey;
@@ -74,7 +74,7 @@ impl Chain {
     pub(super) fn leaf(&self) -> Result<&VoucherClaims, Error> {
         self.claims
             .last()
-            .ok_or_else(|| Error::Internal("empty voucher chain".into()))
+            .ok_or(Internal::Invariant("empty voucher chain").into())
     }
 
     pub(super) fn leaf_id(&self) -> &str {
@@ -341,7 +341,7 @@ impl Service {
         let claims = voucher::verify_chain_with(&[compact], &trusted, DAEMON_CHECKS)
             .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
             .pop()
-            .ok_or_else(|| Error::Internal("empty chain".into()))?;
+            .ok_or(Internal::Invariant("empty chain"))?;
         let agent = self.registry.get(&claims.agent).ok_or_else(|| {
             Error::UntrustedVoucher(format!(
                 "the voucher names unknown agent {:?}",
