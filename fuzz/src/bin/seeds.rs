@@ -583,6 +583,23 @@ fn conditions(out: &mut Out) {
     }
 }
 
+/// Structures a real TPM (swtpm) made, kept as test vectors beside the cross-check with tss-esapi.
+fn tpm_structures(out: &mut Out) {
+    let dir = repo().join("tests/vectors/tpm");
+    for (file, mode) in [
+        ("quote_sha256.attest", 0),
+        ("quote_two_banks.attest", 0),
+        ("certify.attest", 0),
+        ("quote_sha256.sig", 1),
+        ("certify.sig", 1),
+        ("ak.public", 2),
+        ("ari_key.public", 2),
+    ] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        out.mode("tpm_wire", file, mode, &bytes);
+    }
+}
+
 fn configs(out: &mut Out) {
     let example = std::fs::read_to_string(repo().join("docs/arid.example.toml")).unwrap();
     out.put("config", "arid-example-toml", example.as_bytes());
@@ -650,5 +667,6 @@ fn write_seeds() {
     attestations(&mut out);
     conditions(&mut out);
     configs(&mut out);
+    tpm_structures(&mut out);
     println!("wrote {} seeds under {}", out.count, out.root.display());
 }
