@@ -32,6 +32,7 @@ pub mod verify;
 
 use crate::backend::pkcs11;
 use crate::client::{Client, ClientError};
+use crate::protocol::Method;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use serde::{Deserialize, Serialize};
@@ -113,10 +114,10 @@ impl Workload {
     /// The method name.
     pub fn method(&self) -> &'static str {
         match self {
-            Self::Attest => "agent.attest",
-            Self::Authorize(_) => "payment.authorize",
-            Self::Record => "evidence.record",
-            Self::Identity => "agent.identity",
+            Self::Attest => Method::AgentAttest.name(),
+            Self::Authorize(_) => Method::PaymentAuthorize.name(),
+            Self::Record => Method::EvidenceRecord.name(),
+            Self::Identity => Method::AgentIdentity.name(),
         }
     }
 
