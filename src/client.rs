@@ -2,10 +2,15 @@
 //! embeddable by any Rust program that speaks to `arid`.
 //!
 //! One call at a time per client; each call waits for its answer (with a deadline, so a stuck
-//! daemon cannot hang a script forever). Wire errors come back as [`RemoteError`] with the stable
-//! reason and the retry advice.
+//! daemon cannot hang a script forever). Calls are typed: [`Client::request`] takes a method's
+//! marker from [`crate::protocol::call`], sends its params type and returns its result type, so
+//! the client and the daemon read the same contract. Wire errors come back as [`RemoteError`]
+//! with their [`ErrorCode`].
 
-use serde_json::{Value, json};
+use crate::protocol::{Call, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -23,16 +28,19 @@ pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ari/admin.sock";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} ({reason})")]
 pub struct RemoteError {
-    /// JSON-RPC code.
-    pub code: i64,
-    /// Stable reason name.
-    pub reason: String,
+    /// What went wrong: its number, stable reason and retry advice are the code's.
+    pub error: ErrorCode,
     /// Human-readable message.
     pub message: String,
-    /// Whether retrying may succeed.
-    pub retryable: bool,
     /// For a payment denial: the recorded decision's id.
     pub decision: Option<String>,
+    /// `error`'s JSON-RPC number as the wire carried it; kept for callers not yet reading
+    /// `error` (`arictl`, the integration tests).
+    pub code: i64,
+    /// `error`'s reason name as the wire carried it; kept as `code` is.
+    pub reason: String,
+    /// `error`'s retry advice as the wire carried it; kept as `code` is.
+    pub retryable: bool,
 }
 
 /// Why a call did not produce a result.
@@ -82,21 +90,30 @@ impl Client {
         })
     }
 
-    /// Calls `method` with `params` and returns its result.
-    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
-        let id = self.send(method, params)?;
-        self.decode(id)
+    /// Calls method `C` with `params` and returns its result.
+    pub fn request<C: Call>(&mut self, params: &C::Params) -> Result<C::Result, ClientError> {
+        let id = self.send(C::METHOD.name(), params)?;
+        decode_response_as(&self.line, id)
     }
 
-    /// Calls `method` and only checks that it succeeded, skipping over the result without
-    /// building it: for load generators, whose own cost shares the machine with the daemon.
+    /// Calls the method named `method` with `params` and returns its result untyped: for
+    /// callers that name methods at run time (tests of the wire itself) and those not yet
+    /// converted to [`Client::request`].
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.send(method, params)?;
+        decode_response(&self.line, id)
+    }
+
+    /// Calls the method named `method` and only checks that it succeeded, skipping over the
+    /// result without building it: for load generators, whose own cost shares the machine with
+    /// the daemon.
     pub fn call_unparsed(&mut self, method: &str, params: Value) -> Result<(), ClientError> {
         let id = self.send(method, params)?;
         check_response(&self.line, id)
     }
 
     /// Writes one call and reads one response line into `self.line`; returns the call's id.
-    fn send(&mut self, method: &str, params: Value) -> Result<u64, ClientError> {
+    fn send(&mut self, method: &str, params: impl Serialize) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         self.writer.write_all(&request_line(id, method, params)?)?;
@@ -108,16 +125,23 @@ impl Client {
         }
         Ok(id)
     }
-
-    /// Decodes the response line in `self.line` as the answer to call `id`.
-    fn decode(&self, id: u64) -> Result<Value, ClientError> {
-        decode_response(&self.line, id)
-    }
 }
 
 /// The wire line (newline included) of call `id` of `method` with `params`.
-pub fn request_line(id: u64, method: &str, params: Value) -> Result<Vec<u8>, ClientError> {
-    let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+pub fn request_line(id: u64, method: &str, params: impl Serialize) -> Result<Vec<u8>, ClientError> {
+    #[derive(Serialize)]
+    struct Line<'a, P> {
+        jsonrpc: &'static str,
+        id: u64,
+        method: &'a str,
+        params: P,
+    }
+    let call = Line {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    };
     let mut line = serde_json::to_vec(&call).map_err(|e| ClientError::Protocol(e.to_string()))?;
     line.push(b'\n');
     Ok(line)
@@ -145,40 +169,141 @@ pub fn check_response(line: &str, id: u64) -> Result<(), ClientError> {
 
 /// Decodes the response `line` as the answer to call `id`: its result, or the daemon's error.
 pub fn decode_response(line: &str, id: u64) -> Result<Value, ClientError> {
-    let mut response: Value =
+    decode_response_as(line, id)
+}
+
+/// Decodes the response `line` as the answer to call `id`, its result as a `T`; or the daemon's
+/// error.
+pub fn decode_response_as<T: DeserializeOwned>(line: &str, id: u64) -> Result<T, ClientError> {
+    /// A response as it travels; `id` stays raw, and a `null` id is told from a missing one.
+    #[derive(Deserialize)]
+    struct Reply<T> {
+        #[serde(default, deserialize_with = "present")]
+        id: Option<Value>,
+        result: Option<T>,
+        error: Option<WireError>,
+    }
+    let reply: Reply<T> =
         serde_json::from_str(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
     // An error with a null id answers a line the daemon could not read as a call (too long,
     // too slow, not JSON); with one call in flight, it is this call's.
-    let unattributed = response.get("id") == Some(&Value::Null) && response.get("error").is_some();
-    if response.get("id") != Some(&json!(id)) && !unattributed {
+    let unattributed = reply.id.as_ref() == Some(&Value::Null) && reply.error.is_some();
+    if reply.id != Some(Value::from(id)) && !unattributed {
         return Err(ClientError::Protocol(format!(
             "answer for another call: {}",
             line.trim_end()
         )));
     }
-    if let Some(err) = response.get("error") {
-        let text = |ptr: &str| {
-            err.pointer(ptr)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        return Err(ClientError::Remote(RemoteError {
-            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-            reason: text("/data/reason"),
-            message: text("/message"),
-            retryable: err
-                .pointer("/data/retryable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            decision: err
-                .pointer("/data/decision")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        }));
+    match (reply.result, reply.error) {
+        (_, Some(error)) => Err(error.into_client_error()),
+        (Some(result), None) => Ok(result),
+        (None, None) => Err(ClientError::Protocol(
+            "a response with neither result nor error".into(),
+        )),
     }
-    response
-        .get_mut("result")
-        .map(Value::take)
-        .ok_or_else(|| ClientError::Protocol("a response with neither result nor error".into()))
+}
+
+/// A member that is there, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The error object of a response, as it travels.
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    data: WireErrorData,
+}
+
+/// The `data` member of [`WireError`].
+#[derive(Default, Deserialize)]
+struct WireErrorData {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    retryable: bool,
+    #[serde(default)]
+    decision: Option<String>,
+}
+
+impl WireError {
+    /// The daemon's refusal; a reason this client does not know is a protocol failure.
+    fn into_client_error(self) -> ClientError {
+        let Some(error) = ErrorCode::from_reason(&self.data.reason) else {
+            return ClientError::Protocol(format!(
+                "an error of unknown reason {:?} (code {}): {}",
+                self.data.reason, self.code, self.message
+            ));
+        };
+        ClientError::Remote(RemoteError {
+            error,
+            message: self.message,
+            decision: self.data.decision,
+            code: self.code,
+            reason: self.data.reason,
+            retryable: self.data.retryable,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::protocol::call;
+    use crate::protocol::evidence::SignedCheckpoint;
+
+    #[test]
+    fn a_call_line_names_the_method_of_its_marker() {
+        let params = crate::protocol::evidence::EntryParams { index: 7 };
+        let line = request_line(3, call::EvidenceEntry::METHOD.name(), params).unwrap();
+        assert_eq!(
+            line,
+            b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"evidence.entry\",\"params\":{\"index\":7}}\n"
+        );
+    }
+
+    #[test]
+    fn a_result_is_read_as_its_type() {
+        let line = r#"{"jsonrpc":"2.0","result":{"origin":"o","size":2,"note":"n"},"id":4}"#;
+        let got: SignedCheckpoint = decode_response_as(line, 4).unwrap();
+        assert_eq!(
+            got,
+            SignedCheckpoint {
+                origin: "o".into(),
+                size: 2,
+                note: "n".into()
+            }
+        );
+        assert!(matches!(
+            decode_response_as::<SignedCheckpoint>(line, 5),
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_refusal_carries_its_code_even_unattributed() {
+        let line = r#"{"jsonrpc":"2.0","error":{"code":-32008,"message":"too long","data":{"reason":"line_too_long","retryable":false}},"id":null}"#;
+        match decode_response_as::<Value>(line, 9) {
+            Err(ClientError::Remote(e)) => {
+                assert_eq!(e.error, ErrorCode::LineTooLong);
+                assert_eq!(e.message, "too long");
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = line.replace("line_too_long", "no_such_reason");
+        assert!(matches!(
+            decode_response_as::<Value>(&unknown, 9),
+            Err(ClientError::Protocol(_))
+        ));
+        let missing_id = line.replace(r#","id":null"#, "");
+        assert!(matches!(
+            decode_response_as::<Value>(&missing_id, 9),
+            Err(ClientError::Protocol(_))
+        ));
+    }
 }

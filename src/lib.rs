@@ -9,7 +9,7 @@
 //!
 //! | module | concept |
 //! | --- | --- |
-//! | [`protocol`] | JSON-RPC 2.0 framing, the method table and the error-code table; pure, no I/O |
+//! | [`protocol`] | JSON-RPC 2.0 framing, the method table with each method's params and result types, the error-code table; pure, no I/O |
 //! | [`config`] | the daemon's TOML configuration, strictly checked |
 //! | [`error`] | the service error type and its one mapping to wire errors |
 //! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
@@ -26,8 +26,9 @@
 //! | [`verifier`] | the offline verifier's memory of TPMs: clocks and counters seen per attestation key |
 //! | [`evidence`] | the evidence log: entries, the Merkle tree, checkpoints and proofs |
 //! | [`jose`] | ES256 JWK/JWS encoding and verification |
-//! | [`server`] | socket listeners, connections and their limits, peer measurement, shutdown |
-//! | [`service`] | the methods: from a parsed call to its result |
+//! | [`peer`] | the kernel's account of a caller: credentials, the pinned process, its measurement |
+//! | [`server`] | socket listeners, connections and their limits, shutdown; hands lines to the service |
+//! | [`service`] | the methods: from a parsed call to its result, and what it knows of its caller |
 //! | [`daemon`] | start-up and shutdown of the whole daemon |
 //! | [`client`] | a blocking client for the sockets |
 //! | [`clock`] | Unix seconds, the one notion of time |
@@ -50,6 +51,7 @@ pub mod error;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
 pub mod protocol;
 pub mod seal;

@@ -4,10 +4,9 @@
 
 use crate::backend::MemoryBackend;
 use ari::attest::DaemonFacts;
+use ari::peer::PeerCred;
 use ari::protocol::Role;
-use ari::server::ConnInfo;
-use ari::server::peer::PeerCred;
-use ari::service::{AdminPolicy, Service, Settings};
+use ari::service::{AdminPolicy, ConnInfo, Service, Settings};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -186,7 +186,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// How full a work queue is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueDepth {
     /// Waiting now.
     pub waiting: usize,

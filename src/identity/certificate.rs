@@ -96,7 +96,7 @@ impl CsrDraft {
 }
 
 /// What an accepted certificate says, for display.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateSummary {
     /// Subject DN.
     pub subject: String,

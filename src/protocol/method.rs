@@ -1,4 +1,27 @@
-//! The method table: every method's name and the socket (role) that serves it.
+//! The method table: every method's name, the socket (role) that serves it, and the types of
+//! its params and result. A method name is written here and nowhere else in the daemon.
+
+use super::admin::{MetricsText, NoParams, Status, TpmAk};
+use super::agent::{
+    AgentList, AgentParam, AgentView, AttestParams, Attestation, CertImportParams, CertImported,
+    Csr, CsrParams, ProvisionParams, Retired,
+};
+use super::evidence::{
+    CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
+    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+};
+use super::payment::{
+    Authorization, AuthorizeParams, DecisionParam, DecisionView, PaymentList, PaymentListParams,
+    RejectParams, ReportParams, StatusParams,
+};
+use super::voucher::{
+    DelegateParams, Delegated, IssueParams, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved,
+    NameParam, Revocations, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked,
+    VoucherView,
+};
+use crate::evidence::export::{InclusionProof, Page};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Which socket a method is served on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,8 +72,33 @@ impl Surface {
     }
 }
 
+/// One method of the protocol: its name, and the types of its params and of its result.
+///
+/// Implemented by the marker types in [`call`], one per [`Method`], all written by the table
+/// below: the daemon decodes `Params` and answers `Result`, the Rust client sends the one and
+/// reads the other, and the protocol document is checked against both.
+pub trait Call {
+    /// The method.
+    const METHOD: Method;
+    /// Its params object.
+    type Params: Serialize + DeserializeOwned;
+    /// Its result.
+    type Result: Serialize + DeserializeOwned;
+}
+
+/// Something that looks at every method's types, for tests.
+#[cfg(test)]
+pub(super) trait VisitCall {
+    /// Looks at method `C`, whose params and result have samples.
+    fn visit<C>(&mut self)
+    where
+        C: Call,
+        C::Params: super::sample::Sample,
+        C::Result: super::sample::Sample;
+}
+
 macro_rules! methods {
-    ($($variant:ident => $name:literal, $role:ident;)*) => {
+    ($($variant:ident => $name:literal, $role:ident, $params:ty => $result:ty;)*) => {
         /// Every method of the protocol.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -75,46 +123,69 @@ macro_rules! methods {
                 match self { $(Self::$variant => Surface::$role,)* }
             }
         }
+
+        /// One marker type per method, carrying its params and result types ([`Call`]).
+        pub mod call {
+            use super::*;
+            $(
+                #[doc = concat!("`", $name, "`: [`", stringify!($params), "`] in, [`", stringify!($result), "`] out.")]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+                pub struct $variant;
+
+                impl Call for $variant {
+                    const METHOD: Method = Method::$variant;
+                    type Params = $params;
+                    type Result = $result;
+                }
+            )*
+        }
+
+        /// Shows every method's marker to `visitor`, in table order (the protocol document's
+        /// test walks the table with it).
+        #[cfg(test)]
+        pub(super) fn visit_calls(visitor: &mut impl VisitCall) {
+            $(visitor.visit::<call::$variant>();)*
+        }
     };
 }
 
 methods! {
-    AgentIdentity => "agent.identity", Agent;
-    AgentAttest => "agent.attest", Agent;
-    AdminStatus => "admin.status", Admin;
-    AdminAgentProvision => "admin.agent_provision", Admin;
-    AdminAgentList => "admin.agent_list", Admin;
-    AdminAgentShow => "admin.agent_show", Admin;
-    AdminAgentFreeze => "admin.agent_freeze", Admin;
-    AdminAgentUnfreeze => "admin.agent_unfreeze", Admin;
-    AdminAgentRetire => "admin.agent_retire", Admin;
-    AdminAgentCsr => "admin.agent_csr", Admin;
-    AdminAgentCertImport => "admin.agent_cert_import", Admin;
-    AdminVoucherIssue => "admin.voucher_issue", Admin;
-    AdminVoucherList => "admin.voucher_list", Admin;
-    AdminVoucherShow => "admin.voucher_show", Admin;
-    AdminVoucherRevoke => "admin.voucher_revoke", Admin;
-    AdminVoucherImport => "admin.voucher_import", Admin;
-    AdminVoucherRevocations => "admin.voucher_revocations", Admin;
-    AdminIssuerAdd => "admin.issuer_add", Admin;
-    AdminIssuerList => "admin.issuer_list", Admin;
-    AdminIssuerRemove => "admin.issuer_remove", Admin;
-    AdminPaymentList => "admin.payment_list", Admin;
-    AdminPaymentShow => "admin.payment_show", Admin;
-    AdminPaymentConfirm => "admin.payment_confirm", Admin;
-    AdminPaymentReject => "admin.payment_reject", Admin;
-    VoucherDelegate => "voucher.delegate", Agent;
-    PaymentAuthorize => "payment.authorize", Agent;
-    PaymentStatus => "payment.status", Agent;
-    PaymentReport => "payment.report", Agent;
-    EvidenceRecord => "evidence.record", Agent;
-    EvidenceCheckpoint => "evidence.checkpoint", Both;
-    EvidenceInclusion => "evidence.inclusion", Both;
-    EvidenceConsistency => "evidence.consistency", Both;
-    EvidenceEntry => "evidence.entry", Both;
-    AdminLogExport => "admin.log_export", Admin;
-    AdminTpmAk => "admin.tpm_ak", Admin;
-    AdminMetrics => "admin.metrics", Admin;
+    AgentIdentity => "agent.identity", Agent, NoParams => AgentView;
+    AgentAttest => "agent.attest", Agent, AttestParams => Attestation;
+    AdminStatus => "admin.status", Admin, NoParams => Status;
+    AdminAgentProvision => "admin.agent_provision", Admin, ProvisionParams => AgentView;
+    AdminAgentList => "admin.agent_list", Admin, NoParams => AgentList;
+    AdminAgentShow => "admin.agent_show", Admin, AgentParam => AgentView;
+    AdminAgentFreeze => "admin.agent_freeze", Admin, AgentParam => AgentView;
+    AdminAgentUnfreeze => "admin.agent_unfreeze", Admin, AgentParam => AgentView;
+    AdminAgentRetire => "admin.agent_retire", Admin, AgentParam => Retired;
+    AdminAgentCsr => "admin.agent_csr", Admin, CsrParams => Csr;
+    AdminAgentCertImport => "admin.agent_cert_import", Admin, CertImportParams => CertImported;
+    AdminVoucherIssue => "admin.voucher_issue", Admin, IssueParams => VoucherView;
+    AdminVoucherList => "admin.voucher_list", Admin, VoucherListParams => VoucherList;
+    AdminVoucherShow => "admin.voucher_show", Admin, VoucherParam => VoucherView;
+    AdminVoucherRevoke => "admin.voucher_revoke", Admin, VoucherParam => VoucherRevoked;
+    AdminVoucherImport => "admin.voucher_import", Admin, VoucherParam => VoucherView;
+    AdminVoucherRevocations => "admin.voucher_revocations", Admin, NoParams => Revocations;
+    AdminIssuerAdd => "admin.issuer_add", Admin, IssuerParams => IssuerAdded;
+    AdminIssuerList => "admin.issuer_list", Admin, NoParams => IssuerList;
+    AdminIssuerRemove => "admin.issuer_remove", Admin, NameParam => IssuerRemoved;
+    AdminPaymentList => "admin.payment_list", Admin, PaymentListParams => PaymentList;
+    AdminPaymentShow => "admin.payment_show", Admin, DecisionParam => DecisionView;
+    AdminPaymentConfirm => "admin.payment_confirm", Admin, DecisionParam => DecisionView;
+    AdminPaymentReject => "admin.payment_reject", Admin, RejectParams => DecisionView;
+    VoucherDelegate => "voucher.delegate", Agent, DelegateParams => Delegated;
+    PaymentAuthorize => "payment.authorize", Agent, AuthorizeParams => Authorization;
+    PaymentStatus => "payment.status", Agent, StatusParams => DecisionView;
+    PaymentReport => "payment.report", Agent, ReportParams => DecisionView;
+    EvidenceRecord => "evidence.record", Agent, RecordParams => RecordedStatement;
+    EvidenceCheckpoint => "evidence.checkpoint", Both, CheckpointParams => SignedCheckpoint;
+    EvidenceInclusion => "evidence.inclusion", Both, InclusionParams => InclusionProof;
+    EvidenceConsistency => "evidence.consistency", Both, ConsistencyParams => ConsistencyProof;
+    EvidenceEntry => "evidence.entry", Both, EntryParams => Entry;
+    AdminLogExport => "admin.log_export", Admin, ExportParams => Page;
+    AdminTpmAk => "admin.tpm_ak", Admin, NoParams => TpmAk;
+    AdminMetrics => "admin.metrics", Admin, NoParams => MetricsText;
 }
 
 impl Method {

@@ -12,11 +12,11 @@
 //! [`ConnInfo::close_after_answer`]), the connection stops reading, lets its in-flight calls
 //! finish and writes their responses before closing.
 
+use super::Shutdown;
 use super::quota::UidSlot;
-use super::{ConnInfo, Shutdown};
 use crate::config::Limits;
 use crate::protocol::{self, ErrorCode, Id, Response, RpcError};
-use crate::service::Service;
+use crate::service::{ConnInfo, Service};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};

@@ -1,4 +1,6 @@
-//! The socket servers: accept loops for the agent and admin sockets, and shutdown.
+//! The socket servers: accept loops for the agent and admin sockets, and shutdown. The server
+//! depends on the service (it hands it each line with the caller's [`ConnInfo`]), never the
+//! other way round.
 //!
 //! The connection cap is a semaphore whose permit is taken *before* `accept`, so past the cap
 //! new clients wait in the kernel's listen backlog instead of costing the daemon memory. Each
@@ -10,13 +12,12 @@
 //! period ran out).
 
 pub mod connection;
-pub mod peer;
 pub mod quota;
 
 use crate::config::Limits;
+use crate::peer::{PeerCred, Pin};
 use crate::protocol::Role;
-use crate::service::Service;
-use peer::PeerCred;
+use crate::service::{ConnInfo, Service};
 use quota::UidQuota;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,61 +25,16 @@ use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-/// What the server knows about a connection.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// Which socket it came in on.
-    pub role: Role,
-    /// Kernel credentials at connect time.
-    pub cred: PeerCred,
-    /// The process that opened the connection, for the connection's whole life.
-    pub pin: peer::Pin,
-    /// The peer's last full measurement, revalidated on every call (see [`peer::PeerMeter`]).
-    pub measured: peer::MeasurementCache,
-    /// Set once a call's answer must be the connection's last.
-    closing: watch::Sender<bool>,
-}
-
-impl ConnInfo {
-    /// A connection from `cred` on the `role` socket, pinned to whoever holds `cred.pid` now
-    /// (for callers without a socket: tests, fuzzing; the server uses [`ConnInfo::accepted`]).
-    pub fn new(role: Role, cred: PeerCred) -> Self {
-        Self::pinned(role, cred, peer::Pin::current(cred))
-    }
-
-    /// A connection just accepted on `socket`, pinned to the process that connected.
-    pub fn accepted(role: Role, socket: &tokio::net::UnixStream) -> std::io::Result<Self> {
-        let c = socket.peer_cred()?;
-        let cred = PeerCred {
-            pid: c.pid().unwrap_or(0),
-            uid: c.uid(),
-            gid: c.gid(),
-        };
-        Ok(Self::pinned(role, cred, peer::Pin::accepted(socket, cred)))
-    }
-
-    fn pinned(role: Role, cred: PeerCred, pin: peer::Pin) -> Self {
-        Self {
-            role,
-            cred,
-            pin,
-            measured: peer::MeasurementCache::default(),
-            closing: watch::Sender::new(false),
-        }
-    }
-
-    /// Closes the connection once the calls already running are answered (this one's
-    /// included); lines not yet read are not.
-    pub fn close_after_answer(&self) {
-        self.closing.send_replace(true);
-    }
-
-    /// Resolves once [`ConnInfo::close_after_answer`] was called.
-    pub async fn closed(&self) {
-        let mut rx = self.closing.subscribe();
-        // The sender lives in `self`, so this only ends when the flag is set.
-        let _ = rx.wait_for(|closing| *closing).await;
-    }
+/// The connection just accepted on `socket`, on the `role` socket, pinned to the process that
+/// connected.
+fn accepted(role: Role, socket: &tokio::net::UnixStream) -> std::io::Result<ConnInfo> {
+    let c = socket.peer_cred()?;
+    let cred = PeerCred {
+        pid: c.pid().unwrap_or(0),
+        uid: c.uid(),
+        gid: c.gid(),
+    };
+    Ok(ConnInfo::pinned(role, cred, Pin::accepted(socket, cred)))
 }
 
 /// A shutdown signal that every task can wait on.
@@ -144,7 +100,7 @@ fn connection_task(
     permit: OwnedSemaphorePermit,
     quota: &UidQuota,
 ) -> Option<impl Future<Output = ()> + Send + 'static> {
-    let info = match ConnInfo::accepted(role, &stream) {
+    let info = match accepted(role, &stream) {
         Ok(info) => info,
         Err(e) => {
             tracing::warn!(socket = role.name(), error = %e, "no peer credentials; connection dropped");

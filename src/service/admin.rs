@@ -7,54 +7,15 @@ use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
+use crate::protocol::admin::TpmAk;
+use crate::protocol::agent::{
+    AgentList, AgentParam, AgentView, CertImportParams, CertImported, Csr, CsrParams,
+    ProvisionParams, Retired,
+};
 use crate::store::StoreError;
 use base64ct::Encoding as _;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest as _;
-
-/// For methods without params: refuses any member.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NoParams {}
-
-/// `{ "agent": ID }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AgentParam {
-    pub agent: String,
-}
-
-/// Params of `admin.agent_provision`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ProvisionParams {
-    agent: String,
-    user: String,
-    uid: u32,
-    #[serde(default)]
-    gid: Option<u32>,
-    #[serde(default)]
-    exe_sha256: Option<String>,
-    #[serde(default)]
-    cgroup: Option<String>,
-}
-
-/// Params of `admin.agent_csr`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CsrParams {
-    agent: String,
-    subject: String,
-}
-
-/// Params of `admin.agent_cert_import`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CertImportParams {
-    agent: String,
-    certificate: String,
-}
 
 pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
@@ -65,7 +26,7 @@ pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
 impl Service {
     /// The TPM's attestation key for enrollment with a verifier: JWK, PEM, the TPM's public
     /// area, and the EK certificate when the TPM holds one.
-    pub(super) async fn tpm_ak(&self) -> Result<Value, Error> {
+    pub(super) async fn tpm_ak(&self) -> Result<TpmAk, Error> {
         let info = self.backend.attestation_key().await?;
         let pem = info
             .public
@@ -83,16 +44,16 @@ impl Service {
                 lines.join("\n")
             )
         });
-        Ok(json!({
-            "kid": info.public.thumbprint(),
-            "jwk": info.public.to_jwk(),
-            "pem": pem,
-            "tpm_public": crate::jose::b64url(&info.tpm_public),
-            "ek_certificate": ek,
-        }))
+        Ok(TpmAk {
+            kid: info.public.thumbprint(),
+            jwk: info.public.to_jwk(),
+            pem,
+            tpm_public: crate::jose::b64url(&info.tpm_public),
+            ek_certificate: ek,
+        })
     }
 
-    pub(super) async fn provision(&self, p: ProvisionParams) -> Result<Value, Error> {
+    pub(super) async fn provision(&self, p: ProvisionParams) -> Result<AgentView, Error> {
         let _writing = self.agent_writes.lock().await;
         identity::validate_agent_id(&p.agent).map_err(|m| Error::InvalidParams(m.into()))?;
         identity::validate_user(&p.user).map_err(|m| Error::InvalidParams(m.into()))?;
@@ -166,6 +127,16 @@ impl Service {
         Ok(view)
     }
 
+    pub(super) async fn agent_list(&self) -> Result<AgentList, Error> {
+        Ok(AgentList {
+            agents: self.registry.all().iter().map(agent_view).collect(),
+        })
+    }
+
+    pub(super) async fn agent_show(&self, p: AgentParam) -> Result<AgentView, Error> {
+        Ok(agent_view(&self.agent(&p.agent)?))
+    }
+
     async fn set_status(
         &self,
         id: &str,
@@ -202,7 +173,7 @@ impl Service {
         Ok(agent)
     }
 
-    pub(super) async fn freeze(&self, p: AgentParam) -> Result<Value, Error> {
+    pub(super) async fn freeze(&self, p: AgentParam) -> Result<AgentView, Error> {
         let _writing = self.agent_writes.lock().await;
         // Exclusive: decisions in flight finish first; later ones see the agent frozen.
         let _gate = self.gate.write().await;
@@ -212,7 +183,7 @@ impl Service {
         Ok(agent_view(&a))
     }
 
-    pub(super) async fn unfreeze(&self, p: AgentParam) -> Result<Value, Error> {
+    pub(super) async fn unfreeze(&self, p: AgentParam) -> Result<AgentView, Error> {
         let _writing = self.agent_writes.lock().await;
         let a = self
             .set_status(&p.agent, &[AgentStatus::Frozen], AgentStatus::Active)
@@ -220,7 +191,7 @@ impl Service {
         Ok(agent_view(&a))
     }
 
-    pub(super) async fn retire(&self, p: AgentParam) -> Result<Value, Error> {
+    pub(super) async fn retire(&self, p: AgentParam) -> Result<Retired, Error> {
         let _writing = self.agent_writes.lock().await;
         let _gate = self.gate.write().await;
         // Mark retired first (durable), then destroy: a crash in between leaves a retired agent
@@ -244,10 +215,14 @@ impl Service {
         let mut a = a;
         a.key.id = crate::backend::KeyId(Vec::new());
         self.registry.put(a.clone());
-        Ok(json!({ "agent": a.id, "status": a.status.as_str(), "key_destroyed": true }))
+        Ok(Retired {
+            agent: a.id,
+            status: a.status,
+            key_destroyed: true,
+        })
     }
 
-    pub(super) async fn csr(&self, p: CsrParams) -> Result<Value, Error> {
+    pub(super) async fn csr(&self, p: CsrParams) -> Result<Csr, Error> {
         let agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
             return Err(Error::InvalidState(format!(
@@ -267,10 +242,14 @@ impl Service {
         )
         .about(&agent.id, &agent.user);
         let (csr, index) = self.sign_logged(&agent.key.id, draft, entry).await?;
-        Ok(json!({ "agent": agent.id, "csr": csr?, "log_index": index }))
+        Ok(Csr {
+            agent: agent.id,
+            csr: csr?,
+            log_index: index,
+        })
     }
 
-    pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<Value, Error> {
+    pub(super) async fn cert_import(&self, p: CertImportParams) -> Result<CertImported, Error> {
         let _writing = self.agent_writes.lock().await;
         let mut agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
@@ -305,6 +284,9 @@ impl Service {
         agent.certificate = Some(pem);
         self.registry.put(agent.clone());
         tracing::info!(agent = %agent.id, subject = %summary.subject, "certificate imported");
-        Ok(json!({ "agent": agent.id, "certificate": summary }))
+        Ok(CertImported {
+            agent: agent.id,
+            certificate: summary,
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Methods on the agent socket. The caller is whoever the kernel and `/proc` say it is.
 
-use super::{Service, agent_view};
+use super::{ConnInfo, Service, agent_view};
 use crate::attest::{
     self, AgentClaim, AttestClaims, Bundle, DaemonClaim, Evidence, HostClaim, KeyClaim,
     RuntimeClaim,
@@ -10,18 +10,10 @@ use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts, MatchError};
 use crate::jose::{Header, SigningInput};
+use crate::protocol::agent::{AgentView, AttestParams, Attestation};
 use crate::seal::{Document, Prepared};
-use crate::server::ConnInfo;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
-
-/// Params of `agent.attest`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AttestParams {
-    nonce: String,
-}
 
 impl Service {
     /// Measures the caller and finds its agent.
@@ -49,7 +41,7 @@ impl Service {
         }
     }
 
-    pub(super) async fn agent_identity(&self, info: &ConnInfo) -> Result<Value, Error> {
+    pub(super) async fn agent_identity(&self, info: &ConnInfo) -> Result<AgentView, Error> {
         let (_, agent) = self.caller(info)?;
         Ok(agent_view(&agent))
     }
@@ -58,7 +50,7 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: AttestParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<Attestation, Error> {
         attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         // Shared, as for a payment: no attestation is signed once a freeze is acknowledged.
         let _gate = self.gate.read().await;
@@ -98,12 +90,12 @@ impl Service {
         .about(&agent.id, &agent.user)
         .runtime(self.runtime_digest(&agent, &facts));
         let (attestation, index) = self.sign_logged(&agent.key.id, input, draft).await?;
-        Ok(json!({
-            "attestation": attestation,
-            "kid": kid,
-            "bundle": crate::jose::b64url(&bundle),
-            "log_index": index,
-        }))
+        Ok(Attestation {
+            attestation,
+            kid,
+            bundle: crate::jose::b64url(&bundle),
+            log_index: index,
+        })
     }
 
     /// `document` signed by `key`, released once `draft` (which gains the signed digest) is a

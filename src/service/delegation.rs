@@ -2,41 +2,26 @@
 //! The child voucher may only narrow its parent; it is signed by the parent agent's key and
 //! leaves only with the proof of its durable entry, which commits with the parent's reservation.
 
-use super::Service;
 use super::admin::random_hex;
 use super::payment::set;
+use super::{ConnInfo, Service};
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::entry::Kind;
 use crate::identity::AgentStatus;
 use crate::ledger;
 use crate::policy::{self, Denial, Reason};
+use crate::protocol::voucher::{DelegateParams, Delegated};
 use crate::seal::Prepared;
-use crate::server::ConnInfo;
-use crate::voucher::constraint::Constraint;
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-/// Params of `voucher.delegate`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DelegateParams {
-    voucher: String,
-    agent: String,
-    constraints: Vec<Constraint>,
-    #[serde(default)]
-    not_before: Option<i64>,
-    #[serde(default)]
-    expires_at: Option<i64>,
-}
+use serde_json::json;
 
 impl Service {
     pub(super) async fn voucher_delegate(
         &self,
         info: &ConnInfo,
         p: DelegateParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<Delegated, Error> {
         let _gate = self.gate.read().await;
         let (_, parent_agent) = self.caller(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
@@ -141,6 +126,10 @@ impl Service {
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
         let row = super::voucher::stored(compact, &claims, carve);
         tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
-        Ok(json!({ "id": row.id, "digest": row.digest, "voucher": row.compact }))
+        Ok(Delegated {
+            id: row.id,
+            digest: row.digest,
+            voucher: row.compact,
+        })
     }
 }

@@ -6,21 +6,24 @@
 //! change. Proofs are computed from the stored subtree hashes on the reading connection, so
 //! they never wait for the writer.
 
-use super::{Service, blocking};
+use super::{ConnInfo, Service, blocking};
 use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::checkpoint::{self, Checkpoint};
 use crate::evidence::entry::{Draft, Kind};
+use crate::evidence::export::{InclusionProof, Page};
 use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFact};
 use crate::jose::{self, Header, SigningInput};
 use crate::ledger::Head;
 use crate::ledger::log::{self, StoredNodes};
 use crate::merkle::{self, Hash};
+use crate::protocol::evidence::{
+    CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
+    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+};
 use crate::seal::Prepared;
-use crate::server::ConnInfo;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,64 +39,6 @@ pub struct Signed {
     pub size: u64,
     /// The signed note.
     pub note: String,
-}
-
-/// Params of `evidence.record`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RecordParams {
-    kind: String,
-    body: Map<String, Value>,
-}
-
-/// Params of `evidence.checkpoint`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CheckpointParams {
-    /// Wait for a checkpoint of at least this size.
-    #[serde(default)]
-    at_least: u64,
-    #[serde(default)]
-    wait_ms: u64,
-}
-
-/// Params of `evidence.inclusion`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct InclusionParams {
-    index: u64,
-    /// Defaults to the newest checkpoint's size.
-    #[serde(default)]
-    tree_size: Option<u64>,
-}
-
-/// Params of `evidence.consistency`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConsistencyParams {
-    from: u64,
-    /// Defaults to the newest checkpoint's size.
-    #[serde(default)]
-    to: Option<u64>,
-}
-
-/// Params of `evidence.entry`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EntryParams {
-    index: u64,
-}
-
-/// Params of `admin.log_export`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ExportParams {
-    from: u64,
-    /// Exclusive; defaults to the newest checkpoint's size.
-    #[serde(default)]
-    to: Option<u64>,
-    #[serde(default)]
-    limit: Option<u64>,
 }
 
 /// The entry of a voucher issued (by the daemon or an external issuer) or delegated.
@@ -134,7 +79,7 @@ pub(super) struct Pending {
     runtime: Option<String>,
     /// The statement's JSON bytes.
     statement: Vec<u8>,
-    reply: tokio::sync::oneshot::Sender<Result<Value, Error>>,
+    reply: tokio::sync::oneshot::Sender<Result<RecordedStatement, Error>>,
 }
 
 /// A batch of statements by one agent, signed and withheld, with each one's place in it.
@@ -169,7 +114,7 @@ fn release_statements(
     withheld: crate::seal::Withheld<SigningInput, ()>,
     recorded: Vec<crate::ledger::Recorded<()>>,
     shown: Vec<(String, BatchPath)>,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Vec<RecordedStatement>, Error> {
     let mut logged = recorded
         .into_iter()
         .map(|r| commit.logged(r))
@@ -184,14 +129,12 @@ fn release_statements(
     Ok(at
         .into_iter()
         .zip(shown)
-        .map(|((index, leaf), (statement, batch))| {
-            json!({
-                "index": index,
-                "leaf_hash": jose::b64url(&leaf),
-                "statement": statement,
-                "signature": signature,
-                "batch": batch,
-            })
+        .map(|((index, leaf), (statement, batch))| RecordedStatement {
+            index,
+            leaf_hash: jose::b64url(&leaf),
+            statement,
+            signature: signature.clone(),
+            batch,
         })
         .collect())
 }
@@ -283,7 +226,7 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: RecordParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<RecordedStatement, Error> {
         statement::check_request(&p.kind, &p.body)
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
         // Shared until the statement is answered: a freeze waits for statements in flight, and
@@ -473,7 +416,10 @@ impl Service {
         }
     }
 
-    pub(super) async fn evidence_checkpoint(&self, p: CheckpointParams) -> Result<Value, Error> {
+    pub(super) async fn evidence_checkpoint(
+        &self,
+        p: CheckpointParams,
+    ) -> Result<SignedCheckpoint, Error> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));
         let mut changes = self.signed.subscribe();
@@ -481,7 +427,11 @@ impl Service {
             if let Some(s) = changes.borrow_and_update().clone()
                 && s.size >= p.at_least
             {
-                return Ok(json!({ "origin": self.origin, "size": s.size, "note": s.note }));
+                return Ok(SignedCheckpoint {
+                    origin: self.origin.clone(),
+                    size: s.size,
+                    note: s.note,
+                });
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
@@ -495,7 +445,10 @@ impl Service {
         }
     }
 
-    pub(super) async fn evidence_inclusion(&self, p: InclusionParams) -> Result<Value, Error> {
+    pub(super) async fn evidence_inclusion(
+        &self,
+        p: InclusionParams,
+    ) -> Result<InclusionProof, Error> {
         let size = match p.tree_size {
             Some(n) => n,
             None => self.signed_size()?,
@@ -518,15 +471,18 @@ impl Service {
             })
         })
         .await?;
-        Ok(json!({
-            "index": p.index,
-            "tree_size": size,
-            "leaf_hash": jose::b64url(&leaf),
-            "hashes": hashes(&proof),
-        }))
+        Ok(InclusionProof {
+            index: p.index,
+            tree_size: size,
+            leaf_hash: Some(jose::b64url(&leaf)),
+            hashes: hashes(&proof),
+        })
     }
 
-    pub(super) async fn evidence_consistency(&self, p: ConsistencyParams) -> Result<Value, Error> {
+    pub(super) async fn evidence_consistency(
+        &self,
+        p: ConsistencyParams,
+    ) -> Result<ConsistencyProof, Error> {
         let to = match p.to {
             Some(n) => n,
             None => self.signed_size()?,
@@ -543,7 +499,11 @@ impl Service {
             store.read(|c| Ok(merkle::consistency_proof(&StoredNodes(c), p.from, to)?))
         })
         .await?;
-        Ok(json!({ "from": p.from, "to": to, "hashes": hashes(&proof) }))
+        Ok(ConsistencyProof {
+            from: p.from,
+            to,
+            hashes: hashes(&proof),
+        })
     }
 
     /// Fails unless a checkpoint has been signed for a tree at least `size` large.
@@ -562,7 +522,7 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: EntryParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<Entry, Error> {
         let caller = match info.role {
             crate::protocol::Role::Agent => Some(self.caller(info)?.1.id),
             crate::protocol::Role::Admin => None,
@@ -583,12 +543,12 @@ impl Service {
             index: p.index,
             source: e.into(),
         })?;
-        Ok(json!({
-            "index": p.index,
-            "kind": kind,
-            "leaf_hash": jose::b64url(&merkle::leaf_hash(text.as_bytes())),
-            "entry": text,
-        }))
+        Ok(Entry {
+            index: p.index,
+            kind,
+            leaf_hash: jose::b64url(&merkle::leaf_hash(text.as_bytes())),
+            entry: text,
+        })
     }
 
     /// One page of the log for `arictl log export`: entries `from..to` (at most a page), the
@@ -597,7 +557,7 @@ impl Service {
     /// last entries on trust: when no checkpoint of the end's size was signed (an explicit `to`
     /// between two), one is signed now, only after checking that the stored tree of that size
     /// is a prefix of the newest signed one (so it vouches for nothing not already vouched for).
-    pub(super) async fn log_export(&self, p: ExportParams) -> Result<Value, Error> {
+    pub(super) async fn log_export(&self, p: ExportParams) -> Result<Page, Error> {
         let end = match p.to {
             Some(n) => n,
             None => self.signed_size()?,
@@ -657,10 +617,9 @@ impl Service {
             }
         }
         let (store, origin, key) = (self.store.clone(), self.origin.clone(), log_key.public);
-        let page = blocking(move || {
+        blocking(move || {
             store.read(|c| crate::ledger::export::read_page(c, &origin, &key, p.from, end, limit))
         })
-        .await?;
-        Ok(serde_json::to_value(page).map_err(Internal::json("an export page"))?)
+        .await
     }
 }

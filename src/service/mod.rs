@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent;
+mod caller;
 mod delegation;
 mod evidence;
 mod payment;
@@ -19,14 +20,19 @@ use crate::backend::{Backend, KeyInfo};
 use crate::error::{Error, Internal};
 use crate::identity::{Agent, Registry};
 use crate::ledger::Ledger;
-use crate::protocol::{self, Incoming, Method, Request, Response, Role};
+use crate::peer::{self, PeerMeter};
+use crate::protocol::admin::{
+    DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmStatus,
+};
+use crate::protocol::agent::{AgentKey, AgentView};
+use crate::protocol::{self, Call, Incoming, Method, Request, Response, Role, call};
 use crate::seal::KeyStore;
-use crate::server::ConnInfo;
-use crate::server::peer::{self, PeerMeter};
 use crate::store::Store;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+pub use caller::ConnInfo;
 
 /// Request ids, unique within the daemon's life; they appear in every log line of a call.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -308,76 +314,52 @@ impl Service {
                 info.cred.uid
             )));
         }
-        match method {
-            Method::AgentIdentity => {
-                let _: admin::NoParams = decode(params)?;
-                self.agent_identity(info).await
-            }
-            Method::AgentAttest => self.agent_attest(info, decode(params)?).await,
-            Method::AdminStatus => {
-                let _: admin::NoParams = decode(params)?;
-                self.status().await
-            }
-            Method::AdminMetrics => {
-                let _: admin::NoParams = decode(params)?;
-                self.metrics().await
-            }
-            Method::AdminAgentProvision => self.provision(decode(params)?).await,
-            Method::AdminAgentList => {
-                let _: admin::NoParams = decode(params)?;
-                Ok(
-                    json!({ "agents": self.registry.all().iter().map(agent_view).collect::<Vec<_>>() }),
-                )
-            }
-            Method::AdminAgentShow => {
-                let a: admin::AgentParam = decode(params)?;
-                Ok(agent_view(&self.agent(&a.agent)?))
-            }
-            Method::AdminAgentFreeze => self.freeze(decode(params)?).await,
-            Method::AdminAgentUnfreeze => self.unfreeze(decode(params)?).await,
-            Method::AdminAgentRetire => self.retire(decode(params)?).await,
-            Method::AdminAgentCsr => self.csr(decode(params)?).await,
-            Method::AdminAgentCertImport => self.cert_import(decode(params)?).await,
-            Method::AdminVoucherIssue => self.voucher_issue(decode(params)?).await,
-            Method::AdminVoucherList => self.voucher_list(decode(params)?).await,
-            Method::AdminVoucherShow => self.voucher_show(decode(params)?).await,
-            Method::AdminVoucherRevoke => self.voucher_revoke(decode(params)?).await,
-            Method::AdminVoucherImport => self.voucher_import(decode(params)?).await,
-            Method::AdminVoucherRevocations => {
-                let _: admin::NoParams = decode(params)?;
-                self.voucher_revocations().await
-            }
-            Method::AdminIssuerAdd => self.issuer_add(decode(params)?).await,
-            Method::AdminIssuerList => {
-                let _: admin::NoParams = decode(params)?;
-                self.issuer_list().await
-            }
-            Method::AdminIssuerRemove => self.issuer_remove(decode(params)?).await,
-            Method::AdminPaymentList => self.payment_list(decode(params)?).await,
-            Method::AdminPaymentShow => self.payment_show(decode(params)?).await,
-            Method::AdminPaymentConfirm => self.payment_confirm(decode(params)?).await,
-            Method::AdminPaymentReject => self.payment_reject(decode(params)?).await,
-            Method::VoucherDelegate => self.voucher_delegate(info, decode(params)?).await,
-            Method::PaymentAuthorize => self.payment_authorize(info, decode(params)?).await,
-            Method::PaymentStatus => self.payment_status(info, decode(params)?).await,
-            Method::PaymentReport => self.payment_report(info, decode(params)?).await,
-            Method::EvidenceRecord => self.evidence_record(info, decode(params)?).await,
-            Method::EvidenceCheckpoint => {
-                let p = if params.is_null() {
-                    evidence::CheckpointParams::default()
-                } else {
-                    decode(params)?
-                };
-                self.evidence_checkpoint(p).await
-            }
-            Method::EvidenceInclusion => self.evidence_inclusion(decode(params)?).await,
-            Method::EvidenceConsistency => self.evidence_consistency(decode(params)?).await,
-            Method::EvidenceEntry => self.evidence_entry(info, decode(params)?).await,
-            Method::AdminLogExport => self.log_export(decode(params)?).await,
-            Method::AdminTpmAk => {
-                decode::<admin::NoParams>(params)?;
-                self.tpm_ak().await
-            }
+        // Each arm names a method once: its marker in `call` carries the params decoded and the
+        // result encoded here, so a handler of the wrong types does not compile.
+        macro_rules! route {
+            ($($method:ident => $handler:expr,)*) => {
+                match method {
+                    $(Method::$method => serve::<call::$method, _>(params, $handler).await,)*
+                }
+            };
+        }
+        route! {
+            AgentIdentity => |NoParams {}| self.agent_identity(info),
+            AgentAttest => |p| self.agent_attest(info, p),
+            AdminStatus => |NoParams {}| self.status(),
+            AdminMetrics => |NoParams {}| self.metrics(),
+            AdminAgentProvision => |p| self.provision(p),
+            AdminAgentList => |NoParams {}| self.agent_list(),
+            AdminAgentShow => |p| self.agent_show(p),
+            AdminAgentFreeze => |p| self.freeze(p),
+            AdminAgentUnfreeze => |p| self.unfreeze(p),
+            AdminAgentRetire => |p| self.retire(p),
+            AdminAgentCsr => |p| self.csr(p),
+            AdminAgentCertImport => |p| self.cert_import(p),
+            AdminVoucherIssue => |p| self.voucher_issue(p),
+            AdminVoucherList => |p| self.voucher_list(p),
+            AdminVoucherShow => |p| self.voucher_show(p),
+            AdminVoucherRevoke => |p| self.voucher_revoke(p),
+            AdminVoucherImport => |p| self.voucher_import(p),
+            AdminVoucherRevocations => |NoParams {}| self.voucher_revocations(),
+            AdminIssuerAdd => |p| self.issuer_add(p),
+            AdminIssuerList => |NoParams {}| self.issuer_list(),
+            AdminIssuerRemove => |p| self.issuer_remove(p),
+            AdminPaymentList => |p| self.payment_list(p),
+            AdminPaymentShow => |p| self.payment_show(p),
+            AdminPaymentConfirm => |p| self.payment_confirm(p),
+            AdminPaymentReject => |p| self.payment_reject(p),
+            VoucherDelegate => |p| self.voucher_delegate(info, p),
+            PaymentAuthorize => |p| self.payment_authorize(info, p),
+            PaymentStatus => |p| self.payment_status(info, p),
+            PaymentReport => |p| self.payment_report(info, p),
+            EvidenceRecord => |p| self.evidence_record(info, p),
+            EvidenceCheckpoint => |p| self.evidence_checkpoint(p),
+            EvidenceInclusion => |p| self.evidence_inclusion(p),
+            EvidenceConsistency => |p| self.evidence_consistency(p),
+            EvidenceEntry => |p| self.evidence_entry(info, p),
+            AdminLogExport => |p| self.log_export(p),
+            AdminTpmAk => |NoParams {}| self.tpm_ak(),
         }
     }
 
@@ -418,34 +400,43 @@ impl Service {
     }
 
     /// Asks the key store something cheap (the issuer key's attributes) within two seconds.
-    async fn probe_backend(&self) -> Value {
+    async fn probe_backend(&self) -> Health {
         let started = std::time::Instant::now();
         let probe = match self.daemon_key("issuer") {
             Ok(k) => self.backend.describe_key(k.id.clone()),
-            Err(e) => return json!({ "state": "error", "detail": e.to_string() }),
+            Err(e) => {
+                return Health::Error {
+                    detail: e.to_string(),
+                };
+            }
         };
         match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
-            Ok(Ok(_)) => json!({
-                "state": "ok",
-                "probe_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            }),
-            Ok(Err(crate::backend::BackendError::Busy)) => {
-                json!({ "state": "busy", "detail": "the key store's queue is full" })
-            }
-            Ok(Err(e)) => json!({ "state": "error", "detail": e.to_string() }),
-            Err(_) => json!({ "state": "error", "detail": "no answer within 2 s" }),
+            Ok(Ok(_)) => Health::Ok {
+                probe_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            },
+            Ok(Err(crate::backend::BackendError::Busy)) => Health::Busy {
+                detail: "the key store's queue is full".into(),
+            },
+            Ok(Err(e)) => Health::Error {
+                detail: e.to_string(),
+            },
+            Err(_) => Health::Error {
+                detail: "no answer within 2 s".into(),
+            },
         }
     }
 
-    async fn status(&self) -> Result<Value, Error> {
-        let keys: serde_json::Map<String, Value> = self
+    async fn status(&self) -> Result<Status, Error> {
+        let daemon_keys = self
             .daemon_keys
             .iter()
             .map(|(role, k)| {
-                (
-                    (*role).to_string(),
-                    json!({ "kid": k.public.thumbprint(), "uri": k.uri, "jwk": k.public.to_jwk() }),
-                )
+                let key = DaemonKey {
+                    kid: k.public.thumbprint(),
+                    uri: k.uri.clone(),
+                    jwk: k.public.to_jwk(),
+                };
+                ((*role).to_string(), key)
             })
             .collect();
         let s = self.store.clone();
@@ -457,40 +448,42 @@ impl Service {
         .await?;
         let checkpoint = self.signed.borrow().as_ref().map(|c| c.size);
         let (settings, reloads) = self.live();
-        Ok(json!({
-            "version": self.facts.version,
-            "backend": self.backend.kind(),
-            "backend_health": self.probe_backend().await,
-            "queues": {
-                "backend": self.backend.queue(),
-                "ledger": self.ledger.queue(),
+        Ok(Status {
+            version: self.facts.version.clone(),
+            backend: self.backend.kind().into(),
+            backend_health: self.probe_backend().await,
+            queues: Queues {
+                backend: self.backend.queue(),
+                ledger: self.ledger.queue(),
             },
-            "boot_id": self.facts.boot_id,
-            "config_sha256": settings.config_sha256,
-            "reloads": reloads,
-            "started_at": self.started_at,
-            "uptime_s": self.started.elapsed().as_secs(),
-            "agents": self.registry.counts(),
-            "vouchers": vouchers,
-            "evidence": {
-                "origin": self.origin,
-                "entries": log_size,
-                "checkpoint_size": checkpoint,
-                "unsigned": checkpoint.map_or(log_size, |c| log_size.saturating_sub(c)),
+            boot_id: self.facts.boot_id.clone(),
+            config_sha256: settings.config_sha256,
+            reloads,
+            started_at: self.started_at,
+            uptime_s: self.started.elapsed().as_secs(),
+            agents: self
+                .registry
+                .counts()
+                .into_iter()
+                .map(|(status, n)| (status.to_string(), n))
+                .collect(),
+            vouchers,
+            evidence: LogStatus {
+                origin: self.origin.clone(),
+                entries: log_size,
+                checkpoint_size: checkpoint,
+                unsigned: checkpoint.map_or(log_size, |c| log_size.saturating_sub(c)),
             },
-            "daemon_keys": keys,
-            "tpm": self.backend.counters().map(|c| json!({
-                "ak": self.ak.as_ref().and_then(|j| j.kid.clone()),
-                "commands": c.commands,
-                "quotes": c.quotes,
-                "quoted": c.quoted,
-                "signs": c.signs,
-            })),
-        }))
+            daemon_keys,
+            tpm: self.backend.counters().map(|counters| TpmStatus {
+                ak: self.ak.as_ref().and_then(|j| j.kid.clone()),
+                counters,
+            }),
+        })
     }
 
     /// The Prometheus text exposition, with the state gauges brought up to date.
-    async fn metrics(&self) -> Result<Value, Error> {
+    async fn metrics(&self) -> Result<MetricsText, Error> {
         use crate::metrics::{QueueLabel, StatusLabel};
         let m = crate::metrics::metrics();
         let s = self.store.clone();
@@ -521,12 +514,19 @@ impl Service {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         m.uptime.set(self.started.elapsed().as_secs_f64());
-        Ok(json!({ "text": m.render() }))
+        Ok(MetricsText { text: m.render() })
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, Error> {
-    protocol::params(params).map_err(|e| Error::InvalidParams(e.message))
+/// Decodes `params` as method `C`'s, runs `handler` on them, and encodes its result: the one
+/// place a call's members are read and its answer written.
+async fn serve<C: Call, F: Future<Output = Result<C::Result, Error>>>(
+    params: Value,
+    handler: impl FnOnce(C::Params) -> F,
+) -> Result<Value, Error> {
+    let params = protocol::params(params).map_err(|e| Error::InvalidParams(e.message))?;
+    let result = handler(params).await?;
+    Ok(serde_json::to_value(result).map_err(Internal::json("a method's result"))?)
 }
 
 /// Runs blocking state work off the async threads.
@@ -547,21 +547,21 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// The public view of an agent, as admin methods and `agent.identity` show it.
-pub fn agent_view(a: &Agent) -> Value {
-    json!({
-        "agent": a.id,
-        "instance": a.instance,
-        "user": a.user,
-        "status": a.status.as_str(),
-        "selectors": a.selectors,
-        "key": {
-            "kid": a.key.public.thumbprint(),
-            "jwk": a.key.public.to_jwk(),
-            "uri": a.key.uri,
-            "attributes": a.key.attributes,
-            "certification": a.key.certification,
+pub fn agent_view(a: &Agent) -> AgentView {
+    AgentView {
+        agent: a.id.clone(),
+        instance: a.instance.clone(),
+        user: a.user.clone(),
+        status: a.status,
+        selectors: a.selectors.clone(),
+        key: AgentKey {
+            kid: a.key.public.thumbprint(),
+            jwk: a.key.public.to_jwk(),
+            uri: a.key.uri.clone(),
+            attributes: a.key.attributes,
+            certification: a.key.certification.clone(),
         },
-        "certificate": a.certificate,
-        "created_at": a.created_at,
-    })
+        certificate: a.certificate.clone(),
+        created_at: a.created_at,
+    }
 }

@@ -6,157 +6,94 @@ use crate::clock::unix_now as now;
 use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
-use crate::jose::{Header, Jwk, SigningInput};
+use crate::jose::{Header, SigningInput};
+use crate::protocol::voucher::{
+    IssueParams, Issuer, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved, NameParam,
+    Revocations, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked, VoucherView,
+};
 use crate::seal::Prepared;
 use crate::store::{StoreError, StoredVoucher, VoucherStatus};
-use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
+use crate::voucher::constraint::{Constraint, Currency};
 use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// Params of `admin.voucher_issue`. Amounts in minor units, times in Unix seconds.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct IssueParams {
-    agent: String,
-    level: AutonomyLevel,
-    currency: String,
-    #[serde(default)]
-    min_amount: Option<u64>,
-    #[serde(default)]
-    max_amount: Option<u64>,
-    #[serde(default)]
-    budget: Option<u64>,
-    #[serde(default)]
-    max_payments: Option<u32>,
-    #[serde(default)]
-    payees: Vec<String>,
-    #[serde(default)]
-    categories: Vec<String>,
-    #[serde(default)]
-    funds_carrier: Option<String>,
-    #[serde(default)]
-    not_before: Option<i64>,
-    expires_at: i64,
-    #[serde(default)]
-    report_within_s: Option<u64>,
-    #[serde(default)]
-    conditions: Vec<String>,
-    #[serde(default)]
-    not_after_execution: Option<i64>,
-    #[serde(default)]
-    not_before_execution: Option<i64>,
-}
-
-/// Params of `admin.issuer_add`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct IssuerParams {
-    name: String,
-    jwk: Value,
-}
-
-/// `{ "name": NAME }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NameParam {
-    name: String,
-}
-
-/// Params of `admin.voucher_list`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListParams {
-    #[serde(default)]
-    agent: Option<String>,
-}
-
-/// `{ "voucher": ID }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct VoucherParam {
-    voucher: String,
-}
-
-fn view(v: &StoredVoucher) -> Value {
-    json!({
-        "id": v.id,
-        "digest": v.digest,
-        "agent": v.agent,
-        "parent": v.parent,
-        "status": v.status,
-        "budget": v.budget,
-        "spent": v.spent,
-        "reserved": v.reserved,
-        "payments": v.payments,
-        "issued_at": v.issued_at,
-        "expires_at": v.expires_at,
-        "voucher": v.compact,
-    })
-}
-
-impl IssueParams {
-    /// The constraints these params ask for, in a fixed order.
-    fn constraints(&self) -> Result<Vec<Constraint>, Error> {
-        let currency = Currency::try_from(self.currency.clone())
-            .map_err(|e| Error::InvalidParams(e.to_string()))?;
-        let mut out = vec![Constraint::AutonomyLevel { level: self.level }];
-        if self.min_amount.is_some() || self.max_amount.is_some() {
-            out.push(Constraint::AmountRange {
-                currency: currency.clone(),
-                min: self.min_amount,
-                max: self.max_amount,
-            });
-        }
-        if let Some(max) = self.budget {
-            out.push(Constraint::Budget {
-                currency: currency.clone(),
-                max,
-            });
-        }
-        if let Some(n) = self.max_payments {
-            out.push(Constraint::AgentRecurrence { max_occurrences: n });
-        }
-        if !self.payees.is_empty() {
-            out.push(Constraint::AllowedPayees {
-                payees: self.payees.clone(),
-            });
-        }
-        if !self.categories.is_empty() {
-            out.push(Constraint::Categories {
-                categories: self.categories.clone(),
-            });
-        }
-        if let Some(id) = &self.funds_carrier {
-            out.push(Constraint::FundsCarrier { id: id.clone() });
-        }
-        if let Some(seconds) = self.report_within_s {
-            out.push(Constraint::ReportWithin { seconds });
-        }
-        if self.not_before_execution.is_some() || self.not_after_execution.is_some() {
-            out.push(Constraint::ExecutionDate {
-                not_before: self.not_before_execution,
-                not_after: self.not_after_execution,
-            });
-        }
-        if !self.conditions.is_empty() {
-            out.push(Constraint::Conditions {
-                all: self.conditions.clone(),
-            });
-        }
-        if out.iter().all(|c| {
-            !matches!(
-                c,
-                Constraint::AmountRange { .. } | Constraint::Budget { .. }
-            )
-        }) {
-            return Err(Error::InvalidParams(
-                "a voucher needs an amount limit: max_amount and/or budget".into(),
-            ));
-        }
-        Ok(out)
+fn view(v: &StoredVoucher) -> VoucherView {
+    VoucherView {
+        id: v.id.clone(),
+        digest: v.digest.clone(),
+        agent: v.agent.clone(),
+        parent: v.parent.clone(),
+        status: v.status,
+        budget: v.budget,
+        spent: v.spent,
+        reserved: v.reserved,
+        payments: v.payments,
+        issued_at: v.issued_at,
+        expires_at: v.expires_at,
+        voucher: v.compact.clone(),
     }
+}
+
+/// The constraints an issue's params ask for, in a fixed order.
+fn constraints(p: &IssueParams) -> Result<Vec<Constraint>, Error> {
+    let currency =
+        Currency::try_from(p.currency.clone()).map_err(|e| Error::InvalidParams(e.to_string()))?;
+    let mut out = vec![Constraint::AutonomyLevel { level: p.level }];
+    if p.min_amount.is_some() || p.max_amount.is_some() {
+        out.push(Constraint::AmountRange {
+            currency: currency.clone(),
+            min: p.min_amount,
+            max: p.max_amount,
+        });
+    }
+    if let Some(max) = p.budget {
+        out.push(Constraint::Budget {
+            currency: currency.clone(),
+            max,
+        });
+    }
+    if let Some(n) = p.max_payments {
+        out.push(Constraint::AgentRecurrence { max_occurrences: n });
+    }
+    if !p.payees.is_empty() {
+        out.push(Constraint::AllowedPayees {
+            payees: p.payees.clone(),
+        });
+    }
+    if !p.categories.is_empty() {
+        out.push(Constraint::Categories {
+            categories: p.categories.clone(),
+        });
+    }
+    if let Some(id) = &p.funds_carrier {
+        out.push(Constraint::FundsCarrier { id: id.clone() });
+    }
+    if let Some(seconds) = p.report_within_s {
+        out.push(Constraint::ReportWithin { seconds });
+    }
+    if p.not_before_execution.is_some() || p.not_after_execution.is_some() {
+        out.push(Constraint::ExecutionDate {
+            not_before: p.not_before_execution,
+            not_after: p.not_after_execution,
+        });
+    }
+    if !p.conditions.is_empty() {
+        out.push(Constraint::Conditions {
+            all: p.conditions.clone(),
+        });
+    }
+    if out.iter().all(|c| {
+        !matches!(
+            c,
+            Constraint::AmountRange { .. } | Constraint::Budget { .. }
+        )
+    }) {
+        return Err(Error::InvalidParams(
+            "a voucher needs an amount limit: max_amount and/or budget".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The stored form of a voucher this daemon signed (issued or delegated), from its compact form.
@@ -182,7 +119,7 @@ pub(super) fn stored(
 }
 
 impl Service {
-    pub(super) async fn voucher_issue(&self, p: IssueParams) -> Result<Value, Error> {
+    pub(super) async fn voucher_issue(&self, p: IssueParams) -> Result<VoucherView, Error> {
         let agent = self.agent(&p.agent)?;
         if agent.status == AgentStatus::Retired {
             return Err(Error::InvalidState(format!(
@@ -205,7 +142,7 @@ impl Service {
                 jwk: agent.key.public.to_jwk(),
             },
             parent: None,
-            constraints: p.constraints()?,
+            constraints: constraints(&p)?,
         };
         if claims.exp <= issued {
             return Err(Error::InvalidParams("expires_at is in the past".into()));
@@ -240,10 +177,12 @@ impl Service {
         Ok(view(&stored))
     }
 
-    pub(super) async fn voucher_list(&self, p: ListParams) -> Result<Value, Error> {
+    pub(super) async fn voucher_list(&self, p: VoucherListParams) -> Result<VoucherList, Error> {
         let store = self.store.clone();
         let list = blocking(move || store.vouchers(p.agent.as_deref())).await?;
-        Ok(json!({ "vouchers": list.iter().map(view).collect::<Vec<_>>() }))
+        Ok(VoucherList {
+            vouchers: list.iter().map(view).collect(),
+        })
     }
 
     async fn find_voucher(&self, id: &str) -> Result<StoredVoucher, Error> {
@@ -253,11 +192,11 @@ impl Service {
             .ok_or_else(|| Error::VoucherNotFound(id.into()))
     }
 
-    pub(super) async fn voucher_show(&self, p: VoucherParam) -> Result<Value, Error> {
+    pub(super) async fn voucher_show(&self, p: VoucherParam) -> Result<VoucherView, Error> {
         Ok(view(&self.find_voucher(&p.voucher).await?))
     }
 
-    pub(super) async fn voucher_revoke(&self, p: VoucherParam) -> Result<Value, Error> {
+    pub(super) async fn voucher_revoke(&self, p: VoucherParam) -> Result<VoucherRevoked, Error> {
         let v = self.find_voucher(&p.voucher).await?;
         // Exclusive: every decision already past the gate finishes (signed or not) before the
         // revocation commits, and every later one sees it.
@@ -287,10 +226,13 @@ impl Service {
         if changed {
             tracing::info!(voucher = %v.id, "voucher revoked");
         }
-        Ok(json!({ "id": v.id, "status": "revoked" }))
+        Ok(VoucherRevoked {
+            id: v.id,
+            status: VoucherStatus::Revoked,
+        })
     }
 
-    pub(super) async fn voucher_import(&self, p: VoucherParam) -> Result<Value, Error> {
+    pub(super) async fn voucher_import(&self, p: VoucherParam) -> Result<VoucherView, Error> {
         if !p.voucher.contains('.') {
             return Err(Error::InvalidParams(
                 "voucher must be the compact voucher (JWS followed by '~')".into(),
@@ -301,7 +243,7 @@ impl Service {
         Ok(view(&self.find_voucher(&id).await?))
     }
 
-    pub(super) async fn voucher_revocations(&self) -> Result<Value, Error> {
+    pub(super) async fn voucher_revocations(&self) -> Result<Revocations, Error> {
         let store = self.store.clone();
         let revoked = blocking(move || store.revoked()).await?;
         let issuer = self.daemon_key("issuer")?;
@@ -323,14 +265,17 @@ impl Service {
         )
         .map_err(Internal::jose("a revocation list"))?;
         let signed = self.backend.sign_revocations(issuer, input).await?;
-        Ok(json!({ "list": signed, "count": list.revoked.len() }))
+        Ok(Revocations {
+            list: signed,
+            count: list.revoked.len(),
+        })
     }
 
-    pub(super) async fn issuer_add(&self, p: IssuerParams) -> Result<Value, Error> {
+    pub(super) async fn issuer_add(&self, p: IssuerParams) -> Result<IssuerAdded, Error> {
         crate::identity::validate_agent_id(&p.name)
             .map_err(|m| Error::InvalidParams(format!("issuer name: {m}")))?;
-        let key = serde_json::from_value::<Jwk>(p.jwk)
-            .map_err(|e| Error::InvalidParams(format!("jwk: {e}")))?
+        let key = p
+            .jwk
             .to_public_key()
             .map_err(|e| Error::InvalidParams(format!("jwk: {e}")))?;
         if key == self.daemon_key("issuer")?.public {
@@ -363,23 +308,28 @@ impl Service {
             Err(e) => return Err(e),
         }
         tracing::info!(issuer = %p.name, kid = %key.thumbprint(), "issuer registered");
-        Ok(json!({ "name": p.name, "kid": key.thumbprint() }))
+        Ok(IssuerAdded {
+            kid: key.thumbprint(),
+            name: p.name,
+        })
     }
 
-    pub(super) async fn issuer_list(&self) -> Result<Value, Error> {
+    pub(super) async fn issuer_list(&self) -> Result<IssuerList, Error> {
         let store = self.store.clone();
         let list = blocking(move || store.issuers()).await?;
         let own = self.daemon_key("issuer")?;
-        let mut out = vec![
-            json!({ "name": "arid", "kid": own.public.thumbprint(), "jwk": own.public.to_jwk(), "own": true }),
-        ];
-        out.extend(list.iter().map(|(name, k)| {
-            json!({ "name": name, "kid": k.thumbprint(), "jwk": k.to_jwk(), "own": false })
-        }));
-        Ok(json!({ "issuers": out }))
+        let issuer = |name: &str, key: &crate::jose::PublicKey, own: bool| Issuer {
+            name: name.to_string(),
+            kid: key.thumbprint(),
+            jwk: key.to_jwk(),
+            own,
+        };
+        let mut issuers = vec![issuer("arid", &own.public, true)];
+        issuers.extend(list.iter().map(|(name, k)| issuer(name, k, false)));
+        Ok(IssuerList { issuers })
     }
 
-    pub(super) async fn issuer_remove(&self, p: NameParam) -> Result<Value, Error> {
+    pub(super) async fn issuer_remove(&self, p: NameParam) -> Result<IssuerRemoved, Error> {
         let name = p.name.clone();
         let removed = self
             .ledger
@@ -405,6 +355,9 @@ impl Service {
             cache.clear();
         }
         tracing::info!(issuer = %p.name, "issuer removed");
-        Ok(json!({ "name": p.name, "removed": true }))
+        Ok(IssuerRemoved {
+            name: p.name,
+            removed: true,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! `payment.authorize`: the decision, the debit, the entry and the signature, in the order the
 //! module above describes; and voiding a decision whose signature could not be made.
 
-use super::{AuthorizeParams, Chain, decision_id, payment_fact, set, text};
+use super::{Chain, decision_id, payment_fact, request, set, text};
 use crate::attest::{self, Bundle};
 use crate::backend::KeyId;
 use crate::clock::unix_now;
@@ -10,11 +10,11 @@ use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts};
 use crate::jose::{self, Header, PendingInput, SigningInput};
 use crate::ledger::{self, Debited, PaymentRow, PaymentStatus, Recorded, Staged};
-use crate::payment::{self, AuthorizationClaims, Binding};
+use crate::payment::{self, AuthorizationClaims, Binding, Receipt};
 use crate::policy::{self, Context, Denial, Reason, Verdict};
+use crate::protocol::payment::{Authorization, AuthorizeParams, Authorized, Held};
 use crate::seal::{self, KeyStore, Prepared};
-use crate::server::ConnInfo;
-use crate::service::Service;
+use crate::service::{ConnInfo, Service};
 use crate::store::StoreError;
 use crate::voucher::constraint::Constraint;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ enum Decided {
 }
 
 /// An authorization's signature being made: withheld until its entry and debit are durable.
-type Authorization = seal::Signing<SigningInput, Debited>;
+type Signing = seal::Signing<SigningInput, Debited>;
 
 /// Where an authorization's signature is asked for, decided inside the ledger job. Both ways
 /// were measured (`docs/performance.md`, "4 December: the signature asked for from the ledger
@@ -40,7 +40,7 @@ enum Begun {
     /// By the job itself, because its group holds other jobs: under load, sending the request
     /// through the caller's task costs a hand-off per payment (5 to 8 % of the payments per
     /// second at 16 clients).
-    Started(Authorization),
+    Started(Signing),
     /// By the caller, once told: the job is alone in its group. Woken from the writer just
     /// before it commits, the token thread made a lone payment's answer about 80 µs later.
     Ready(KeyId, Prepared<SigningInput>),
@@ -62,7 +62,7 @@ impl Begun {
     }
 
     /// The signing under way, asked for here if the job left it to its caller.
-    fn start(self, keys: &KeyStore) -> Authorization {
+    fn start(self, keys: &KeyStore) -> Signing {
         match self {
             Self::Started(signing) => signing,
             Self::Ready(key, input) => keys.sign(key, input),
@@ -98,11 +98,11 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: AuthorizeParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<Authorization, Error> {
         let _gate = self.gate.read().await;
         attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         text("aud", &p.aud)?;
-        let req = p.payment.request()?;
+        let req = request(p.payment)?;
         let (facts, agent, frozen) = self.caller_for_decision(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
         if !chain.held_by(&agent) {
@@ -266,7 +266,7 @@ impl Service {
             }
             Decided::Held => {
                 tracing::info!(decision = %id, agent = %agent.id, "payment held for confirmation");
-                Ok(json!({ "status": "pending_confirmation", "decision": id }))
+                Ok(Authorization::PendingConfirmation(Held { decision: id }))
             }
             Decided::Authorized(recorded) => {
                 let Some((seq, index, signed)) = signed else {
@@ -280,14 +280,15 @@ impl Service {
                         return Err(e.into());
                     }
                 };
-                Ok(json!({
-                    "status": "authorized",
-                    "decision": id,
-                    "ledger_seq": seq,
-                    "log_index": index,
-                    "authorization": jwt,
-                    "chain": chain.compacts,
-                    "attestation": attestation,
+                Ok(Authorization::Authorized(Authorized {
+                    decision: id,
+                    ledger_seq: seq,
+                    log_index: index,
+                    receipt: Receipt {
+                        authorization: jwt,
+                        chain: chain.compacts.clone(),
+                        attestation,
+                    },
                 }))
             }
         }

@@ -2,7 +2,7 @@
 //! held (L2) ones. A confirmation is decided, debited and recorded like an authorization, and
 //! its signature leaves only with the proof of its entry.
 
-use super::{DecisionParam, ListParams, payment_fact, set, text, view};
+use super::{payment_fact, set, text, view};
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
@@ -10,10 +10,13 @@ use crate::identity::AgentStatus;
 use crate::jose::{self, SigningInput};
 use crate::ledger::{self, Debited, PaymentStatus, Recorded};
 use crate::policy::{self, Denial, Reason};
+use crate::protocol::payment::{
+    DecisionParam, DecisionView, PaymentList, PaymentListParams, RejectParams,
+};
 use crate::seal::Prepared;
 use crate::service::{Service, blocking};
 use crate::store::StoreError;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// What a confirmation job decided.
@@ -31,17 +34,25 @@ fn attestation_digest(bundle: &str) -> Result<String, Error> {
 }
 
 impl Service {
-    pub(in crate::service) async fn payment_list(&self, p: ListParams) -> Result<Value, Error> {
+    pub(in crate::service) async fn payment_list(
+        &self,
+        p: PaymentListParams,
+    ) -> Result<PaymentList, Error> {
         let store = self.store.clone();
         let limit = p.limit.unwrap_or(100).min(10_000);
         let rows = blocking(move || {
             store.read(|c| crate::ledger::payments(c, p.status, p.voucher.as_deref(), limit))
         })
         .await?;
-        Ok(json!({ "payments": rows.iter().map(|r| view(r, None)).collect::<Vec<_>>() }))
+        Ok(PaymentList {
+            payments: rows.iter().map(|r| view(r, None)).collect(),
+        })
     }
 
-    pub(in crate::service) async fn payment_show(&self, p: DecisionParam) -> Result<Value, Error> {
+    pub(in crate::service) async fn payment_show(
+        &self,
+        p: DecisionParam,
+    ) -> Result<DecisionView, Error> {
         let row = self.decision(&p.decision).await?;
         Ok(view(&row, None))
     }
@@ -49,7 +60,7 @@ impl Service {
     pub(in crate::service) async fn payment_confirm(
         &self,
         p: DecisionParam,
-    ) -> Result<Value, Error> {
+    ) -> Result<DecisionView, Error> {
         let _gate = self.gate.read().await;
         let row = self.decision(&p.decision).await?;
         let chain = self.resolve_chain(&row.voucher).await?;
@@ -143,8 +154,8 @@ impl Service {
 
     pub(in crate::service) async fn payment_reject(
         &self,
-        p: DecisionParam,
-    ) -> Result<Value, Error> {
+        p: RejectParams,
+    ) -> Result<DecisionView, Error> {
         if let Some(n) = &p.note {
             text("note", n)?;
         }

@@ -1,6 +1,6 @@
 //! Payments: `payment.authorize`, `payment.status` and `payment.report` on the agent socket, the
 //! operator's side of held (L2) payments, and what they share: voucher chains as the daemon
-//! verifies and caches them, the methods' params, and the views of a decision.
+//! verifies and caches them, and the view of a decision.
 //!
 //! Order of work for an authorization, which is the product's core promise:
 //! 1. take the decision gate (shared), so a freeze or revocation cannot complete while a
@@ -25,19 +25,19 @@ mod confirm;
 mod report;
 
 use super::admin::random_hex;
-use super::{Service, blocking};
+use super::{ConnInfo, Service, blocking};
 use crate::error::{Error, Internal};
 use crate::evidence::entry::Kind;
 use crate::identity::{Agent, CallerFacts, MatchError};
 use crate::jose::PublicKey;
-use crate::ledger::{Outcome, PaymentRow, PaymentStatus};
+use crate::ledger::{PaymentRow, PaymentStatus};
+use crate::payment::Receipt;
 use crate::policy::{self, PaymentRequest};
-use crate::server::ConnInfo;
+use crate::protocol::payment::{DecisionStatus, DecisionView, PaymentParams};
 use crate::store::{StoreError, StoredVoucher, VoucherStatus};
 use crate::voucher::constraint::Currency;
 use crate::voucher::{self, VoucherClaims};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The longest `payment.status` waits for a decision.
@@ -86,70 +86,6 @@ impl Chain {
     }
 }
 
-/// `payment` inside `payment.authorize`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PaymentParams {
-    amount: u64,
-    currency: String,
-    payee: String,
-    #[serde(default)]
-    category: Option<String>,
-    transaction_id: String,
-}
-
-/// Params of `payment.authorize`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AuthorizeParams {
-    voucher: String,
-    payment: PaymentParams,
-    aud: String,
-    nonce: String,
-    #[serde(default)]
-    facts: Map<String, Value>,
-}
-
-/// Params of `payment.status`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StatusParams {
-    decision: String,
-    #[serde(default)]
-    wait_ms: u64,
-}
-
-/// Params of `payment.report`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReportParams {
-    decision: String,
-    outcome: Outcome,
-    #[serde(default)]
-    reference: Option<String>,
-}
-
-/// Params of `admin.payment_list`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListParams {
-    #[serde(default)]
-    status: Option<PaymentStatus>,
-    #[serde(default)]
-    voucher: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-/// `{ "decision": ID }`, with an optional note for rejections.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DecisionParam {
-    decision: String,
-    #[serde(default)]
-    note: Option<String>,
-}
-
 fn text(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
         return Err(Error::InvalidParams(format!(
@@ -159,27 +95,26 @@ fn text(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-impl PaymentParams {
-    fn request(self) -> Result<PaymentRequest, Error> {
-        if self.amount == 0 || i64::try_from(self.amount).is_err() {
-            return Err(Error::InvalidParams(
-                "amount must be a positive integer of minor units".into(),
-            ));
-        }
-        text("payee", &self.payee)?;
-        text("transaction_id", &self.transaction_id)?;
-        if let Some(c) = &self.category {
-            text("category", c)?;
-        }
-        Ok(PaymentRequest {
-            amount: self.amount,
-            currency: Currency::try_from(self.currency)
-                .map_err(|e| Error::InvalidParams(e.to_string()))?,
-            payee: self.payee,
-            category: self.category,
-            transaction_id: self.transaction_id,
-        })
+/// The payment a `payment.authorize` asks for, checked.
+fn request(p: PaymentParams) -> Result<PaymentRequest, Error> {
+    if p.amount == 0 || i64::try_from(p.amount).is_err() {
+        return Err(Error::InvalidParams(
+            "amount must be a positive integer of minor units".into(),
+        ));
     }
+    text("payee", &p.payee)?;
+    text("transaction_id", &p.transaction_id)?;
+    if let Some(c) = &p.category {
+        text("category", c)?;
+    }
+    Ok(PaymentRequest {
+        amount: p.amount,
+        currency: Currency::try_from(p.currency)
+            .map_err(|e| Error::InvalidParams(e.to_string()))?,
+        payee: p.payee,
+        category: p.category,
+        transaction_id: p.transaction_id,
+    })
 }
 
 /// A decision id: milliseconds since the epoch then random bits, 32 hex digits. Ids grow with
@@ -213,37 +148,45 @@ fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
     })
 }
 
-/// The view of a decision for agents and operators.
-fn view(row: &PaymentRow, chain: Option<&Chain>) -> Value {
-    let status = match (row.status.as_str(), row.confirm, &row.authorization) {
-        ("pending", ..) | ("authorized", true, None) => "pending_confirmation",
-        (s, ..) => s,
+/// The view of a decision for agents and operators; with the receipt of a confirmed held
+/// payment when its `chain` is given.
+fn view(row: &PaymentRow, chain: Option<&Chain>) -> DecisionView {
+    let status = match (row.status, row.confirm, &row.authorization) {
+        (PaymentStatus::Pending, ..) | (PaymentStatus::Authorized, true, None) => {
+            DecisionStatus::PendingConfirmation
+        }
+        (PaymentStatus::Authorized, ..) => DecisionStatus::Authorized,
+        (PaymentStatus::Denied, ..) => DecisionStatus::Denied,
+        (PaymentStatus::Void, ..) => DecisionStatus::Void,
     };
-    let mut v = json!({
-        "decision": row.id,
-        "status": status,
-        "reason": row.reason,
-        "ledger_seq": row.seq,
-        "voucher": row.voucher,
-        "agent": row.agent,
-        "amount": row.amount,
-        "currency": row.currency,
-        "payee": row.payee,
-        "category": row.category,
-        "transaction_id": row.transaction_id,
-        "aud": row.aud,
-        "created_at": row.created_at,
-        "decided_at": row.decided_at,
-        "report_deadline": row.report_deadline,
-        "outcome": row.outcome,
-        "reference": row.reference,
-    });
-    if let (Some(jwt), Some(chain), Some(map)) = (&row.authorization, chain, v.as_object_mut()) {
-        map.insert("authorization".into(), json!(jwt));
-        map.insert("chain".into(), json!(chain.compacts));
-        map.insert("attestation".into(), json!(row.attestation));
+    let receipt = match (&row.authorization, chain) {
+        (Some(jwt), Some(chain)) => Some(Receipt {
+            authorization: jwt.clone(),
+            chain: chain.compacts.clone(),
+            attestation: row.attestation.clone(),
+        }),
+        _ => None,
+    };
+    DecisionView {
+        decision: row.id.clone(),
+        status,
+        reason: row.reason.clone(),
+        ledger_seq: row.seq,
+        voucher: row.voucher.clone(),
+        agent: row.agent.clone(),
+        amount: row.amount,
+        currency: row.currency.clone(),
+        payee: row.payee.clone(),
+        category: row.category.clone(),
+        transaction_id: row.transaction_id.clone(),
+        aud: row.aud.clone(),
+        created_at: row.created_at,
+        decided_at: row.decided_at,
+        report_deadline: row.report_deadline,
+        outcome: row.outcome,
+        reference: row.reference.clone(),
+        receipt,
     }
-    v
 }
 
 impl Service {

@@ -1,15 +1,15 @@
 //! `payment.status` (waiting for a held payment's decision) and `payment.report` (an agent's
 //! account of how a payment ended, with the refund of a failed or refunded one).
 
-use super::{MAX_WAIT_MS, ReportParams, StatusParams, payment_fact, set, text, view};
+use super::{MAX_WAIT_MS, payment_fact, set, text, view};
 use crate::clock::unix_now;
 use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::ledger::{self, Outcome, PaymentStatus};
-use crate::server::ConnInfo;
-use crate::service::Service;
+use crate::protocol::payment::{DecisionStatus, DecisionView, ReportParams, StatusParams};
+use crate::service::{ConnInfo, Service};
 use crate::store::StoreError;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 impl Service {
@@ -17,7 +17,7 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: StatusParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<DecisionView, Error> {
         let (_, agent, _) = self.caller_for_decision(info)?;
         let wait = Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));
         let deadline = tokio::time::Instant::now() + wait;
@@ -26,7 +26,7 @@ impl Service {
             let row = self.own_decision(&agent, &p.decision).await?;
             let chain = self.resolve_chain(&row.voucher).await?;
             let v = view(&row, Some(&chain));
-            if v.get("status").and_then(Value::as_str) != Some("pending_confirmation")
+            if v.status != DecisionStatus::PendingConfirmation
                 || tokio::time::Instant::now() >= deadline
             {
                 return Ok(v);
@@ -40,7 +40,7 @@ impl Service {
         &self,
         info: &ConnInfo,
         p: ReportParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<DecisionView, Error> {
         if let Some(r) = &p.reference {
             text("reference", r)?;
         }

@@ -1,7 +1,11 @@
-//! Who is on the other end of a socket, and that it stays the same process.
+//! The kernel's account of a caller: who is on the other end of a socket, and that it stays the
+//! same process.
 //!
 //! The kernel's SO_PEERCRED gives pid, uid and gid; everything else comes from `/proc/PID`:
-//! the start time, the executable's SHA-256 and the cgroup.
+//! the start time, the executable's SHA-256 and the cgroup. This module only reads what the
+//! kernel and `/proc` say; it never trusts anything the client sends, and it knows nothing of
+//! sockets' roles, agents or methods (the server pins connections with it, the service measures
+//! callers with it).
 //!
 //! The digest is of the file the process runs: `/proc/PID/exe` is opened, and that open file is
 //! both hashed and `fstat`ed; no path is looked up twice. Digests are cached by what the file's

@@ -1,0 +1,219 @@
+//! The vouchers' wire types: issuing, listing, revoking and importing them
+//! (`admin.voucher_*`), trusting external issuers (`admin.issuer_*`), and delegation
+//! (`voucher.delegate`).
+//!
+//! The voucher itself travels in its compact form; its format is [`crate::voucher`]'s. Types
+//! only.
+
+use crate::jose::Jwk;
+use crate::store::VoucherStatus;
+use crate::voucher::constraint::{AutonomyLevel, Constraint};
+use serde::{Deserialize, Serialize};
+
+/// The params of `admin.voucher_issue`. Amounts in minor units, times in Unix seconds; each
+/// optional member becomes a constraint of the voucher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueParams {
+    /// The agent it is for.
+    pub agent: String,
+    /// Its autonomy level.
+    pub level: AutonomyLevel,
+    /// ISO 4217.
+    pub currency: String,
+    /// The least amount of one payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_amount: Option<u64>,
+    /// The largest amount of one payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_amount: Option<u64>,
+    /// The total it may spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    /// How many payments it may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payments: Option<u32>,
+    /// The payees allowed (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payees: Vec<String>,
+    /// The categories allowed (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// The funds carrier payments must use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funds_carrier: Option<String>,
+    /// Start of validity (default: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// End of validity.
+    pub expires_at: i64,
+    /// Seconds within which each payment must be reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_within_s: Option<u64>,
+    /// Condition expressions that must all hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+    /// Latest execution date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_execution: Option<i64>,
+    /// Earliest execution date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_execution: Option<i64>,
+}
+
+/// The params of `admin.voucher_list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherListParams {
+    /// Only this agent's vouchers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}
+
+/// `{ "voucher": ... }`: the params of the methods that act on one voucher (an id or digest,
+/// or the compact voucher for `admin.voucher_import`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherParam {
+    /// The voucher.
+    pub voucher: String,
+}
+
+/// A voucher as the daemon keeps it, as the `admin.voucher_*` methods show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherView {
+    /// Its `jti`.
+    pub id: String,
+    /// base64url(SHA-256) of the compact voucher.
+    pub digest: String,
+    /// The agent it is for.
+    pub agent: String,
+    /// The parent's digest, for a delegation.
+    pub parent: Option<String>,
+    /// Where it stands.
+    pub status: VoucherStatus,
+    /// Its budget, if it has one.
+    pub budget: Option<u64>,
+    /// Minor units spent, its delegations' spending included.
+    pub spent: u64,
+    /// Minor units set aside for delegations and not yet spent by them.
+    pub reserved: u64,
+    /// Payments authorized on it.
+    pub payments: u64,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The compact voucher.
+    pub voucher: String,
+}
+
+/// The result of `admin.voucher_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherList {
+    /// The vouchers, newest first.
+    pub vouchers: Vec<VoucherView>,
+}
+
+/// The result of `admin.voucher_revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherRevoked {
+    /// The voucher's id.
+    pub id: String,
+    /// Always revoked.
+    pub status: VoucherStatus,
+}
+
+/// The result of `admin.voucher_revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// The revocation list, a compact JWS signed by the issuer key.
+    pub list: String,
+    /// How many vouchers it names.
+    pub count: usize,
+}
+
+/// The params of `admin.issuer_add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerParams {
+    /// The issuer's name.
+    pub name: String,
+    /// Its public P-256 key.
+    pub jwk: Jwk,
+}
+
+/// `{ "name": NAME }`: the params of `admin.issuer_remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameParam {
+    /// The issuer's name.
+    pub name: String,
+}
+
+/// The result of `admin.issuer_add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerAdded {
+    /// The issuer's name.
+    pub name: String,
+    /// Its key's thumbprint.
+    pub kid: String,
+}
+
+/// A trusted issuer, as `admin.issuer_list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    /// Its name (`arid` for the daemon's own).
+    pub name: String,
+    /// Its key's thumbprint.
+    pub kid: String,
+    /// Its public key.
+    pub jwk: Jwk,
+    /// Whether it is the daemon's own issuer key.
+    pub own: bool,
+}
+
+/// The result of `admin.issuer_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerList {
+    /// The daemon's own issuer first, then the registered ones.
+    pub issuers: Vec<Issuer>,
+}
+
+/// The result of `admin.issuer_remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerRemoved {
+    /// The issuer's name.
+    pub name: String,
+    /// Always true.
+    pub removed: bool,
+}
+
+/// The params of `voucher.delegate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateParams {
+    /// The parent voucher: id, digest or compact.
+    pub voucher: String,
+    /// The child agent.
+    pub agent: String,
+    /// The child's full list of constraints, each as strict as the parent's or stricter.
+    pub constraints: Vec<Constraint>,
+    /// Start of validity (default: the parent's, or now if later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// End of validity (default: the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// The result of `voucher.delegate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegated {
+    /// The child voucher's id.
+    pub id: String,
+    /// Its digest.
+    pub digest: String,
+    /// The compact child voucher.
+    pub voucher: String,
+}
