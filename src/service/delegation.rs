@@ -2,8 +2,8 @@
 //! The child voucher may only narrow its parent; it is signed by the parent agent's key and
 //! leaves only with the proof of its durable entry, which commits with the parent's reservation.
 
-use super::admin::random_hex;
 use super::payment::set;
+use super::random_hex;
 use super::{ConnInfo, Service};
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};

@@ -237,7 +237,7 @@ impl Service {
             iss: format!("urn:ari:agent:{}", agent.id),
             sub: agent.user.clone(),
             iat: unix_now(),
-            jti: super::admin::random_hex(16)?,
+            jti: super::random_hex(16)?,
             kind: p.kind,
             body: p.body,
         };

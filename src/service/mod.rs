@@ -7,11 +7,11 @@
 //! after connecting is judged as what it now is. There is no method that signs caller-chosen
 //! bytes: every signature is over a document this module builds.
 
-mod admin;
-mod agent;
+mod attestation;
 mod caller;
 mod delegation;
 mod evidence;
+mod lifecycle;
 mod payment;
 mod voucher;
 
@@ -527,6 +527,13 @@ async fn serve<C: Call, F: Future<Output = Result<C::Result, Error>>>(
     let params = protocol::params(params).map_err(|e| Error::InvalidParams(e.message))?;
     let result = handler(params).await?;
     Ok(serde_json::to_value(result).map_err(Internal::json("a method's result"))?)
+}
+
+/// `bytes` random bytes from the operating system, in hex: voucher ids, decision ids.
+fn random_hex(bytes: usize) -> Result<String, Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(Internal::Randomness)?;
+    Ok(hex::encode(buf))
 }
 
 /// Runs blocking state work off the async threads.

@@ -135,7 +135,7 @@ impl Service {
             iat: issued,
             nbf: p.not_before.unwrap_or(issued),
             exp: p.expires_at,
-            jti: super::admin::random_hex(16)?,
+            jti: super::random_hex(16)?,
             vct: voucher::VOUCHER_VCT.into(),
             agent: agent.id.clone(),
             cnf: Confirmation {

@@ -24,7 +24,7 @@ mod authorize;
 mod confirm;
 mod report;
 
-use super::admin::random_hex;
+use super::random_hex;
 use super::{ConnInfo, Service, blocking};
 use crate::error::{Error, Internal};
 use crate::evidence::entry::Kind;

@@ -1,4 +1,6 @@
-//! Methods on the agent socket. The caller is whoever the kernel and `/proc` say it is.
+//! Who the calling agent is, and runtime attestations of it (agent socket): the caller is
+//! whoever the kernel and `/proc` say it is. Also the one way the service signs as an agent and
+//! logs it (`Service::sign_logged`).
 
 use super::{ConnInfo, Service, agent_view};
 use crate::attest::{

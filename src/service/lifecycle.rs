@@ -1,8 +1,9 @@
-//! Methods on the admin socket: the agent lifecycle. Every change is committed to the store
+//! The agent lifecycle (admin socket): provisioning, freezing, retiring, certificates, and the
+//! TPM attestation key an operator enrolls with verifiers. Every change is committed to the store
 //! before the in-memory registry sees it, and a key generated for a registration that then
 //! fails to commit is destroyed again.
 
-use super::{Service, agent_view};
+use super::{Service, agent_view, random_hex};
 use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
@@ -16,12 +17,6 @@ use crate::store::StoreError;
 use base64ct::Encoding as _;
 use serde_json::json;
 use sha2::Digest as _;
-
-pub(super) fn random_hex(bytes: usize) -> Result<String, Error> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(Internal::Randomness)?;
-    Ok(hex::encode(buf))
-}
 
 impl Service {
     /// The TPM's attestation key for enrollment with a verifier: JWK, PEM, the TPM's public
