@@ -64,8 +64,8 @@ pub(super) fn voucher_draft(
 
 /// Batches of statements being signed or written at a time. A batch holds its turn from its
 /// signature until its ledger job has run, so the next batch is signed while this one's commit
-/// is flushed, and everything that arrives meanwhile joins the batch after. One measured best
-/// at 16 clients; two make smaller batches that each pay a signature and a commit.
+/// is flushed, and everything that arrives meanwhile joins the batch after. One is best
+/// (`docs/performance.md`); two make smaller batches that each pay a signature and a commit.
 const SIGNING_BATCHES: usize = 1;
 
 /// Statements waiting for the signer, beyond which callers are told to retry.

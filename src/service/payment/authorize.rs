@@ -38,11 +38,10 @@ type Signing = seal::Signing<SigningInput, Debited>;
 /// writer").
 enum Begun {
     /// By the job itself, because its group holds other jobs: under load, sending the request
-    /// through the caller's task costs a hand-off per payment (5 to 8 % of the payments per
-    /// second at 16 clients).
+    /// through the caller's task would cost a hand-off per payment.
     Started(Signing),
     /// By the caller, once told: the job is alone in its group. Woken from the writer just
-    /// before it commits, the token thread made a lone payment's answer about 80 µs later.
+    /// before it commits, the token thread made a lone payment's answer later.
     Ready(KeyId, Prepared<SigningInput>),
 }
 
