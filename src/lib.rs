@@ -7,32 +7,32 @@
 //!
 //! ## Map of the crate
 //!
-//! | module | concept |
-//! | --- | --- |
-//! | [`protocol`] | JSON-RPC 2.0 framing, the method table with each method's params and result types, the error-code table; pure, no I/O |
-//! | [`config`] | the daemon's TOML configuration, strictly checked |
-//! | [`error`] | the service error type and its one mapping to wire errors |
-//! | [`backend`] | key stores behind one trait; [`backend::pkcs11`] drives a PKCS#11 token |
-//! | [`store`] | SQLite state with versioned migrations |
-//! | [`ledger`] | the group-committing writer for money and the log, and the proofs its commits mint |
-//! | [`archive`] | the evidence log read straight from a copy of the state database, for offline exports |
-//! | [`seal`] | signed output withheld until its entry is durable; the service's only way to sign |
-//! | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
-//! | [`identity`] | agents, selectors, the registry that matches callers, certificates |
-//! | [`voucher`] | delegation vouchers: format, constraints, narrowing, offline chain verification |
-//! | [`payment`] | payment authorizations (closed mandates), receipts and their offline verification |
-//! | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
-//! | [`attest`] | runtime claims and attestation tokens, and their verification |
-//! | [`verifier`] | the offline verifier's memory of TPMs: clocks and counters seen per attestation key |
-//! | [`evidence`] | the evidence log: entries, the Merkle tree, checkpoints and proofs |
-//! | [`jose`] | ES256 JWK/JWS encoding and verification |
-//! | [`peer`] | the kernel's account of a caller: credentials, the pinned process, its measurement |
-//! | [`server`] | socket listeners, connections and their limits, shutdown; hands lines to the service |
-//! | [`service`] | the methods: from a parsed call to its result, and what it knows of its caller |
-//! | [`daemon`] | start-up and shutdown of the whole daemon |
-//! | [`client`] | a blocking client for the sockets |
-//! | [`clock`] | Unix seconds, the one notion of time |
-//! | `tools` | only with the cargo feature `tools` (on by default): `tools::dev` (dev mode on a throwaway token or a software TPM), `tools::swtpm` (a software TPM on loopback ports), `tools::bench` (the `arictl bench` measurements), `tools::assets` (man pages and completions) |
+//! Floors from the bottom up: a module uses only modules on its own floor or below.
+//! `.ci/module-circles` (run in CI) fails on any import circle and prints the floors as the code
+//! has them.
+//!
+//! | floor | module | concept |
+//! | --- | --- | --- |
+//! | formats | [`jose`], [`merkle`], [`condition`], [`voucher`], [`attest`], [`payment`], [`evidence`] | re-exported from `ari_core`: the documents and their offline verification, pure |
+//! | ground | [`clock`] | Unix seconds, the one notion of time |
+//! | | [`config`] | the daemon's TOML configuration, strictly checked |
+//! | | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
+//! | decision | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
+//! | key stores | [`backend`] | one trait; [`backend::pkcs11`] drives a PKCS#11 token on a session pool, [`backend::tpm`] a TPM 2.0 through one owner thread (its layers: the public face, the owner, objects, quotes, faults) |
+//! | identity | [`identity`] | agents, selectors, the registry that matches callers, certificates |
+//! | | [`peer`] | the kernel's account of a caller: credentials, the pinned process, its measurement |
+//! | durable state | [`store`] | SQLite state with versioned migrations |
+//! | | [`ledger`] | the group-committing writer for money and the log, the log's tables and export pages, and the proofs its commits mint |
+//! | | [`archive`] | the evidence log read straight from a copy of the state database, for offline exports |
+//! | | [`seal`] | signed output withheld until its entry is durable; the service's only way to sign |
+//! | serving | [`protocol`] | JSON-RPC 2.0 framing and the wire contract in types: each method's params and result, the error codes |
+//! | | [`error`] | the service error type and its one mapping to wire errors |
+//! | | [`client`] | a blocking client that calls methods by type |
+//! | | [`service`] | the methods, one file per domain: from a parsed call to its typed result |
+//! | | [`server`] | socket listeners, connections and their limits, shutdown; hands lines to the service |
+//! | | [`daemon`] | start-up and shutdown of the whole daemon |
+//! | verifier | [`verifier`] | the offline verifier's memory of TPMs: clocks and counters seen per attestation key |
+//! | tools | `tools` | only with the cargo feature `tools` (on by default), outside the daemon: `tools::dev` (dev mode on a throwaway token or a software TPM), `tools::swtpm` (a software TPM on loopback ports), `tools::bench` (the `arictl bench` measurements), `tools::assets` (man pages and completions) |
 //!
 //! ## Invariants that hold across modules
 //!
