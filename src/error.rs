@@ -28,8 +28,8 @@ pub enum Error {
     Caller(#[from] MatchError),
     /// The caller's process could not be measured: it exited, or its pid now belongs to
     /// another process than the one that opened the connection.
-    #[error("the calling process could not be measured: {0}")]
-    Unmeasurable(String),
+    #[error("the calling process could not be measured")]
+    Unmeasurable(#[source] crate::peer::PeerError),
     /// The caller may not do this here.
     #[error("{0}")]
     Forbidden(String),

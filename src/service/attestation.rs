@@ -31,7 +31,7 @@ impl Service {
             .measure_cached(info.cred, &info.pin, &info.measured)
             .map_err(|e| {
                 info.close_after_answer();
-                Error::Unmeasurable(e.to_string())
+                Error::Unmeasurable(e)
             })?;
         match self.registry.match_caller(&facts) {
             Ok(agent) => Ok((facts, agent)),
