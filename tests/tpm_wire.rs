@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use ari::attest::tpm::wire;
+use ari::backend::tpm::{ak_template, ari_template, srk_template};
 use sha2::{Digest as _, Sha256};
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::tss::{
@@ -201,27 +202,34 @@ fn same_attest(bytes: &[u8]) -> wire::Attest {
     ours
 }
 
-/// The daemon's templates, with a point whose `x` has a leading zero byte the TPM would drop.
-fn p256_key(
-    attributes: ObjectAttributesBuilder,
-    parameters: PublicEccParametersBuilder,
-    auth_policy: &[u8],
-) -> Public {
+/// A storage-like key with every optional part filled in (a symmetric scheme, a KDF, an auth
+/// policy, attributes the daemon never sets) and a point whose `x` has a leading zero byte the
+/// TPM would drop.
+fn unusual_key() -> Public {
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_auth_policy(Digest::try_from(auth_policy.to_vec()).unwrap())
+        .with_auth_policy(Digest::try_from(vec![0x5a; 32]).unwrap())
         .with_object_attributes(
-            attributes
-                .with_fixed_tpm(true)
+            ObjectAttributesBuilder::new()
                 .with_fixed_parent(true)
-                .with_sensitive_data_origin(true)
-                .with_user_with_auth(true)
-                .with_no_da(true)
+                .with_admin_with_policy(true)
+                .with_restricted(true)
+                .with_decrypt(true)
                 .build()
                 .unwrap(),
         )
-        .with_ecc_parameters(parameters.build().unwrap())
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Kdf1Sp800_56a(
+                HashScheme::new(HashingAlgorithm::Sha256),
+            ))
+            .build()
+            .unwrap(),
+        )
         .with_ecc_unique_identifier(EccPoint::new(
             EccParameter::try_from(vec![0x42; 31]).unwrap(),
             EccParameter::try_from(vec![0x99; 32]).unwrap(),
@@ -230,50 +238,18 @@ fn p256_key(
         .unwrap()
 }
 
-fn ecdsa_sha256() -> EccScheme {
-    EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
-}
-
 #[test]
-fn built_public_areas_read_as_tss_esapi_marshalled_them() {
-    let ari_key = p256_key(
-        ObjectAttributesBuilder::new().with_sign_encrypt(true),
-        PublicEccParametersBuilder::new_unrestricted_signing_key(
-            ecdsa_sha256(),
-            EccCurve::NistP256,
-        ),
-        &[],
-    );
-    let ak = p256_key(
-        ObjectAttributesBuilder::new()
-            .with_restricted(true)
-            .with_sign_encrypt(true),
-        PublicEccParametersBuilder::new()
-            .with_symmetric(SymmetricDefinitionObject::Null)
-            .with_ecc_scheme(ecdsa_sha256())
-            .with_curve(EccCurve::NistP256)
-            .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
-            .with_is_signing_key(true)
-            .with_restricted(true),
-        &[],
-    );
-    let storage_key = p256_key(
-        ObjectAttributesBuilder::new()
-            .with_restricted(true)
-            .with_decrypt(true),
-        PublicEccParametersBuilder::new_restricted_decryption_key(
-            SymmetricDefinitionObject::AES_128_CFB,
-            EccCurve::NistP256,
-        )
-        .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Kdf1Sp800_56a(
-            HashScheme::new(HashingAlgorithm::Sha256),
-        )),
-        &[0x5a; 32],
-    );
-    for public in [&ari_key, &ak, &storage_key] {
-        same_public(&public.marshall().unwrap(), public);
+fn the_daemons_templates_and_an_unusual_key_read_as_tss_esapi_marshalled_them() {
+    let unusual = unusual_key();
+    for public in [
+        ari_template().unwrap(),
+        ak_template().unwrap(),
+        srk_template().unwrap(),
+        unusual.clone(),
+    ] {
+        same_public(&public.marshall().unwrap(), &public);
     }
-    let sec1 = wire::EccPublic::read(&ari_key.marshall().unwrap())
+    let sec1 = wire::EccPublic::read(&unusual.marshall().unwrap())
         .unwrap()
         .sec1_p256()
         .unwrap();

@@ -37,6 +37,11 @@ mod object;
 mod owner;
 mod quote;
 
+/// The public templates of the objects the daemon creates in a TPM: the storage key under which
+/// the others are made, the attestation key, and ARI keys. Verifiers and tests read them to know
+/// what a certified ARI key's attributes must be.
+pub use object::{ak_template, ari_template, srk_template};
+
 use super::{AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyId, KeyInfo, Reply};
 use crate::attest::tpm::Quote;
 use crate::merkle::Hash;

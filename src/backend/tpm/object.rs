@@ -317,7 +317,7 @@ fn p256_template(
 }
 
 /// The storage key: a restricted decryption key that wraps the keys created under it.
-fn srk_template() -> tss_esapi::Result<Public> {
+pub fn srk_template() -> tss_esapi::Result<Public> {
     p256_template(
         ObjectAttributesBuilder::new()
             .with_restricted(true)
@@ -331,7 +331,7 @@ fn srk_template() -> tss_esapi::Result<Public> {
 
 /// The attestation key: restricted to signing what the TPM itself produced (quotes,
 /// certifications).
-fn ak_template() -> tss_esapi::Result<Public> {
+pub fn ak_template() -> tss_esapi::Result<Public> {
     p256_template(
         ObjectAttributesBuilder::new()
             .with_restricted(true)
@@ -348,7 +348,7 @@ fn ak_template() -> tss_esapi::Result<Public> {
 }
 
 /// An ARI key: signs digests, nothing else.
-fn ari_template() -> tss_esapi::Result<Public> {
+pub fn ari_template() -> tss_esapi::Result<Public> {
     p256_template(
         ObjectAttributesBuilder::new().with_sign_encrypt(true),
         PublicEccParametersBuilder::new_unrestricted_signing_key(
