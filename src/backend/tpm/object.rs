@@ -12,7 +12,7 @@
 use super::fault::{Fault, Remedy, TpmError};
 use super::owner::Actor;
 use super::{KeyId, KeyInfo};
-use crate::attest::tpm::name_of;
+use crate::attest::tpm::{self as tpm_evidence, name_of, wire};
 use crate::backend::KeyAttributes;
 use crate::jose::PublicKey;
 use std::sync::atomic::Ordering;
@@ -207,42 +207,25 @@ impl Actor {
     }
 }
 
-/// A scalar or coordinate of at most 32 big-endian bytes, left-padded to 32.
-fn padded(value: &[u8]) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    let start = 32usize.checked_sub(value.len())?;
-    out.get_mut(start..)?.copy_from_slice(value);
-    Some(out)
-}
-
-/// The P-256 point of an ECC public area; `what` names the key in the error.
+/// The P-256 point of an ECC public area, read from its marshalled bytes as a verifier reads it
+/// ([`crate::attest::tpm::wire`]); `what` names the key in the error.
 pub(super) fn ecc_point(public: &Public, what: &'static str) -> Result<PublicKey, TpmError> {
-    let Public::Ecc { unique, .. } = public else {
-        return Err(TpmError::NotP256(what));
-    };
-    let (x, y) = padded(unique.x().value())
-        .zip(padded(unique.y().value()))
-        .ok_or(TpmError::NotP256(what))?;
-    let mut sec1 = [0x04; 65];
-    for (to, from) in sec1.iter_mut().skip(1).zip(x.iter().chain(&y)) {
-        *to = *from;
-    }
-    PublicKey::from_sec1(&sec1).map_err(|_| TpmError::NotP256(what))
+    public
+        .marshall()
+        .ok()
+        .and_then(|bytes| wire::EccPublic::read(&bytes).ok())
+        .and_then(|p| tpm_evidence::ecc_point(&p))
+        .ok_or(TpmError::NotP256(what))
 }
 
-/// The raw `r||s` of an ECDSA signature the TPM made with a P-256 key.
+/// The raw `r||s` of an ECDSA signature the TPM made with a P-256 key, read from its marshalled
+/// bytes as a verifier reads a quote's.
 pub(super) fn ecdsa_rs(signature: &Signature) -> Result<[u8; 64], TpmError> {
-    let Signature::EcDsa(ecc) = signature else {
-        return Err(TpmError::NotEcdsa);
-    };
-    let (r, s) = padded(ecc.signature_r().value())
-        .zip(padded(ecc.signature_s().value()))
-        .ok_or(TpmError::NotEcdsa)?;
-    let mut out = [0u8; 64];
-    for (to, from) in out.iter_mut().zip(r.iter().chain(&s)) {
-        *to = *from;
-    }
-    Ok(out)
+    signature
+        .marshall()
+        .ok()
+        .and_then(|bytes| tpm_evidence::ecdsa_signature(&bytes).ok())
+        .ok_or(TpmError::NotEcdsa)
 }
 
 fn blob(public: &[u8], private: &[u8]) -> Vec<u8> {
@@ -362,7 +345,7 @@ pub fn ari_template() -> tss_esapi::Result<Public> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use tss_esapi::structures::{EccParameter, EccSignature};
+    use tss_esapi::structures::EccParameter;
 
     #[test]
     fn a_blob_round_trips_and_garbage_is_not_a_key() {
@@ -404,15 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn short_values_are_left_padded_and_long_ones_refused() {
-        let mut expected = [0u8; 32];
-        expected[30..].copy_from_slice(&[1, 2]);
-        assert_eq!(padded(&[1, 2]), Some(expected));
-        assert_eq!(padded(&[9; 32]), Some([9; 32]));
-        assert_eq!(padded(&[9; 33]), None);
-    }
-
-    #[test]
     fn a_public_area_gives_its_point_and_nothing_else_does() {
         let sk = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
         let sec1 = sk.verifying_key().to_sec1_point(false);
@@ -437,28 +411,6 @@ mod tests {
         assert!(matches!(
             ecc_point(&with_point(EccPoint::default()), "attestation key"),
             Err(TpmError::NotP256("attestation key"))
-        ));
-    }
-
-    #[test]
-    fn an_ecdsa_signature_becomes_r_and_s_padded_to_32_bytes() {
-        let sig = |r: Vec<u8>, s: Vec<u8>| {
-            Signature::EcDsa(
-                EccSignature::create(
-                    HashingAlgorithm::Sha256,
-                    EccParameter::try_from(r).unwrap(),
-                    EccParameter::try_from(s).unwrap(),
-                )
-                .unwrap(),
-            )
-        };
-        let rs = ecdsa_rs(&sig(vec![1; 31], vec![2; 32])).unwrap();
-        assert_eq!(rs.get(..1), Some(&[0u8][..]));
-        assert_eq!(rs.get(1..32), Some(&[1u8; 31][..]));
-        assert_eq!(rs.get(32..), Some(&[2u8; 32][..]));
-        assert!(matches!(
-            ecdsa_rs(&sig(vec![1; 33], vec![2; 32])),
-            Err(TpmError::NotEcdsa)
         ));
     }
 }
