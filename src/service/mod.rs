@@ -12,6 +12,8 @@ mod agent;
 mod delegation;
 mod evidence;
 mod payment;
+#[cfg(test)]
+mod tests;
 mod voucher;
 
 use crate::attest::DaemonFacts;
