@@ -20,20 +20,19 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// What an in-memory key is, stated truthfully: generated here and good only for signing, but
-/// held in ordinary process memory, readable by this process and fixed to nothing.
+/// What an in-memory key is, stated truthfully: generated here and good only for signing, as a
+/// hardware key is, but held in ordinary process memory, readable by this process and fixed to
+/// nothing.
 pub const IN_MEMORY: KeyAttributes = KeyAttributes {
-    token: false,
-    private: false,
+    // Its value is plain memory, from birth, and nothing stops a copy.
     sensitive: false,
     always_sensitive: false,
     extractable: true,
     never_extractable: false,
-    local: true,
-    sign: true,
-    decrypt: false,
-    derive: false,
-    unwrap: false,
+    // No token holds it and no login guards it.
+    token: false,
+    private: false,
+    ..KeyAttributes::HARDWARE_RESIDENT
 };
 
 /// How many candidate scalars a key generation draws before giving up. A 32-byte draw is a

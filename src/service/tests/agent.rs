@@ -1,7 +1,7 @@
 //! The agent lifecycle in-process: a frozen agent is refused (its attempt recorded as a denial)
 //! until an operator unfreezes it.
 
-use super::{InProcess, kinds, one_entry_for};
+use super::{InProcess, kinds};
 use crate::evidence::entry::Kind;
 use crate::protocol::{ErrorCode, Method};
 use serde_json::json;
@@ -20,20 +20,15 @@ async fn a_frozen_agent_cannot_authorize_until_it_is_unfrozen() {
         .await
         .unwrap();
     assert_eq!(frozen["status"], "frozen");
-    let entries = d.since(before);
-    assert_eq!(kinds(&entries), [Kind::AgentFrozen]);
-    assert_eq!(entries[0].agent.as_deref(), Some("shop-bot"));
+    let frozen_entry = d.since(before);
+    assert_eq!(kinds(&frozen_entry), [Kind::AgentFrozen]);
+    assert_eq!(frozen_entry[0].agent.as_deref(), Some("shop-bot"));
 
     let before = d.log().len();
     let refused = d.pay(&v, 100, "shop.example", "f2").await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::AgentFrozen);
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentDenied,
-        &json!(refused.decision)
-    ));
-    assert_eq!(entries[0].fact["reason"], ErrorCode::AgentFrozen.reason());
+    let entry = d.entry_since(before, Kind::PaymentDenied, &json!(refused.decision));
+    assert_eq!(entry.fact["reason"], ErrorCode::AgentFrozen.reason());
     let identity = d.agent(Method::AgentIdentity, json!({})).await;
     assert_eq!(identity.unwrap_err().code, ErrorCode::AgentFrozen);
 

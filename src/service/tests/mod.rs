@@ -3,11 +3,11 @@
 //! store ([`crate::backend::memory`]), driven through [`Service::handle_line`], the entry point
 //! a socket's bytes reach.
 //!
-//! Callers are real: the admin connection is this process as root would be allowed by the admin
-//! policy (its own uid is listed), and the agent connection is this process too, measured from
-//! `/proc` by the production path (pid pinned, executable hashed, selectors matched) through
-//! the public [`ConnInfo::new`]. An agent provisioned with this process's uid is the caller on
-//! the agent socket; nothing in the security check is bypassed or replaced.
+//! Callers are real: the admin connection is this process, an operator because the admin
+//! policy lists its uid, and the agent connection is this process too, measured from `/proc` by
+//! the production path (pid pinned, executable hashed, selectors matched) through the public
+//! [`ConnInfo::new`]. An agent provisioned with this process's uid and executable digest is the
+//! caller on the agent socket; nothing in the security check is bypassed or replaced.
 //!
 //! [`InProcess::call`] is the one place that speaks the wire: every test goes through it, so a
 //! change of framing is adapted here once. Tests that need the real token, the real TPM or real
@@ -247,6 +247,16 @@ impl InProcess {
         self.log().split_off(from)
     }
 
+    /// The one entry appended since the log held `from` entries, checked to be of `kind` and
+    /// about `decision`.
+    pub fn entry_since(&self, from: usize, kind: Kind, decision: &Value) -> Entry {
+        let mut added = self.since(from);
+        assert_eq!(kinds(&added), [kind], "{added:?}");
+        let entry = added.remove(0);
+        assert_eq!(entry.fact["decision"], *decision, "{entry:?}");
+        entry
+    }
+
     /// Moves an authorization's report deadline one second into the past, as waiting for it
     /// would (the service reads time from the system clock, which a test cannot move).
     pub fn let_report_deadline_pass(&self, decision: &str) {
@@ -276,9 +286,4 @@ fn merge(into: &mut Value, extra: Value) {
 /// The kinds of `entries`, in order.
 fn kinds(entries: &[Entry]) -> Vec<Kind> {
     entries.iter().map(|e| e.kind).collect()
-}
-
-/// Whether `entries` hold exactly one entry, of `kind`, whose fact says `decision`.
-fn one_entry_for(entries: &[Entry], kind: Kind, decision: &Value) -> bool {
-    matches!(entries, [e] if e.kind == kind && e.fact["decision"] == *decision)
 }

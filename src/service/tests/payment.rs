@@ -2,7 +2,7 @@
 //! holds confirmed and rejected by the operator, a decision voided when the key store cannot
 //! sign, and L4 reports with the block an overdue one puts on the voucher.
 
-use super::{InProcess, kinds, one_entry_for};
+use super::{InProcess, kinds};
 use crate::evidence::entry::Kind;
 use crate::payment::Receipt;
 use crate::protocol::{ErrorCode, Method};
@@ -34,16 +34,11 @@ async fn l3_signs_within_the_limits_and_records_each_denial() {
     let before = d.log().len();
     let paid = d.pay(&v, 400, "shop.example", "t1").await.unwrap();
     assert_eq!(paid["status"], "authorized");
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentAuthorized,
-        &paid["decision"]
-    ));
+    let entry = d.entry_since(before, Kind::PaymentAuthorized, &paid["decision"]);
     assert_eq!(paid["log_index"], json!(before));
     // The log holds exactly the mandate that was signed, and the receipt verifies offline.
     let jwt = paid["authorization"].as_str().unwrap();
-    assert_eq!(entries[0].fact["mandate"], jwt.split('.').nth(1).unwrap());
+    assert_eq!(entry.fact["mandate"], jwt.split('.').nth(1).unwrap());
     let checked = verified(&d, &paid).await;
     assert_eq!(checked.claims.amount, 400);
     assert_eq!(checked.claims.log_index, before as u64);
@@ -58,12 +53,8 @@ async fn l3_signs_within_the_limits_and_records_each_denial() {
         let refused = d.pay(&v, amount, payee, tx).await.unwrap_err();
         assert_eq!(refused.code, code, "{tx}");
         let decision = json!(refused.decision.unwrap());
-        let entries = d.since(before);
-        assert!(
-            one_entry_for(&entries, Kind::PaymentDenied, &decision),
-            "{tx}: {entries:?}"
-        );
-        assert_eq!(entries[0].fact["reason"], code.reason(), "{tx}");
+        let entry = d.entry_since(before, Kind::PaymentDenied, &decision);
+        assert_eq!(entry.fact["reason"], code.reason(), "{tx}");
         let row = d.decision(decision.as_str().unwrap()).await;
         assert_eq!(row["status"], "denied", "{tx}");
     }
@@ -89,11 +80,7 @@ async fn l2_holds_until_the_operator_confirms_or_rejects() {
     let held = d.pay(&v, 600, "shop.example", "h1").await.unwrap();
     assert_eq!(held["status"], "pending_confirmation");
     assert!(held.get("authorization").is_none());
-    assert!(one_entry_for(
-        &d.since(before),
-        Kind::PaymentPending,
-        &held["decision"]
-    ));
+    d.entry_since(before, Kind::PaymentPending, &held["decision"]);
     assert_eq!(d.voucher(&v).await["spent"], 600);
     let status = json!({"decision": held["decision"]});
     let waiting = d
@@ -109,11 +96,7 @@ async fn l2_holds_until_the_operator_confirms_or_rejects() {
         .await
         .unwrap();
     assert_eq!(confirmed["status"], "authorized");
-    assert!(one_entry_for(
-        &d.since(before),
-        Kind::PaymentConfirmed,
-        &held["decision"]
-    ));
+    d.entry_since(before, Kind::PaymentConfirmed, &held["decision"]);
     let done = d
         .agent(Method::PaymentStatus, status.clone())
         .await
@@ -134,13 +117,8 @@ async fn l2_holds_until_the_operator_confirms_or_rejects() {
     let rejected = d.admin(Method::AdminPaymentReject, reject).await.unwrap();
     assert_eq!(rejected["status"], "denied");
     assert_eq!(rejected["reason"], ErrorCode::RejectedByOperator.reason());
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentRejected,
-        &held["decision"]
-    ));
-    assert_eq!(entries[0].fact["note"], "not this shop");
+    let entry = d.entry_since(before, Kind::PaymentRejected, &held["decision"]);
+    assert_eq!(entry.fact["note"], "not this shop");
     assert_eq!(d.voucher(&v).await["spent"], 600);
     let late = d.admin(Method::AdminPaymentConfirm, decision).await;
     assert_eq!(late.unwrap_err().code, ErrorCode::InvalidState);
@@ -206,12 +184,8 @@ async fn l4_reports_are_recorded_and_an_overdue_one_blocks_the_voucher() {
     let before = d.log().len();
     let blocked = d.pay(&v, 1, "shop.example", "o3").await.unwrap_err();
     assert_eq!(blocked.code, ErrorCode::ReportOverdue);
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentDenied,
-        &json!(blocked.decision)
-    ));
+    let entry = d.entry_since(before, Kind::PaymentDenied, &json!(blocked.decision));
+    assert_eq!(entry.fact["reason"], ErrorCode::ReportOverdue.reason());
 
     let report = |outcome: &str| json!({"decision": first_id, "outcome": outcome});
     let before = d.log().len();
@@ -222,13 +196,8 @@ async fn l4_reports_are_recorded_and_an_overdue_one_blocks_the_voucher() {
         (&r["outcome"], &r["reference"]),
         (&json!("succeeded"), &json!("psp-1"))
     );
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentReported,
-        &first["decision"]
-    ));
-    assert_eq!(entries[0].fact["outcome"], "succeeded");
+    let entry = d.entry_since(before, Kind::PaymentReported, &first["decision"]);
+    assert_eq!(entry.fact["outcome"], "succeeded");
     d.pay(&v, 1, "shop.example", "o4").await.unwrap();
     assert_eq!(d.voucher(&v).await["spent"], 402);
 
@@ -237,13 +206,8 @@ async fn l4_reports_are_recorded_and_an_overdue_one_blocks_the_voucher() {
     d.agent(Method::PaymentReport, report("refunded"))
         .await
         .unwrap();
-    let entries = d.since(before);
-    assert!(one_entry_for(
-        &entries,
-        Kind::PaymentReported,
-        &first["decision"]
-    ));
-    assert_eq!(entries[0].fact["outcome"], "refunded");
+    let entry = d.entry_since(before, Kind::PaymentReported, &first["decision"]);
+    assert_eq!(entry.fact["outcome"], "refunded");
     assert_eq!(d.voucher(&v).await["spent"], 2);
     let twice = d.agent(Method::PaymentReport, report("failed")).await;
     assert_eq!(twice.unwrap_err().code, ErrorCode::InvalidState);
