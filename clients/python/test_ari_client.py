@@ -1,7 +1,7 @@
 """Tests of ari_client: the live ones against a running arid, the rest against a scripted socket.
 
 The live tests need a daemon whose agent socket serves this interpreter as an agent, and say so
-loudly when the environment does not describe one. `cargo test --test python_client` sets it up
+loudly when the environment does not describe one. `cargo test --test daemon python_client::` sets it up
 (a dev daemon on a throwaway token) and runs this file. The variables:
 
     ARI_AGENT_SOCKET   the agent socket
@@ -115,8 +115,8 @@ class LiveDaemon(unittest.TestCase):
         if missing:
             raise RuntimeError(
                 "the live tests need a running arid that serves this interpreter as an agent; "
-                f"not set: {', '.join(missing)}. Run them with `cargo test --test "
-                "python_client` from the repository, or see clients/python/README.md"
+                f"not set: {', '.join(missing)}. Run them with `cargo test --test daemon "
+                "python_client::` from the repository, or see clients/python/README.md"
             )
         cls.env = {name: os.environ[name] for name in ENV}
         claims = jws_part(cls.env["ARI_TEST_VOUCHER"], 1)

@@ -1,6 +1,6 @@
 //! The whole request handler: `Service::handle_line`, from the bytes of a line to the bytes of
 //! its answer, over a fresh daemon state per input (SQLite store, ledger and evidence log in a
-//! temporary directory, keys in the FUZZING-ONLY `ari_fuzz::backend::MemoryBackend`).
+//! temporary directory, keys in the library's in-memory key store, `ari::backend::memory`).
 //!
 //! The input is lines; each line's first byte picks the socket — `a` the agent socket, anything
 //! else the admin socket — and the rest is the wire line. The caller is this process (root), so

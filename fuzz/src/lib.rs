@@ -22,7 +22,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
-pub mod backend;
 pub mod service;
 
 /// The fixed time every target verifies at (2026-01-01T00:00:00Z).

@@ -1,8 +1,10 @@
 //! FUZZING ONLY: a fresh daemon state per input for the `service` target and the seed
 //! generator — SQLite store, ledger and evidence log in a scratch directory (on /dev/shm when
-//! there is one, or `$ARI_FUZZ_TMP`), keys in [`crate::backend::MemoryBackend`].
+//! there is one, or `$ARI_FUZZ_TMP`), keys in the library's in-memory key store, seeded so
+//! every run makes the same keys (a seed's voucher then verifies against the fresh daemon's
+//! issuer key, and a replayed input meets the keys it was found with).
 
-use crate::backend::MemoryBackend;
+use ari::backend::memory::MemoryBackend;
 use ari::attest::DaemonFacts;
 use ari::peer::PeerCred;
 use ari::protocol::Role;
@@ -73,7 +75,7 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
     };
     let service = Arc::new(
         Service::open(
-            Arc::new(MemoryBackend::default()),
+            Arc::new(MemoryBackend::seeded(b"ari-fuzz")),
             store,
             ledger,
             facts,

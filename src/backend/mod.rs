@@ -7,8 +7,11 @@
 //! Operations a store cannot do (a TPM quote on a PKCS#11 token) answer
 //! [`BackendError::Unsupported`] through the trait's default methods, so adding an operation
 //! never forces every store to change. Private keys never cross this boundary: there is no call
-//! that returns one.
+//! that returns one. `memory` (tests and the `memory-backend` feature only) holds keys in
+//! process memory so the service can be tested without a token; the daemon cannot select it.
 
+#[cfg(any(test, feature = "memory-backend"))]
+pub mod memory;
 pub mod pkcs11;
 pub mod tpm;
 

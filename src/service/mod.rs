@@ -13,6 +13,8 @@ mod delegation;
 mod evidence;
 mod lifecycle;
 mod payment;
+#[cfg(test)]
+mod tests;
 mod voucher;
 
 use crate::attest::DaemonFacts;

@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::Daemon;
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
@@ -99,7 +99,7 @@ fn keys_are_sensitive_and_never_extractable() {
         .args([
             "--ignored",
             "--exact",
-            "inspect_keys_in_token",
+            &common::test_name(module_path!(), "inspect_keys_in_token"),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use ari::jose::{Jwk, PublicKey};
 use base64ct::{Base64UrlUnpadded, Encoding};

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use ari::attest::Bundle;
 use ari::attest::tpm::{self, Policy, Seen};

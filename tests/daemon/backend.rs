@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use ari::backend::pkcs11::{self, PinSource, Pkcs11Backend, Pkcs11Options};
 use ari::backend::{Backend, BackendError};
@@ -20,7 +20,8 @@ fn in_token(test: &str) -> Option<PathBuf> {
     }
     let d = common::Daemon::prepared();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .args(["--exact", &common::test_name(module_path!(), test)])
+        .args(["--nocapture", "--test-threads", "1"])
         .env("SOFTHSM2_CONF", d.dir.join("softhsm2.conf"))
         .env("ARI_TEST_TOKEN_DIR", &d.dir)
         .output()

@@ -4,7 +4,7 @@
 //! small C shims in `tests/faults/`, compiled here: a PKCS#11 module that wraps SoftHSM and
 //! tampers with `C_SignInit`, and an `LD_PRELOAD` library that makes `write`/`pwrite` and
 //! `fsync`/`fdatasync` on the state database fail with EIO. (TPM faults, a killed and a reset
-//! simulator, are in `tests/tpm.rs`.)
+//! simulator, are in `tpm.rs` beside this file.)
 //!
 //! What must hold: a fault in the key store is a typed, retryable error and the same daemon
 //! process serves again once it passes; a fault in storage fails closed, so no client is ever
@@ -16,7 +16,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use ari::client::{Client, ClientError};
 use common::{Daemon, pay};

@@ -38,6 +38,16 @@ fn dev_args() -> Vec<String> {
     args
 }
 
+/// The name libtest gives the test `name` of the module whose `module_path!()` is `module` (the
+/// path without the crate's own name), for a test that runs one test of this binary again in a
+/// child process with `--exact`.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// A running dev daemon. Stopped (SIGTERM) when dropped.
 pub struct Daemon {
     pub child: Option<Child>,

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{Daemon, Raw};
 use serde_json::{Value, json};
@@ -602,7 +602,7 @@ fn a_full_signing_queue_answers_busy() {
         }
     }
     // Whether any of them found the queue full depends on how fast this machine builds calls
-    // compared with how fast the token signs; tests/backend.rs shows the refusal itself.
+    // compared with how fast the token signs; backend.rs beside this file shows the refusal itself.
     assert!(ok >= 1, "some calls were served");
     assert_eq!(
         ok + busy,

@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{Daemon, Raw};
 use serde_json::{Value, json};
@@ -446,11 +446,16 @@ fn a_binary_rewritten_in_place_with_its_mtime_restored_is_measured_anew_and_refu
 /// Names the part a copy of this test binary plays for a test (see [`helper`]).
 const HELPER: &str = "ARI_HOSTILE_HELPER";
 
+/// The name of the [`helper`] test in this binary.
+fn helper_test() -> String {
+    common::test_name(module_path!(), "helper")
+}
+
 /// Runs this test binary as a helper process playing `part`: only the `helper` entry point
 /// runs, and it prints what it found on a line starting with `RESULT `.
 fn helper_command(part: &str) -> std::process::Command {
     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+    c.args(["--exact", &helper_test(), "--nocapture", "--test-threads=1"])
         .env(HELPER, part);
     c
 }
@@ -705,7 +710,7 @@ fn a_kept_connection_is_not_served_as_the_process_that_reused_its_pid() {
         let out = std::process::Command::new("nsenter")
             .args(["--target", &daemon_pid.to_string(), "--pid", "--"])
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+            .args(["--exact", &helper_test(), "--nocapture", "--test-threads=1"])
             .env(HELPER, "pid-reuse")
             .env("ARI_SOCK", d.agent_path())
             .env("ARI_MODE", mode)
@@ -889,7 +894,7 @@ fn one_uid_holding_every_connection_it_can_leaves_the_agents_served() {
     let mut hog = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+        .args(["--exact", &helper_test(), "--nocapture", "--test-threads=1"])
         .env(HELPER, "hog")
         .env("ARI_SOCK", d.agent_path())
         .stdin(Stdio::piped())

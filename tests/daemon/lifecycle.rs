@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use base64ct::Encoding;
 use common::{Daemon, Raw};
