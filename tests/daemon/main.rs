@@ -29,5 +29,6 @@ mod payment;
 mod python_client;
 mod systemd;
 mod tpm;
+mod tpm_wire;
 mod udev;
 mod voucher;

@@ -30,9 +30,9 @@ use crate::backend::memory::MemoryBackend;
 use crate::evidence::entry::{self, Entry, Kind};
 use crate::jose::{Jwk, PublicKey};
 use crate::ledger::Ledger;
+use crate::peer::PeerCred;
 use crate::protocol::{ErrorCode, Method, Role};
-use crate::server::ConnInfo;
-use crate::server::peer::PeerCred;
+use crate::service::ConnInfo;
 use crate::store::Store;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -237,7 +237,7 @@ impl InProcess {
     pub fn log(&self) -> Vec<Entry> {
         let rows = self
             .store
-            .read(|c| crate::evidence::log::entries(c, 0, crate::evidence::log::size(c)?))
+            .read(|c| crate::ledger::log::entries(c, 0, crate::ledger::log::size(c)?))
             .unwrap();
         entry::check_chain(ORIGIN, 0, None, &rows).unwrap().0
     }

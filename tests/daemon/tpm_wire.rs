@@ -31,14 +31,14 @@ use tss_esapi::tss2_esys::{
     TPMI_ALG_SYM_MODE, TPMI_ECC_CURVE, TPMI_SM4_KEY_BITS, TPMI_ST_ATTEST,
 };
 
-const QUOTE_SHA256: &[u8] = include_bytes!("vectors/tpm/quote_sha256.attest");
-const QUOTE_SHA256_SIG: &[u8] = include_bytes!("vectors/tpm/quote_sha256.sig");
-const QUOTE_TWO_BANKS: &[u8] = include_bytes!("vectors/tpm/quote_two_banks.attest");
-const QUOTE_TWO_BANKS_SIG: &[u8] = include_bytes!("vectors/tpm/quote_two_banks.sig");
-const CERTIFY: &[u8] = include_bytes!("vectors/tpm/certify.attest");
-const CERTIFY_SIG: &[u8] = include_bytes!("vectors/tpm/certify.sig");
-const AK_PUBLIC: &[u8] = include_bytes!("vectors/tpm/ak.public");
-const ARI_KEY_PUBLIC: &[u8] = include_bytes!("vectors/tpm/ari_key.public");
+const QUOTE_SHA256: &[u8] = include_bytes!("../vectors/tpm/quote_sha256.attest");
+const QUOTE_SHA256_SIG: &[u8] = include_bytes!("../vectors/tpm/quote_sha256.sig");
+const QUOTE_TWO_BANKS: &[u8] = include_bytes!("../vectors/tpm/quote_two_banks.attest");
+const QUOTE_TWO_BANKS_SIG: &[u8] = include_bytes!("../vectors/tpm/quote_two_banks.sig");
+const CERTIFY: &[u8] = include_bytes!("../vectors/tpm/certify.attest");
+const CERTIFY_SIG: &[u8] = include_bytes!("../vectors/tpm/certify.sig");
+const AK_PUBLIC: &[u8] = include_bytes!("../vectors/tpm/ak.public");
+const ARI_KEY_PUBLIC: &[u8] = include_bytes!("../vectors/tpm/ari_key.public");
 
 fn hash_id(h: HashingAlgorithm) -> u16 {
     TPMI_ALG_HASH::from(h)
