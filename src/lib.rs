@@ -18,7 +18,7 @@
 //! | | [`config`] | the daemon's TOML configuration, strictly checked |
 //! | | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
 //! | decision | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
-//! | key stores | [`backend`] | one trait; [`backend::pkcs11`] drives a PKCS#11 token on a session pool, [`backend::tpm`] a TPM 2.0 through one owner thread (its layers: the public face, the owner, objects, quotes, faults) |
+//! | key stores | [`backend`] | one trait; [`backend::pkcs11`] drives a PKCS#11 token on a session pool, [`backend::tpm`] a TPM 2.0 through one owner thread (its layers: the public face, the owner, objects, quotes, faults); `backend::memory`, for tests only (feature `memory-backend`), keeps keys in memory |
 //! | identity | [`identity`] | agents, selectors, the registry that matches callers, certificates |
 //! | | [`peer`] | the kernel's account of a caller: credentials, the pinned process, its measurement |
 //! | durable state | [`store`] | SQLite state with versioned migrations |
