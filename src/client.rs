@@ -7,7 +7,7 @@
 //! the client and the daemon read the same contract. Wire errors come back as [`RemoteError`]
 //! with their [`ErrorCode`].
 
-use crate::protocol::{Call, ErrorCode};
+use crate::protocol::{Call, ErrorCode, Method};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,7 +26,7 @@ pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ari/admin.sock";
 
 /// An error the daemon returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} ({reason})")]
+#[error("{message} ({})", error.reason())]
 pub struct RemoteError {
     /// What went wrong: its number, stable reason and retry advice are the code's.
     pub error: ErrorCode,
@@ -34,13 +34,6 @@ pub struct RemoteError {
     pub message: String,
     /// For a payment denial: the recorded decision's id.
     pub decision: Option<String>,
-    /// `error`'s JSON-RPC number as the wire carried it; kept for callers not yet reading
-    /// `error` (`arictl`, the integration tests).
-    pub code: i64,
-    /// `error`'s reason name as the wire carried it; kept as `code` is.
-    pub reason: String,
-    /// `error`'s retry advice as the wire carried it; kept as `code` is.
-    pub retryable: bool,
 }
 
 /// Why a call did not produce a result.
@@ -92,28 +85,27 @@ impl Client {
 
     /// Calls method `C` with `params` and returns its result.
     pub fn request<C: Call>(&mut self, params: &C::Params) -> Result<C::Result, ClientError> {
-        let id = self.send(C::METHOD.name(), params)?;
+        let id = self.send(C::METHOD, params)?;
         decode_response_as(&self.line, id)
     }
 
-    /// Calls the method named `method` with `params` and returns its result untyped: for
-    /// callers that name methods at run time (tests of the wire itself) and those not yet
-    /// converted to [`Client::request`].
-    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+    /// Calls `method` with params and a result left untyped: for tests of the wire itself,
+    /// which send what the params type could not hold (unknown members, wrong types) and read
+    /// the answer as it travelled.
+    pub fn call(&mut self, method: Method, params: Value) -> Result<Value, ClientError> {
         let id = self.send(method, params)?;
         decode_response(&self.line, id)
     }
 
-    /// Calls the method named `method` and only checks that it succeeded, skipping over the
-    /// result without building it: for load generators, whose own cost shares the machine with
-    /// the daemon.
-    pub fn call_unparsed(&mut self, method: &str, params: Value) -> Result<(), ClientError> {
-        let id = self.send(method, params)?;
+    /// Calls method `C` and only checks that it succeeded, skipping over the result without
+    /// building it: for load generators, whose own cost shares the machine with the daemon.
+    pub fn request_unparsed<C: Call>(&mut self, params: &C::Params) -> Result<(), ClientError> {
+        let id = self.send(C::METHOD, params)?;
         check_response(&self.line, id)
     }
 
     /// Writes one call and reads one response line into `self.line`; returns the call's id.
-    fn send(&mut self, method: &str, params: impl Serialize) -> Result<u64, ClientError> {
+    fn send(&mut self, method: Method, params: impl Serialize) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         self.writer.write_all(&request_line(id, method, params)?)?;
@@ -128,18 +120,22 @@ impl Client {
 }
 
 /// The wire line (newline included) of call `id` of `method` with `params`.
-pub fn request_line(id: u64, method: &str, params: impl Serialize) -> Result<Vec<u8>, ClientError> {
+pub fn request_line(
+    id: u64,
+    method: Method,
+    params: impl Serialize,
+) -> Result<Vec<u8>, ClientError> {
     #[derive(Serialize)]
-    struct Line<'a, P> {
+    struct Line<P> {
         jsonrpc: &'static str,
         id: u64,
-        method: &'a str,
+        method: &'static str,
         params: P,
     }
     let call = Line {
         jsonrpc: "2.0",
         id,
-        method,
+        method: method.name(),
         params,
     };
     let mut line = serde_json::to_vec(&call).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -225,8 +221,6 @@ struct WireErrorData {
     #[serde(default)]
     reason: String,
     #[serde(default)]
-    retryable: bool,
-    #[serde(default)]
     decision: Option<String>,
 }
 
@@ -243,9 +237,6 @@ impl WireError {
             error,
             message: self.message,
             decision: self.data.decision,
-            code: self.code,
-            reason: self.data.reason,
-            retryable: self.data.retryable,
         })
     }
 }
@@ -260,7 +251,7 @@ mod tests {
     #[test]
     fn a_call_line_names_the_method_of_its_marker() {
         let params = crate::protocol::evidence::EntryParams { index: 7 };
-        let line = request_line(3, call::EvidenceEntry::METHOD.name(), params).unwrap();
+        let line = request_line(3, call::EvidenceEntry::METHOD, params).unwrap();
         assert_eq!(
             line,
             b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"evidence.entry\",\"params\":{\"index\":7}}\n"

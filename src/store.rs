@@ -202,21 +202,20 @@ fn renumber_hashes(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A voucher as the daemon keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A voucher as the daemon keeps it, and as the `admin.voucher_*` methods show it
+/// ([`crate::protocol::voucher::VoucherView`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredVoucher {
     /// The voucher's `jti`.
     pub id: String,
-    /// Its digest.
+    /// base64url(SHA-256) of the compact form.
     pub digest: String,
     /// The agent it is for.
     pub agent: String,
-    /// The compact form.
-    pub compact: String,
-    /// Where it stands.
-    pub status: VoucherStatus,
     /// Digest of the parent voucher, for a delegation.
     pub parent: Option<String>,
+    /// Where it stands.
+    pub status: VoucherStatus,
     /// The budget constraint's limit, if the voucher has one.
     pub budget: Option<u64>,
     /// Minor units spent so far, delegations' spending included.
@@ -229,6 +228,9 @@ pub struct StoredVoucher {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The compact form (`voucher` on the wire).
+    #[serde(rename = "voucher")]
+    pub compact: String,
 }
 
 /// Why a state operation failed.

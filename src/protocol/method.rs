@@ -1,11 +1,11 @@
 //! The method table: every method's name, the socket (role) that serves it, and the types of
 //! its params and result. A method name is written here and nowhere else in the daemon.
 
-use super::admin::{MetricsText, NoParams, Status, TpmAk};
 use super::agent::{
     AgentList, AgentParam, AgentView, AttestParams, Attestation, CertImportParams, CertImported,
     Csr, CsrParams, ProvisionParams, Retired,
 };
+use super::daemon::{MetricsText, NoParams, Status, TpmAk};
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
     InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
@@ -186,6 +186,13 @@ methods! {
     AdminLogExport => "admin.log_export", Admin, ExportParams => Page;
     AdminTpmAk => "admin.tpm_ak", Admin, NoParams => TpmAk;
     AdminMetrics => "admin.metrics", Admin, NoParams => MetricsText;
+}
+
+impl std::fmt::Display for Method {
+    /// The wire name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Method {

@@ -10,12 +10,12 @@
 //! ever answered twice; notifications (requests without an id) are refused because every call in
 //! this protocol has a result the caller must see.
 //!
-//! The types are grouped by family: [`agent`], [`admin`], [`voucher`], [`payment`],
-//! [`evidence`].
+//! The types are grouped by domain: [`agent`], [`daemon`] (its own status, metrics and TPM),
+//! [`voucher`], [`payment`], [`evidence`].
 
-pub mod admin;
 pub mod agent;
 mod code;
+pub mod daemon;
 #[cfg(test)]
 mod document;
 pub mod evidence;

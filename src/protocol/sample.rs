@@ -8,12 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::Call;
-use super::admin::{
-    DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmAk, TpmStatus,
-};
 use super::agent::{
     AgentKey, AgentList, AgentParam, AgentView, AttestParams, Attestation, CertImportParams,
     CertImported, Csr, CsrParams, ProvisionParams, Retired,
+};
+use super::daemon::{
+    DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmAk, TpmStatus,
 };
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
@@ -124,7 +124,7 @@ fn voucher_view() -> VoucherView {
         payments: 1,
         issued_at: 1,
         expires_at: 1,
-        voucher: text(),
+        compact: text(),
     }
 }
 

@@ -79,34 +79,9 @@ pub struct VoucherParam {
     pub voucher: String,
 }
 
-/// A voucher as the daemon keeps it, as the `admin.voucher_*` methods show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoucherView {
-    /// Its `jti`.
-    pub id: String,
-    /// base64url(SHA-256) of the compact voucher.
-    pub digest: String,
-    /// The agent it is for.
-    pub agent: String,
-    /// The parent's digest, for a delegation.
-    pub parent: Option<String>,
-    /// Where it stands.
-    pub status: VoucherStatus,
-    /// Its budget, if it has one.
-    pub budget: Option<u64>,
-    /// Minor units spent, its delegations' spending included.
-    pub spent: u64,
-    /// Minor units set aside for delegations and not yet spent by them.
-    pub reserved: u64,
-    /// Payments authorized on it.
-    pub payments: u64,
-    /// Unix seconds.
-    pub issued_at: i64,
-    /// Unix seconds.
-    pub expires_at: i64,
-    /// The compact voucher.
-    pub voucher: String,
-}
+/// A voucher as the daemon keeps it, as the `admin.voucher_*` methods show it: the stored row
+/// itself, so the two cannot drift apart.
+pub type VoucherView = crate::store::StoredVoucher;
 
 /// The result of `admin.voucher_list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

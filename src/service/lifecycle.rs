@@ -8,11 +8,11 @@ use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::certificate::{CsrDraft, check_certificate};
 use crate::identity::{self, Agent, AgentStatus, Selectors};
-use crate::protocol::admin::TpmAk;
 use crate::protocol::agent::{
     AgentList, AgentParam, AgentView, CertImportParams, CertImported, Csr, CsrParams,
     ProvisionParams, Retired,
 };
+use crate::protocol::daemon::TpmAk;
 use crate::store::StoreError;
 use base64ct::Encoding as _;
 use serde_json::json;

@@ -23,10 +23,10 @@ use crate::error::{Error, Internal};
 use crate::identity::{Agent, Registry};
 use crate::ledger::Ledger;
 use crate::peer::{self, PeerMeter};
-use crate::protocol::admin::{
+use crate::protocol::agent::{AgentKey, AgentView};
+use crate::protocol::daemon::{
     DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmStatus,
 };
-use crate::protocol::agent::{AgentKey, AgentView};
 use crate::protocol::{self, Call, Incoming, Method, Request, Response, Role, call};
 use crate::seal::KeyStore;
 use crate::store::Store;

@@ -18,23 +18,6 @@ use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
 use serde_json::json;
 
-fn view(v: &StoredVoucher) -> VoucherView {
-    VoucherView {
-        id: v.id.clone(),
-        digest: v.digest.clone(),
-        agent: v.agent.clone(),
-        parent: v.parent.clone(),
-        status: v.status,
-        budget: v.budget,
-        spent: v.spent,
-        reserved: v.reserved,
-        payments: v.payments,
-        issued_at: v.issued_at,
-        expires_at: v.expires_at,
-        voucher: v.compact.clone(),
-    }
-}
-
 /// The constraints an issue's params ask for, in a fixed order.
 fn constraints(p: &IssueParams) -> Result<Vec<Constraint>, Error> {
     let currency =
@@ -174,15 +157,13 @@ impl Service {
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
         let stored = stored(compact, &claims, p.budget);
         tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
-        Ok(view(&stored))
+        Ok(stored)
     }
 
     pub(super) async fn voucher_list(&self, p: VoucherListParams) -> Result<VoucherList, Error> {
         let store = self.store.clone();
         let list = blocking(move || store.vouchers(p.agent.as_deref())).await?;
-        Ok(VoucherList {
-            vouchers: list.iter().map(view).collect(),
-        })
+        Ok(VoucherList { vouchers: list })
     }
 
     async fn find_voucher(&self, id: &str) -> Result<StoredVoucher, Error> {
@@ -193,7 +174,7 @@ impl Service {
     }
 
     pub(super) async fn voucher_show(&self, p: VoucherParam) -> Result<VoucherView, Error> {
-        Ok(view(&self.find_voucher(&p.voucher).await?))
+        self.find_voucher(&p.voucher).await
     }
 
     pub(super) async fn voucher_revoke(&self, p: VoucherParam) -> Result<VoucherRevoked, Error> {
@@ -240,7 +221,7 @@ impl Service {
         }
         let chain = self.resolve_chain(&p.voucher).await?;
         let id = chain.ids.last().cloned().unwrap_or_default();
-        Ok(view(&self.find_voucher(&id).await?))
+        self.find_voucher(&id).await
     }
 
     pub(super) async fn voucher_revocations(&self) -> Result<Revocations, Error> {

@@ -125,15 +125,6 @@ pub enum BenchError {
     /// The daemon's answer lacks what the bench needs.
     #[error("{0}")]
     Answer(&'static str),
-    /// An answer of the daemon does not parse as what the bench asked for.
-    #[error("{what}")]
-    Unreadable {
-        /// What it should have been.
-        what: &'static str,
-        /// Why it is not.
-        #[source]
-        source: serde_json::Error,
-    },
     /// A token or key of a baseline is not there.
     #[error("{0}")]
     Missing(String),
@@ -164,11 +155,6 @@ pub enum BenchError {
 }
 
 impl BenchError {
-    /// Wraps a parse failure of the daemon's answer: it is not `what`.
-    fn unreadable(what: &'static str) -> impl FnOnce(serde_json::Error) -> BenchError {
-        move |source| BenchError::Unreadable { what, source }
-    }
-
     /// Wraps the failure of the baseline `what`.
     fn baseline(what: &'static str) -> impl FnOnce(BenchError) -> BenchError {
         move |e| BenchError::Baseline {

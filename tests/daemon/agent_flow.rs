@@ -7,6 +7,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::jose::{Jwk, PublicKey};
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -43,7 +44,7 @@ fn provision_identity_attest_and_restart() {
     let provisioned = d.provision_self("shop-bot");
     assert_eq!(provisioned["status"], "active");
 
-    let identity = d.agent().call("agent.identity", json!({})).unwrap();
+    let identity = d.agent().call(Method::AgentIdentity, json!({})).unwrap();
     assert_eq!(identity["agent"], "shop-bot");
     assert_eq!(identity["user"], "alice@example.com");
     let jwk = identity["key"]["jwk"].clone();
@@ -71,7 +72,7 @@ fn provision_identity_attest_and_restart() {
     let nonce = "verifier-nonce-0001";
     let att = d
         .agent()
-        .call("agent.attest", json!({ "nonce": nonce }))
+        .call(Method::AgentAttest, json!({ "nonce": nonce }))
         .unwrap();
     let claims = verify_with_p256(att["attestation"].as_str().unwrap(), &jwk);
     assert_eq!(claims["nonce"], nonce);
@@ -94,7 +95,7 @@ fn provision_identity_attest_and_restart() {
         ..Default::default()
     };
     if common::backend() == "tpm" {
-        let ak = d.admin().call("admin.tpm_ak", json!({})).unwrap();
+        let ak = d.admin().call(Method::AdminTpmAk, json!({})).unwrap();
         let ak = serde_json::from_value::<Jwk>(ak["jwk"].clone())
             .unwrap()
             .to_public_key()
@@ -123,11 +124,11 @@ fn provision_identity_attest_and_restart() {
     // A clean restart keeps the agent and its key.
     assert!(d.stop(), "clean stop exits 0");
     d.spawn();
-    let again = d.agent().call("agent.identity", json!({})).unwrap();
+    let again = d.agent().call(Method::AgentIdentity, json!({})).unwrap();
     assert_eq!(again["key"]["kid"], kid.as_str());
     let att = d
         .agent()
-        .call("agent.attest", json!({ "nonce": "after-restart-1" }))
+        .call(Method::AgentAttest, json!({ "nonce": "after-restart-1" }))
         .unwrap();
     verify_with_p256(att["attestation"].as_str().unwrap(), &jwk);
 
@@ -138,9 +139,9 @@ fn provision_identity_attest_and_restart() {
         "a killed daemon leaves its socket file"
     );
     d.spawn();
-    let again = d.agent().call("agent.identity", json!({})).unwrap();
+    let again = d.agent().call(Method::AgentIdentity, json!({})).unwrap();
     assert_eq!(again["key"]["kid"], kid.as_str());
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     assert_eq!(status["agents"]["active"], 1);
     assert!(status["daemon_keys"]["issuer"]["kid"].is_string());
     assert!(status["daemon_keys"]["log"]["kid"].is_string());
@@ -158,7 +159,7 @@ fn second_daemon_on_the_same_dir_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already serving"), "{err}");
     // The first one still serves.
-    d.admin().call("admin.status", json!({})).unwrap();
+    d.admin().call(Method::AdminStatus, json!({})).unwrap();
 }
 
 #[test]
@@ -166,81 +167,93 @@ fn freeze_is_immediate_and_unfreeze_restores() {
     let d = Daemon::start();
     d.provision_self("bot");
     let mut agent = d.agent();
-    agent.call("agent.identity", json!({})).unwrap();
+    agent.call(Method::AgentIdentity, json!({})).unwrap();
     d.admin()
-        .call("admin.agent_freeze", json!({ "agent": "bot" }))
+        .call(Method::AdminAgentFreeze, json!({ "agent": "bot" }))
         .unwrap();
     // Same connection, next request: refused.
-    let e = remote_err(agent.call("agent.attest", json!({ "nonce": "nonce-after-freeze" })));
+    let e = remote_err(agent.call(
+        Method::AgentAttest,
+        json!({ "nonce": "nonce-after-freeze" }),
+    ));
     assert_eq!(
-        (e.code, e.reason.as_str(), e.retryable),
+        (e.error.code(), e.error.reason(), e.error.retryable()),
         (-32002, "agent_frozen", false)
     );
     let e = remote_err(
         d.admin()
-            .call("admin.agent_freeze", json!({ "agent": "bot" })),
+            .call(Method::AdminAgentFreeze, json!({ "agent": "bot" })),
     );
-    assert_eq!(e.reason, "invalid_state");
+    assert_eq!(e.error.reason(), "invalid_state");
     d.admin()
-        .call("admin.agent_unfreeze", json!({ "agent": "bot" }))
+        .call(Method::AdminAgentUnfreeze, json!({ "agent": "bot" }))
         .unwrap();
     agent
-        .call("agent.attest", json!({ "nonce": "nonce-after-thaw" }))
+        .call(Method::AgentAttest, json!({ "nonce": "nonce-after-thaw" }))
         .unwrap();
 }
 
 #[test]
 fn unknown_and_ambiguous_callers_are_refused() {
     let d = Daemon::start();
-    let e = remote_err(d.agent().call("agent.identity", json!({})));
-    assert_eq!((e.code, e.reason.as_str()), (-32001, "unknown_caller"));
+    let e = remote_err(d.agent().call(Method::AgentIdentity, json!({})));
+    assert_eq!(
+        (e.error.code(), e.error.reason()),
+        (-32001, "unknown_caller")
+    );
     // An agent for another executable does not match us.
     d.admin()
-        .call("admin.agent_provision", json!({ "agent": "other", "user": "bob", "uid": common::uid(), "exe_sha256": "00".repeat(32) }))
+        .call(Method::AdminAgentProvision, json!({ "agent": "other", "user": "bob", "uid": common::uid(), "exe_sha256": "00".repeat(32) }))
         .unwrap();
     assert_eq!(
-        remote_err(d.agent().call("agent.identity", json!({}))).reason,
+        remote_err(d.agent().call(Method::AgentIdentity, json!({})))
+            .error
+            .reason(),
         "unknown_caller"
     );
     // Two agents matching the same process: refused rather than guessed.
     d.provision_self("a1");
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({ "agent": "a2", "user": "bob", "uid": common::uid() }),
         )
         .unwrap();
-    let e = remote_err(d.agent().call("agent.identity", json!({})));
-    assert_eq!(e.reason, "unknown_caller");
+    let e = remote_err(d.agent().call(Method::AgentIdentity, json!({})));
+    assert_eq!(e.error.reason(), "unknown_caller");
     assert!(e.message.contains("2 agents"), "{}", e.message);
     // Retiring one makes the other the caller again; the retired id stays reserved.
     d.admin()
-        .call("admin.agent_retire", json!({ "agent": "a2" }))
+        .call(Method::AdminAgentRetire, json!({ "agent": "a2" }))
         .unwrap();
     assert_eq!(
-        d.agent().call("agent.identity", json!({})).unwrap()["agent"],
+        d.agent().call(Method::AgentIdentity, json!({})).unwrap()["agent"],
         "a1"
     );
     let e = remote_err(d.admin().call(
-        "admin.agent_provision",
+        Method::AdminAgentProvision,
         json!({ "agent": "a2", "user": "x", "uid": 1 }),
     ));
-    assert_eq!(e.reason, "agent_exists");
-    let e = remote_err(d.admin().call("admin.agent_provision", json!({ "agent": "a3", "user": "x", "uid": common::uid(), "exe_sha256": common::self_exe_sha256() })));
-    assert_eq!(e.reason, "agent_exists", "identical selectors are refused");
+    assert_eq!(e.error.reason(), "agent_exists");
+    let e = remote_err(d.admin().call(Method::AdminAgentProvision, json!({ "agent": "a3", "user": "x", "uid": common::uid(), "exe_sha256": common::self_exe_sha256() })));
+    assert_eq!(
+        e.error.reason(),
+        "agent_exists",
+        "identical selectors are refused"
+    );
 }
 
 #[test]
 fn admin_methods_are_not_served_on_the_agent_socket_and_back() {
     let d = Daemon::start();
     d.provision_self("bot");
-    let e = remote_err(d.agent().call("admin.agent_list", json!({})));
-    assert_eq!((e.code, e.reason.as_str()), (-32003, "forbidden"));
+    let e = remote_err(d.agent().call(Method::AdminAgentList, json!({})));
+    assert_eq!((e.error.code(), e.error.reason()), (-32003, "forbidden"));
     let e = remote_err(
         d.admin()
-            .call("agent.attest", json!({ "nonce": "0123456789" })),
+            .call(Method::AgentAttest, json!({ "nonce": "0123456789" })),
     );
-    assert_eq!(e.reason, "forbidden");
+    assert_eq!(e.error.reason(), "forbidden");
 }
 
 #[test]
@@ -257,7 +270,7 @@ fn another_uid_is_refused() {
     // An agent registered for uid 0 with the arictl binary...
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({ "agent": "root-bot", "user": "alice", "uid": 0 }),
         )
         .unwrap();
@@ -311,7 +324,7 @@ fn csr_is_signed_in_the_token_and_certificates_are_checked() {
     let csr = d
         .admin()
         .call(
-            "admin.agent_csr",
+            Method::AdminAgentCsr,
             json!({ "agent": "bot", "subject": "CN=bot,O=Example" }),
         )
         .unwrap();
@@ -389,12 +402,12 @@ fn csr_is_signed_in_the_token_and_certificates_are_checked() {
     let r = d
         .admin()
         .call(
-            "admin.agent_cert_import",
+            Method::AdminAgentCertImport,
             json!({ "agent": "bot", "certificate": pem }),
         )
         .unwrap();
     assert_eq!(r["certificate"]["subject"], "CN=bot,O=Example");
-    let id = d.agent().call("agent.identity", json!({})).unwrap();
+    let id = d.agent().call(Method::AgentIdentity, json!({})).unwrap();
     assert!(
         id["certificate"]
             .as_str()
@@ -405,23 +418,23 @@ fn csr_is_signed_in_the_token_and_certificates_are_checked() {
     // The CA's own certificate certifies another key: refused.
     let other = std::fs::read_to_string(&ca_crt).unwrap();
     let e = remote_err(d.admin().call(
-        "admin.agent_cert_import",
+        Method::AdminAgentCertImport,
         json!({ "agent": "bot", "certificate": other }),
     ));
     assert_eq!(
-        (e.code, e.reason.as_str()),
+        (e.error.code(), e.error.reason()),
         (-32007, "certificate_mismatch")
     );
     let e = remote_err(d.admin().call(
-        "admin.agent_cert_import",
+        Method::AdminAgentCertImport,
         json!({ "agent": "bot", "certificate": "junk" }),
     ));
-    assert_eq!(e.reason, "invalid_params");
+    assert_eq!(e.error.reason(), "invalid_params");
     let e = remote_err(d.admin().call(
-        "admin.agent_csr",
+        Method::AdminAgentCsr,
         json!({ "agent": "bot", "subject": "no equals sign" }),
     ));
-    assert_eq!(e.reason, "invalid_params");
+    assert_eq!(e.error.reason(), "invalid_params");
 }
 
 #[test]
@@ -430,26 +443,31 @@ fn retire_destroys_the_key() {
     d.provision_self("bot");
     let r = d
         .admin()
-        .call("admin.agent_retire", json!({ "agent": "bot" }))
+        .call(Method::AdminAgentRetire, json!({ "agent": "bot" }))
         .unwrap();
     assert_eq!(r["key_destroyed"], true);
     assert_eq!(
-        remote_err(d.agent().call("agent.identity", json!({}))).reason,
+        remote_err(d.agent().call(Method::AgentIdentity, json!({})))
+            .error
+            .reason(),
         "unknown_caller"
     );
     let e = remote_err(d.admin().call(
-        "admin.agent_csr",
+        Method::AdminAgentCsr,
         json!({ "agent": "bot", "subject": "CN=x" }),
     ));
-    assert_eq!(e.reason, "invalid_state");
+    assert_eq!(e.error.reason(), "invalid_state");
     let shown = d
         .admin()
-        .call("admin.agent_show", json!({ "agent": "bot" }))
+        .call(Method::AdminAgentShow, json!({ "agent": "bot" }))
         .unwrap();
     assert_eq!(shown["status"], "retired");
     let e = remote_err(
         d.admin()
-            .call("admin.agent_show", json!({ "agent": "nobody" })),
+            .call(Method::AdminAgentShow, json!({ "agent": "nobody" })),
     );
-    assert_eq!((e.code, e.reason.as_str()), (-32004, "agent_not_found"));
+    assert_eq!(
+        (e.error.code(), e.error.reason()),
+        (-32004, "agent_not_found")
+    );
 }

@@ -7,6 +7,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use std::process::Command;
 
@@ -202,7 +203,7 @@ fn pin_from_a_systemd_credential() {
     let mut up = false;
     for _ in 0..200 {
         if let Ok(mut c) = ari::client::Client::connect(&admin)
-            && c.call("admin.status", serde_json::json!({})).is_ok()
+            && c.call(Method::AdminStatus, serde_json::json!({})).is_ok()
         {
             up = true;
             break;
@@ -340,7 +341,7 @@ fn dev_serve(dir: &std::path::Path) -> (bool, String) {
             return (false, err);
         }
         if let Ok(mut c) = ari::client::Client::connect(&dir.join("admin.sock"))
-            && c.call("admin.status", serde_json::json!({})).is_ok()
+            && c.call(Method::AdminStatus, serde_json::json!({})).is_ok()
         {
             common::signal(&child, nix::sys::signal::Signal::SIGTERM);
             child.wait().unwrap();

@@ -10,6 +10,7 @@
 )]
 
 use ari::client::{Client, ClientError, RemoteError};
+use ari::protocol::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -181,7 +182,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(mut c) = Client::connect(&self.admin_path())
-                && c.call("admin.status", json!({})).is_ok()
+                && c.call(Method::AdminStatus, json!({})).is_ok()
             {
                 return;
             }
@@ -263,7 +264,7 @@ impl Daemon {
     pub fn provision_self(&self, id: &str) -> Value {
         self.admin()
             .call(
-                "admin.agent_provision",
+                Method::AdminAgentProvision,
                 json!({ "agent": id, "user": "alice@example.com", "uid": uid(), "exe_sha256": self_exe_sha256() }),
             )
             .unwrap()
@@ -401,7 +402,7 @@ pub fn assert_logged(
     context: &str,
 ) {
     let e = admin
-        .call("evidence.entry", json!({"index": index}))
+        .call(Method::EvidenceEntry, json!({"index": index}))
         .unwrap();
     let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -411,7 +412,7 @@ pub fn assert_logged(
     );
     let p = admin
         .call(
-            "evidence.inclusion",
+            Method::EvidenceInclusion,
             json!({"index": index, "tree_size": size}),
         )
         .unwrap();
@@ -425,7 +426,7 @@ pub fn assert_logged(
 /// `payment.authorize` of `amount` CNY to shop.example, checkout `tx`, on `voucher`.
 pub fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value, ClientError> {
     c.call(
-        "payment.authorize",
+        Method::PaymentAuthorize,
         json!({
             "voucher": voucher,
             "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",

@@ -10,6 +10,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::client::{Client, ClientError};
 use ari::merkle;
@@ -27,12 +28,12 @@ fn issue(d: &Daemon, params: Value) -> String {
     for (k, v) in params.as_object().unwrap() {
         p[k] = v.clone();
     }
-    let v = d.admin().call("admin.voucher_issue", p).unwrap();
+    let v = d.admin().call(Method::AdminVoucherIssue, p).unwrap();
     v["id"].as_str().unwrap().into()
 }
 
 fn record(c: &mut Client, kind: &str, body: Value) -> Value {
-    c.call("evidence.record", json!({"kind": kind, "body": body}))
+    c.call(Method::EvidenceRecord, json!({"kind": kind, "body": body}))
         .unwrap()
 }
 
@@ -40,14 +41,14 @@ fn record(c: &mut Client, kind: &str, body: Value) -> Value {
 fn checkpoint(d: &Daemon, size: u64) -> Value {
     d.admin()
         .call(
-            "evidence.checkpoint",
+            Method::EvidenceCheckpoint,
             json!({"at_least": size, "wait_ms": 10_000}),
         )
         .unwrap()
 }
 
 fn log_key(d: &Daemon, dir: &Path) -> PathBuf {
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     let path = dir.join("log.jwk");
     std::fs::write(&path, status["daemon_keys"]["log"]["jwk"].to_string()).unwrap();
     path
@@ -157,10 +158,10 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
         json!({"offer": "X", "price": 1999, "why": "cheapest in stock"}),
     );
     d.admin()
-        .call("admin.agent_freeze", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentFreeze, json!({"agent": "shop-bot"}))
         .unwrap();
     d.admin()
-        .call("admin.agent_unfreeze", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentUnfreeze, json!({"agent": "shop-bot"}))
         .unwrap();
     let last = record(&mut c, "done", json!({"n": 1}));
     let size = last["index"].as_u64().unwrap() + 1;
@@ -294,7 +295,7 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
 fn entry_at(d: &Daemon, index: u64) -> Value {
     let e = d
         .admin()
-        .call("evidence.entry", json!({ "index": index }))
+        .call(Method::EvidenceEntry, json!({ "index": index }))
         .unwrap();
     serde_json::from_str(e["entry"].as_str().unwrap()).unwrap()
 }
@@ -324,7 +325,10 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     // An attestation is in the log, naming its nonce and what the key signed, before it leaves.
     let att = d
         .agent()
-        .call("agent.attest", json!({ "nonce": "verifier-nonce-0042" }))
+        .call(
+            Method::AgentAttest,
+            json!({ "nonce": "verifier-nonce-0042" }),
+        )
         .unwrap();
     let jws = att["attestation"].as_str().unwrap();
     let e = entry_at(&d, att["log_index"].as_u64().unwrap());
@@ -337,7 +341,7 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     let csr = d
         .admin()
         .call(
-            "admin.agent_csr",
+            Method::AdminAgentCsr,
             json!({ "agent": "shop-bot", "subject": "CN=shop-bot,O=Example" }),
         )
         .unwrap();
@@ -356,10 +360,13 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     });
     let added = d
         .admin()
-        .call("admin.issuer_add", json!({ "name": "bank", "jwk": jwk }))
+        .call(
+            Method::AdminIssuerAdd,
+            json!({ "name": "bank", "jwk": jwk }),
+        )
         .unwrap();
     d.admin()
-        .call("admin.issuer_remove", json!({ "name": "bank" }))
+        .call(Method::AdminIssuerRemove, json!({ "name": "bank" }))
         .unwrap();
 
     // A payment's facts (what L4 conditions read) are in its entry, and the mandate carries
@@ -369,7 +376,7 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     let paid = d
         .agent()
         .call(
-            "payment.authorize",
+            Method::PaymentAuthorize,
             json!({
                 "voucher": voucher,
                 "payment": {"amount": 500, "currency": "CNY", "payee": "shop.example",
@@ -396,7 +403,7 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     );
 
     // The whole log, these entries included, verifies offline.
-    let size = d.admin().call("admin.status", json!({})).unwrap()["evidence"]["entries"]
+    let size = d.admin().call(Method::AdminStatus, json!({})).unwrap()["evidence"]["entries"]
         .as_u64()
         .unwrap();
     let work = common::tempdir();
@@ -620,7 +627,10 @@ fn log_export_to_a_size_between_checkpoints_ends_on_a_signed_one() {
     assert_eq!(summary["to"], n, "{summary}");
     assert_eq!(summary["latest"], n, "{summary}");
     // The newest checkpoint is still the newest.
-    let newest = d.admin().call("evidence.checkpoint", json!({})).unwrap();
+    let newest = d
+        .admin()
+        .call(Method::EvidenceCheckpoint, json!({}))
+        .unwrap();
     assert_eq!(newest["size"], size);
 
     // Offline: no key to sign with, so an end without a checkpoint is refused.
@@ -681,7 +691,9 @@ fn statements_proofs_and_entries_over_the_socket() {
 
     // The authorization's payload is exactly what its entry records.
     let cp = checkpoint(&d, s + 1);
-    let entry = c.call("evidence.entry", json!({"index": index})).unwrap();
+    let entry = c
+        .call(Method::EvidenceEntry, json!({"index": index}))
+        .unwrap();
     let recorded: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
     assert_eq!(recorded["kind"], "payment.authorized");
     let jwt = paid["authorization"].as_str().unwrap();
@@ -694,7 +706,7 @@ fn statements_proofs_and_entries_over_the_socket() {
     let work = common::tempdir();
     let key = log_key(&d, work.path());
     let proof = c
-        .call("evidence.inclusion", json!({"index": index}))
+        .call(Method::EvidenceInclusion, json!({"index": index}))
         .unwrap();
     assert_eq!(proof["tree_size"], cp["size"]);
     let files = [
@@ -717,7 +729,7 @@ fn statements_proofs_and_entries_over_the_socket() {
     ]);
     assert!(ok, "{err}");
     // The same proof does not prove another entry.
-    let other = c.call("evidence.entry", json!({"index": s})).unwrap();
+    let other = c.call(Method::EvidenceEntry, json!({"index": s})).unwrap();
     std::fs::write(p("other.json"), other["entry"].as_str().unwrap()).unwrap();
     let (ok, _, err) = arictl(&[
         "verify",
@@ -736,7 +748,7 @@ fn statements_proofs_and_entries_over_the_socket() {
     let (old, new) = (cp["size"].as_u64().unwrap(), cp2["size"].as_u64().unwrap());
     let proof = d
         .admin()
-        .call("evidence.consistency", json!({"from": old, "to": new}))
+        .call(Method::EvidenceConsistency, json!({"from": old, "to": new}))
         .unwrap();
     let hashes: Vec<merkle::Hash> = proof["hashes"]
         .as_array()
@@ -767,28 +779,31 @@ fn statements_proofs_and_entries_over_the_socket() {
     ));
 
     // Beyond the newest checkpoint: a retryable refusal, not a guess.
-    let e = remote_err(c.call("evidence.inclusion", json!({"index": new + 5})));
-    assert_eq!(e.reason, "not_yet_checkpointed");
-    assert!(e.retryable);
+    let e = remote_err(c.call(Method::EvidenceInclusion, json!({"index": new + 5})));
+    assert_eq!(e.error.reason(), "not_yet_checkpointed");
+    assert!(e.error.retryable());
     let e = remote_err(c.call(
-        "evidence.inclusion",
+        Method::EvidenceInclusion,
         json!({"index": 0, "tree_size": new + 5}),
     ));
-    assert_eq!(e.reason, "not_yet_checkpointed");
+    assert_eq!(e.error.reason(), "not_yet_checkpointed");
     // An agent reads only entries about itself; entry 0 (its provisioning) is about it, the
     // operator's view has everything.
-    let e = remote_err(c.call("evidence.entry", json!({"index": 1_000_000})));
-    assert_eq!(e.reason, "entry_not_found");
+    let e = remote_err(c.call(Method::EvidenceEntry, json!({"index": 1_000_000})));
+    assert_eq!(e.error.reason(), "entry_not_found");
     // Bad statements are refused and nothing is written.
-    let e = remote_err(c.call("evidence.record", json!({"kind": "has space", "body": {}})));
-    assert_eq!(e.reason, "invalid_params");
     let e = remote_err(c.call(
-        "evidence.record",
+        Method::EvidenceRecord,
+        json!({"kind": "has space", "body": {}}),
+    ));
+    assert_eq!(e.error.reason(), "invalid_params");
+    let e = remote_err(c.call(
+        Method::EvidenceRecord,
         json!({"kind": "big", "body": {"x": "y".repeat(20_000)}}),
     ));
-    assert_eq!(e.reason, "invalid_params");
-    let e = remote_err(d.agent().call("admin.log_export", json!({"from": 0})));
-    assert_eq!(e.reason, "forbidden");
+    assert_eq!(e.error.reason(), "invalid_params");
+    let e = remote_err(d.agent().call(Method::AdminLogExport, json!({"from": 0})));
+    assert_eq!(e.error.reason(), "forbidden");
 
     // PyJWT verifies the statement with the key the operator saw at provisioning.
     std::fs::write(p("statement.json"), other["entry"].as_str().unwrap()).unwrap();
@@ -844,7 +859,7 @@ fn a_freeze_leaves_no_statement_signed_after_it() {
                 while running.load(Ordering::SeqCst) {
                     let after = acked.load(Ordering::SeqCst);
                     let got = c.call(
-                        "evidence.record",
+                        Method::EvidenceRecord,
                         json!({"kind": "offer.chosen", "body": {"client": n, "i": i}}),
                     );
                     match got {
@@ -852,7 +867,7 @@ fn a_freeze_leaves_no_statement_signed_after_it() {
                             .lock()
                             .unwrap()
                             .push((after, r["index"].as_u64().unwrap())),
-                        Err(ClientError::Remote(e)) if e.reason == "agent_frozen" => {
+                        Err(ClientError::Remote(e)) if e.error.reason() == "agent_frozen" => {
                             refused.fetch_add(1, Ordering::SeqCst);
                         }
                         Err(e) => panic!("{e}"),
@@ -867,7 +882,7 @@ fn a_freeze_leaves_no_statement_signed_after_it() {
         std::thread::sleep(Duration::from_millis(10));
     }
     d.admin()
-        .call("admin.agent_freeze", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentFreeze, json!({"agent": "shop-bot"}))
         .unwrap();
     acked.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(300));
@@ -912,7 +927,7 @@ fn a_freeze_leaves_no_statement_signed_after_it() {
 
     // Thawed, the agent speaks again.
     d.admin()
-        .call("admin.agent_unfreeze", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentUnfreeze, json!({"agent": "shop-bot"}))
         .unwrap();
     let again = record(&mut d.agent(), "offer.chosen", json!({"after": "thaw"}));
     assert!(again["index"].as_u64().unwrap() > frozen);
@@ -960,7 +975,9 @@ fn concurrent_statements_share_signatures_and_each_verifies_on_its_own() {
         if fact.batch.size > largest.1 {
             largest = (index, fact.batch.size);
         }
-        let entry = c.call("evidence.entry", json!({"index": index})).unwrap();
+        let entry = c
+            .call(Method::EvidenceEntry, json!({"index": index}))
+            .unwrap();
         let entry: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
         assert_eq!(entry["fact"]["statement"], a["statement"]);
         assert_eq!(entry["fact"]["signature"], a["signature"]);
@@ -984,7 +1001,7 @@ fn concurrent_statements_share_signatures_and_each_verifies_on_its_own() {
     // PyJWT checks the entry of the largest batch on its own.
     let work = common::tempdir();
     let entry = c
-        .call("evidence.entry", json!({"index": largest.0}))
+        .call(Method::EvidenceEntry, json!({"index": largest.0}))
         .unwrap();
     let (entry_file, jwk_file) = (work.path().join("e.json"), work.path().join("a.jwk"));
     std::fs::write(&entry_file, entry["entry"].as_str().unwrap()).unwrap();
@@ -1037,7 +1054,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
     let mut d = Daemon::start();
     d.provision_self("shop-bot");
     let v = issue(&d, json!({"budget": BUDGET}));
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     let origin = status["evidence"]["origin"].as_str().unwrap().to_string();
     let key: ari::jose::Jwk =
         serde_json::from_value(status["daemon_keys"]["log"]["jwk"].clone()).unwrap();
@@ -1064,7 +1081,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
                                 fact: ("mandate", r["authorization"].as_str().unwrap().split('.').nth(1).unwrap().to_string()),
                             })
                         } else {
-                            c.call("evidence.record", json!({"kind": "crash.loop", "body": {"cycle": cycle, "n": n, "i": i}}))
+                            c.call(Method::EvidenceRecord, json!({"kind": "crash.loop", "body": {"cycle": cycle, "n": n, "i": i}}))
                                 .map(|r| Received {
                                     index: r["index"].as_u64().unwrap(),
                                     fact: ("statement", r["statement"].as_str().unwrap().to_string()),
@@ -1073,7 +1090,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
                         match got {
                             Ok(r) => received.lock().unwrap().push(r),
                             Err(ClientError::Remote(e))
-                                if e.reason == "budget_exhausted" || e.retryable => {}
+                                if e.error.reason() == "budget_exhausted" || e.error.retryable() => {}
                             Err(ClientError::Remote(e)) => panic!("{e:?}"),
                             Err(_) => return, // killed under us
                         }
@@ -1109,7 +1126,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
             let proof = d
                 .admin()
                 .call(
-                    "evidence.consistency",
+                    Method::EvidenceConsistency,
                     json!({"from": head.0, "to": next.0}),
                 )
                 .unwrap();
@@ -1138,7 +1155,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
             checked += 1;
         }
         let spent = admin
-            .call("admin.voucher_show", json!({"voucher": v}))
+            .call(Method::AdminVoucherShow, json!({"voucher": v}))
             .unwrap()["spent"]
             .as_u64()
             .unwrap();
@@ -1175,7 +1192,7 @@ fn crash_loop_kill_9_under_16_clients_loses_nothing() {
     };
     let spent = d
         .admin()
-        .call("admin.voucher_show", json!({"voucher": v}))
+        .call(Method::AdminVoucherShow, json!({"voucher": v}))
         .unwrap()["spent"]
         .as_u64()
         .unwrap();
@@ -1254,20 +1271,23 @@ fn a_full_filesystem_fails_closed() {
         match pay(&mut c, &v, 10, &format!("full{i}")) {
             Ok(r) => panic!("a payment was signed on a full filesystem: {r}"),
             Err(ClientError::Remote(e)) => {
-                assert_eq!(e.reason, "storage_error", "{e:?}");
-                assert!(e.retryable);
+                assert_eq!(e.error.reason(), "storage_error", "{e:?}");
+                assert!(e.error.retryable());
                 refused += 1;
             }
             Err(e) => panic!("the daemon stopped answering: {e}"),
         }
-        let e = remote_err(c.call("evidence.record", json!({"kind": "k", "body": {"i": i}})));
-        assert_eq!(e.reason, "storage_error");
+        let e = remote_err(c.call(
+            Method::EvidenceRecord,
+            json!({"kind": "k", "body": {"i": i}}),
+        ));
+        assert_eq!(e.error.reason(), "storage_error");
     }
     assert_eq!(refused, 40);
     // Still serving, and nothing was spent.
     let shown = d
         .admin()
-        .call("admin.voucher_show", json!({"voucher": v}))
+        .call(Method::AdminVoucherShow, json!({"voucher": v}))
         .unwrap();
     assert_eq!(shown["spent"], 10);
 

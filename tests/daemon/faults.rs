@@ -17,6 +17,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::client::{Client, ClientError};
 use common::{Daemon, pay};
@@ -48,7 +49,7 @@ fn issue(d: &Daemon, budget: u64) -> String {
     let v = d
         .admin()
         .call(
-            "admin.voucher_issue",
+            Method::AdminVoucherIssue,
             json!({"agent": "shop-bot", "level": "L5", "currency": "CNY", "budget": budget,
                    "expires_at": ari::clock::unix_now() + 86_400}),
         )
@@ -58,7 +59,7 @@ fn issue(d: &Daemon, budget: u64) -> String {
 
 fn spent(d: &Daemon, voucher: &str) -> u64 {
     d.admin()
-        .call("admin.voucher_show", json!({"voucher": voucher}))
+        .call(Method::AdminVoucherShow, json!({"voucher": voucher}))
         .unwrap()["spent"]
         .as_u64()
         .unwrap()
@@ -138,7 +139,7 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
                         let amount = 1 + (i % 3);
                         let got = if n == 0 {
                             c.call(
-                                "agent.attest",
+                                Method::AgentAttest,
                                 json!({"nonce": format!("attest-{phase}-{i:08}")}),
                             )
                         } else {
@@ -153,9 +154,13 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
                                 }
                             }
                             Err(ClientError::Remote(e)) => {
-                                assert_eq!(e.reason, "backend_unavailable", "{kind}: {e:?}");
-                                assert!(e.retryable, "{kind}: {e:?}");
-                                *o.errors.entry(e.reason).or_insert(0) += 1;
+                                assert_eq!(
+                                    e.error.reason(),
+                                    "backend_unavailable",
+                                    "{kind}: {e:?}"
+                                );
+                                assert!(e.error.retryable(), "{kind}: {e:?}");
+                                *o.errors.entry(e.error.reason().to_owned()).or_insert(0) += 1;
                             }
                             Err(e) => panic!("{kind}: {e}"),
                         }
@@ -210,7 +215,7 @@ fn token_faults_are_retryable_errors_and_the_same_daemon_recovers() {
     // voided and its money returned, so the voucher has spent exactly what clients were given.
     assert_eq!(d.child.as_ref().unwrap().id(), pid);
     assert!(d.child.as_mut().unwrap().try_wait().unwrap().is_none());
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     assert_eq!(status["backend_health"]["state"], "ok", "{status}");
     assert_eq!(spent(&d, &voucher), total.amount);
     println!(
@@ -285,7 +290,7 @@ fn storage_faults_fail_closed_over_10000_requests() {
                         })
                     } else {
                         c.call(
-                            "evidence.record",
+                            Method::EvidenceRecord,
                             json!({"kind": "fault.storage", "body": {"n": n, "i": i}}),
                         )
                         .map(|r| Received {
@@ -298,10 +303,14 @@ fn storage_faults_fail_closed_over_10000_requests() {
                         Ok(r) => received.lock().unwrap().push(r),
                         Err(ClientError::Remote(e)) => {
                             assert!(
-                                e.reason == "storage_error" || e.retryable,
+                                e.error.reason() == "storage_error" || e.error.retryable(),
                                 "an untyped or final error under storage faults: {e:?}"
                             );
-                            *errors.lock().unwrap().entry(e.reason).or_insert(0) += 1;
+                            *errors
+                                .lock()
+                                .unwrap()
+                                .entry(e.error.reason().to_owned())
+                                .or_insert(0) += 1;
                         }
                         Err(e) => panic!("{e}"),
                     }
@@ -335,7 +344,7 @@ fn storage_faults_fail_closed_over_10000_requests() {
 
     // Every signature and statement handed out is in the signed log, holding what the client
     // received; the voucher spent exactly what was handed out.
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     let origin = status["evidence"]["origin"].as_str().unwrap().to_string();
     let key: ari::jose::Jwk =
         serde_json::from_value(status["daemon_keys"]["log"]["jwk"].clone()).unwrap();
@@ -344,7 +353,7 @@ fn storage_faults_fail_closed_over_10000_requests() {
     let cp = d
         .admin()
         .call(
-            "evidence.checkpoint",
+            Method::EvidenceCheckpoint,
             json!({"at_least": size, "wait_ms": 10_000}),
         )
         .unwrap();

@@ -10,6 +10,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use common::{Daemon, Raw};
 use serde_json::{Value, json};
@@ -112,7 +113,7 @@ fn slow_and_idle_clients_leave_a_normal_client_served_and_memory_bounded() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(8) {
         let t = Instant::now();
-        agent.call("agent.identity", json!({})).unwrap();
+        agent.call(Method::AgentIdentity, json!({})).unwrap();
         latencies.push(t.elapsed());
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -228,7 +229,7 @@ fn ten_thousand_malformed_connections_leave_no_growth() {
     // And it still serves.
     d.provision_self("after");
     assert_eq!(
-        d.agent().call("agent.identity", json!({})).unwrap()["agent"],
+        d.agent().call(Method::AgentIdentity, json!({})).unwrap()["agent"],
         "after"
     );
 }
@@ -332,7 +333,7 @@ fn pipelined_floods_are_answered_busy_with_memory_bounded() {
     drop(silent);
     // And the daemon still answers a normal client.
     let mut c = d.agent();
-    assert!(c.call("agent.identity", json!({})).is_ok());
+    assert!(c.call(Method::AgentIdentity, json!({})).is_ok());
 }
 
 /// Where the `.comment` section of a 64-bit little-endian ELF file lies: compiler and linker
@@ -380,7 +381,7 @@ fn a_binary_rewritten_in_place_with_its_mtime_restored_is_measured_anew_and_refu
     let registered = sha256(&program);
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({"agent": "rewritten", "user": "alice@example.com", "uid": common::uid(),
                    "exe_sha256": registered}),
         )
@@ -701,7 +702,7 @@ fn a_kept_connection_is_not_served_as_the_process_that_reused_its_pid() {
     ));
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({"agent": "sleeper", "user": "alice@example.com", "uid": 0, "exe_sha256": digest}),
         )
         .unwrap();

@@ -7,6 +7,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use common::Daemon;
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
@@ -116,7 +117,7 @@ fn keys_are_sensitive_and_never_extractable() {
     // The daemon reports the same attributes to callers.
     let shown = d
         .admin()
-        .call("admin.agent_show", serde_json::json!({"agent": "bot"}))
+        .call(Method::AdminAgentShow, serde_json::json!({"agent": "bot"}))
         .unwrap();
     let a = &shown["key"]["attributes"];
     for (k, v) in [

@@ -9,6 +9,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use base64ct::Encoding;
 use common::{Daemon, Raw};
@@ -18,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn status(d: &Daemon) -> Value {
-    d.admin().call("admin.status", json!({})).unwrap()
+    d.admin().call(Method::AdminStatus, json!({})).unwrap()
 }
 
 fn metrics(d: &Daemon) -> String {
@@ -140,7 +141,7 @@ fn sighup_changes_a_limit_without_dropping_an_open_connection() {
         "the 2048-byte limit still holds"
     );
     assert_eq!(
-        d.agent().call("agent.identity", json!({})).unwrap()["agent"],
+        d.agent().call(Method::AgentIdentity, json!({})).unwrap()["agent"],
         "reloaded"
     );
     assert!(d.stop(), "{}", d.log());
@@ -208,7 +209,7 @@ fn sigterm_answers_every_call_sent_before_it_and_keeps_what_it_answered() {
     let mut admin = d.admin();
     for (id, index) in recorded {
         let entry = admin
-            .call("evidence.entry", json!({ "index": index }))
+            .call(Method::EvidenceEntry, json!({ "index": index }))
             .unwrap();
         let entry: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
         let statement = entry["fact"]["statement"].as_str().unwrap();
@@ -253,15 +254,21 @@ fn status_and_metrics_describe_the_running_daemon() {
     d.provision_self("measured");
     let mut agent = d.agent();
     for _ in 0..5 {
-        agent.call("agent.identity", json!({})).unwrap();
+        agent.call(Method::AgentIdentity, json!({})).unwrap();
     }
     agent
         .call(
-            "evidence.record",
+            Method::EvidenceRecord,
             json!({ "kind": "test.metrics", "body": {} }),
         )
         .unwrap();
-    assert!(agent.call("no.such_method", json!({})).is_err());
+    let mut raw = Raw::connect(&d.agent_path());
+    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"no.such_method\",\"params\":{}}\n");
+    let refused = raw.recv().unwrap();
+    assert_eq!(
+        refused["error"]["data"]["reason"], "method_not_found",
+        "{refused}"
+    );
 
     let s = status(&d);
     assert_eq!(s["backend_health"]["state"], "ok", "{s}");
@@ -285,7 +292,8 @@ fn status_and_metrics_describe_the_running_daemon() {
         "ari_backend_operation_duration_seconds_bucket{le=",
         "ari_ledger_group_commit_jobs_count",
         "ari_agents{status=\"active\"} 1",
-        "ari_connections{socket=\"agent\"} 1",
+        // The typed client and the raw connection, both still open.
+        "ari_connections{socket=\"agent\"} 2",
         "ari_uptime_seconds",
     ] {
         assert!(m.contains(needle), "{needle:?} in\n{m}");
@@ -327,7 +335,7 @@ fn logs_carry_request_ids_and_never_a_secret_or_a_voucher() {
     let issued = d
         .admin()
         .call(
-            "admin.voucher_issue",
+            Method::AdminVoucherIssue,
             json!({"agent": "quiet", "level": "L3", "currency": "CNY", "max_amount": 100,
                    "expires_at": ari::clock::unix_now() + 3600}),
         )
@@ -336,13 +344,13 @@ fn logs_carry_request_ids_and_never_a_secret_or_a_voucher() {
     let mut agent = d.agent();
     let paid = agent
         .call(
-            "payment.authorize",
+            Method::PaymentAuthorize,
             json!({"voucher": voucher, "payment": {"amount": 50, "currency": "CNY", "payee": "p",
                    "transaction_id": "t-1"}, "aud": "psp", "nonce": "nonce-0001"}),
         )
         .unwrap();
     let denied = agent.call(
-        "payment.authorize",
+        Method::PaymentAuthorize,
         json!({"voucher": voucher, "payment": {"amount": 500, "currency": "CNY", "payee": "p",
                "transaction_id": "t-2"}, "aud": "psp", "nonce": "nonce-0002"}),
     );

@@ -8,6 +8,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use common::{Daemon, Raw};
 use serde_json::{Value, json};
@@ -472,7 +473,7 @@ fn malformed_inputs_get_documented_errors_and_the_daemon_keeps_serving() {
     d.spawn();
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({"agent": "m", "user": "u", "uid": 4242}),
         )
         .unwrap();
@@ -484,7 +485,7 @@ fn malformed_inputs_get_documented_errors_and_the_daemon_keeps_serving() {
             failures.push(format!("{}: {why}", c.name));
         }
         // The next client is served.
-        if let Err(e) = d.admin().call("admin.status", json!({})) {
+        if let Err(e) = d.admin().call(Method::AdminStatus, json!({})) {
             failures.push(format!("{}: the next client was not served: {e}", c.name));
         }
     }
@@ -611,6 +612,6 @@ fn a_full_signing_queue_answers_busy() {
     );
     // And once the burst is over, calls are served again.
     d.agent()
-        .call("agent.attest", json!({"nonce": "after-the-burst"}))
+        .call(Method::AgentAttest, json!({"nonce": "after-the-burst"}))
         .unwrap();
 }

@@ -9,6 +9,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::client::{Client, ClientError};
 use ari::jose::{Jwk, PublicKey};
@@ -30,7 +31,7 @@ fn issue(d: &Daemon, params: Value) -> (String, String) {
     for (k, v) in params.as_object().unwrap() {
         p[k] = v.clone();
     }
-    let v = d.admin().call("admin.voucher_issue", p).unwrap();
+    let v = d.admin().call(Method::AdminVoucherIssue, p).unwrap();
     (
         v["id"].as_str().unwrap().into(),
         v["voucher"].as_str().unwrap().into(),
@@ -60,25 +61,25 @@ fn pay(
             p[k] = v.clone();
         }
     }
-    c.call("payment.authorize", p)
+    c.call(Method::PaymentAuthorize, p)
 }
 
 fn reason(r: Result<Value, ClientError>) -> String {
     match r {
         Ok(v) => v["status"].as_str().unwrap().to_string(),
-        Err(ClientError::Remote(e)) => e.reason,
+        Err(ClientError::Remote(e)) => e.error.reason().to_owned(),
         Err(e) => panic!("{e}"),
     }
 }
 
 fn voucher_view(d: &Daemon, id: &str) -> Value {
     d.admin()
-        .call("admin.voucher_show", json!({"voucher": id}))
+        .call(Method::AdminVoucherShow, json!({"voucher": id}))
         .unwrap()
 }
 
 fn issuer_key(d: &Daemon) -> PublicKey {
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     serde_json::from_value::<Jwk>(status["daemon_keys"]["issuer"]["jwk"].clone())
         .unwrap()
         .to_public_key()
@@ -231,12 +232,12 @@ fn every_constraint_is_enforced_through_the_socket_and_every_denial_is_recorded(
 
     // L4 conditions over the request's facts.
     let bad = d.admin().call(
-        "admin.voucher_issue",
+        Method::AdminVoucherIssue,
         json!({"agent": "shop-bot", "level": "L4", "currency": "CNY", "max_amount": 1, "expires_at": now() + 60,
                "conditions": ["facts.x >"]}),
     );
     assert_eq!(
-        remote_err(bad).reason,
+        remote_err(bad).error.reason(),
         "invalid_params",
         "a malformed condition is refused at issue"
     );
@@ -266,7 +267,7 @@ fn every_constraint_is_enforced_through_the_socket_and_every_denial_is_recorded(
     let denied = d
         .admin()
         .call(
-            "admin.payment_list",
+            Method::AdminPaymentList,
             json!({"status": "denied", "limit": 1000}),
         )
         .unwrap();
@@ -293,7 +294,7 @@ fn every_constraint_is_enforced_through_the_socket_and_every_denial_is_recorded(
         assert!(reasons.contains(&r), "{r} recorded: {reasons:?}");
     }
     // The daemon kept serving through all of it.
-    assert!(c.call("agent.identity", json!({})).is_ok());
+    assert!(c.call(Method::AgentIdentity, json!({})).is_ok());
 }
 
 #[test]
@@ -317,7 +318,7 @@ fn a_denial_names_its_recorded_decision() {
     let decision = resp["error"]["data"]["decision"].as_str().unwrap();
     let shown = d
         .admin()
-        .call("admin.payment_show", json!({"decision": decision}))
+        .call(Method::AdminPaymentShow, json!({"decision": decision}))
         .unwrap();
     assert_eq!(shown["status"], "denied");
     assert_eq!(shown["reason"], "amount_out_of_range");
@@ -411,7 +412,8 @@ fn double_spend_survives_sigkill_mid_round() {
                                 answered.fetch_add(1, Ordering::SeqCst);
                             }
                             Ok(v) => panic!("{v}"),
-                            Err(ClientError::Remote(e)) if e.reason == "budget_exhausted" => {}
+                            Err(ClientError::Remote(e))
+                                if e.error.reason() == "budget_exhausted" => {}
                             Err(_) => return, // the daemon died under us
                         }
                     }
@@ -516,7 +518,7 @@ fn revoke_and_freeze_under_load_leave_no_window() {
     let (v, _) = issue(&d, json!({"budget": 1_000_000_000u64, "level": "L5"}));
     nothing_signed_after(&d, &v, || {
         d.admin()
-            .call("admin.voucher_revoke", json!({"voucher": v}))
+            .call(Method::AdminVoucherRevoke, json!({"voucher": v}))
             .unwrap();
     });
     assert_eq!(
@@ -527,15 +529,15 @@ fn revoke_and_freeze_under_load_leave_no_window() {
     let (w, _) = issue(&d, json!({"budget": 1_000_000_000u64, "level": "L5"}));
     nothing_signed_after(&d, &w, || {
         d.admin()
-            .call("admin.agent_freeze", json!({"agent": "shop-bot"}))
+            .call(Method::AdminAgentFreeze, json!({"agent": "shop-bot"}))
             .unwrap();
     });
     let e = remote_err(pay(&mut d.agent(), &w, 1, "frozen", json!({})));
-    assert_eq!(e.reason, "agent_frozen");
+    assert_eq!(e.error.reason(), "agent_frozen");
     let frozen = d
         .admin()
         .call(
-            "admin.payment_list",
+            Method::AdminPaymentList,
             json!({"voucher": w, "status": "denied", "limit": 100000}),
         )
         .unwrap();
@@ -548,7 +550,7 @@ fn revoke_and_freeze_under_load_leave_no_window() {
         "a frozen agent's attempt is recorded"
     );
     d.admin()
-        .call("admin.agent_unfreeze", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentUnfreeze, json!({"agent": "shop-bot"}))
         .unwrap();
     assert_eq!(
         reason(pay(&mut d.agent(), &w, 1, "thawed", json!({}))),
@@ -581,7 +583,7 @@ fn l2_holds_for_a_human_confirm_and_reject() {
         let decision = decision.clone();
         std::thread::spawn(move || {
             c.call(
-                "payment.status",
+                Method::PaymentStatus,
                 json!({"decision": decision, "wait_ms": 20000}),
             )
             .unwrap()
@@ -597,9 +599,9 @@ fn l2_holds_for_a_human_confirm_and_reject() {
     assert_eq!(checked.claims.amount, 600);
     let again = remote_err(
         d.admin()
-            .call("admin.payment_confirm", json!({"decision": decision})),
+            .call(Method::AdminPaymentConfirm, json!({"decision": decision})),
     );
-    assert_eq!(again.reason, "invalid_state");
+    assert_eq!(again.error.reason(), "invalid_state");
 
     // Reject: the amount comes back.
     let held = pay(&mut c, &v, 300, "h3", json!({})).unwrap();
@@ -610,7 +612,7 @@ fn l2_holds_for_a_human_confirm_and_reject() {
     assert!(out.contains("rejected_by_operator"), "{out}");
     assert_eq!(voucher_view(&d, &v)["spent"], 600);
     let status = c
-        .call("payment.status", json!({"decision": decision}))
+        .call(Method::PaymentStatus, json!({"decision": decision}))
         .unwrap();
     assert_eq!(status["status"], "denied");
     assert_eq!(status["reason"], "rejected_by_operator");
@@ -618,13 +620,13 @@ fn l2_holds_for_a_human_confirm_and_reject() {
     // A hold on a voucher revoked before confirmation is denied, not signed.
     let held = pay(&mut c, &v, 100, "h4", json!({})).unwrap();
     d.admin()
-        .call("admin.voucher_revoke", json!({"voucher": v}))
+        .call(Method::AdminVoucherRevoke, json!({"voucher": v}))
         .unwrap();
     let e = remote_err(d.admin().call(
-        "admin.payment_confirm",
+        Method::AdminPaymentConfirm,
         json!({"decision": held["decision"]}),
     ));
-    assert_eq!(e.reason, "voucher_revoked");
+    assert_eq!(e.error.reason(), "voucher_revoked");
     assert_eq!(voucher_view(&d, &v)["spent"], 600);
 }
 
@@ -647,7 +649,7 @@ fn overdue_reports_block_and_refunds_restore() {
     );
     let r = c
         .call(
-            "payment.report",
+            Method::PaymentReport,
             json!({"decision": first, "outcome": "succeeded", "reference": "psp-1"}),
         )
         .unwrap();
@@ -662,13 +664,13 @@ fn overdue_reports_block_and_refunds_restore() {
     let (code, out, err) = d.arictl(&["payment", "report", &first, "--outcome", "refunded"]);
     assert_eq!(code, Some(2), "arictl is not the agent: {out}{err}");
     c.call(
-        "payment.report",
+        Method::PaymentReport,
         json!({"decision": first, "outcome": "refunded"}),
     )
     .unwrap();
     assert_eq!(voucher_view(&d, &v)["spent"], 600);
     c.call(
-        "payment.report",
+        Method::PaymentReport,
         json!({"decision": b["decision"], "outcome": "failed"}),
     )
     .unwrap();
@@ -679,10 +681,10 @@ fn overdue_reports_block_and_refunds_restore() {
         "a refund keeps the count, a failure gives it back"
     );
     let twice = remote_err(c.call(
-        "payment.report",
+        Method::PaymentReport,
         json!({"decision": first, "outcome": "failed"}),
     ));
-    assert_eq!(twice.reason, "invalid_state");
+    assert_eq!(twice.error.reason(), "invalid_state");
     assert_eq!(reason(pay(&mut c, &v, 1000, "o5", json!({}))), "authorized");
 }
 
@@ -697,7 +699,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     };
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({"agent": "child-bot", "user": "alice@example.com", "uid": common::uid(), "exe_sha256": arictl_digest}),
         )
         .unwrap();
@@ -715,7 +717,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     ]);
     let delegate = |c: &mut Client, constraints: &Value| {
         c.call(
-            "voucher.delegate",
+            Method::VoucherDelegate,
             json!({"voucher": parent, "agent": "child-bot", "constraints": constraints}),
         )
     };
@@ -736,7 +738,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
             }
         }
         assert_eq!(
-            remote_err(delegate(&mut c, &cs)).reason,
+            remote_err(delegate(&mut c, &cs)).error.reason(),
             "voucher_widens",
             "case {i}"
         );
@@ -744,7 +746,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     let mut dropped = narrow.clone();
     dropped.as_array_mut().unwrap().pop();
     assert_eq!(
-        remote_err(delegate(&mut c, &dropped)).reason,
+        remote_err(delegate(&mut c, &dropped)).error.reason(),
         "voucher_widens"
     );
 
@@ -755,7 +757,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     let mut too_big = narrow.clone();
     too_big[2]["max"] = json!(401);
     assert_eq!(
-        remote_err(delegate(&mut c, &too_big)).reason,
+        remote_err(delegate(&mut c, &too_big)).error.reason(),
         "budget_exhausted"
     );
     assert_eq!(
@@ -769,7 +771,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
 
     // The holder of the parent cannot spend the child voucher.
     let e = remote_err(pay(&mut c, &child_compact, 1, "not-mine", json!({})));
-    assert_eq!(e.reason, "forbidden");
+    assert_eq!(e.error.reason(), "forbidden");
 
     // The child (arictl) pays; the whole chain is debited.
     let child_id = child["id"].as_str().unwrap().to_string();
@@ -833,7 +835,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
 
     // Revoking the child gives its unspent 350 back to the parent.
     d.admin()
-        .call("admin.voucher_revoke", json!({"voucher": child_id}))
+        .call(Method::AdminVoucherRevoke, json!({"voucher": child_id}))
         .unwrap();
     assert_eq!(voucher_view(&d, &parent)["reserved"], 0);
     assert_eq!(
@@ -853,7 +855,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     );
     assert!(child2.is_ok(), "{child2:?}");
     d.admin()
-        .call("admin.voucher_revoke", json!({"voucher": parent}))
+        .call(Method::AdminVoucherRevoke, json!({"voucher": parent}))
         .unwrap();
     let (code, _, err) = d.arictl(&[
         "payment",
@@ -915,7 +917,9 @@ fn external_issuers_unknown_constraints_and_revocation_lists() {
     let voucher = external_voucher(&sk, &pk, &agent, vec![]);
     let mut c = d.agent();
     assert_eq!(
-        remote_err(pay(&mut c, &voucher, 1, "u1", json!({}))).reason,
+        remote_err(pay(&mut c, &voucher, 1, "u1", json!({})))
+            .error
+            .reason(),
         "untrusted_voucher",
         "not before its issuer is registered"
     );
@@ -980,7 +984,7 @@ fn external_issuers_unknown_constraints_and_revocation_lists() {
     // the payment as earlier; step past it.
     std::thread::sleep(Duration::from_millis(1100));
     d.admin()
-        .call("admin.voucher_revoke", json!({"voucher": own}))
+        .call(Method::AdminVoucherRevoke, json!({"voucher": own}))
         .unwrap();
     let list = d.dir.join("revoked.jws");
     let (code, _, err) = d.arictl(&["voucher", "revoked", "--export", list.to_str().unwrap()]);

@@ -12,6 +12,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
@@ -225,7 +226,7 @@ fn socket_activation_serves_agents_and_operators_on_passed_sockets() {
     // The first connection starts the daemon; the call waits in the socket until it serves.
     let status = d
         .admin()
-        .call("admin.status", serde_json::json!({}))
+        .call(Method::AdminStatus, serde_json::json!({}))
         .unwrap_or_else(|e| panic!("{e}: {}", d.log()));
     assert_eq!(status["backend"], "pkcs11");
     let ready = wait_notify(&notify, "READY=1");
@@ -234,7 +235,7 @@ fn socket_activation_serves_agents_and_operators_on_passed_sockets() {
         "{ready}"
     );
     d.provision_self("activated");
-    let me = d.agent().call("agent.identity", serde_json::json!({}));
+    let me = d.agent().call(Method::AgentIdentity, serde_json::json!({}));
     assert_eq!(me.unwrap()["agent"], "activated");
     let log = d.log();
     assert!(

@@ -9,6 +9,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::attest::Bundle;
 use ari::attest::tpm::{self, Policy, Seen};
@@ -25,7 +26,7 @@ fn issue(d: &Daemon, agent: &str, budget: u64) -> String {
     let v = d
         .admin()
         .call(
-            "admin.voucher_issue",
+            Method::AdminVoucherIssue,
             json!({"agent": agent, "level": "L5", "currency": "CNY", "budget": budget,
                    "expires_at": ari::clock::unix_now() + 86_400}),
         )
@@ -35,7 +36,7 @@ fn issue(d: &Daemon, agent: &str, budget: u64) -> String {
 
 fn pay(c: &mut Client, voucher: &str, tx: &str) -> Result<Value, ClientError> {
     c.call(
-        "payment.authorize",
+        Method::PaymentAuthorize,
         json!({
             "voucher": voucher,
             "payment": {"amount": 100, "currency": "CNY", "payee": "shop.example",
@@ -52,7 +53,7 @@ fn bundle_of(receipt: &Value) -> Bundle {
 }
 
 fn ak_of(d: &Daemon) -> PublicKey {
-    let ak = d.admin().call("admin.tpm_ak", json!({})).unwrap();
+    let ak = d.admin().call(Method::AdminTpmAk, json!({})).unwrap();
     serde_json::from_value::<Jwk>(ak["jwk"].clone())
         .unwrap()
         .to_public_key()
@@ -274,13 +275,13 @@ fn the_verifier_names_each_tampered_field() {
     let mut b = good.clone();
     d.admin()
         .call(
-            "admin.agent_provision",
+            Method::AdminAgentProvision,
             json!({"agent": "other-bot", "user": "bob", "uid": common::uid() + 1000}),
         )
         .unwrap();
     let others = d
         .admin()
-        .call("admin.agent_show", json!({"agent": "other-bot"}))
+        .call(Method::AdminAgentShow, json!({"agent": "other-bot"}))
         .unwrap();
     cert(&mut b).public = others["key"]["certification"]["public"]
         .as_str()
@@ -315,7 +316,7 @@ fn concurrent_payments_share_quotes_and_each_bundle_verifies() {
     d.provision_self("shop-bot");
     let voucher = issue(&d, "shop-bot", 1_000_000);
     let ak = ak_of(&d);
-    let before = d.admin().call("admin.status", json!({})).unwrap()["tpm"].clone();
+    let before = d.admin().call(Method::AdminStatus, json!({})).unwrap()["tpm"].clone();
     let receipts: Vec<Value> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|n| {
@@ -333,7 +334,7 @@ fn concurrent_payments_share_quotes_and_each_bundle_verifies() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let after = d.admin().call("admin.status", json!({})).unwrap()["tpm"].clone();
+    let after = d.admin().call(Method::AdminStatus, json!({})).unwrap()["tpm"].clone();
     let quotes = after["quotes"].as_u64().unwrap() - before["quotes"].as_u64().unwrap();
     let quoted = after["quoted"].as_u64().unwrap() - before["quoted"].as_u64().unwrap();
     assert_eq!(quoted, (CLIENTS * EACH) as u64);
@@ -407,7 +408,7 @@ fn a_tpm_reset_under_the_daemon_invalidates_its_handles_and_it_recovers() {
                     break;
                 }
                 Err(ClientError::Remote(e)) => {
-                    assert!(e.retryable, "{e:?}");
+                    assert!(e.error.retryable(), "{e:?}");
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 Err(e) => panic!("{e}"),
@@ -422,7 +423,7 @@ fn a_tpm_reset_under_the_daemon_invalidates_its_handles_and_it_recovers() {
         seen = now;
         let att = c
             .call(
-                "agent.attest",
+                Method::AgentAttest,
                 json!({"nonce": format!("after-reset-{reset}-0001")}),
             )
             .unwrap();
@@ -459,13 +460,13 @@ fn a_tpm_that_dies_and_comes_back_is_used_again_without_restarting_arid() {
     sim.kill();
     for i in 0..3 {
         let e = remote_err(pay(&mut c, &voucher, &format!("down-{i}")));
-        assert_eq!(e.reason, "backend_unavailable", "{e:?}");
-        assert!(e.retryable, "{e:?}");
+        assert_eq!(e.error.reason(), "backend_unavailable", "{e:?}");
+        assert!(e.error.retryable(), "{e:?}");
         failures.fetch_add(1, Ordering::Relaxed);
     }
-    let e = remote_err(c.call("agent.attest", json!({"nonce": "while-down-0001"})));
-    assert_eq!(e.reason, "backend_unavailable");
-    assert!(d.admin().call("admin.status", json!({})).is_ok());
+    let e = remote_err(c.call(Method::AgentAttest, json!({"nonce": "while-down-0001"})));
+    assert_eq!(e.error.reason(), "backend_unavailable");
+    assert!(d.admin().call(Method::AdminStatus, json!({})).is_ok());
 
     // Back on the same ports with the same state: a TPM reset. The keys load again from their
     // blobs and sign; the quote shows the reset.
@@ -477,7 +478,7 @@ fn a_tpm_that_dies_and_comes_back_is_used_again_without_restarting_arid() {
                 ok = Some(v);
                 break;
             }
-            Err(ClientError::Remote(e)) if e.retryable => {
+            Err(ClientError::Remote(e)) if e.error.retryable() => {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err(e) => panic!("{e}"),
@@ -488,14 +489,14 @@ fn a_tpm_that_dies_and_comes_back_is_used_again_without_restarting_arid() {
     assert!(v.seen.unwrap().reset_count > seen.reset_count);
     // The agent's key still signs attestations too, and the AK is unchanged.
     let att = c
-        .call("agent.attest", json!({"nonce": "after-reset-0001"}))
+        .call(Method::AgentAttest, json!({"nonce": "after-reset-0001"}))
         .unwrap();
     assert!(att["attestation"].is_string());
     assert_eq!(ak_of(&d).thumbprint(), ak.thumbprint());
     // And the unavailable calls recorded nothing and spent nothing.
     let shown = d
         .admin()
-        .call("admin.voucher_show", json!({"voucher": voucher}))
+        .call(Method::AdminVoucherShow, json!({"voucher": voucher}))
         .unwrap();
     assert_eq!(shown["spent"], 200);
 }

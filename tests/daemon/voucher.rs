@@ -7,6 +7,7 @@
 )]
 
 use crate::common;
+use ari::protocol::Method;
 
 use ari::jose::{Jwk, PublicKey};
 use common::{Daemon, remote_err};
@@ -27,7 +28,7 @@ fn far_future() -> i64 {
 fn issue_verify_list_show_revoke() {
     let d = Daemon::start();
     d.provision_self("shop-bot");
-    let status = d.admin().call("admin.status", json!({})).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
     let issuer: PublicKey =
         serde_json::from_value::<Jwk>(status["daemon_keys"]["issuer"]["jwk"].clone())
             .unwrap()
@@ -37,7 +38,7 @@ fn issue_verify_list_show_revoke() {
     let issued = d
         .admin()
         .call(
-            "admin.voucher_issue",
+            Method::AdminVoucherIssue,
             json!({"agent": "shop-bot", "level": "L3", "currency": "CNY", "max_amount": 5000, "budget": 20000,
                    "payees": ["shop.example"], "expires_at": far_future()}),
         )
@@ -53,7 +54,7 @@ fn issue_verify_list_show_revoke() {
     assert_eq!(leaf.sub, "alice@example.com");
     let agent = d
         .admin()
-        .call("admin.agent_show", json!({"agent": "shop-bot"}))
+        .call(Method::AdminAgentShow, json!({"agent": "shop-bot"}))
         .unwrap();
     assert_eq!(
         serde_json::to_value(&leaf.cnf.jwk).unwrap(),
@@ -75,30 +76,36 @@ fn issue_verify_list_show_revoke() {
     let id = issued["id"].as_str().unwrap();
     let list = d
         .admin()
-        .call("admin.voucher_list", json!({"agent": "shop-bot"}))
+        .call(Method::AdminVoucherList, json!({"agent": "shop-bot"}))
         .unwrap();
     assert_eq!(list["vouchers"].as_array().unwrap().len(), 1);
     let by_digest = d
         .admin()
-        .call("admin.voucher_show", json!({"voucher": issued["digest"]}))
+        .call(
+            Method::AdminVoucherShow,
+            json!({"voucher": issued["digest"]}),
+        )
         .unwrap();
     assert_eq!(by_digest["id"], id);
     let revoked = d
         .admin()
-        .call("admin.voucher_revoke", json!({"voucher": id}))
+        .call(Method::AdminVoucherRevoke, json!({"voucher": id}))
         .unwrap();
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(
         d.admin()
-            .call("admin.voucher_show", json!({"voucher": id}))
+            .call(Method::AdminVoucherShow, json!({"voucher": id}))
             .unwrap()["status"],
         "revoked"
     );
     let e = remote_err(
         d.admin()
-            .call("admin.voucher_show", json!({"voucher": "nope"})),
+            .call(Method::AdminVoucherShow, json!({"voucher": "nope"})),
     );
-    assert_eq!((e.code, e.reason.as_str()), (-32015, "voucher_not_found"));
+    assert_eq!(
+        (e.error.code(), e.error.reason()),
+        (-32015, "voucher_not_found")
+    );
 }
 
 fn agent_key(agent: &serde_json::Value) -> PublicKey {
@@ -153,14 +160,15 @@ fn bad_issue_requests_are_refused() {
         ),
     ];
     for (name, params, reason) in cases {
-        let e = remote_err(d.admin().call("admin.voucher_issue", params));
-        assert_eq!(e.reason, reason, "{name}: {}", e.message);
+        let e = remote_err(d.admin().call(Method::AdminVoucherIssue, params));
+        assert_eq!(e.error.reason(), reason, "{name}: {}", e.message);
     }
     let mut no_limit = base.clone();
     no_limit.as_object_mut().unwrap().remove("max_amount");
-    let e = remote_err(d.admin().call("admin.voucher_issue", no_limit));
+    let e = remote_err(d.admin().call(Method::AdminVoucherIssue, no_limit));
     assert_eq!(
-        e.reason, "invalid_params",
+        e.error.reason(),
+        "invalid_params",
         "a voucher without an amount limit: {}",
         e.message
     );
@@ -241,17 +249,17 @@ fn amounts_beyond_what_the_ledger_holds_are_invalid_params_not_retryable() {
         let mut params = json!({"agent": "bot", "level": "L3", "currency": "CNY",
                                 "max_amount": 100, "expires_at": far_future()});
         params[field] = value;
-        let e = remote_err(d.admin().call("admin.voucher_issue", params));
-        assert_eq!(e.code, -32602, "{field}: {e:?}");
+        let e = remote_err(d.admin().call(Method::AdminVoucherIssue, params));
+        assert_eq!(e.error.code(), -32602, "{field}: {e:?}");
         assert!(
-            !e.retryable,
+            !e.error.retryable(),
             "{field}: a wrong value is never worth retrying: {e:?}"
         );
     }
     // The largest amount the ledger holds is accepted.
     d.admin()
         .call(
-            "admin.voucher_issue",
+            Method::AdminVoucherIssue,
             json!({"agent": "bot", "level": "L3", "currency": "CNY",
                    "budget": i64::MAX, "expires_at": far_future()}),
         )

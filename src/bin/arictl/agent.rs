@@ -4,13 +4,18 @@
 use crate::cli::{AgentCmd, Cli};
 use crate::file::sha256_file;
 use crate::print_json;
-use crate::rpc::{call, field};
-use anyhow::{Context, Result, anyhow};
-use serde_json::{Value, json};
+use crate::rpc::{call, wire_name};
+use anyhow::{Context, Result};
+use ari::protocol::agent::{AgentParam, CertImportParams, CsrParams, ProvisionParams};
+use ari::protocol::call;
+use ari::protocol::daemon::NoParams;
 
 /// Runs one `arictl agent` command.
 pub(crate) fn run(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
     let admin = &cli.admin_socket;
+    let one = |agent: &String| AgentParam {
+        agent: agent.clone(),
+    };
     match cmd {
         AgentCmd::Provision {
             agent,
@@ -21,96 +26,81 @@ pub(crate) fn run(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             exe_sha256,
             cgroup,
         } => {
-            let digest = match (exe, exe_sha256) {
+            let exe_sha256 = match (exe, exe_sha256) {
                 (Some(path), _) => Some(sha256_file(path)?),
                 (None, d) => d.clone(),
             };
-            let mut params = json!({ "agent": agent, "user": user, "uid": uid });
-            for (k, v) in [
-                ("gid", gid.map(|g| json!(g))),
-                ("exe_sha256", digest.map(Value::from)),
-                ("cgroup", cgroup.clone().map(Value::from)),
-            ] {
-                if let (Some(v), Some(obj)) = (v, params.as_object_mut()) {
-                    obj.insert(k.to_string(), v);
-                }
-            }
-            print_json(&call(admin, "admin.agent_provision", params)?)
+            let params = ProvisionParams {
+                agent: agent.clone(),
+                user: user.clone(),
+                uid: *uid,
+                gid: *gid,
+                exe_sha256,
+                cgroup: cgroup.clone(),
+            };
+            print_json(&call::<call::AdminAgentProvision>(admin, &params)?)
         }
         AgentCmd::List { json } => {
-            let v = call(admin, "admin.agent_list", json!({}))?;
+            let list = call::<call::AdminAgentList>(admin, &NoParams {})?;
             if *json {
-                return print_json(&v);
+                return print_json(&list);
             }
             println!(
                 "{:<24} {:<8} {:<24} {:<8} KID",
                 "AGENT", "STATUS", "USER", "UID"
             );
-            for a in field(&v, "/agents").as_array().into_iter().flatten() {
+            for a in &list.agents {
                 println!(
                     "{:<24} {:<8} {:<24} {:<8} {}",
-                    field(a, "/agent").as_str().unwrap_or("?"),
-                    field(a, "/status").as_str().unwrap_or("?"),
-                    field(a, "/user").as_str().unwrap_or("?"),
-                    field(a, "/selectors/uid").to_string(),
-                    field(a, "/key/kid").as_str().unwrap_or("?")
+                    a.agent,
+                    wire_name(&a.status),
+                    a.user,
+                    a.selectors.uid,
+                    a.key.kid
                 );
             }
             Ok(())
         }
-        AgentCmd::Show { agent } => {
-            print_json(&call(admin, "admin.agent_show", json!({ "agent": agent }))?)
+        AgentCmd::Show { agent } => print_json(&call::<call::AdminAgentShow>(admin, &one(agent))?),
+        AgentCmd::Freeze { agent } => {
+            let a = call::<call::AdminAgentFreeze>(admin, &one(agent))?;
+            status_line(&a.agent, &a.status, false)
         }
-        AgentCmd::Freeze { agent } => status_line(&call(
-            admin,
-            "admin.agent_freeze",
-            json!({ "agent": agent }),
-        )?),
-        AgentCmd::Unfreeze { agent } => status_line(&call(
-            admin,
-            "admin.agent_unfreeze",
-            json!({ "agent": agent }),
-        )?),
-        AgentCmd::Retire { agent } => status_line(&call(
-            admin,
-            "admin.agent_retire",
-            json!({ "agent": agent }),
-        )?),
+        AgentCmd::Unfreeze { agent } => {
+            let a = call::<call::AdminAgentUnfreeze>(admin, &one(agent))?;
+            status_line(&a.agent, &a.status, false)
+        }
+        AgentCmd::Retire { agent } => {
+            let r = call::<call::AdminAgentRetire>(admin, &one(agent))?;
+            status_line(&r.agent, &r.status, r.key_destroyed)
+        }
         AgentCmd::Csr { agent, subject } => {
-            let v = call(
-                admin,
-                "admin.agent_csr",
-                json!({ "agent": agent, "subject": subject }),
-            )?;
-            print!(
-                "{}",
-                field(&v, "/csr")
-                    .as_str()
-                    .ok_or_else(|| anyhow!("the daemon returned no CSR"))?
-            );
+            let params = CsrParams {
+                agent: agent.clone(),
+                subject: subject.clone(),
+            };
+            print!("{}", call::<call::AdminAgentCsr>(admin, &params)?.csr);
             Ok(())
         }
         AgentCmd::CertImport { agent, file } => {
-            let pem = std::fs::read_to_string(file)
+            let certificate = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            print_json(&call(
-                admin,
-                "admin.agent_cert_import",
-                json!({ "agent": agent, "certificate": pem }),
-            )?)
+            let params = CertImportParams {
+                agent: agent.clone(),
+                certificate,
+            };
+            print_json(&call::<call::AdminAgentCertImport>(admin, &params)?)
         }
     }
 }
 
 /// One line for a status change: `agent ID: STATUS`.
-fn status_line(v: &Value) -> Result<()> {
-    let id = field(v, "/agent").as_str().unwrap_or("?");
-    let status = field(v, "/status").as_str().unwrap_or("?");
-    let extra = if field(v, "/key_destroyed") == &Value::Bool(true) {
+fn status_line(agent: &str, status: &impl serde::Serialize, key_destroyed: bool) -> Result<()> {
+    let extra = if key_destroyed {
         " (key destroyed)"
     } else {
         ""
     };
-    println!("agent {id}: {status}{extra}");
+    println!("agent {agent}: {}{extra}", wire_name(status));
     Ok(())
 }

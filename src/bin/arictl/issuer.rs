@@ -4,32 +4,31 @@
 use crate::cli::{Cli, IssuerCmd};
 use crate::file::read_input;
 use crate::print_json;
-use crate::rpc::{call, field};
+use crate::rpc::call;
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use ari::protocol::call;
+use ari::protocol::daemon::NoParams;
+use ari::protocol::voucher::{IssuerParams, NameParam};
 
 /// Runs one `arictl issuer` command.
 pub(crate) fn run(cli: &Cli, cmd: &IssuerCmd) -> Result<()> {
     let admin = &cli.admin_socket;
     match cmd {
         IssuerCmd::Add { name, jwk } => {
-            let jwk: Value = serde_json::from_str(&read_input(jwk)?)
-                .with_context(|| format!("{} is not JSON", jwk.display()))?;
-            let v = call(
-                admin,
-                "admin.issuer_add",
-                json!({ "name": name, "jwk": jwk }),
-            )?;
-            println!(
-                "issuer {}: trusted (kid {})",
-                field(&v, "/name").as_str().unwrap_or("?"),
-                field(&v, "/kid").as_str().unwrap_or("?")
-            );
+            let jwk = serde_json::from_str(&read_input(jwk)?)
+                .with_context(|| format!("{} is not a public P-256 JWK", jwk.display()))?;
+            let params = IssuerParams {
+                name: name.clone(),
+                jwk,
+            };
+            let added = call::<call::AdminIssuerAdd>(admin, &params)?;
+            println!("issuer {}: trusted (kid {})", added.name, added.kid);
             Ok(())
         }
-        IssuerCmd::List => print_json(&call(admin, "admin.issuer_list", json!({}))?),
+        IssuerCmd::List => print_json(&call::<call::AdminIssuerList>(admin, &NoParams {})?),
         IssuerCmd::Remove { name } => {
-            call(admin, "admin.issuer_remove", json!({ "name": name }))?;
+            let params = NameParam { name: name.clone() };
+            call::<call::AdminIssuerRemove>(admin, &params)?;
             println!("issuer {name}: removed");
             Ok(())
         }

@@ -8,7 +8,10 @@ use crate::print_json;
 use crate::rpc::call;
 use anyhow::{Context, Result, anyhow, bail};
 use ari::archive::{Archive, ArchiveError};
-use serde_json::{Value, json};
+use ari::protocol::call;
+use ari::protocol::evidence::{
+    CheckpointParams, EntryParams, ExportParams, InclusionParams, RecordParams,
+};
 use std::path::Path;
 
 /// `arictl record`: one statement (a JSON object, `-` for stdin) under the agent's label.
@@ -18,12 +21,12 @@ pub(crate) fn record(cli: &Cli, kind: &str, body: &str) -> Result<()> {
     } else {
         body.to_owned()
     };
-    let body: Value = serde_json::from_str(&body).context("--body is not JSON")?;
-    print_json(&call(
-        &cli.agent_socket,
-        "evidence.record",
-        json!({ "kind": kind, "body": body }),
-    )?)
+    let body = serde_json::from_str(&body).context("--body is not a JSON object")?;
+    let params = RecordParams {
+        kind: kind.to_owned(),
+        body,
+    };
+    print_json(&call::<call::EvidenceRecord>(&cli.agent_socket, &params)?)
 }
 
 /// Runs one `arictl log` command.
@@ -46,8 +49,12 @@ pub(crate) fn run(cli: &Cli, cmd: &LogCmd) -> Result<()> {
                 let page = match &archive {
                     Some(a) => a.page(next, to)?,
                     None => {
-                        let params = json!({ "from": next, "to": to });
-                        serde_json::from_value(call(admin, "admin.log_export", params)?)?
+                        let params = ExportParams {
+                            from: next,
+                            to,
+                            limit: None,
+                        };
+                        call::<call::AdminLogExport>(admin, &params)?
                     }
                 };
                 writer.add(&page)?;
@@ -75,15 +82,21 @@ pub(crate) fn run(cli: &Cli, cmd: &LogCmd) -> Result<()> {
             );
             Ok(())
         }
-        LogCmd::Checkpoint => print_json(&call(admin, "evidence.checkpoint", json!({}))?),
-        LogCmd::Entry { index } => {
-            print_json(&call(admin, "evidence.entry", json!({ "index": index }))?)
-        }
-        LogCmd::Proof { index, tree_size } => print_json(&call(
+        LogCmd::Checkpoint => print_json(&call::<call::EvidenceCheckpoint>(
             admin,
-            "evidence.inclusion",
-            json!({ "index": index, "tree_size": tree_size }),
+            &CheckpointParams::default(),
         )?),
+        LogCmd::Entry { index } => {
+            let params = EntryParams { index: *index };
+            print_json(&call::<call::EvidenceEntry>(admin, &params)?)
+        }
+        LogCmd::Proof { index, tree_size } => {
+            let params = InclusionParams {
+                index: *index,
+                tree_size: *tree_size,
+            };
+            print_json(&call::<call::EvidenceInclusion>(admin, &params)?)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! (over the agent socket), the offline verifier, and the benchmark driver.
 //!
 //! Thin: [`cli`] defines the command line, each command family has a file of its own, every call
-//! to the daemon goes through [`rpc::call`], and what is not command-line glue is a library call
+//! to the daemon goes through [`rpc::call`], typed by its method, and what is not command-line glue is a library call
 //! ([`ari::archive`], [`ari::verifier`], [`ari::tools::bench`]). `main` prints an error with a
 //! hint at the next step when the daemon's refusal makes one clear, and exits 2 for a refusal,
 //! 1 for anything else.
@@ -27,7 +27,6 @@ use anyhow::Result;
 use ari::client::ClientError;
 use clap::Parser;
 use cli::{Cli, Command};
-use serde_json::Value;
 
 /// Runs the command line's command.
 fn run(cli: &Cli) -> Result<()> {
@@ -53,7 +52,7 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 /// Prints a JSON value, pretty.
-fn print_json(v: &Value) -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -91,7 +90,7 @@ fn main() {
         eprintln!("arictl: {e:#}");
         let code = match e.downcast_ref::<ClientError>() {
             Some(ClientError::Remote(r)) => {
-                if let Some(step) = next_step(&r.reason) {
+                if let Some(step) = next_step(r.error.reason()) {
                     eprintln!("hint: {step}");
                 }
                 2

@@ -4,10 +4,15 @@
 use crate::cli::{Cli, PaymentCmd};
 use crate::file::read_input;
 use crate::print_json;
-use crate::rpc::{call, field};
+use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::parse_duration;
 use anyhow::{Result, anyhow};
-use serde_json::{Value, json};
+use ari::protocol::call;
+use ari::protocol::payment::{
+    Authorization, AuthorizeParams, DecisionParam, PaymentListParams, PaymentParams, RejectParams,
+    ReportParams, StatusParams,
+};
+use serde_json::Value;
 use std::path::Path;
 
 /// Runs one `arictl payment` command.
@@ -27,113 +32,118 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
             facts,
             wait,
         } => {
-            let text;
             let voucher = if Path::new(voucher).is_file() {
-                text = read_input(Path::new(voucher))?;
-                text.trim()
+                read_input(Path::new(voucher))?.trim().to_owned()
             } else {
-                voucher.as_str()
+                voucher.clone()
             };
-            let v = call(
-                agent,
-                "payment.authorize",
-                json!({
-                    "voucher": voucher,
-                    "payment": {
-                        "amount": amount, "currency": currency, "payee": payee,
-                        "category": category, "transaction_id": transaction_id,
-                    },
-                    "aud": aud,
-                    "nonce": nonce,
-                    "facts": parse_facts(facts)?,
-                }),
-            )?;
-            let waiting = wait_ms(wait.as_deref())?;
-            if field(&v, "/status") == "pending_confirmation" && waiting > 0 {
-                eprintln!(
-                    "payment {} waits for an operator (arictl payment confirm|reject) ...",
-                    field(&v, "/decision").as_str().unwrap_or("?")
-                );
-                let v = call(
-                    agent,
-                    "payment.status",
-                    json!({ "decision": field(&v, "/decision"), "wait_ms": waiting }),
-                )?;
-                return print_json(&v);
+            let params = AuthorizeParams {
+                voucher,
+                payment: PaymentParams {
+                    amount: *amount,
+                    currency: currency.clone(),
+                    payee: payee.clone(),
+                    category: category.clone(),
+                    transaction_id: transaction_id.clone(),
+                },
+                aud: aud.clone(),
+                nonce: nonce.clone(),
+                facts: parse_facts(facts)?,
+            };
+            let answer = call::<call::PaymentAuthorize>(agent, &params)?;
+            let wait_ms = wait_ms(wait.as_deref())?;
+            match answer {
+                Authorization::PendingConfirmation(held) if wait_ms > 0 => {
+                    eprintln!(
+                        "payment {} waits for an operator (arictl payment confirm|reject) ...",
+                        held.decision
+                    );
+                    let params = StatusParams {
+                        decision: held.decision,
+                        wait_ms,
+                    };
+                    print_json(&call::<call::PaymentStatus>(agent, &params)?)
+                }
+                answer => print_json(&answer),
             }
-            print_json(&v)
         }
-        PaymentCmd::Status { decision, wait } => print_json(&call(
-            agent,
-            "payment.status",
-            json!({ "decision": decision, "wait_ms": wait_ms(wait.as_deref())? }),
-        )?),
+        PaymentCmd::Status { decision, wait } => {
+            let params = StatusParams {
+                decision: decision.clone(),
+                wait_ms: wait_ms(wait.as_deref())?,
+            };
+            print_json(&call::<call::PaymentStatus>(agent, &params)?)
+        }
         PaymentCmd::Report {
             decision,
             outcome,
             reference,
-        } => print_json(&call(
-            agent,
-            "payment.report",
-            json!({ "decision": decision, "outcome": outcome, "reference": reference }),
-        )?),
+        } => {
+            let params = ReportParams {
+                decision: decision.clone(),
+                outcome: parse_wire("--outcome", outcome, "succeeded, failed or refunded")?,
+                reference: reference.clone(),
+            };
+            print_json(&call::<call::PaymentReport>(agent, &params)?)
+        }
         PaymentCmd::List {
             status,
             voucher,
             json: as_json,
         } => {
-            let v = call(
-                admin,
-                "admin.payment_list",
-                json!({ "status": status, "voucher": voucher }),
-            )?;
+            let params = PaymentListParams {
+                status: status
+                    .as_deref()
+                    .map(|s| parse_wire("--status", s, "pending, authorized, denied or void"))
+                    .transpose()?,
+                voucher: voucher.clone(),
+                limit: None,
+            };
+            let list = call::<call::AdminPaymentList>(admin, &params)?;
             if *as_json {
-                return print_json(&v);
+                return print_json(&list);
             }
             println!(
                 "{:<34} {:<22} {:>10} {:<4} {:<20} REASON",
                 "DECISION", "STATUS", "AMOUNT", "CUR", "PAYEE"
             );
-            for x in field(&v, "/payments").as_array().into_iter().flatten() {
+            for x in &list.payments {
                 println!(
                     "{:<34} {:<22} {:>10} {:<4} {:<20} {}",
-                    field(x, "/decision").as_str().unwrap_or("?"),
-                    field(x, "/status").as_str().unwrap_or("?"),
-                    field(x, "/amount").to_string(),
-                    field(x, "/currency").as_str().unwrap_or("?"),
-                    field(x, "/payee").as_str().unwrap_or("?"),
-                    field(x, "/reason").as_str().unwrap_or("")
+                    x.decision,
+                    wire_name(&x.status),
+                    x.amount,
+                    x.currency,
+                    x.payee,
+                    x.reason.as_deref().unwrap_or("")
                 );
             }
             Ok(())
         }
-        PaymentCmd::Show { decision } => print_json(&call(
-            admin,
-            "admin.payment_show",
-            json!({ "decision": decision }),
-        )?),
+        PaymentCmd::Show { decision } => {
+            let params = DecisionParam {
+                decision: decision.clone(),
+            };
+            print_json(&call::<call::AdminPaymentShow>(admin, &params)?)
+        }
         PaymentCmd::Confirm { decision } => {
-            let v = call(
-                admin,
-                "admin.payment_confirm",
-                json!({ "decision": decision }),
-            )?;
-            println!(
-                "payment {decision}: {}",
-                field(&v, "/status").as_str().unwrap_or("?")
-            );
+            let params = DecisionParam {
+                decision: decision.clone(),
+            };
+            let d = call::<call::AdminPaymentConfirm>(admin, &params)?;
+            println!("payment {decision}: {}", wire_name(&d.status));
             Ok(())
         }
         PaymentCmd::Reject { decision, note } => {
-            let v = call(
-                admin,
-                "admin.payment_reject",
-                json!({ "decision": decision, "note": note }),
-            )?;
+            let params = RejectParams {
+                decision: decision.clone(),
+                note: note.clone(),
+            };
+            let d = call::<call::AdminPaymentReject>(admin, &params)?;
             println!(
                 "payment {decision}: {} ({})",
-                field(&v, "/status").as_str().unwrap_or("?"),
-                field(&v, "/reason").as_str().unwrap_or("?")
+                wire_name(&d.status),
+                d.reason.as_deref().unwrap_or("?")
             );
             Ok(())
         }

@@ -1,16 +1,17 @@
-//! The one way `arictl` calls the daemon: every command's call goes through [`call`], so the
-//! wire contract is met in one place, and a socket that cannot be reached gets a hint (which
+//! The one way `arictl` calls the daemon: every command's call goes through [`call`], typed by
+//! the method's marker in [`ari::protocol::call`], so `arictl` sends the params type and reads
+//! the result type the daemon itself uses; a socket that cannot be reached gets a hint (which
 //! group may use it, or which flag points at it).
 
 use anyhow::{Result, anyhow};
 use ari::client::{Client, ClientError};
-use serde_json::Value;
+use ari::protocol::Call;
 use std::path::Path;
 
-/// Calls `method` with `params` on the daemon at `socket` and returns its result.
-pub(crate) fn call(socket: &Path, method: &str, params: Value) -> Result<Value> {
+/// Calls method `C` with `params` on the daemon at `socket` and returns its result.
+pub(crate) fn call<C: Call>(socket: &Path, params: &C::Params) -> Result<C::Result> {
     let mut client = Client::connect(socket).map_err(|e| hint(e, socket))?;
-    Ok(client.call(method, params)?)
+    Ok(client.request::<C>(params)?)
 }
 
 /// A connection error, with what to do about it.
@@ -31,7 +32,22 @@ fn hint(e: ClientError, socket: &Path) -> anyhow::Error {
     }
 }
 
-/// The member of a result at a JSON pointer, or null.
-pub(crate) fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
-    v.pointer(pointer).unwrap_or(&Value::Null)
+/// A value's wire form as text (a status, a level, an outcome), for tables and status lines.
+pub(crate) fn wire_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// A command-line value read as its wire type (a level, a status, an outcome), refused here with
+/// the values `flag` takes rather than by the daemon.
+pub(crate) fn parse_wire<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    text: &str,
+    takes: &str,
+) -> Result<T> {
+    serde_json::from_value(serde_json::Value::from(text))
+        .map_err(|_| anyhow!("{flag} {text:?}: expected {takes}"))
 }

@@ -2,19 +2,28 @@
 
 use crate::cli::Cli;
 use crate::print_json;
-use crate::rpc::{call, field};
-use anyhow::Result;
-use serde_json::{Value, json};
+use crate::rpc::{call, wire_name};
+use anyhow::{Result, anyhow};
+use ari::protocol::call;
+use ari::protocol::daemon::{Health, NoParams, Status};
+use std::fmt::Display;
 
 /// `arictl status`: everything as text or JSON, or only one of the daemon's public keys.
 pub(crate) fn status(cli: &Cli, json: bool, issuer_jwk: bool, log_jwk: bool) -> Result<()> {
-    let v = call(&cli.admin_socket, "admin.status", json!({}))?;
+    let status = call::<call::AdminStatus>(&cli.admin_socket, &NoParams {})?;
+    let key = |role: &str| {
+        status
+            .daemon_keys
+            .get(role)
+            .map(|k| &k.jwk)
+            .ok_or_else(|| anyhow!("the daemon reports no {role} key"))
+    };
     match (json, issuer_jwk, log_jwk) {
-        (_, true, _) => print_json(field(&v, "/daemon_keys/issuer/jwk")),
-        (_, _, true) => print_json(field(&v, "/daemon_keys/log/jwk")),
-        (true, _, _) => print_json(&v),
+        (_, true, _) => print_json(key("issuer")?),
+        (_, _, true) => print_json(key("log")?),
+        (true, _, _) => print_json(&status),
         _ => {
-            print!("{}", status_text(&v));
+            print!("{}", status_text(&status));
             Ok(())
         }
     }
@@ -22,32 +31,35 @@ pub(crate) fn status(cli: &Cli, json: bool, issuer_jwk: bool, log_jwk: bool) -> 
 
 /// `arictl metrics`: the Prometheus text as the daemon renders it.
 pub(crate) fn metrics(cli: &Cli) -> Result<()> {
-    let v = call(&cli.admin_socket, "admin.metrics", json!({}))?;
-    print!("{}", field(&v, "/text").as_str().unwrap_or_default());
+    print!(
+        "{}",
+        call::<call::AdminMetrics>(&cli.admin_socket, &NoParams {})?.text
+    );
     Ok(())
 }
 
+/// `count status, ...` of a tally, or `none`.
+fn counts<K: serde::Serialize, C: Display>(tally: impl IntoIterator<Item = (K, C)>) -> String {
+    let parts: Vec<String> = tally
+        .into_iter()
+        .map(|(k, c)| format!("{c} {}", wire_name(&k)))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// `admin.status` for people.
-fn status_text(v: &Value) -> String {
-    let s = |p: &str| match field(v, p) {
-        Value::String(x) => x.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+fn status_text(v: &Status) -> String {
+    let up = v.uptime_s;
+    let health = match &v.backend_health {
+        Health::Ok { probe_us } => format!("ok (probe {probe_us} µs)"),
+        Health::Busy { detail } | Health::Error { detail } => format!("FAILING: {detail}"),
     };
-    let n = |p: &str| field(v, p).as_u64().unwrap_or(0);
-    let counts = |p: &str| match field(v, p).as_object() {
-        Some(m) if !m.is_empty() => m
-            .iter()
-            .map(|(k, c)| format!("{c} {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "none".into(),
-    };
-    let up = n("/uptime_s");
-    let health = match s("/backend_health/state").as_str() {
-        "ok" => format!("ok (probe {} µs)", n("/backend_health/probe_us")),
-        _ => format!("FAILING: {}", s("/backend_health/detail")),
-    };
+    let (b, l) = (v.queues.backend, v.queues.ledger);
+    let e = &v.evidence;
     let mut out = format!(
         "arid {version}, up {d}d {h}h {m}m {sec}s, config {config:.12}… (reloaded {reloads} times)\n\
          backend   {backend}: {health}; queue {bw}/{bc}\n\
@@ -55,33 +67,36 @@ fn status_text(v: &Value) -> String {
          agents    {agents}\n\
          vouchers  {vouchers}\n\
          evidence  {origin}: {entries} entries, newest checkpoint covers {cp} ({unsigned} not yet)\n",
-        version = s("/version"),
+        version = v.version,
         d = up / 86_400,
         h = up / 3_600 % 24,
         m = up / 60 % 60,
         sec = up % 60,
-        config = s("/config_sha256"),
-        reloads = n("/reloads"),
-        backend = s("/backend"),
-        bw = n("/queues/backend/waiting"),
-        bc = n("/queues/backend/capacity"),
-        lw = n("/queues/ledger/waiting"),
-        lc = n("/queues/ledger/capacity"),
-        agents = counts("/agents"),
-        vouchers = counts("/vouchers"),
-        origin = s("/evidence/origin"),
-        entries = n("/evidence/entries"),
-        cp = s("/evidence/checkpoint_size"),
-        unsigned = n("/evidence/unsigned"),
+        config = v.config_sha256,
+        reloads = v.reloads,
+        backend = v.backend,
+        bw = b.waiting,
+        bc = b.capacity,
+        lw = l.waiting,
+        lc = l.capacity,
+        agents = counts(&v.agents),
+        vouchers = counts(&v.vouchers),
+        origin = e.origin,
+        entries = e.entries,
+        cp = e
+            .checkpoint_size
+            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        unsigned = e.unsigned,
     );
-    if !field(v, "/tpm").is_null() {
+    if let Some(tpm) = &v.tpm {
+        let c = &tpm.counters;
         out.push_str(&format!(
             "tpm       ak {}: {} commands, {} quotes for {} payments, {} signatures\n",
-            s("/tpm/ak"),
-            n("/tpm/commands"),
-            n("/tpm/quotes"),
-            n("/tpm/quoted"),
-            n("/tpm/signs")
+            tpm.ak.as_deref().unwrap_or("-"),
+            c.commands,
+            c.quotes,
+            c.quoted,
+            c.signs
         ));
     }
     out

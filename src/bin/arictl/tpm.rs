@@ -5,10 +5,11 @@
 use crate::artifact::read_bundle;
 use crate::cli::{Cli, TpmCmd};
 use crate::print_json;
-use crate::rpc::{call, field};
+use crate::rpc::call;
 use anyhow::{Result, anyhow};
 use ari::attest;
-use serde_json::json;
+use ari::protocol::call;
+use ari::protocol::daemon::NoParams;
 use std::path::Path;
 
 /// Runs one `arictl tpm` command.
@@ -31,7 +32,7 @@ fn quote_files(bundle: &Path, out: &Path) -> Result<()> {
     let files = attest::tpm::quote_files(quote)?;
     // The quote qualifies the binding digest, or the batch root it is a leaf of.
     let attest = ari::jose::b64url_decode(&quote.attest)?;
-    let qualification = tss_qualification(&attest)?;
+    let qualification = attest::tpm::wire::Attest::read(&attest)?.extra_data;
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("quote.msg"), &files.message)?;
     std::fs::write(out.join("quote.sig"), &files.signature)?;
@@ -47,19 +48,15 @@ fn quote_files(bundle: &Path, out: &Path) -> Result<()> {
 
 /// `arictl tpm ak`: printed as JSON, or written as files into `out`.
 fn ak(cli: &Cli, out: Option<&Path>) -> Result<()> {
-    let v = call(&cli.admin_socket, "admin.tpm_ak", json!({}))?;
+    let ak = call::<call::AdminTpmAk>(&cli.admin_socket, &NoParams {})?;
     let Some(dir) = out else {
-        return print_json(&v);
+        return print_json(&ak);
     };
     std::fs::create_dir_all(dir)?;
-    let pem = field(&v, "/pem").as_str().unwrap_or_default();
-    std::fs::write(dir.join("ak.pem"), pem)?;
-    std::fs::write(
-        dir.join("ak.jwk"),
-        serde_json::to_string_pretty(field(&v, "/jwk"))?,
-    )?;
+    std::fs::write(dir.join("ak.pem"), &ak.pem)?;
+    std::fs::write(dir.join("ak.jwk"), serde_json::to_string_pretty(&ak.jwk)?)?;
     let mut wrote = vec!["ak.pem", "ak.jwk"];
-    if let Some(ek) = field(&v, "/ek_certificate").as_str() {
+    if let Some(ek) = &ak.ek_certificate {
         std::fs::write(dir.join("ek.pem"), ek)?;
         wrote.push("ek.pem");
     } else {
@@ -67,12 +64,4 @@ fn ak(cli: &Cli, out: Option<&Path>) -> Result<()> {
     }
     eprintln!("wrote {} in {}", wrote.join(", "), dir.display());
     Ok(())
-}
-
-/// The qualifying data (extraData) of a `TPMS_ATTEST`.
-fn tss_qualification(attest: &[u8]) -> Result<Vec<u8>> {
-    use tss_esapi::traits::UnMarshall;
-    let a = tss_esapi::structures::Attest::unmarshall(attest)
-        .map_err(|e| anyhow!("unreadable TPMS_ATTEST: {e}"))?;
-    Ok(a.extra_data().value().to_vec())
 }

@@ -6,12 +6,11 @@ use crate::artifact::{read_bundle, read_public_key, revocation_list, trusted_key
 use crate::cli::VerifyCmd;
 use crate::file::read_input;
 use crate::print_json;
-use crate::rpc::field;
 use anyhow::{Context, Result, anyhow, bail};
 use ari::clock::unix_now;
 use ari::jose::Jwk;
+use ari::protocol::agent::Attestation;
 use ari::{attest, evidence, payment, verifier, voucher};
-use serde_json::Value;
 use std::path::Path;
 
 /// Runs one `arictl verify` command.
@@ -169,11 +168,8 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             let text = read_input(file)?;
             let token = text.trim();
             // Accept either the bare JWS or the JSON that `arictl attest` prints.
-            let token = match serde_json::from_str::<Value>(token) {
-                Ok(v) => field(&v, "/attestation")
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("no \"attestation\" member"))?,
+            let token = match serde_json::from_str::<Attestation>(token) {
+                Ok(printed) => printed.attestation,
                 Err(_) => token.to_owned(),
             };
             let claims = attest::verify(&token, &key, nonce)?;
@@ -181,7 +177,7 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
                 "attestation OK: agent {} (user {}), key {}",
                 claims.evidence.agent.id, claims.evidence.agent.user, claims.evidence.key.kid
             );
-            print_json(&serde_json::to_value(&claims)?)
+            print_json(&claims)
         }
     }
 }
@@ -214,5 +210,5 @@ fn verify_attestation(
             bundle.evidence.key.store
         );
     }
-    print_json(&serde_json::to_value(&v)?)
+    print_json(&v)
 }

@@ -4,14 +4,19 @@
 use crate::cli::{Cli, VoucherCmd};
 use crate::file::{read_input, write_output};
 use crate::print_json;
-use crate::rpc::{call, field};
+use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::{parse_duration, parse_time};
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use ari::protocol::call;
+use ari::protocol::daemon::NoParams;
+use ari::protocol::voucher::{DelegateParams, IssueParams, VoucherListParams, VoucherParam};
 
 /// Runs one `arictl voucher` command.
 pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
     let admin = &cli.admin_socket;
+    let one = |voucher: &str| VoucherParam {
+        voucher: voucher.to_owned(),
+    };
     match cmd {
         VoucherCmd::Issue {
             agent,
@@ -30,105 +35,86 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             conditions,
             json: as_json,
         } => {
-            let mut params = json!({
-                "agent": agent,
-                "level": level,
-                "currency": currency,
-                "payees": payees,
-                "categories": categories,
-                "conditions": conditions,
-                "expires_at": parse_time(expires)?,
-            });
-            let optional = [
-                ("max_amount", max_amount.map(Value::from)),
-                ("min_amount", min_amount.map(Value::from)),
-                ("budget", budget.map(Value::from)),
-                ("max_payments", max_payments.map(Value::from)),
-                ("funds_carrier", funds_carrier.clone().map(Value::from)),
-                (
-                    "not_before",
-                    not_before
-                        .as_deref()
-                        .map(parse_time)
-                        .transpose()?
-                        .map(Value::from),
-                ),
-                (
-                    "report_within_s",
-                    report_within
-                        .as_deref()
-                        .map(parse_duration)
-                        .transpose()?
-                        .map(Value::from),
-                ),
-            ];
-            for (k, v) in optional {
-                if let (Some(v), Some(obj)) = (v, params.as_object_mut()) {
-                    obj.insert(k.to_string(), v);
-                }
-            }
-            let v = call(admin, "admin.voucher_issue", params)?;
+            let params = IssueParams {
+                agent: agent.clone(),
+                level: parse_wire("--level", level, "L0 to L5")?,
+                currency: currency.clone(),
+                min_amount: *min_amount,
+                max_amount: *max_amount,
+                budget: *budget,
+                max_payments: *max_payments,
+                payees: payees.clone(),
+                categories: categories.clone(),
+                funds_carrier: funds_carrier.clone(),
+                not_before: not_before.as_deref().map(parse_time).transpose()?,
+                expires_at: parse_time(expires)?,
+                report_within_s: report_within.as_deref().map(parse_duration).transpose()?,
+                conditions: conditions.clone(),
+                not_after_execution: None,
+                not_before_execution: None,
+            };
+            let v = call::<call::AdminVoucherIssue>(admin, &params)?;
             if *as_json {
-                return print_json(
-                    &json!({ "id": field(&v, "/id"), "digest": field(&v, "/digest"), "voucher": field(&v, "/voucher") }),
-                );
+                #[derive(serde::Serialize)]
+                struct Issued<'a> {
+                    id: &'a str,
+                    digest: &'a str,
+                    voucher: &'a str,
+                }
+                return print_json(&Issued {
+                    id: &v.id,
+                    digest: &v.digest,
+                    voucher: &v.compact,
+                });
             }
-            println!("{}", field(&v, "/voucher").as_str().unwrap_or_default());
+            println!("{}", v.compact);
             Ok(())
         }
         VoucherCmd::List {
             agent,
             json: as_json,
         } => {
-            let v = call(admin, "admin.voucher_list", json!({ "agent": agent }))?;
+            let params = VoucherListParams {
+                agent: agent.clone(),
+            };
+            let list = call::<call::AdminVoucherList>(admin, &params)?;
             if *as_json {
-                return print_json(&v);
+                return print_json(&list);
             }
             println!(
                 "{:<34} {:<20} {:<8} {:>12} {:>8} EXPIRES",
                 "ID", "AGENT", "STATUS", "SPENT", "PAYMENTS"
             );
-            for x in field(&v, "/vouchers").as_array().into_iter().flatten() {
+            for x in &list.vouchers {
                 println!(
                     "{:<34} {:<20} {:<8} {:>12} {:>8} {}",
-                    field(x, "/id").as_str().unwrap_or("?"),
-                    field(x, "/agent").as_str().unwrap_or("?"),
-                    field(x, "/status").as_str().unwrap_or("?"),
-                    field(x, "/spent").to_string(),
-                    field(x, "/payments").to_string(),
-                    field(x, "/expires_at")
+                    x.id,
+                    x.agent,
+                    wire_name(&x.status),
+                    x.spent,
+                    x.payments,
+                    x.expires_at
                 );
             }
             Ok(())
         }
-        VoucherCmd::Show { voucher } => print_json(&call(
-            admin,
-            "admin.voucher_show",
-            json!({ "voucher": voucher }),
-        )?),
+        VoucherCmd::Show { voucher } => {
+            print_json(&call::<call::AdminVoucherShow>(admin, &one(voucher))?)
+        }
         VoucherCmd::Revoke { voucher } => {
-            let v = call(admin, "admin.voucher_revoke", json!({ "voucher": voucher }))?;
-            println!(
-                "voucher {}: {}",
-                field(&v, "/id").as_str().unwrap_or("?"),
-                field(&v, "/status").as_str().unwrap_or("?")
-            );
+            let v = call::<call::AdminVoucherRevoke>(admin, &one(voucher))?;
+            println!("voucher {}: {}", v.id, wire_name(&v.status));
             Ok(())
         }
         VoucherCmd::Revoked { export } => {
-            let v = call(admin, "admin.voucher_revocations", json!({}))?;
-            let list = field(&v, "/list").as_str().unwrap_or_default();
-            write_output(export, &format!("{list}\n"))?;
-            eprintln!("revocation list: {} voucher(s)", field(&v, "/count"));
+            let v = call::<call::AdminVoucherRevocations>(admin, &NoParams {})?;
+            write_output(export, &format!("{}\n", v.list))?;
+            eprintln!("revocation list: {} voucher(s)", v.count);
             Ok(())
         }
         VoucherCmd::Import { file } => {
             let text = read_input(file)?;
-            print_json(&call(
-                admin,
-                "admin.voucher_import",
-                json!({ "voucher": text.trim() }),
-            )?)
+            print_json(&call::<call::AdminVoucherImport>(admin, &one(text.trim()))?)
         }
         VoucherCmd::Delegate {
             voucher,
@@ -137,18 +123,20 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             expires,
             json: as_json,
         } => {
-            let constraints: Value = serde_json::from_str(&read_input(constraints)?)
-                .context("the constraints file is not JSON")?;
-            let mut params =
-                json!({ "voucher": voucher, "agent": agent, "constraints": constraints });
-            if let (Some(t), Some(obj)) = (expires, params.as_object_mut()) {
-                obj.insert("expires_at".into(), parse_time(t)?.into());
-            }
-            let v = call(&cli.agent_socket, "voucher.delegate", params)?;
+            let constraints = serde_json::from_str(&read_input(constraints)?)
+                .context("the constraints file is not a JSON array of constraints")?;
+            let params = DelegateParams {
+                voucher: voucher.clone(),
+                agent: agent.clone(),
+                constraints,
+                not_before: None,
+                expires_at: expires.as_deref().map(parse_time).transpose()?,
+            };
+            let v = call::<call::VoucherDelegate>(&cli.agent_socket, &params)?;
             if *as_json {
                 return print_json(&v);
             }
-            println!("{}", field(&v, "/voucher").as_str().unwrap_or_default());
+            println!("{}", v.voucher);
             Ok(())
         }
     }

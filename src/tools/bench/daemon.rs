@@ -10,8 +10,12 @@
 use super::{BenchError, Plan};
 use crate::client::{Client, ClientError};
 use crate::clock::unix_now;
+use crate::protocol::agent::ProvisionParams;
+use crate::protocol::daemon::NoParams;
+use crate::protocol::voucher::IssueParams;
+use crate::protocol::{Call, ErrorCode, call};
 use crate::tools::dev::DevLayout;
-use serde_json::{Value, json};
+use crate::voucher::constraint::AutonomyLevel;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +57,7 @@ impl ThrowawayDaemon {
         let me = Self { child, dir };
         let admin = me.dir.join("admin.sock");
         for _ in 0..300 {
-            if call(&admin, "admin.status", json!({})).is_ok() {
+            if request::<call::AdminStatus>(&admin, &NoParams {}).is_ok() {
                 return Ok(me);
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -151,22 +155,23 @@ impl Target {
         }
     }
 
-    /// A call on the admin socket.
-    pub fn admin(&self, method: &str, params: Value) -> Result<Value, BenchError> {
-        Ok(call(&self.layout.admin_socket, method, params)?)
+    /// A call of method `C` on the admin socket.
+    pub fn admin<C: Call>(&self, params: &C::Params) -> Result<C::Result, BenchError> {
+        Ok(request::<C>(&self.layout.admin_socket, params)?)
     }
 
-    /// A call on the agent socket, as this process.
-    pub fn agent(&self, method: &str, params: Value) -> Result<Value, BenchError> {
-        Ok(call(&self.layout.agent_socket, method, params)?)
+    /// A call of method `C` on the agent socket, as this process.
+    pub fn agent<C: Call>(&self, params: &C::Params) -> Result<C::Result, BenchError> {
+        Ok(request::<C>(&self.layout.agent_socket, params)?)
     }
 
     /// The id of the agent this process is, provisioned first if the daemon does not know it.
     pub fn bench_agent(&self) -> Result<String, BenchError> {
-        match call(&self.layout.agent_socket, "agent.identity", json!({})) {
-            Ok(v) => return Ok(text(&v, "/agent")),
-            Err(ClientError::Remote(e)) if e.reason == "unknown_caller" => {}
-            Err(e) => return Err(e.into()),
+        match self.agent::<call::AgentIdentity>(&NoParams {}) {
+            Ok(me) => return Ok(me.agent),
+            Err(BenchError::Client(ClientError::Remote(e)))
+                if e.error == ErrorCode::UnknownCaller => {}
+            Err(e) => return Err(e),
         }
         let exe = std::env::current_exe()?;
         let bytes = std::fs::read(&exe).map_err(|source| BenchError::Path {
@@ -176,40 +181,44 @@ impl Target {
         })?;
         let digest = hex::encode(Sha256::digest(&bytes));
         let id = format!("bench-{}", digest.get(..12).unwrap_or("0"));
-        self.admin(
-            "admin.agent_provision",
-            json!({ "agent": id, "user": "bench", "uid": nix::unistd::getuid().as_raw(), "exe_sha256": digest }),
-        )?;
+        self.admin::<call::AdminAgentProvision>(&ProvisionParams {
+            agent: id.clone(),
+            user: "bench".into(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: None,
+            exe_sha256: Some(digest),
+            cgroup: None,
+        })?;
         Ok(id)
     }
 
     /// Issues `agent` a voucher that will not run out during a bench; returns its id.
     pub fn bench_voucher(&self, agent: &str) -> Result<String, BenchError> {
-        let v = self.admin(
-            "admin.voucher_issue",
-            json!({
-                "agent": agent, "level": "L5", "currency": "CNY",
-                "budget": i64::MAX / 2, "max_amount": 100,
-                "expires_at": unix_now() + 86_400,
-            }),
-        )?;
-        Ok(text(&v, "/id"))
+        let issued = self.admin::<call::AdminVoucherIssue>(&IssueParams {
+            agent: agent.to_owned(),
+            level: AutonomyLevel::L5,
+            currency: "CNY".into(),
+            min_amount: None,
+            max_amount: Some(100),
+            budget: Some(i64::MAX.unsigned_abs() / 2),
+            max_payments: None,
+            payees: Vec::new(),
+            categories: Vec::new(),
+            funds_carrier: None,
+            not_before: None,
+            expires_at: unix_now() + 86_400,
+            report_within_s: None,
+            conditions: Vec::new(),
+            not_after_execution: None,
+            not_before_execution: None,
+        })?;
+        Ok(issued.id)
     }
 }
 
 /// One call: every call a bench makes outside its timed runs goes through here.
-fn call(socket: &Path, method: &str, params: Value) -> Result<Value, ClientError> {
-    Client::connect(socket)?.call(method, params)
-}
-
-/// The member at a JSON pointer, or null.
-pub(super) fn member<'a>(v: &'a Value, pointer: &str) -> &'a Value {
-    v.pointer(pointer).unwrap_or(&Value::Null)
-}
-
-/// The text at a JSON pointer, or empty.
-fn text(v: &Value, pointer: &str) -> String {
-    member(v, pointer).as_str().unwrap_or_default().to_owned()
+fn request<C: Call>(socket: &Path, params: &C::Params) -> Result<C::Result, ClientError> {
+    Client::connect(socket)?.request::<C>(params)
 }
 
 /// A fresh path `ari-bench[-what]-<random>` in the temporary directory, not created.

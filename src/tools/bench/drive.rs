@@ -7,6 +7,12 @@
 
 use super::{Costs, Figures, process};
 use crate::client::{Client, ClientError};
+use crate::protocol::agent::AttestParams;
+use crate::protocol::daemon::NoParams;
+use crate::protocol::evidence::RecordParams;
+use crate::protocol::payment::{AuthorizeParams, PaymentParams};
+use crate::protocol::{Method, call};
+use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,42 +32,70 @@ pub enum Workload {
 
 /// The params of a one-minor-unit `payment.authorize` on `voucher` with `nonce`; the checkout is
 /// derived from the nonce, so distinct nonces make distinct checkouts.
-pub fn authorize_params(voucher: &str, nonce: &str) -> serde_json::Value {
-    serde_json::json!({
-        "voucher": voucher,
-        "payment": {
-            "amount": 1, "currency": "CNY", "payee": "bench.example",
-            "transaction_id": format!("tx-{nonce}"),
+pub fn authorize_params(voucher: &str, nonce: &str) -> AuthorizeParams {
+    AuthorizeParams {
+        voucher: voucher.to_owned(),
+        payment: PaymentParams {
+            amount: 1,
+            currency: "CNY".into(),
+            payee: "bench.example".into(),
+            category: None,
+            transaction_id: format!("tx-{nonce}"),
         },
-        "aud": "bench.example",
-        "nonce": nonce,
-    })
+        aud: "bench.example".into(),
+        nonce: nonce.to_owned(),
+        facts: serde_json::Map::new(),
+    }
+}
+
+/// The params of one `evidence.record`: a chosen offer named `offer`.
+fn record_params(offer: String) -> RecordParams {
+    let mut body = serde_json::Map::new();
+    body.insert("offer".into(), offer.into());
+    body.insert("price".into(), 1999.into());
+    body.insert("currency".into(), "CNY".into());
+    body.insert("why".into(), "cheapest of three offers in stock".into());
+    RecordParams {
+        kind: "offer.chosen".into(),
+        body,
+    }
+}
+
+/// The nonce (and offer) of call `i` of connection `n` in run `run`.
+fn nonce(run: u64, n: usize, i: u64) -> String {
+    format!("bench-{run}-{n:04}-{i:012}")
+}
+
+/// The params of one call of a [`Workload`], each its method's own type.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Params {
+    Attest(AttestParams),
+    Authorize(AuthorizeParams),
+    Record(RecordParams),
+    Identity(NoParams),
 }
 
 impl Workload {
-    /// The method name.
-    pub fn method(&self) -> &'static str {
+    /// The method.
+    pub fn method(&self) -> Method {
         match self {
-            Self::Attest => "agent.attest",
-            Self::Authorize(_) => "payment.authorize",
-            Self::Record => "evidence.record",
-            Self::Identity => "agent.identity",
+            Self::Attest => Method::AgentAttest,
+            Self::Authorize(_) => Method::PaymentAuthorize,
+            Self::Record => Method::EvidenceRecord,
+            Self::Identity => Method::AgentIdentity,
         }
     }
 
     /// The params of call `i` of connection `n` in run `run`: nonces and checkouts never repeat
     /// within a process, so a sweep can run again on the same voucher.
-    fn params(&self, run: u64, n: usize, i: u64) -> serde_json::Value {
-        let nonce = format!("bench-{run}-{n:04}-{i:012}");
+    fn params(&self, run: u64, n: usize, i: u64) -> Params {
+        let nonce = nonce(run, n, i);
         match self {
-            Self::Attest => serde_json::json!({ "nonce": nonce }),
-            Self::Authorize(voucher) => authorize_params(voucher, &nonce),
-            Self::Record => serde_json::json!({
-                "kind": "offer.chosen",
-                "body": {"offer": nonce, "price": 1999, "currency": "CNY",
-                         "why": "cheapest of three offers in stock"},
-            }),
-            Self::Identity => serde_json::json!({}),
+            Self::Attest => Params::Attest(AttestParams { nonce }),
+            Self::Authorize(voucher) => Params::Authorize(authorize_params(voucher, &nonce)),
+            Self::Record => Params::Record(record_params(nonce)),
+            Self::Identity => Params::Identity(NoParams {}),
         }
     }
 }
@@ -170,7 +204,7 @@ impl AsyncConn {
     }
 
     /// Writes call `method` and reads its answer into `self.line`; returns the call's id.
-    async fn send(&mut self, method: &str, params: serde_json::Value) -> Result<u64, ClientError> {
+    async fn send(&mut self, method: Method, params: Params) -> Result<u64, ClientError> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let id = self.next_id;
         self.next_id += 1;
@@ -200,7 +234,7 @@ impl AsyncConn {
         Ok(id)
     }
 
-    async fn call(&mut self, method: &str, params: serde_json::Value) -> Result<(), ClientError> {
+    async fn call(&mut self, method: Method, params: Params) -> Result<(), ClientError> {
         let id = self.send(method, params).await?;
         crate::client::decode_response(&self.line, id).map(drop)
     }
@@ -240,10 +274,9 @@ pub fn fill(agent_socket: &Path, entries: u64, threads: usize) -> Result<(), Cli
                     let mut c = Client::connect(agent_socket)?;
                     let first = per * n as u64;
                     for i in first..(first + per).min(entries) {
-                        c.call_unparsed(
-                            Workload::Record.method(),
-                            Workload::Record.params(run, n, i),
-                        )?;
+                        c.request_unparsed::<call::EvidenceRecord>(&record_params(nonce(
+                            run, n, i,
+                        )))?;
                     }
                     Ok(())
                 })

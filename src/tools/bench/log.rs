@@ -6,9 +6,11 @@
 //! Each client count gets its own baseline run, sized from that count's socket run (rows per
 //! commit, bytes per row). The daemon's database is only read.
 
-use super::daemon::{Target, member};
+use super::daemon::Target;
 use super::drive::{Workload, drive_measured};
 use super::{BenchError, Costs, Figures, Plan, process, ratio, sqlite, sweep_header, sweep_row};
+use crate::protocol::call;
+use crate::protocol::daemon::NoParams;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -108,8 +110,8 @@ pub fn run(plan: &Plan) -> Result<Vec<LogReport>, BenchError> {
 
 /// The ledger writer's (jobs, group commits) so far, from the daemon's `admin.metrics`.
 fn daemon_group_commits(target: &Target) -> Result<(f64, f64), BenchError> {
-    let v = target.admin("admin.metrics", serde_json::json!({}))?;
-    group_commits(member(&v, "/text").as_str().unwrap_or_default()).ok_or(BenchError::Answer(
+    let v = target.admin::<call::AdminMetrics>(&NoParams {})?;
+    group_commits(&v.text).ok_or(BenchError::Answer(
         "the daemon's metrics have no ledger group commits",
     ))
 }

@@ -76,7 +76,14 @@ pub fn run(plan: &Plan, method: Method) -> Result<Vec<Report>, BenchError> {
     Ok(socket
         .into_iter()
         .map(|(clients, run)| {
-            Report::new(workload.method(), clients, plan.seconds, run, raw, threads)
+            Report::new(
+                workload.method().name(),
+                clients,
+                plan.seconds,
+                run,
+                raw,
+                threads,
+            )
         })
         .collect())
 }

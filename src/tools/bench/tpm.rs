@@ -3,9 +3,11 @@
 //! and software TPM, against raw TPM2_Sign on a third software TPM ([`raw_tpm_sign`]). The
 //! daemon's TPM counters say how many quotes and commands an authorization cost.
 
-use super::daemon::{Target, member, scratch};
+use super::daemon::{Target, scratch};
 use super::drive::{Workload, drive_measured};
 use super::{BenchError, Figures, Plan, process, ratio, timed_loop};
+use crate::protocol::call;
+use crate::protocol::daemon::NoParams;
 use crate::tools::swtpm::Swtpm;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -56,11 +58,9 @@ fn one_run(plan: &Plan, clients: usize, quote_batch: usize) -> Result<TpmRun, Be
     let agent = target.bench_agent()?;
     let voucher = target.bench_voucher(&agent)?;
     let counters = || -> Result<(u64, u64), BenchError> {
-        let s = target.admin("admin.status", serde_json::json!({}))?;
-        Ok((
-            member(&s, "/tpm/quotes").as_u64().unwrap_or(0),
-            member(&s, "/tpm/commands").as_u64().unwrap_or(0),
-        ))
+        let s = target.admin::<call::AdminStatus>(&NoParams {})?;
+        let c = s.tpm.map(|t| t.counters).unwrap_or_default();
+        Ok((c.quotes, c.commands))
     };
     plan.say(&format!(
         "driving payment.authorize on swtpm ({}) with {clients} clients for {} s ...",

@@ -18,17 +18,20 @@
 //! the verifier's time is the unavoidable elliptic-curve work. Figures are printed, never
 //! asserted.
 
-use super::daemon::{Target, member};
+use super::daemon::Target;
 use super::drive::authorize_params;
 use super::{BenchError, Figures, Plan, ratio, timed_loop};
 use crate::clock::unix_now;
 use crate::evidence::export::{self, InclusionProof};
-use crate::jose::{Jwk, PublicKey};
+use crate::jose::PublicKey;
 use crate::payment::{self, Receipt};
+use crate::protocol::call;
+use crate::protocol::daemon::NoParams;
+use crate::protocol::evidence::{CheckpointParams, EntryParams, InclusionParams};
+use crate::protocol::payment::Authorization;
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::Serialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -144,52 +147,43 @@ fn make_artifacts(plan: &Plan, log_entries: u64) -> Result<Artifacts, BenchError
     let agent = target.bench_agent()?;
     let voucher = target.bench_voucher(&agent)?;
     let nonce = format!("bench-verify-{}", unix_now());
-    let paid = target.agent("payment.authorize", authorize_params(&voucher, &nonce))?;
+    let paid = target.agent::<call::PaymentAuthorize>(&authorize_params(&voucher, &nonce))?;
     let at = unix_now();
-    let receipt: Receipt = serde_json::from_value(paid.clone()).map_err(BenchError::unreadable(
-        "the daemon's answer is not a receipt",
-    ))?;
-    let index = member(&paid, "/log_index")
-        .as_u64()
-        .ok_or(BenchError::Answer("the authorization names no log index"))?;
+    let Authorization::Authorized(paid) = paid else {
+        return Err(BenchError::Answer(
+            "the bench voucher's payment was held, not signed",
+        ));
+    };
+    let (receipt, index) = (paid.receipt, paid.log_index);
     if log_entries > 0 {
         plan.say(&format!(
             "recording {log_entries} statements so the proof has a realistic length ..."
         ));
         super::drive::fill(&target.layout.agent_socket, log_entries, 8)?;
     }
-    let cp = target.admin(
-        "evidence.checkpoint",
-        json!({ "at_least": index + 1 + log_entries, "wait_ms": 10_000 }),
-    )?;
-    let size = member(&cp, "/size").as_u64().unwrap_or_default();
-    let entry = target.admin("evidence.entry", json!({ "index": index }))?;
-    let proof: InclusionProof = serde_json::from_value(target.admin(
-        "evidence.inclusion",
-        json!({ "index": index, "tree_size": size }),
-    )?)
-    .map_err(BenchError::unreadable(
-        "the daemon's inclusion proof is unreadable",
-    ))?;
-    let status = target.admin("admin.status", json!({}))?;
+    let cp = target.admin::<call::EvidenceCheckpoint>(&CheckpointParams {
+        at_least: index + 1 + log_entries,
+        wait_ms: 10_000,
+    })?;
+    let entry = target.admin::<call::EvidenceEntry>(&EntryParams { index })?;
+    let proof = target.admin::<call::EvidenceInclusion>(&InclusionParams {
+        index,
+        tree_size: Some(cp.size),
+    })?;
+    let status = target.admin::<call::AdminStatus>(&NoParams {})?;
     let key = |role: &str| -> Result<PublicKey, BenchError> {
-        let jwk = member(&status, &format!("/daemon_keys/{role}/jwk")).clone();
-        Ok(serde_json::from_value::<Jwk>(jwk)?.to_public_key()?)
+        let key = status.daemon_keys.get(role).ok_or(BenchError::Answer(
+            "the daemon reports no issuer or log key",
+        ))?;
+        Ok(key.jwk.to_public_key()?)
     };
     Ok(Artifacts {
         receipt,
         trusted: vec![key("issuer")?],
         at,
-        entry: member(&entry, "/entry")
-            .as_str()
-            .unwrap_or_default()
-            .as_bytes()
-            .to_vec(),
+        entry: entry.entry.into_bytes(),
         proof,
-        checkpoint: member(&cp, "/note")
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        checkpoint: cp.note,
         log_key: key("log")?,
     })
 }
