@@ -3,8 +3,8 @@
 
 use crate::cli::{AgentCmd, Cli};
 use crate::file::sha256_file;
-use crate::print_json;
 use crate::rpc::{call, wire_name};
+use crate::{print_json, print_table};
 use anyhow::{Context, Result};
 use ari::protocol::agent::{AgentParam, CertImportParams, CsrParams, ProvisionParams};
 use ari::protocol::call;
@@ -42,24 +42,16 @@ pub(crate) fn run(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
         }
         AgentCmd::List { json } => {
             let list = call::<call::AdminAgentList>(admin, &NoParams {})?;
-            if *json {
-                return print_json(&list);
-            }
-            println!(
+            let header = format!(
                 "{:<24} {:<8} {:<24} {:<8} KID",
                 "AGENT", "STATUS", "USER", "UID"
             );
-            for a in &list.agents {
-                println!(
-                    "{:<24} {:<8} {:<24} {:<8} {}",
-                    a.agent,
-                    wire_name(&a.status),
-                    a.user,
-                    a.selectors.uid,
-                    a.key.kid
-                );
-            }
-            Ok(())
+            let rows = list.agents.iter().map(|a| {
+                let status = wire_name(&a.status);
+                let (id, user, uid, kid) = (&a.agent, &a.user, a.selectors.uid, &a.key.kid);
+                format!("{id:<24} {status:<8} {user:<24} {uid:<8} {kid}")
+            });
+            print_table(&list, *json, header, rows)
         }
         AgentCmd::Show { agent } => print_json(&call::<call::AdminAgentShow>(admin, &one(agent))?),
         AgentCmd::Freeze { agent } => {

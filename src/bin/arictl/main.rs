@@ -57,6 +57,21 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Prints a listing: the whole result as JSON, or a header and one line per row.
+fn print_table(
+    result: &impl serde::Serialize,
+    as_json: bool,
+    header: String,
+    rows: impl Iterator<Item = String>,
+) -> Result<()> {
+    if as_json {
+        return print_json(result);
+    }
+    println!("{header}");
+    rows.for_each(|row| println!("{row}"));
+    Ok(())
+}
+
 /// What to do about a refusal, for the reasons where the next step is clear.
 fn next_step(reason: &str) -> Option<&'static str> {
     Some(match reason {

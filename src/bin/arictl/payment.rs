@@ -3,9 +3,9 @@
 
 use crate::cli::{Cli, PaymentCmd};
 use crate::file::read_input;
-use crate::print_json;
 use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::parse_duration;
+use crate::{print_json, print_table};
 use anyhow::{Result, anyhow};
 use ari::protocol::call;
 use ari::protocol::payment::{
@@ -100,25 +100,16 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
                 limit: None,
             };
             let list = call::<call::AdminPaymentList>(admin, &params)?;
-            if *as_json {
-                return print_json(&list);
-            }
-            println!(
+            let header = format!(
                 "{:<34} {:<22} {:>10} {:<4} {:<20} REASON",
                 "DECISION", "STATUS", "AMOUNT", "CUR", "PAYEE"
             );
-            for x in &list.payments {
-                println!(
-                    "{:<34} {:<22} {:>10} {:<4} {:<20} {}",
-                    x.decision,
-                    wire_name(&x.status),
-                    x.amount,
-                    x.currency,
-                    x.payee,
-                    x.reason.as_deref().unwrap_or("")
-                );
-            }
-            Ok(())
+            let rows = list.payments.iter().map(|x| {
+                let (status, reason) = (wire_name(&x.status), x.reason.as_deref().unwrap_or(""));
+                let (id, amount, cur, payee) = (&x.decision, x.amount, &x.currency, &x.payee);
+                format!("{id:<34} {status:<22} {amount:>10} {cur:<4} {payee:<20} {reason}")
+            });
+            print_table(&list, *as_json, header, rows)
         }
         PaymentCmd::Show { decision } => {
             let params = DecisionParam {

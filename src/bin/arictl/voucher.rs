@@ -3,9 +3,9 @@
 
 use crate::cli::{Cli, VoucherCmd};
 use crate::file::{read_input, write_output};
-use crate::print_json;
 use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::{parse_duration, parse_time};
+use crate::{print_json, print_table};
 use anyhow::{Context, Result};
 use ari::protocol::call;
 use ari::protocol::daemon::NoParams;
@@ -78,25 +78,17 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
                 agent: agent.clone(),
             };
             let list = call::<call::AdminVoucherList>(admin, &params)?;
-            if *as_json {
-                return print_json(&list);
-            }
-            println!(
+            let header = format!(
                 "{:<34} {:<20} {:<8} {:>12} {:>8} EXPIRES",
                 "ID", "AGENT", "STATUS", "SPENT", "PAYMENTS"
             );
-            for x in &list.vouchers {
-                println!(
-                    "{:<34} {:<20} {:<8} {:>12} {:>8} {}",
-                    x.id,
-                    x.agent,
-                    wire_name(&x.status),
-                    x.spent,
-                    x.payments,
-                    x.expires_at
-                );
-            }
-            Ok(())
+            let rows = list.vouchers.iter().map(|x| {
+                let status = wire_name(&x.status);
+                let (id, agent, spent, n, end) =
+                    (&x.id, &x.agent, x.spent, x.payments, x.expires_at);
+                format!("{id:<34} {agent:<20} {status:<8} {spent:>12} {n:>8} {end}")
+            });
+            print_table(&list, *as_json, header, rows)
         }
         VoucherCmd::Show { voucher } => {
             print_json(&call::<call::AdminVoucherShow>(admin, &one(voucher))?)
