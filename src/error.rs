@@ -190,7 +190,11 @@ impl Error {
             Self::Certificate(CertificateError::Mismatch) => {
                 RpcError::new(C::CertificateMismatch, self.to_string())
             }
-            Self::Certificate(CertificateError::Encode(e)) => {
+            Self::Certificate(
+                e @ (CertificateError::Encode(_)
+                | CertificateError::PublicKey(_)
+                | CertificateError::Signature),
+            ) => {
                 tracing::error!(error = %e, "certificate encoding failed");
                 RpcError::new(C::InternalError, "internal error; see the daemon log")
             }

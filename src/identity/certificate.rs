@@ -29,22 +29,24 @@ pub enum CertificateError {
     Subject(String),
     /// The certificate is not PEM-encoded X.509.
     #[error("not an X.509 certificate: {0}")]
-    Parse(String),
+    Parse(#[source] der::Error),
     /// The certificate certifies another key.
     #[error("the certificate's public key is not the agent's key")]
     Mismatch,
-    /// Encoding failed.
+    /// DER or PEM encoding failed.
     #[error("cannot encode: {0}")]
-    Encode(String),
-}
-
-fn enc(e: impl std::fmt::Display) -> CertificateError {
-    CertificateError::Encode(e.to_string())
+    Encode(#[from] der::Error),
+    /// The agent's public key could not be written as a SubjectPublicKeyInfo.
+    #[error("cannot encode the public key: {0}")]
+    PublicKey(#[from] p256::pkcs8::spki::Error),
+    /// The key store's raw signature is not a valid P-256 ECDSA signature.
+    #[error("the key store returned an invalid signature")]
+    Signature,
 }
 
 fn spki(public: &PublicKey) -> Result<SubjectPublicKeyInfoOwned, CertificateError> {
-    let der = public.verifying_key().to_public_key_der().map_err(enc)?;
-    SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).map_err(enc)
+    let der = public.verifying_key().to_public_key_der()?;
+    Ok(SubjectPublicKeyInfoOwned::from_der(der.as_bytes())?)
 }
 
 /// A certification request waiting for its signature.
@@ -68,7 +70,7 @@ impl CsrDraft {
             public_key: spki(public)?,
             attributes: SetOfVec::new(),
         };
-        let der = info.to_der().map_err(enc)?;
+        let der = info.to_der()?;
         Ok(Self {
             info,
             digest: Sha256::digest(&der).into(),
@@ -82,16 +84,17 @@ impl CsrDraft {
 
     /// Attaches the raw `r||s` signature and returns the PEM request.
     pub fn finish(self, raw_signature: &[u8; 64]) -> Result<String, CertificateError> {
-        let sig = Signature::from_slice(raw_signature).map_err(enc)?;
+        let sig =
+            Signature::from_slice(raw_signature).map_err(|_| CertificateError::Signature)?;
         let req = CertReq {
             info: self.info,
             algorithm: AlgorithmIdentifierOwned {
                 oid: ECDSA_WITH_SHA256,
                 parameters: None,
             },
-            signature: BitString::from_bytes(sig.to_der().as_bytes()).map_err(enc)?,
+            signature: BitString::from_bytes(sig.to_der().as_bytes())?,
         };
-        req.to_pem(der::pem::LineEnding::LF).map_err(enc)
+        Ok(req.to_pem(der::pem::LineEnding::LF)?)
     }
 }
 
@@ -117,10 +120,10 @@ pub fn check_certificate(
     public: &PublicKey,
 ) -> Result<(String, CertificateSummary), CertificateError> {
     let cert = Certificate::from_pem(pem.trim().as_bytes())
-        .map_err(|e| CertificateError::Parse(e.to_string()))?;
+        .map_err(CertificateError::Parse)?;
     let tbs = cert.tbs_certificate();
-    let theirs = tbs.subject_public_key_info().to_der().map_err(enc)?;
-    let ours = spki(public)?.to_der().map_err(enc)?;
+    let theirs = tbs.subject_public_key_info().to_der()?;
+    let ours = spki(public)?.to_der()?;
     if theirs != ours {
         return Err(CertificateError::Mismatch);
     }
@@ -131,7 +134,7 @@ pub fn check_certificate(
         not_before: tbs.validity().not_before.to_string(),
         not_after: tbs.validity().not_after.to_string(),
     };
-    let normalized = cert.to_pem(der::pem::LineEnding::LF).map_err(enc)?;
+    let normalized = cert.to_pem(der::pem::LineEnding::LF)?;
     Ok((normalized, summary))
 }
 
