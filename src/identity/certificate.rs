@@ -84,8 +84,7 @@ impl CsrDraft {
 
     /// Attaches the raw `r||s` signature and returns the PEM request.
     pub fn finish(self, raw_signature: &[u8; 64]) -> Result<String, CertificateError> {
-        let sig =
-            Signature::from_slice(raw_signature).map_err(|_| CertificateError::Signature)?;
+        let sig = Signature::from_slice(raw_signature).map_err(|_| CertificateError::Signature)?;
         let req = CertReq {
             info: self.info,
             algorithm: AlgorithmIdentifierOwned {
@@ -119,8 +118,7 @@ pub fn check_certificate(
     pem: &str,
     public: &PublicKey,
 ) -> Result<(String, CertificateSummary), CertificateError> {
-    let cert = Certificate::from_pem(pem.trim().as_bytes())
-        .map_err(CertificateError::Parse)?;
+    let cert = Certificate::from_pem(pem.trim().as_bytes()).map_err(CertificateError::Parse)?;
     let tbs = cert.tbs_certificate();
     let theirs = tbs.subject_public_key_info().to_der()?;
     let ours = spki(public)?.to_der()?;
