@@ -32,15 +32,43 @@ ensure_packages() {
     return
   fi
   say "Installing missing Debian packages: ${missing[*]}"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "not root and no sudo; install as root: apt-get install -y ${missing[*]}"
-    sudo=(sudo)
-    [ "${CI:-}" = "true" ] && sudo=(sudo -n)
+  as_root apt-get update -q || die "apt-get update failed"
+  as_root apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+}
+
+# Runs a command as root: directly when we are root, else through sudo (never prompting in CI).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive "$@"
+    return
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -q || die "apt-get update failed"
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+  command -v sudo >/dev/null || die "not root and no sudo; run as root: $*"
+  local sudo=(sudo)
+  [ "${CI:-}" = "true" ] && sudo=(sudo -n)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+# promtool, the Prometheus project's own checker of metrics expositions, from Debian's
+# `prometheus` package. Only that program is needed: the package is downloaded and unpacked into
+# target/tools rather than installed, since installing it would also start a Prometheus server
+# that listens on every interface. The tests find it through ARI_PROMTOOL.
+ensure_promtool() {
+  local dir=target/tools/prometheus tmp
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    note "fetching promtool: Debian's prometheus package, unpacked into $dir (not installed)"
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null); then
+      # No package lists yet on this machine: read them, as ensure_packages would.
+      as_root apt-get update -q || die "apt-get update failed"
+      (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null) || die "apt-get download prometheus failed"
+    fi
+    mkdir -p "$dir"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$dir" || die "cannot unpack the prometheus package"
+    rm -rf "$tmp"
+  fi
+  ARI_PROMTOOL="$PWD/$dir/usr/bin/promtool"
+  export ARI_PROMTOOL
+  note "$("$ARI_PROMTOOL" --version 2>&1 | head -1)"
 }
 
 ensure_rust() {

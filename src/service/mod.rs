@@ -486,36 +486,27 @@ impl Service {
 
     /// The Prometheus text exposition, with the state gauges brought up to date.
     async fn metrics(&self) -> Result<MetricsText, Error> {
-        use crate::metrics::{QueueLabel, StatusLabel};
         let m = crate::metrics::metrics();
         let s = self.store.clone();
-        let log_size = blocking(move || s.read(crate::ledger::log::size)).await?;
-        m.log_entries
-            .set(i64::try_from(log_size).unwrap_or(i64::MAX));
-        m.checkpoint_size.set(
-            self.signed
-                .borrow()
-                .as_ref()
-                .map_or(0, |c| i64::try_from(c.size).unwrap_or(i64::MAX)),
-        );
-        for (queue, depth) in [
-            ("backend", self.backend.queue()),
-            ("ledger", self.ledger.queue()),
-        ] {
-            m.queue_depth
-                .get_or_create(&QueueLabel { queue })
-                .set(i64::try_from(depth.waiting).unwrap_or(i64::MAX));
-        }
+        let log_entries = blocking(move || s.read(crate::ledger::log::size)).await?;
+        let checkpoint_size = self.signed.borrow().as_ref().map_or(0, |c| c.size);
+        let waiting = |depth: crate::backend::QueueDepth| depth.waiting as u64;
+        let queues = [
+            ("backend", waiting(self.backend.queue())),
+            ("ledger", waiting(self.ledger.queue())),
+        ];
         let counts = self.registry.counts();
-        for status in crate::identity::AgentStatus::ALL {
-            let n = counts.get(status.as_str()).copied().unwrap_or(0);
-            m.agents
-                .get_or_create(&StatusLabel {
-                    status: status.as_str(),
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        m.uptime.set(self.started.elapsed().as_secs_f64());
+        let agents = crate::identity::AgentStatus::ALL.map(|status| {
+            let name = status.as_str();
+            (name, counts.get(name).copied().unwrap_or(0) as u64)
+        });
+        m.set_state(&crate::metrics::State {
+            log_entries,
+            checkpoint_size,
+            queues: &queues,
+            agents: &agents,
+            uptime: self.started.elapsed(),
+        });
         Ok(MetricsText { text: m.render() })
     }
 }
