@@ -57,10 +57,11 @@ ensure_promtool() {
   if [ ! -x "$dir/usr/bin/promtool" ]; then
     note "fetching promtool: Debian's prometheus package, unpacked into $dir (not installed)"
     tmp=$(mktemp -d)
-    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null); then
+    fetch_prometheus_deb() { (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null); }
+    if ! fetch_prometheus_deb; then
       # No package lists yet on this machine: read them, as ensure_packages would.
       as_root apt-get update -q || die "apt-get update failed"
-      (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null) || die "apt-get download prometheus failed"
+      fetch_prometheus_deb || die "apt-get download prometheus failed"
     fi
     mkdir -p "$dir"
     dpkg-deb -x "$tmp"/prometheus_*.deb "$dir" || die "cannot unpack the prometheus package"

@@ -43,13 +43,13 @@ pub struct Metrics {
 }
 
 /// 50 µs to about 1.6 s, doubling.
-fn latency_buckets() -> Vec<f64> {
-    (0..16).map(|i| 0.000_05 * f64::from(1u32 << i)).collect()
+fn latency_buckets() -> prometheus::Result<Vec<f64>> {
+    prometheus::exponential_buckets(0.000_05, 2.0, 16)
 }
 
 /// Jobs per group commit: 1 to 256, doubling.
-fn job_buckets() -> Vec<f64> {
-    (0..9).map(|i| f64::from(1u32 << i)).collect()
+fn job_buckets() -> prometheus::Result<Vec<f64>> {
+    prometheus::exponential_buckets(1.0, 2.0, 9)
 }
 
 /// Builds one collector and registers it. The names, label names and buckets are this file's
@@ -93,7 +93,7 @@ impl Metrics {
                     histogram(
                         "request_duration_seconds",
                         "Time from a parsed call to its answer, by method and outcome",
-                        latency_buckets(),
+                        latency_buckets()?,
                     ),
                     CALL,
                 ),
@@ -104,7 +104,7 @@ impl Metrics {
                     histogram(
                         "backend_operation_duration_seconds",
                         "Key store operations, queue wait included, by backend, operation and outcome",
-                        latency_buckets(),
+                        latency_buckets()?,
                     ),
                     &["backend", "operation", "outcome"],
                 ),
@@ -114,7 +114,7 @@ impl Metrics {
                 Histogram::with_opts(histogram(
                     "ledger_group_commit_jobs",
                     "Jobs carried by each ledger group commit",
-                    job_buckets(),
+                    job_buckets()?,
                 )),
             )?,
             commit_seconds: add(
@@ -122,7 +122,7 @@ impl Metrics {
                 Histogram::with_opts(histogram(
                     "ledger_group_commit_duration_seconds",
                     "Time to run and durably commit one ledger group",
-                    latency_buckets(),
+                    latency_buckets()?,
                 )),
             )?,
             connections: add(

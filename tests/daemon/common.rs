@@ -345,14 +345,19 @@ impl Raw {
     }
 }
 
-/// Debian's python3 (it sees the Debian packages .ci/test installs; a pyenv or venv python3
-/// earlier in PATH would not), checked to have PyJWT and cryptography.
-pub fn pyjwt_python() -> &'static str {
-    let python = if Path::new("/usr/bin/python3").exists() {
+/// Debian's python3 when present: it sees the Debian packages .ci/test installs, where a pyenv
+/// or venv python3 earlier in PATH would not. Else the first python3 on PATH.
+pub fn debian_python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {
         "python3"
-    };
+    }
+}
+
+/// [`debian_python`], checked to have PyJWT and cryptography.
+pub fn pyjwt_python() -> &'static str {
+    let python = debian_python();
     let probe = Command::new(python)
         .args(["-c", "import jwt, cryptography"])
         .output();

@@ -12,7 +12,7 @@ use crate::common;
 use ari::protocol::Method;
 
 use base64ct::Encoding;
-use common::{Daemon, Raw};
+use common::{Daemon, Raw, debian_python};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -306,7 +306,7 @@ fn status_and_metrics_describe_the_running_daemon() {
     assert!(ok, "promtool check metrics refuses it:\n{out}\n{m}");
     // And the Prometheus Python client's text parser reads every family and sample.
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfams = list(parse(sys.stdin.read()))\nprint(len(fams), sum(len(f.samples) for f in fams))\n";
-    let (ok, out) = pipe("/usr/bin/python3", &["-c", script], &m);
+    let (ok, out) = pipe(debian_python(), &["-c", script], &m);
     assert!(ok, "python3-prometheus-client cannot parse it: {out}");
     println!(
         "prometheus_client parsed: {} (families, samples)",

@@ -25,14 +25,9 @@ fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python")
 }
 
-/// Debian's python3 when present (CI runs on Debian 12), else the first on PATH. The client is
-/// standard library only, so any 3.11 will do.
+/// The client is standard library only, so any python3 of 3.11 or later will do.
 fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
+    crate::common::debian_python()
 }
 
 /// Runs the python interpreter in the client's directory, without writing bytecode there.
