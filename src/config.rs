@@ -55,15 +55,31 @@ pub struct Config {
     /// The evidence log.
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// What the daemon publishes for verifiers who are not on this host.
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+/// The publish directory: static files for verifiers, kept current by the daemon.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Where the files are written. Empty means `<state_dir>/public`. Serve it read-only with
+    /// any static web server; the daemon replaces each file atomically.
+    pub dir: PathBuf,
+    /// The URL the directory is served at, which documents that point into it carry (a
+    /// voucher's status list, for one). Empty means `https://<evidence.origin>`.
+    pub url: String,
 }
 
 /// Evidence log settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
-    /// The log's name, the first line of every checkpoint (C2SP `origin`), e.g.
-    /// `pay.example.com/ari/host-7`. Empty means `<hostname>/ari`. It is written into every
-    /// entry, so it cannot change once the log has entries.
+    /// The log's name, the first line of every checkpoint (C2SP `origin`): a schema-less URL
+    /// that no other log uses, e.g. `pay.example.com/ari/host-7`. Required: witnesses and
+    /// mirrors tell logs apart by it alone. It is written into every entry, so it cannot change
+    /// once the log has entries.
     pub origin: String,
     /// Least time between two signed checkpoints. Commits that land in between are covered by
     /// the next one; a quiet log is checkpointed at once.
@@ -353,10 +369,22 @@ impl Config {
                 "the agent and admin sockets must differ",
             ));
         }
-        if !crate::evidence::checkpoint::valid_origin(&self.origin()) {
+        if self.evidence.origin.is_empty() {
             return Err(bad(
                 "evidence.origin",
-                "an origin is printable text without spaces or '+', e.g. example.com/ari/host-1",
+                "required: a schema-less URL that names this log and no other, e.g. pay.example.com/ari/host-1",
+            ));
+        }
+        if !crate::evidence::checkpoint::valid_origin(&self.evidence.origin) {
+            return Err(bad(
+                "evidence.origin",
+                "a schema-less URL: a host name, then /path segments, without spaces or '+', e.g. pay.example.com/ari/host-1",
+            ));
+        }
+        if !self.publish.url.is_empty() && !valid_url(&self.publish.url) {
+            return Err(bad(
+                "publish.url",
+                "an https:// (or http://) URL without spaces, query or fragment",
             ));
         }
         if self.evidence.checkpoint_interval_ms > 60_000 {
@@ -401,14 +429,27 @@ impl Config {
         Ok(())
     }
 
-    /// The evidence log's origin: as configured, or `<hostname>/ari`.
+    /// The evidence log's origin.
     pub fn origin(&self) -> String {
-        if !self.evidence.origin.is_empty() {
-            return self.evidence.origin.clone();
+        self.evidence.origin.clone()
+    }
+
+    /// The publish directory.
+    pub fn publish_dir(&self) -> PathBuf {
+        if self.publish.dir.as_os_str().is_empty() {
+            self.state_dir.join("public")
+        } else {
+            self.publish.dir.clone()
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
-        format!("{}/ari", if host.is_empty() { "localhost" } else { host })
+    }
+
+    /// The URL the publish directory is served at, without a trailing `/`.
+    pub fn publish_url(&self) -> String {
+        if self.publish.url.is_empty() {
+            format!("https://{}", self.evidence.origin)
+        } else {
+            self.publish.url.trim_end_matches('/').to_string()
+        }
     }
 
     /// Number of threads serving the sockets.
@@ -434,6 +475,20 @@ impl Config {
                 .unwrap_or(2)
         }
     }
+}
+
+/// An absolute http(s) URL without whitespace, query or fragment.
+fn valid_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !r
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    })
 }
 
 fn has_duplicates(v: &[u8]) -> bool {
@@ -466,7 +521,44 @@ pin_file = "/etc/ari/pin"
 path = "/run/ari/agent.sock"
 [admin_socket]
 path = "/run/ari/admin.sock"
+[evidence]
+origin = "pay.example.com/ari/host-1"
 "#;
+
+    #[test]
+    fn the_origin_is_a_required_schema_less_url() {
+        let c = Config::parse(MIN, Path::new("t.toml")).unwrap();
+        assert_eq!(c.publish_dir(), Path::new("/var/lib/ari/public"));
+        assert_eq!(c.publish_url(), "https://pay.example.com/ari/host-1");
+        for bad in [
+            "",
+            "https://pay.example.com/ari",
+            "pay example.com",
+            "pay.example.com/a+b",
+            "pay.example.com//x",
+            "-pay.example.com",
+            "pay.example.com:http/x",
+        ] {
+            let text = MIN.replace("pay.example.com/ari/host-1", bad);
+            let err = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("evidence.origin"), "{bad:?}: {err}");
+        }
+        for good in [
+            "localhost/ari",
+            "pay.example.com:8443/ari/x_1",
+            "log.example",
+        ] {
+            let text = MIN.replace("pay.example.com/ari/host-1", good);
+            Config::parse(&text, Path::new("t.toml")).unwrap();
+        }
+        let text = format!("{MIN}[publish]\nurl = \"ftp://x\"\n");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("publish.url"), "{err}");
+    }
 
     #[test]
     fn minimal_config_takes_defaults() {

@@ -610,7 +610,11 @@ pub async fn run(
             ledger,
             daemon_facts(config_text),
             settings(&config, config_text)?,
-            origin,
+            crate::publish::Publication {
+                dir: config.publish_dir(),
+                url: config.publish_url(),
+                origin,
+            },
         )
         .await?,
     );

@@ -131,6 +131,9 @@ pub enum Internal {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A file of the publish directory could not be written.
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     /// The system's random number generator failed.
     #[error("no randomness: {0}")]
     Randomness(#[source] getrandom::Error),
@@ -146,6 +149,12 @@ pub enum Internal {
     /// Something the code guarantees did not hold; says what.
     #[error("{0}")]
     Invariant(&'static str),
+}
+
+impl From<crate::publish::PublishError> for Error {
+    fn from(e: crate::publish::PublishError) -> Self {
+        Self::Internal(e.into())
+    }
 }
 
 impl Internal {

@@ -17,6 +17,7 @@
 //! | ground | [`clock`] | Unix seconds, the one notion of time |
 //! | | [`config`] | the daemon's TOML configuration, strictly checked |
 //! | | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
+//! | | [`publish`] | the publish directory: static files for verifiers, replaced atomically |
 //! | decision | [`policy`] | the payment decision: constraints, autonomy levels, budgets; pure, no I/O |
 //! | key stores | [`backend`] | one trait; [`backend::pkcs11`] drives a PKCS#11 token on a session pool, [`backend::tpm`] a TPM 2.0 through one owner thread (its layers: the public face, the owner, objects, quotes, faults); `backend::memory`, for tests only (feature `memory-backend`), keeps keys in memory |
 //! | identity | [`identity`] | agents, selectors, the registry that matches callers, certificates |
@@ -54,6 +55,7 @@ pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod protocol;
+pub mod publish;
 pub mod seal;
 pub mod server;
 pub mod service;

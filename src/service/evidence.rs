@@ -204,6 +204,10 @@ impl Service {
             })
             .await?;
         tracing::debug!(size = head.size, "checkpoint signed");
+        let (publication, text) = (self.publication.clone(), note.clone());
+        if let Err(e) = blocking(move || publication.write("checkpoint", text.as_bytes())).await {
+            tracing::error!(error = %e, size = head.size, "cannot publish the checkpoint");
+        }
         self.signed.send_replace(Some(Signed {
             size: head.size,
             note,

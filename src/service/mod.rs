@@ -28,6 +28,7 @@ use crate::protocol::daemon::{
     DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmStatus,
 };
 use crate::protocol::{self, Call, Incoming, Method, Request, Response, Role, call};
+use crate::publish::Publication;
 use crate::seal::KeyStore;
 use crate::store::Store;
 use serde_json::Value;
@@ -115,6 +116,8 @@ pub struct Service {
     decided: tokio::sync::watch::Sender<u64>,
     /// The evidence log's name.
     origin: String,
+    /// Where verifiers' files are published.
+    publication: Publication,
     /// The newest signed checkpoint.
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
     /// The TPM's attestation key, on a TPM.
@@ -142,8 +145,9 @@ impl Service {
         ledger: Ledger,
         facts: DaemonFacts,
         settings: Settings,
-        origin: String,
+        publication: Publication,
     ) -> Result<Self, Error> {
+        let origin = publication.origin.clone();
         let s = store.clone();
         let (first, latest, size) = blocking(move || {
             s.read(|c| {
@@ -229,6 +233,7 @@ impl Service {
             chains: std::sync::Mutex::new(HashMap::new()),
             decided: tokio::sync::watch::Sender::new(0),
             origin,
+            publication,
             signed: tokio::sync::watch::Sender::new(latest.map(|c| evidence::Signed {
                 size: c.size,
                 note: c.note,

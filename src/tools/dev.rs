@@ -392,7 +392,13 @@ shutdown_grace_ms = 5000
 
 [log]
 level = "info"
+
+[evidence]
+# The log's name: a schema-less URL no other log uses. Derived from this host and directory;
+# a log someone else verifies needs a name under a domain you control.
+origin = "{origin}"
 "#,
+            origin = dev_origin(&l.dir),
             state = l.dir.join("state").display(),
             module = SOFTHSM_MODULE,
             label = DEV_TOKEN_LABEL,
@@ -403,6 +409,32 @@ level = "info"
         write_new(&l.config, &text, 0o644)?;
     }
     Ok(l)
+}
+
+/// A log name for a dev directory: `<hostname>.local/ari-dev/<first 8 bytes of SHA-256 of the
+/// directory's path, hex>`, so two dev daemons, on one host or on two, never share a name.
+fn dev_origin(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let host = host.trim_matches(|c| c == '-' || c == '.');
+    let host = if host.is_empty() { "localhost" } else { host };
+    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    format!(
+        "{host}.local/ari-dev/{}",
+        hex::encode(digest.get(..8).unwrap_or_default())
+    )
 }
 
 /// The software TPM's state directory, `tpm/`, created 0700 if missing.

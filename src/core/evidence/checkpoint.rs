@@ -106,9 +106,31 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// Whether `origin` can name a log.
+/// Whether `origin` can name a log: a schema-less URL (C2SP `tlog-checkpoint`), a host name of
+/// dot-separated labels (letters, digits, `-`) with an optional port, then optional `/path`
+/// segments of printable ASCII without `+`. Checkpoints from other logs are parsed more
+/// leniently (any valid note key name); this is what this daemon names its own log.
 pub fn valid_origin(origin: &str) -> bool {
-    valid_name(origin)
+    if !valid_name(origin) || !origin.is_ascii() || origin.contains("://") {
+        return false;
+    }
+    let (authority, path) = origin.split_once('/').unwrap_or((origin, ""));
+    let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let port_ok = authority.len() == host.len()
+        || (!port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()));
+    host.split('.').all(label)
+        && port_ok
+        && (path.is_empty()
+            || path
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_graphic())))
 }
 
 /// The note key ID of the log key for signature type 0x02: SHA-256 of its DER

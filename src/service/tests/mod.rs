@@ -102,7 +102,11 @@ impl InProcess {
             ledger,
             facts,
             settings,
-            ORIGIN.into(),
+            crate::publish::Publication {
+                dir: dir.path().join("public"),
+                url: format!("https://{ORIGIN}"),
+                origin: ORIGIN.into(),
+            },
         )
         .await
         .unwrap();
