@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_result_is_read_as_its_type() {
-        let line = r#"{"jsonrpc":"2.0","result":{"origin":"o","size":2,"note":"n"},"id":4}"#;
+        let line = r#"{"jsonrpc":"2.0","result":{"origin":"o","size":2,"note":"n","vkeys":["v"]},"id":4}"#;
         let got: SignedCheckpoint = decode_response_as(line, 4).unwrap();
         assert_eq!(
             got,

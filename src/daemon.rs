@@ -620,6 +620,7 @@ pub async fn run(
     );
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
     let statements = tokio::spawn(service.clone().sign_statements());
+    let published = tokio::spawn(service.clone().keep_published());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -684,6 +685,9 @@ pub async fn run(
     // A head not yet signed is signed at the next start.
     checkpoints.abort();
     let _ = checkpoints.await;
+    // What is not yet published is published at the next start.
+    published.abort();
+    let _ = published.await;
     // Every statement was answered while the calls drained.
     statements.abort();
     let _ = statements.await;

@@ -85,6 +85,21 @@ impl Publication {
         Ok(())
     }
 
+    /// Removes a directory of the publish directory and what it holds; a missing one is fine.
+    pub fn remove_dir(&self, name: &str) -> Result<(), PublishError> {
+        let rel = Path::new(name);
+        if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(PublishError::Name(name.to_string()));
+        }
+        let path = self.dir.join(rel);
+        match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(PublishError::Io { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Reads back a published file, if it is there.
     pub fn read(&self, name: &str) -> Option<Vec<u8>> {
         fs::read(self.dir.join(name)).ok()

@@ -22,7 +22,7 @@
 
 use crate::attest::tpm::Quote;
 use crate::backend::{
-    AkInfo, Backend, BackendError, BackendFuture, CounterValues, KeyId, KeyInfo, QueueDepth,
+    AkInfo, Backend, BackendError, BackendFuture, CounterValues, Ed25519Info, KeyId, KeyInfo, QueueDepth,
 };
 use crate::evidence::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::identity::certificate::{CertificateError, CsrDraft};
@@ -235,17 +235,33 @@ impl KeyStore {
         }
     }
 
-    /// The log key's note over `checkpoint`, a head the ledger committed.
+    /// The log keys' note over `checkpoint`, a head the ledger committed: the ECDSA line, then
+    /// the Ed25519 line where the log has that key.
     pub async fn sign_checkpoint(
         &self,
         key: &KeyInfo,
+        ed25519: Option<&Ed25519Info>,
         checkpoint: &Checkpoint,
     ) -> Result<Result<String, CheckpointError>, BackendError> {
-        let signature = self
-            .0
-            .sign_digest(key.id.clone(), checkpoint.digest())
-            .await?;
-        Ok(checkpoint::note(checkpoint, &key.public, &signature))
+        let ecdsa = self.0.sign_digest(key.id.clone(), checkpoint.digest());
+        let ed = ed25519.map(|k| {
+            (
+                k.public,
+                self.0.sign_ed25519(k.id.clone(), checkpoint.text().into_bytes()),
+            )
+        });
+        let signature = ecdsa.await?;
+        let note = match checkpoint::note(checkpoint, &key.public, &signature) {
+            Ok(note) => note,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some((public, signing)) = ed else {
+            return Ok(Ok(note));
+        };
+        let signature = signing.await?;
+        Ok(ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .map_err(|_| CheckpointError::Key("the log's Ed25519 key is not a valid point".into()))
+            .map(|k| checkpoint::add_ed25519(&note, &checkpoint.origin, &k, &signature)))
     }
 
     /// The issuer's signature over a revocation list built from committed revocations.

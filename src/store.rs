@@ -6,7 +6,7 @@
 //! than guessed at. Keys are referenced by their store id and public half; no private material
 //! is ever written here.
 
-use crate::backend::{KeyAttributes, KeyId, KeyInfo};
+use crate::backend::{Ed25519Info, KeyAttributes, KeyId, KeyInfo};
 use crate::identity::{Agent, AgentStatus, Selectors};
 use crate::jose::PublicKey;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -173,6 +173,19 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE status IN ('authorized', 'pending');
     CREATE INDEX payment_due ON payment (voucher_id, report_deadline)
         WHERE status = 'authorized' AND outcome IS NULL AND report_deadline IS NOT NULL;",
+    // 8: the log's Ed25519 note key, and the newest checkpoint each witness cosigned.
+    "CREATE TABLE log_ed25519_key (
+        one         INTEGER PRIMARY KEY CHECK (one = 1),
+        key_id      BLOB NOT NULL,
+        key_uri     TEXT NOT NULL,
+        public_key  BLOB NOT NULL CHECK (length(public_key) = 32),
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE witness_state (
+        name        TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        cosigned_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
@@ -401,6 +414,47 @@ impl Store {
                 .optional()?;
             row.map(|(id, uri, public, attributes, cert)| key_info(id, uri, &public, &attributes, cert.as_deref()))
                 .transpose()
+        })
+    }
+
+    /// The log's Ed25519 note key, if created.
+    pub fn log_ed25519_key(&self) -> Result<Option<Ed25519Info>, StoreError> {
+        self.with(|c| {
+            let row = c
+                .query_row(
+                    "SELECT key_id, key_uri, public_key FROM log_ed25519_key",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(id, uri, public)| {
+                Ok(Ed25519Info {
+                    id: KeyId(id),
+                    uri,
+                    public: public.try_into().map_err(|_| {
+                        StoreError::Corrupt("the log's Ed25519 key is not 32 bytes".into())
+                    })?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Records the log's Ed25519 note key.
+    pub fn put_log_ed25519_key(&self, key: &Ed25519Info) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO log_ed25519_key (one, key_id, key_uri, public_key, created_at)
+                 VALUES (1, ?1, ?2, ?3, ?4)",
+                params![key.id.0, key.uri, key.public.as_slice(), now()],
+            )?;
+            Ok(())
         })
     }
 

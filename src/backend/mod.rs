@@ -83,6 +83,17 @@ pub struct KeyInfo {
     pub certification: Option<Certification>,
 }
 
+/// An Ed25519 key in the store: the log's second signature line, the one public witnesses read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ed25519Info {
+    /// The store's id for the key.
+    pub id: KeyId,
+    /// A URI naming the key (RFC 7512 on PKCS#11).
+    pub uri: String,
+    /// The public key (RFC 8032 encoding).
+    pub public: [u8; 32],
+}
+
 /// The attestation key and, when the TPM has one, its endorsement key certificate.
 #[derive(Debug, Clone)]
 pub struct AkInfo {
@@ -167,6 +178,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Destroys both halves of a key. Destroying a missing key is not an error.
     fn destroy_key(&self, id: KeyId) -> BackendFuture<()>;
+
+    /// Generates an Ed25519 signing key inside the store; stores without Ed25519 (a TPM 2.0)
+    /// do not support it.
+    fn generate_ed25519(&self, _label: String) -> BackendFuture<Ed25519Info> {
+        unsupported(self.kind(), "Ed25519 keys")
+    }
+
+    /// Looks an Ed25519 key up.
+    fn describe_ed25519(&self, _id: KeyId) -> BackendFuture<Ed25519Info> {
+        unsupported(self.kind(), "Ed25519 keys")
+    }
+
+    /// Signs `message` itself with an Ed25519 key (pure EdDSA, RFC 8032).
+    fn sign_ed25519(&self, _id: KeyId, _message: Vec<u8>) -> BackendFuture<[u8; 64]> {
+        unsupported(self.kind(), "Ed25519 keys")
+    }
 
     /// A TPM quote over the configured PCRs that binds `binding` (a payment's binding digest),
     /// alone or as a leaf of a batch; stores without a TPM do not support it.

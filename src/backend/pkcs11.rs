@@ -9,11 +9,14 @@
 //! is reported with the `C_*` call that failed. The PIN is held in a zeroizing secret and never
 //! logged.
 
-use super::{Backend, BackendError, BackendFuture, KeyAttributes, KeyId, KeyInfo, Reply};
+use super::{
+    Backend, BackendError, BackendFuture, Ed25519Info, KeyAttributes, KeyId, KeyInfo, Reply,
+};
 use crate::jose::PublicKey;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -26,6 +29,8 @@ use std::sync::{Arc, Mutex};
 
 /// DER of the named-curve OID for P-256 (1.2.840.10045.3.1.7), the `CKA_EC_PARAMS` value.
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// `CKA_EC_PARAMS` of an Ed25519 key: the DER OID id-Ed25519, 1.3.101.112 (RFC 8410).
+const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 pub use super::SecretSource as PinSource;
 
@@ -152,6 +157,19 @@ enum Job {
         id: KeyId,
         reply: Reply<()>,
     },
+    GenerateEd25519 {
+        label: String,
+        reply: Reply<Ed25519Info>,
+    },
+    DescribeEd25519 {
+        id: KeyId,
+        reply: Reply<Ed25519Info>,
+    },
+    SignEd25519 {
+        id: KeyId,
+        message: Vec<u8>,
+        reply: Reply<[u8; 64]>,
+    },
 }
 
 /// State shared by the signing threads.
@@ -273,6 +291,18 @@ impl Backend for Pkcs11Backend {
         self.submit("destroy", |reply| Job::Destroy { id, reply })
     }
 
+    fn generate_ed25519(&self, label: String) -> BackendFuture<Ed25519Info> {
+        self.submit("generate", |reply| Job::GenerateEd25519 { label, reply })
+    }
+
+    fn describe_ed25519(&self, id: KeyId) -> BackendFuture<Ed25519Info> {
+        self.submit("describe", |reply| Job::DescribeEd25519 { id, reply })
+    }
+
+    fn sign_ed25519(&self, id: KeyId, message: Vec<u8>) -> BackendFuture<[u8; 64]> {
+        self.submit("sign_ed25519", |reply| Job::SignEd25519 { id, message, reply })
+    }
+
     fn queue(&self) -> super::QueueDepth {
         super::QueueDepth::of(&self.queue)
     }
@@ -306,6 +336,15 @@ impl Worker {
                 }
                 Job::Destroy { id, reply } => {
                     reply.send(self.retrying(|w| w.destroy(&id)));
+                }
+                Job::GenerateEd25519 { label, reply } => {
+                    reply.send(self.retrying(|w| w.generate_ed25519(&label)));
+                }
+                Job::DescribeEd25519 { id, reply } => {
+                    reply.send(self.retrying(|w| w.describe_ed25519(&id)));
+                }
+                Job::SignEd25519 { id, message, reply } => {
+                    reply.send(self.retrying(|w| w.sign_ed25519(&id, &message)));
                 }
             }
         }
@@ -387,6 +426,29 @@ impl Worker {
     }
 
     fn generate(&self, label: &str) -> Result<KeyInfo, BackendError> {
+        let id = self.generate_pair(label, KeyType::EC, P256_PARAMS, &Mechanism::EccKeyPairGen)?;
+        self.describe(&id)
+    }
+
+    /// An Ed25519 key pair (`CKK_EC_EDWARDS` on edwards25519), for the log's note signature.
+    fn generate_ed25519(&self, label: &str) -> Result<Ed25519Info, BackendError> {
+        let id = self.generate_pair(
+            label,
+            KeyType::EC_EDWARDS,
+            ED25519_PARAMS,
+            &Mechanism::EccEdwardsKeyPairGen,
+        )?;
+        self.describe_ed25519(&id)
+    }
+
+    /// Generates a non-extractable signing key pair under a fresh random `CKA_ID`.
+    fn generate_pair(
+        &self,
+        label: &str,
+        key_type: KeyType,
+        params: &[u8],
+        mechanism: &Mechanism,
+    ) -> Result<KeyId, BackendError> {
         let mut raw = [0u8; 16];
         self.session.generate_random_slice(&mut raw).map_err(ck)?;
         let id = KeyId(raw.to_vec());
@@ -394,8 +456,8 @@ impl Worker {
         let public = [
             Attribute::Token(true),
             Attribute::Private(false),
-            Attribute::KeyType(KeyType::EC),
-            Attribute::EcParams(P256_PARAMS.to_vec()),
+            Attribute::KeyType(key_type),
+            Attribute::EcParams(params.to_vec()),
             Attribute::Verify(true),
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
@@ -417,16 +479,44 @@ impl Worker {
         ];
         let (_, handle) = self
             .session
-            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .generate_key_pair(mechanism, &public, &private)
             .map_err(ck)?;
         if let Ok(mut m) = self.shared.handles.lock() {
             m.insert(id.clone(), handle);
         }
-        self.describe(&id)
+        Ok(id)
     }
 
     fn describe(&self, id: &KeyId) -> Result<KeyInfo, BackendError> {
         let private = self.private_handle(id)?;
+        let sec1 = self.ec_point(id)?;
+        let public = PublicKey::from_sec1(&sec1).map_err(|_| {
+            BackendError::Failed("the token returned a public key that is not on P-256".into())
+        })?;
+        Ok(KeyInfo {
+            id: id.clone(),
+            uri: key_uri(&self.shared.token_label, id),
+            public,
+            attributes: self.attributes(private)?,
+            certification: None,
+        })
+    }
+
+    fn describe_ed25519(&self, id: &KeyId) -> Result<Ed25519Info, BackendError> {
+        self.private_handle(id)?;
+        let point = self.ec_point(id)?;
+        let public: [u8; 32] = point.try_into().map_err(|_| {
+            BackendError::Failed("the token returned an Ed25519 key that is not 32 bytes".into())
+        })?;
+        Ok(Ed25519Info {
+            id: id.clone(),
+            uri: key_uri(&self.shared.token_label, id),
+            public,
+        })
+    }
+
+    /// The public key's `CKA_EC_POINT`, unwrapped from its DER OCTET STRING.
+    fn ec_point(&self, id: &KeyId) -> Result<Vec<u8>, BackendError> {
         let public = self
             .find(ObjectClass::PUBLIC_KEY, id)?
             .ok_or_else(|| BackendError::KeyNotFound(id.clone()))?;
@@ -446,19 +536,9 @@ impl Worker {
                 )
             })?;
         // The standard wraps the point in a DER OCTET STRING; some modules return it bare.
-        let sec1 = OctetString::from_der(&point)
+        Ok(OctetString::from_der(&point)
             .map(|o| o.into_bytes().into_vec())
-            .unwrap_or(point);
-        let public = PublicKey::from_sec1(&sec1).map_err(|_| {
-            BackendError::Failed("the token returned a public key that is not on P-256".into())
-        })?;
-        Ok(KeyInfo {
-            id: id.clone(),
-            uri: key_uri(&self.shared.token_label, id),
-            public,
-            attributes: self.attributes(private)?,
-            certification: None,
-        })
+            .unwrap_or(point))
     }
 
     fn attributes(&self, handle: ObjectHandle) -> Result<KeyAttributes, BackendError> {
@@ -509,6 +589,21 @@ impl Worker {
     }
 
     fn sign(&self, id: &KeyId, digest: &[u8; 32]) -> Result<[u8; 64], BackendError> {
+        self.sign_with(id, &Mechanism::Ecdsa, digest)
+    }
+
+    /// Pure EdDSA over the message itself (`CKM_EDDSA` without parameters: Ed25519).
+    fn sign_ed25519(&self, id: &KeyId, message: &[u8]) -> Result<[u8; 64], BackendError> {
+        let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+        self.sign_with(id, &mechanism, message)
+    }
+
+    fn sign_with(
+        &self,
+        id: &KeyId,
+        mechanism: &Mechanism,
+        data: &[u8],
+    ) -> Result<[u8; 64], BackendError> {
         let handle = self.private_handle(id)?;
         let stale = |e: &CkError| {
             matches!(
@@ -516,13 +611,13 @@ impl Worker {
                 CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)
             )
         };
-        let result = match self.session.sign(&Mechanism::Ecdsa, handle, digest) {
+        let result = match self.session.sign(mechanism, handle, data) {
             // A cached handle goes stale if another process deleted the object, or while the
             // login is lost (private objects are then out of reach): look the key up again.
             Err(e) if stale(&e) => {
                 self.shared.handles.lock().map(|mut m| m.remove(id)).ok();
                 let handle = self.private_handle(id)?;
-                self.session.sign(&Mechanism::Ecdsa, handle, digest)
+                self.session.sign(mechanism, handle, data)
             }
             other => other,
         };

@@ -54,6 +54,9 @@ pub struct SignedCheckpoint {
     pub size: u64,
     /// The signed note.
     pub note: String,
+    /// The log's verifier keys as note vkey strings: the Ed25519 key first when the log has
+    /// one, then the ECDSA key.
+    pub vkeys: Vec<String>,
 }
 
 /// The params of `evidence.inclusion`.

@@ -348,7 +348,7 @@ sample! {
         batch: BatchPath { index: 1, size: 1, path: vec![text()] },
     };
     CheckpointParams => CheckpointParams { at_least: 1, wait_ms: 1 };
-    SignedCheckpoint => SignedCheckpoint { origin: text(), size: 1, note: text() };
+    SignedCheckpoint => SignedCheckpoint { origin: text(), size: 1, note: text(), vkeys: vec![text()] };
     InclusionParams => InclusionParams { index: 1, tree_size: Some(1) };
     InclusionProof => InclusionProof {
         index: 1,

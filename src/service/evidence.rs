@@ -11,6 +11,7 @@ use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::evidence::note::Ed25519Key;
 use crate::evidence::entry::{Draft, Kind};
 use crate::evidence::export::{InclusionProof, Page};
 use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFact};
@@ -149,6 +150,31 @@ impl Service {
         self.signed.borrow().clone()
     }
 
+    /// The log's verifier keys: Ed25519 first when the log has it, then ECDSA.
+    pub(super) fn vkeys(&self) -> Result<Vec<String>, Error> {
+        let mut keys = Vec::new();
+        if let Some(k) = self.log_ed25519_key()? {
+            keys.push(k.vkey());
+        }
+        let ecdsa = checkpoint::ecdsa_vkey(&self.origin, &self.daemon_key("log")?.public)
+            .map_err(Internal::checkpoint("the log's verifier key"))?;
+        keys.push(ecdsa);
+        Ok(keys)
+    }
+
+    /// The log's Ed25519 note key, when it has one.
+    pub(super) fn log_ed25519_key(&self) -> Result<Option<Ed25519Key>, Error> {
+        self.log_ed25519
+            .as_ref()
+            .map(|k| {
+                ed25519_dalek::VerifyingKey::from_bytes(&k.public)
+                    .map(|key| checkpoint::ed25519_key(&self.origin, key))
+                    .map_err(|_| Internal::Invariant("the log's Ed25519 key is not a valid point"))
+            })
+            .transpose()
+            .map_err(Error::from)
+    }
+
     fn signed_size(&self) -> Result<u64, Error> {
         self.signed()
             .map(|s| s.size)
@@ -194,7 +220,7 @@ impl Service {
         let key = self.daemon_key("log")?;
         let note = self
             .backend
-            .sign_checkpoint(key, &cp)
+            .sign_checkpoint(key, self.log_ed25519.as_ref(), &cp)
             .await?
             .map_err(Internal::checkpoint("a checkpoint note"))?;
         let stored = note.clone();
@@ -204,10 +230,6 @@ impl Service {
             })
             .await?;
         tracing::debug!(size = head.size, "checkpoint signed");
-        let (publication, text) = (self.publication.clone(), note.clone());
-        if let Err(e) = blocking(move || publication.write("checkpoint", text.as_bytes())).await {
-            tracing::error!(error = %e, size = head.size, "cannot publish the checkpoint");
-        }
         self.signed.send_replace(Some(Signed {
             size: head.size,
             note,
@@ -435,6 +457,7 @@ impl Service {
                     origin: self.origin.clone(),
                     size: s.size,
                     note: s.note,
+                    vkeys: self.vkeys()?,
                 });
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
@@ -611,7 +634,7 @@ impl Service {
                 };
                 let note = self
                     .backend
-                    .sign_checkpoint(log_key, &cp)
+                    .sign_checkpoint(log_key, self.log_ed25519.as_ref(), &cp)
                     .await?
                     .map_err(Internal::checkpoint("a checkpoint note"))?;
                 self.ledger

@@ -13,6 +13,7 @@ mod delegation;
 mod evidence;
 mod lifecycle;
 mod payment;
+mod publication;
 #[cfg(test)]
 mod tests;
 mod voucher;
@@ -122,6 +123,8 @@ pub struct Service {
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
     /// The TPM's attestation key, on a TPM.
     ak: Option<crate::jose::Jwk>,
+    /// The log's Ed25519 note key, where the key store has Ed25519.
+    log_ed25519: Option<crate::backend::Ed25519Info>,
     /// Agents' statements on their way to be signed in batches.
     statements: tokio::sync::mpsc::Sender<evidence::Pending>,
     /// Taken once by [`Service::sign_statements`].
@@ -196,6 +199,7 @@ impl Service {
             };
             daemon_keys.push((role, key));
         }
+        let log_ed25519 = log_ed25519_key(&backend, &store).await?;
         let ak = match backend.attestation_key().await {
             Ok(info) => {
                 tracing::info!(ak = %info.public.thumbprint(), ek_certificate = info.ek_certificate.is_some(), "TPM attestation key ready");
@@ -239,6 +243,7 @@ impl Service {
                 note: c.note,
             })),
             ak,
+            log_ed25519,
             statements,
             statement_queue: std::sync::Mutex::new(Some(statement_queue)),
         })
@@ -518,6 +523,35 @@ impl Service {
 
 /// Decodes `params` as method `C`'s, runs `handler` on them, and encodes its result: the one
 /// place a call's members are read and its answer written.
+/// The log's Ed25519 note key: the stored one (checked to be in the store), else a new one;
+/// none on a key store without Ed25519, and then no public witness can cosign the log.
+async fn log_ed25519_key(
+    backend: &Arc<dyn Backend>,
+    store: &Arc<Store>,
+) -> Result<Option<crate::backend::Ed25519Info>, Error> {
+    let s = store.clone();
+    if let Some(key) = blocking(move || s.log_ed25519_key()).await? {
+        backend.describe_ed25519(key.id.clone()).await?;
+        return Ok(Some(key));
+    }
+    match backend.generate_ed25519("ari-log-ed25519".into()).await {
+        Ok(key) => {
+            let (s, k) = (store.clone(), key.clone());
+            blocking(move || s.put_log_ed25519_key(&k)).await?;
+            tracing::info!(uri = %key.uri, "created the log's Ed25519 key");
+            Ok(Some(key))
+        }
+        Err(crate::backend::BackendError::Unsupported { backend, .. }) => {
+            tracing::warn!(
+                backend,
+                "the key store has no Ed25519: checkpoints carry only the ECDSA line, and public witnesses cannot cosign this log"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn serve<C: Call, F: Future<Output = Result<C::Result, Error>>>(
     params: Value,
     handler: impl FnOnce(C::Params) -> F,

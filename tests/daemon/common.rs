@@ -441,3 +441,50 @@ pub fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value
         }),
     )
 }
+
+/// `tests/go/tlogcheck` built with Go in GOPATH mode against Debian's golang-golang-x-mod-dev
+/// (offline), once per test process: Go's own sumdb/note and sumdb/tlog reading what the
+/// daemon publishes.
+pub fn go_tlogcheck() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let gopath = std::env::var("ARI_GOPATH").unwrap_or_else(|_| "/usr/share/gocode".into());
+        assert!(
+            Path::new(&gopath).join("src/golang.org/x/mod/sumdb/note").is_dir(),
+            "Go's golang.org/x/mod is required under {gopath} (apt install golang-go golang-golang-x-mod-dev; .ci/test installs them)"
+        );
+        let out_dir = root.join("target").join("go");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let bin = out_dir.join(format!("tlogcheck-{}", std::process::id()));
+        let out = Command::new(std::env::var("ARI_GO").unwrap_or_else(|_| "go".into()))
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(root.join("tests/go/tlogcheck/main.go"))
+            .env("GOPATH", &gopath)
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "-mod=")
+            .env("GOCACHE", out_dir.join("cache"))
+            .output()
+            .expect("go is required (apt install golang-go; .ci/test installs it)");
+        assert!(
+            out.status.success(),
+            "go build tlogcheck: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
+}
+
+/// Runs [`go_tlogcheck`] with `args`: whether it succeeded, and what it printed.
+pub fn tlogcheck(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(go_tlogcheck()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -26,6 +26,7 @@ mod keys;
 mod lifecycle;
 mod malformed;
 mod payment;
+mod publication;
 mod python_client;
 mod systemd;
 mod tpm;

@@ -406,6 +406,10 @@ pub(crate) enum LogCmd {
     /// Print the newest signed checkpoint.
     #[command(after_help = "Example:\n  arictl log checkpoint > checkpoint.txt")]
     Checkpoint,
+    /// Print the log's verifier keys, one note vkey per line: Ed25519 (for witnesses and Go's
+    /// sumdb/note) first when the log has it, then ECDSA.
+    #[command(after_help = "Example:\n  arictl log vkey > log.vkeys")]
+    Vkey,
     /// Print one entry.
     #[command(after_help = "Example:\n  arictl log entry 42 > entry-42.json")]
     Entry { index: u64 },

@@ -86,6 +86,14 @@ pub(crate) fn run(cli: &Cli, cmd: &LogCmd) -> Result<()> {
             admin,
             &CheckpointParams::default(),
         )?),
+        LogCmd::Vkey => {
+            let signed =
+                call::<call::EvidenceCheckpoint>(admin, &CheckpointParams::default())?;
+            for vkey in signed.vkeys {
+                println!("{vkey}");
+            }
+            Ok(())
+        }
         LogCmd::Entry { index } => {
             let params = EntryParams { index: *index };
             print_json(&call::<call::EvidenceEntry>(admin, &params)?)

@@ -7,11 +7,18 @@
 //! signature is ASN.1 DER and the key ID is the first four bytes of SHA-256 over the key's DER
 //! `SubjectPublicKeyInfo`. The key name is the origin.
 //!
+//! A log that wants public witnesses also signs with an Ed25519 key (signature type `0x01`,
+//! over the text itself, key ID as the note rules recommend), as C2SP `tlog-tiles` requires of a
+//! public log; both lines carry the origin as key name. Witnesses add cosignatures (type
+//! `0x04`, [`super::note::Cosigner`]); [`cosigned_by`] finds the valid ones for a quorum.
+//!
 //! Verification follows the note rules: signatures by other keys are ignored, a known key's
 //! signature that fails rejects the note, and a note without a valid known signature is
 //! rejected. Parsing never trusts a length or a count it was given.
 
+use super::note::{Cosigner, Ed25519Key, Line, NoteError};
 use crate::jose::PublicKey;
+use ed25519_dalek::VerifyingKey;
 use crate::merkle::Hash;
 use base64ct::{Base64, Encoding};
 use p256::pkcs8::EncodePublicKey;
@@ -36,6 +43,9 @@ pub enum CheckpointError {
     /// The log key's signature does not verify.
     #[error("the log key's signature on the checkpoint does not verify")]
     Signature,
+    /// A known witness's cosignature does not verify.
+    #[error("the cosignature by witness {0} does not verify")]
+    Cosignature(String),
     /// The public key cannot be encoded.
     #[error("the log key cannot be encoded: {0}")]
     Key(String),
@@ -146,6 +156,20 @@ pub fn key_id(key: &PublicKey) -> Result<[u8; 4], CheckpointError> {
     Ok(id)
 }
 
+/// The ECDSA log key's verifier key string: `origin+<key ID>+base64(0x02 || DER SPKI)`.
+pub fn ecdsa_vkey(origin: &str, key: &PublicKey) -> Result<String, CheckpointError> {
+    let der = key
+        .verifying_key()
+        .to_public_key_der()
+        .map_err(|e| CheckpointError::Key(e.to_string()))?;
+    Ok(super::note::vkey(
+        origin,
+        key_id(key)?,
+        super::note::ECDSA,
+        der.as_bytes(),
+    ))
+}
+
 /// The signed note for `checkpoint`, given the log key and its raw `r || s` signature over
 /// [`Checkpoint::digest`].
 pub fn note(
@@ -165,51 +189,47 @@ pub fn note(
     ))
 }
 
-/// Verifies a signed checkpoint note from the log `origin` with its log `key`.
-pub fn verify(note: &str, origin: &str, key: &PublicKey) -> Result<Checkpoint, CheckpointError> {
-    if note.len() > MAX_NOTE_BYTES {
-        return Err(CheckpointError::Format("the note is too long"));
+/// Adds the log's Ed25519 signature line (type 0x01, over the text) to a signed note; `key` is
+/// named by the checkpoint's origin.
+pub fn add_ed25519(note: &str, origin: &str, key: &VerifyingKey, signature: &[u8; 64]) -> String {
+    let id = super::note::key_id(origin, super::note::ED25519, key.as_bytes());
+    format!("{note}{}", super::note::line(origin, id, signature))
+}
+
+/// The log's Ed25519 note key: named by its origin.
+pub fn ed25519_key(origin: &str, key: VerifyingKey) -> Ed25519Key {
+    Ed25519Key {
+        name: origin.to_string(),
+        key,
     }
-    if note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(CheckpointError::Format("control characters in the note"));
-    }
-    let (text, signatures) = note
-        .split_once("\n\n")
-        .map(|(t, s)| (format!("{t}\n"), s))
-        .ok_or(CheckpointError::Format(
-            "no blank line before the signatures",
-        ))?;
-    let checkpoint = Checkpoint::parse_text(&text)?;
+}
+
+/// The text and signature lines of a checkpoint note from `origin`, the text parsed.
+fn open(note: &str, origin: &str) -> Result<(Checkpoint, String, Vec<Line>), CheckpointError> {
+    let (text, lines) = super::note::split(note, MAX_NOTE_BYTES).map_err(|e| match e {
+        NoteError::Format(m) | NoteError::Vkey(m) => CheckpointError::Format(m),
+        NoteError::Signature(_) => CheckpointError::Signature,
+    })?;
+    let checkpoint = Checkpoint::parse_text(text)?;
     if checkpoint.origin != origin {
         return Err(CheckpointError::Origin {
             expected: origin.to_string(),
             found: checkpoint.origin,
         });
     }
-    let lines = signatures
-        .strip_suffix('\n')
-        .ok_or(CheckpointError::Format(
-            "the signatures must end in a newline",
-        ))?;
+    Ok((checkpoint, text.to_string(), lines))
+}
+
+/// Verifies a signed checkpoint note from the log `origin` with its ECDSA log `key`.
+pub fn verify(note: &str, origin: &str, key: &PublicKey) -> Result<Checkpoint, CheckpointError> {
+    let (checkpoint, text, lines) = open(note, origin)?;
     let id = key_id(key)?;
-    let digest = Sha256::digest(text.as_bytes());
+    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
     let mut verified = false;
-    for line in lines.split('\n') {
-        let (name, blob) = line
-            .strip_prefix("\u{2014} ")
-            .and_then(|l| l.split_once(' '))
-            .ok_or(CheckpointError::Format("bad signature line"))?;
-        let blob = Base64::decode_vec(blob)
-            .map_err(|_| CheckpointError::Format("signature is not base64"))?;
-        let (line_id, sig) = blob
-            .split_at_checked(4)
-            .ok_or(CheckpointError::Format("signature too short"))?;
-        // Another key's signature (a witness, say) is not ours to judge.
-        if name != origin || line_id != id {
-            continue;
-        }
-        let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| CheckpointError::Signature)?;
-        let digest: [u8; 32] = digest.into();
+    // Another key's signature (the Ed25519 line, a witness) is not this key's to judge.
+    for line in lines.iter().filter(|l| l.name == origin && l.id == id) {
+        let sig = p256::ecdsa::Signature::from_der(&line.signature)
+            .map_err(|_| CheckpointError::Signature)?;
         key.verify_digest(&digest, &sig.to_bytes())
             .map_err(|_| CheckpointError::Signature)?;
         verified = true;
@@ -219,6 +239,47 @@ pub fn verify(note: &str, origin: &str, key: &PublicKey) -> Result<Checkpoint, C
     } else {
         Err(CheckpointError::Unsigned)
     }
+}
+
+/// Verifies a signed checkpoint note from the log `origin` with its Ed25519 log key.
+pub fn verify_ed25519(
+    note: &str,
+    origin: &str,
+    key: &Ed25519Key,
+) -> Result<Checkpoint, CheckpointError> {
+    let (checkpoint, text, lines) = open(note, origin)?;
+    let mut verified = false;
+    for line in &lines {
+        verified |= key
+            .check(&text, line)
+            .map_err(|_| CheckpointError::Signature)?;
+    }
+    if verified {
+        Ok(checkpoint)
+    } else {
+        Err(CheckpointError::Unsigned)
+    }
+}
+
+/// The witnesses of `cosigners` whose valid cosignature the note carries, with their times. A
+/// known witness's line that does not verify rejects the note.
+pub fn cosigned_by<'a>(
+    note: &str,
+    origin: &str,
+    cosigners: &'a [Cosigner],
+) -> Result<Vec<(&'a Cosigner, u64)>, CheckpointError> {
+    let (_, text, lines) = open(note, origin)?;
+    let mut found: Vec<(&Cosigner, u64)> = Vec::new();
+    for line in &lines {
+        for c in cosigners {
+            if let Some(t) = c.check(&text, line).map_err(|_| CheckpointError::Cosignature(c.name.clone()))?
+                && !found.iter().any(|(f, _)| f.name == c.name)
+            {
+                found.push((c, t));
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use serde_json::Value;
 /// Format version of entries written now.
 pub const VERSION: u32 = 1;
 
-/// The longest entry accepted.
-pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+/// The longest entry accepted: what a C2SP `tlog-tiles` entry bundle's 16-bit length can carry.
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 
 /// What kind of fact an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

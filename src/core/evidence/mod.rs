@@ -9,4 +9,6 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod note;
+pub mod tiles;
 pub mod statement;
