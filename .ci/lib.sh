@@ -12,6 +12,7 @@ die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 #   gcc, libc6-dev  to build the bundled SQLite
 #   python3-jwt, python3-cryptography  an independent JOSE implementation (PyJWT) that the
 #              tests use to check vouchers and payment authorizations
+#   libssl-dev OpenSSL, through which the witness client speaks HTTPS (and trusts the system CAs)
 #   libtss2-dev, pkg-config  the TPM software stack the TPM backend links against (tss-esapi)
 #   swtpm, swtpm-tools  the software TPM that dev mode, the tests and the benchmark start
 #   tpm2-tools  tpm2_checkquote, an independent check of the daemon's quotes in the tests
@@ -20,7 +21,7 @@ die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 #   python3-prometheus-client  reads `arictl metrics` in a test, as Prometheus would
 #   systemd, udev  systemd-analyze, systemd-socket-activate, sysusers/tmpfiles and udevadm
 #              check the units and rules offline
-ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography python3-prometheus-client libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools dpkg-dev lintian systemd udev"
+ARI_PACKAGES="softhsm2 openssl util-linux gcc libc6-dev python3 python3-jwt python3-cryptography python3-prometheus-client libssl-dev libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools dpkg-dev lintian systemd udev"
 
 ensure_packages() {
   local missing=() pkg

@@ -260,14 +260,16 @@ mod tests {
 
     #[test]
     fn a_result_is_read_as_its_type() {
-        let line = r#"{"jsonrpc":"2.0","result":{"origin":"o","size":2,"note":"n","vkeys":["v"]},"id":4}"#;
+        let line =
+            r#"{"jsonrpc":"2.0","result":{"origin":"o","size":2,"note":"n","vkeys":["v"]},"id":4}"#;
         let got: SignedCheckpoint = decode_response_as(line, 4).unwrap();
         assert_eq!(
             got,
             SignedCheckpoint {
                 origin: "o".into(),
                 size: 2,
-                note: "n".into()
+                note: "n".into(),
+                vkeys: vec!["v".into()]
             }
         );
         assert!(matches!(

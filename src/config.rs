@@ -84,6 +84,21 @@ pub struct EvidenceConfig {
     /// Least time between two signed checkpoints. Commits that land in between are covered by
     /// the next one; a quiet log is checkpointed at once.
     pub checkpoint_interval_ms: u64,
+    /// Witnesses asked to cosign each new checkpoint (C2SP `tlog-witness`).
+    pub witnesses: Vec<WitnessConfig>,
+    /// How long one witness may take to answer.
+    pub witness_timeout_ms: u64,
+}
+
+/// A witness the daemon submits its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its submission prefix: `add-checkpoint` is posted under it, e.g.
+    /// `https://witness.example/` (plain `http://` only to a loopback address).
+    pub url: String,
+    /// Its cosigning key as a note verifier key (`name+id+base64(0x04 || key)`).
+    pub vkey: String,
 }
 
 impl Default for EvidenceConfig {
@@ -91,6 +106,8 @@ impl Default for EvidenceConfig {
         Self {
             origin: String::new(),
             checkpoint_interval_ms: 20,
+            witnesses: Vec::new(),
+            witness_timeout_ms: 5_000,
         }
     }
 }
@@ -387,6 +404,19 @@ impl Config {
                 "an https:// (or http://) URL without spaces, query or fragment",
             ));
         }
+        for w in &self.evidence.witnesses {
+            crate::evidence::note::Cosigner::from_vkey(&w.vkey)
+                .map_err(|e| bad("evidence.witnesses.vkey", &e.to_string()))?;
+            if !witness_url_ok(&w.url) {
+                return Err(bad(
+                    "evidence.witnesses.url",
+                    "an https:// URL, or http:// to 127.0.0.1, [::1] or localhost",
+                ));
+            }
+        }
+        if !(100..=60_000).contains(&self.evidence.witness_timeout_ms) {
+            return Err(bad("evidence.witness_timeout_ms", "between 100 and 60000"));
+        }
         if self.evidence.checkpoint_interval_ms > 60_000 {
             return Err(bad(
                 "evidence.checkpoint_interval_ms",
@@ -473,6 +503,27 @@ impl Config {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
+        }
+    }
+}
+
+/// A witness URL: https, or plain http to this host only (tests, a local bastion).
+pub fn witness_url_ok(url: &str) -> bool {
+    if !valid_url(url) {
+        return false;
+    }
+    match url.strip_prefix("http://") {
+        None => true,
+        Some(rest) => {
+            let host = rest.split('/').next().unwrap_or_default();
+            let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            });
+            matches!(host, "127.0.0.1" | "[::1]" | "localhost")
         }
     }
 }

@@ -568,6 +568,8 @@ fn settings(config: &Config, config_text: &str) -> Result<Settings, DaemonError>
         admin: admin_policy(config)?,
         config_sha256: hex::encode(Sha256::digest(config_text.as_bytes())),
         checkpoint_interval: Duration::from_millis(config.evidence.checkpoint_interval_ms),
+        witnesses: config.evidence.witnesses.clone(),
+        witness_timeout: Duration::from_millis(config.evidence.witness_timeout_ms),
     })
 }
 
@@ -621,6 +623,7 @@ pub async fn run(
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
     let statements = tokio::spawn(service.clone().sign_statements());
     let published = tokio::spawn(service.clone().keep_published());
+    let witnessed = tokio::spawn(service.clone().keep_witnessed());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -688,6 +691,8 @@ pub async fn run(
     // What is not yet published is published at the next start.
     published.abort();
     let _ = published.await;
+    witnessed.abort();
+    let _ = witnessed.await;
     // Every statement was answered while the calls drained.
     statements.abort();
     let _ = statements.await;

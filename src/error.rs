@@ -79,6 +79,12 @@ pub enum Error {
     /// No checkpoint covers it yet.
     #[error("{0}")]
     NotYetCheckpointed(String),
+    /// A witness refused the checkpoint, or answered with something that does not verify.
+    #[error("{0}")]
+    WitnessRefused(String),
+    /// A witness could not be reached.
+    #[error("{0}")]
+    WitnessUnreachable(String),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -246,6 +252,8 @@ impl Error {
             }
             Self::EntryNotFound(m) => RpcError::new(C::EntryNotFound, m.clone()),
             Self::NotYetCheckpointed(m) => RpcError::new(C::NotYetCheckpointed, m.clone()),
+            Self::WitnessRefused(m) => RpcError::new(C::WitnessRefused, m.clone()),
+            Self::WitnessUnreachable(m) => RpcError::new(C::WitnessUnreachable, m.clone()),
             Self::DecisionNotFound(id) => {
                 RpcError::new(C::DecisionNotFound, format!("no payment decision {id:?}"))
             }

@@ -22,7 +22,8 @@
 
 use crate::attest::tpm::Quote;
 use crate::backend::{
-    AkInfo, Backend, BackendError, BackendFuture, CounterValues, Ed25519Info, KeyId, KeyInfo, QueueDepth,
+    AkInfo, Backend, BackendError, BackendFuture, CounterValues, Ed25519Info, KeyId, KeyInfo,
+    QueueDepth,
 };
 use crate::evidence::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::identity::certificate::{CertificateError, CsrDraft};
@@ -247,7 +248,8 @@ impl KeyStore {
         let ed = ed25519.map(|k| {
             (
                 k.public,
-                self.0.sign_ed25519(k.id.clone(), checkpoint.text().into_bytes()),
+                self.0
+                    .sign_ed25519(k.id.clone(), checkpoint.text().into_bytes()),
             )
         });
         let signature = ecdsa.await?;

@@ -300,7 +300,11 @@ impl Backend for Pkcs11Backend {
     }
 
     fn sign_ed25519(&self, id: KeyId, message: Vec<u8>) -> BackendFuture<[u8; 64]> {
-        self.submit("sign_ed25519", |reply| Job::SignEd25519 { id, message, reply })
+        self.submit("sign_ed25519", |reply| Job::SignEd25519 {
+            id,
+            message,
+            reply,
+        })
     }
 
     fn queue(&self) -> super::QueueDepth {

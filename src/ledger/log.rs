@@ -210,6 +210,40 @@ pub fn put_checkpoint(
     Ok(())
 }
 
+/// Replaces the note of the checkpoint of `size` with one that carries more signatures (a
+/// witness's cosignature); the caller has checked that the text is the same.
+pub fn put_cosigned(conn: &Connection, size: u64, note: &str) -> Result<(), StoreError> {
+    let size = i64::try_from(size).map_err(|_| StoreError::Corrupt("log too large".into()))?;
+    conn.prepare_cached("UPDATE evidence_checkpoint SET note = ?2 WHERE size = ?1")?
+        .execute(params![size, note])?;
+    Ok(())
+}
+
+/// The size the witness `name` last cosigned, as far as this log knows (0 if never).
+pub fn witness_size(conn: &Connection, name: &str) -> Result<u64, StoreError> {
+    let size: Option<i64> = conn
+        .prepare_cached("SELECT size FROM witness_state WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    Ok(size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+}
+
+/// Records the size the witness `name` has cosigned.
+pub fn put_witness_size(
+    conn: &Connection,
+    name: &str,
+    size: u64,
+    at: i64,
+) -> Result<(), StoreError> {
+    let size = i64::try_from(size).map_err(|_| StoreError::Corrupt("log too large".into()))?;
+    conn.prepare_cached(
+        "INSERT INTO witness_state (name, size, cosigned_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET size = ?2, cosigned_at = ?3",
+    )?
+    .execute(params![name, size, at])?;
+    Ok(())
+}
+
 /// Checkpoints of sizes `from..=to`, smallest first.
 pub fn checkpoints(
     conn: &Connection,

@@ -88,6 +88,10 @@ pub enum ErrorCode {
     EntryNotFound,
     /// No signed checkpoint covers the entry or size yet; retry shortly.
     NotYetCheckpointed,
+    /// A witness refused to cosign the checkpoint (stale, inconsistent, unknown log, bad answer).
+    WitnessRefused,
+    /// A witness could not be reached or did not answer in time; retry later.
+    WitnessUnreachable,
 }
 
 impl ErrorCode {
@@ -135,6 +139,8 @@ impl ErrorCode {
         Self::RejectedByOperator,
         Self::EntryNotFound,
         Self::NotYetCheckpointed,
+        Self::WitnessRefused,
+        Self::WitnessUnreachable,
     ];
 
     /// The JSON-RPC `code` number.
@@ -182,6 +188,8 @@ impl ErrorCode {
             Self::RejectedByOperator => -32035,
             Self::EntryNotFound => -32036,
             Self::NotYetCheckpointed => -32037,
+            Self::WitnessRefused => -32038,
+            Self::WitnessUnreachable => -32039,
         }
     }
 
@@ -230,6 +238,8 @@ impl ErrorCode {
             Self::RejectedByOperator => "rejected_by_operator",
             Self::EntryNotFound => "entry_not_found",
             Self::NotYetCheckpointed => "not_yet_checkpointed",
+            Self::WitnessRefused => "witness_refused",
+            Self::WitnessUnreachable => "witness_unreachable",
         }
     }
 
@@ -242,6 +252,7 @@ impl ErrorCode {
                 | Self::StorageError
                 | Self::ShuttingDown
                 | Self::NotYetCheckpointed
+                | Self::WitnessUnreachable
         )
     }
 

@@ -59,6 +59,34 @@ pub struct SignedCheckpoint {
     pub vkeys: Vec<String>,
 }
 
+/// The params of `admin.log_witness`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessParams {
+    /// The witness's submission prefix (`add-checkpoint` is posted under it).
+    pub url: String,
+    /// The witness's cosigning key, a note vkey of type 0x04.
+    pub vkey: String,
+    /// The checkpoint to submit (default: the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The result of `admin.log_witness`: the witness cosigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witnessed {
+    /// The witness's name.
+    pub witness: String,
+    /// The size it cosigned.
+    pub size: u64,
+    /// The size it had cosigned before (the consistency proof's start).
+    pub old: u64,
+    /// The time in its cosignature, Unix seconds.
+    pub time: u64,
+    /// The checkpoint with every cosignature it now carries.
+    pub note: String,
+}
+
 /// The params of `evidence.inclusion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

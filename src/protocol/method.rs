@@ -8,7 +8,7 @@ use super::agent::{
 use super::daemon::{MetricsText, NoParams, Status, TpmAk};
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
-    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
 };
 use super::payment::{
     Authorization, AuthorizeParams, DecisionParam, DecisionView, PaymentList, PaymentListParams,
@@ -184,6 +184,7 @@ methods! {
     EvidenceConsistency => "evidence.consistency", Both, ConsistencyParams => ConsistencyProof;
     EvidenceEntry => "evidence.entry", Both, EntryParams => Entry;
     AdminLogExport => "admin.log_export", Admin, ExportParams => Page;
+    AdminLogWitness => "admin.log_witness", Admin, WitnessParams => Witnessed;
     AdminTpmAk => "admin.tpm_ak", Admin, NoParams => TpmAk;
     AdminMetrics => "admin.metrics", Admin, NoParams => MetricsText;
 }

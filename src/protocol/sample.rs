@@ -17,7 +17,7 @@ use super::daemon::{
 };
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
-    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
 };
 use super::payment::{
     Authorization, AuthorizeParams, Authorized, DecisionParam, DecisionStatus, DecisionView, Held,
@@ -350,6 +350,8 @@ sample! {
     CheckpointParams => CheckpointParams { at_least: 1, wait_ms: 1 };
     SignedCheckpoint => SignedCheckpoint { origin: text(), size: 1, note: text(), vkeys: vec![text()] };
     InclusionParams => InclusionParams { index: 1, tree_size: Some(1) };
+    WitnessParams => WitnessParams { url: text(), vkey: text(), size: Some(1) };
+    Witnessed => Witnessed { witness: text(), size: 1, old: 1, time: 1, note: text() };
     InclusionProof => InclusionProof {
         index: 1,
         tree_size: 1,

@@ -11,9 +11,9 @@ use crate::attest::tpm::BatchPath;
 use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::checkpoint::{self, Checkpoint};
-use crate::evidence::note::Ed25519Key;
 use crate::evidence::entry::{Draft, Kind};
 use crate::evidence::export::{InclusionProof, Page};
+use crate::evidence::note::Ed25519Key;
 use crate::evidence::statement::{self, BatchClaims, StatementClaims, StatementFact};
 use crate::jose::{self, Header, SigningInput};
 use crate::ledger::Head;
@@ -175,7 +175,7 @@ impl Service {
             .map_err(Error::from)
     }
 
-    fn signed_size(&self) -> Result<u64, Error> {
+    pub(super) fn signed_size(&self) -> Result<u64, Error> {
         self.signed()
             .map(|s| s.size)
             .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint has been signed yet".into()))

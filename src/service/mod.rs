@@ -17,6 +17,7 @@ mod publication;
 #[cfg(test)]
 mod tests;
 mod voucher;
+mod witness;
 
 use crate::attest::DaemonFacts;
 use crate::backend::{Backend, KeyInfo};
@@ -53,6 +54,10 @@ pub struct Settings {
     pub config_sha256: String,
     /// Least time between two signed checkpoints.
     pub checkpoint_interval: std::time::Duration,
+    /// Witnesses asked to cosign each new checkpoint.
+    pub witnesses: Vec<crate::config::WitnessConfig>,
+    /// How long one witness may take to answer.
+    pub witness_timeout: std::time::Duration,
 }
 
 /// Who may use the admin socket besides root.
@@ -371,6 +376,7 @@ impl Service {
             EvidenceConsistency => |p| self.evidence_consistency(p),
             EvidenceEntry => |p| self.evidence_entry(info, p),
             AdminLogExport => |p| self.log_export(p),
+            AdminLogWitness => |p| self.log_witness(p),
             AdminTpmAk => |NoParams {}| self.tpm_ak(),
         }
     }

@@ -447,20 +447,33 @@ pub fn pay(c: &mut Client, voucher: &str, amount: u64, tx: &str) -> Result<Value
 /// daemon publishes.
 pub fn go_tlogcheck() -> &'static Path {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
+    BUILT.get_or_init(|| go_build("tlogcheck"))
+}
+
+/// `tests/go/witness`, a witness written from the C2SP specs on Go's standard library and
+/// golang.org/x/mod (see [`go_tlogcheck`]).
+pub fn go_witness() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| go_build("witness"))
+}
+
+fn go_build(name: &str) -> PathBuf {
+    {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let gopath = std::env::var("ARI_GOPATH").unwrap_or_else(|_| "/usr/share/gocode".into());
         assert!(
-            Path::new(&gopath).join("src/golang.org/x/mod/sumdb/note").is_dir(),
+            Path::new(&gopath)
+                .join("src/golang.org/x/mod/sumdb/note")
+                .is_dir(),
             "Go's golang.org/x/mod is required under {gopath} (apt install golang-go golang-golang-x-mod-dev; .ci/test installs them)"
         );
         let out_dir = root.join("target").join("go");
         std::fs::create_dir_all(&out_dir).unwrap();
-        let bin = out_dir.join(format!("tlogcheck-{}", std::process::id()));
+        let bin = out_dir.join(format!("{name}-{}", std::process::id()));
         let out = Command::new(std::env::var("ARI_GO").unwrap_or_else(|_| "go".into()))
             .args(["build", "-o"])
             .arg(&bin)
-            .arg(root.join("tests/go/tlogcheck/main.go"))
+            .arg(root.join(format!("tests/go/{name}/main.go")))
             .env("GOPATH", &gopath)
             .env("GO111MODULE", "off")
             .env("GOFLAGS", "-mod=")
@@ -469,11 +482,11 @@ pub fn go_tlogcheck() -> &'static Path {
             .expect("go is required (apt install golang-go; .ci/test installs it)");
         assert!(
             out.status.success(),
-            "go build tlogcheck: {}",
+            "go build {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         bin
-    })
+    }
 }
 
 /// Runs [`go_tlogcheck`] with `args`: whether it succeeded, and what it printed.

@@ -1,5 +1,12 @@
 //! The publish directory, read by code nobody here wrote: the checkpoint's Ed25519 line by Go's
-//! `golang.org/x/mod/sumdb/note`, the tiles and entry bundles by Go's `sumdb/tlog`.
+//! `golang.org/x/mod/sumdb/note`, the tiles and entry bundles by Go's `sumdb/tlog`; and the
+//! witness client against a witness written in Go from the C2SP specs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use crate::common::{Daemon, tlogcheck};
 use ari::protocol::Method;
@@ -59,7 +66,10 @@ fn go_reads_the_published_checkpoint_tiles_and_entries() {
     let size = last + 1;
     let dir = published(&d, size);
     assert!(dir.join("tile/0/000").is_file(), "a full level-0 tile");
-    assert!(dir.join("tile/entries/000").is_file(), "a full entry bundle");
+    assert!(
+        dir.join("tile/entries/000").is_file(),
+        "a full entry bundle"
+    );
     assert!(dir.join("tile/1/000.p").is_dir(), "a partial level-1 tile");
 
     let keys = vkeys(&d);
@@ -85,8 +95,7 @@ fn go_reads_the_published_checkpoint_tiles_and_entries() {
     let edited = work.path().join("checkpoint");
     let other_size = text.replacen(&format!("\n{}\n", text.lines().nth(1).unwrap()), "\n1\n", 1);
     std::fs::write(&edited, other_size).unwrap();
-    let (ok, out) =
-        tlogcheck(&[OsStr::new("note"), OsStr::new(ed25519), edited.as_os_str()]);
+    let (ok, out) = tlogcheck(&[OsStr::new("note"), OsStr::new(ed25519), edited.as_os_str()]);
     assert!(!ok && out.contains("invalid signature"), "{out}");
 
     // Entries at the edges of tiles are proven in the signed tree from the tiles alone.
@@ -95,7 +104,10 @@ fn go_reads_the_published_checkpoint_tiles_and_entries() {
         let i = index.to_string();
         let (ok, out) = check(&["inclusion", ed25519, &i], &dir);
         assert!(ok, "entry {index}: {out}");
-        assert!(out.contains(&format!("entry {index} is in {origin}")), "{out}");
+        assert!(
+            out.contains(&format!("entry {index} is in {origin}")),
+            "{out}"
+        );
     }
     let (ok, out) = check(&["inclusion", ed25519, &published_size.to_string()], &dir);
     assert!(!ok, "an entry past the tree: {out}");
@@ -148,4 +160,247 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).unwrap();
         }
     }
+}
+
+/// A running `tests/go/witness`: its URL and cosigning vkey; killed on drop.
+struct Witness {
+    child: std::process::Child,
+    url: String,
+    vkey: String,
+    log: PathBuf,
+}
+
+impl Witness {
+    /// Starts one named `name` that trusts the log key written to `log_vkey` (later).
+    fn start(name: &str, seed: u8, log_vkey: &Path, dir: &Path) -> Self {
+        use std::io::BufRead;
+        let log = dir.join(format!("{}.log", name.replace('/', "_")));
+        let mut child = std::process::Command::new(crate::common::go_witness())
+            .arg(name)
+            .arg(hex::encode([seed; 32]))
+            .arg(log_vkey)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut url, mut vkey) = (String::new(), String::new());
+        out.read_line(&mut url).unwrap();
+        out.read_line(&mut vkey).unwrap();
+        Self {
+            child,
+            url: url.trim().strip_prefix("listening ").unwrap().to_string(),
+            vkey: vkey.trim().strip_prefix("vkey ").unwrap().to_string(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Posts an `add-checkpoint` body as any client could: status and body.
+    fn post(&self, body: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{}/add-checkpoint", self.url))
+            .send(body)
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The published checkpoint once it covers `size` and carries a cosignature the witness's key
+/// verifies (checked by `arictl verify checkpoint` with a quorum of one).
+fn cosigned(d: &Daemon, size: u64, log_vkey: &str, w: &Witness) -> String {
+    let dir = published(d, size);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _, err) = d.arictl(&[
+            "verify",
+            "checkpoint",
+            dir.join("checkpoint").to_str().unwrap(),
+            "--log-vkey",
+            log_vkey,
+            "--witness",
+            &w.vkey,
+        ]);
+        let note = std::fs::read_to_string(dir.join("checkpoint")).unwrap();
+        let at: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+        if code == Some(0) && at >= size {
+            assert!(err.contains("cosigned by witness.test/"), "{err}");
+            return note;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cosigned checkpoint of {size} in 10 s: {err}\nwitness: {}\ndaemon: {}",
+            w.log(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn record_n(d: &Daemon, n: usize) -> u64 {
+    let mut c = d.agent();
+    let mut last = 0;
+    for i in 0..n {
+        last = c
+            .call(
+                Method::EvidenceRecord,
+                json!({"kind": "step", "body": {"i": i}}),
+            )
+            .unwrap()["index"]
+            .as_u64()
+            .unwrap();
+    }
+    last + 1
+}
+
+#[test]
+fn witnesses_cosign_with_consistency_proofs_and_refuse_a_stale_checkpoint() {
+    let work = crate::common::tempdir();
+    let log_vkey_file = work.path().join("log.vkey");
+    let w1 = Witness::start("witness.test/w1", 1, &log_vkey_file, work.path());
+    let w2 = Witness::start("witness.test/w2", 2, &log_vkey_file, work.path());
+
+    // W1 is configured: the daemon submits every new checkpoint to it.
+    let mut d = Daemon::prepared();
+    let config = d.dir.join("arid.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[evidence.witnesses]]\nurl = \"{}\"\nvkey = \"{}\"\n",
+            w1.url, w1.vkey
+        ),
+    )
+    .unwrap();
+    d.spawn();
+    d.provision_self("shop-bot");
+    let log_vkey = vkeys(&d)[0].clone();
+    std::fs::write(&log_vkey_file, format!("{log_vkey}\n")).unwrap();
+
+    // The first cosignature, then one across sizes with a consistency proof.
+    let first = record_n(&d, 3);
+    cosigned(&d, first, &log_vkey, &w1);
+    let second = record_n(&d, 40);
+    let note = cosigned(&d, second, &log_vkey, &w1);
+    assert!(
+        w1.log().lines().any(|l| l.starts_with("cosigned")
+            && !l.contains("from 0,")
+            && !l.contains(" 0 proof")),
+        "no cosignature from a consistency proof: {}",
+        w1.log()
+    );
+    // The ECDSA line still verifies next to the Ed25519 line and the cosignature.
+    let ecdsa = vkeys(&d)[1].clone();
+    let f = work.path().join("cp");
+    std::fs::write(&f, &note).unwrap();
+    let (code, _, err) = d.arictl(&[
+        "verify",
+        "checkpoint",
+        f.to_str().unwrap(),
+        "--log-vkey",
+        &ecdsa,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // A quorum the note does not meet is refused.
+    let (code, _, err) = d.arictl(&[
+        "verify",
+        "checkpoint",
+        f.to_str().unwrap(),
+        "--log-vkey",
+        &log_vkey,
+        "--witness",
+        &w1.vkey,
+        "--witness",
+        &w2.vkey,
+        "--quorum",
+        "2",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("1 of the 2 witness cosignatures required"),
+        "{err}"
+    );
+
+    // W2 by hand: cosigns from nothing.
+    let size = second.to_string();
+    let (code, out, err) = d.arictl(&[
+        "log",
+        "witness",
+        "--witness",
+        &w2.url,
+        "--vkey",
+        &w2.vkey,
+        "--size",
+        &size,
+    ]);
+    assert_eq!(code, Some(0), "{err}\n{}", w2.log());
+    assert!(
+        err.contains(&format!("witness.test/w2 cosigned size {second}")),
+        "{err}"
+    );
+    assert!(out.contains("\u{2014} witness.test/w2 "), "{out}");
+
+    // Someone else moves W2 ahead (a newer checkpoint with the proof from the one it has)...
+    let third = record_n(&d, 5);
+    let newest = published(&d, third);
+    let note3 = std::fs::read_to_string(newest.join("checkpoint")).unwrap();
+    let third: u64 = note3.lines().nth(1).unwrap().parse().unwrap();
+    let proof = d
+        .admin()
+        .call(
+            Method::EvidenceConsistency,
+            json!({"from": second, "to": third}),
+        )
+        .unwrap();
+    let mut body = format!("old {second}\n");
+    for h in proof["hashes"].as_array().unwrap() {
+        let bytes = crate::common::hash(h);
+        body.push_str(&<base64ct::Base64 as base64ct::Encoding>::encode_string(
+            &bytes,
+        ));
+        body.push('\n');
+    }
+    body.push('\n');
+    body.push_str(&note3);
+    let (status, answer) = w2.post(&body);
+    assert_eq!(status, 200, "{answer}");
+    // ...so the daemon's checkpoint of `second` is stale to it: refused by the witness (409).
+    let (code, _, err) = d.arictl(&[
+        "log",
+        "witness",
+        "--witness",
+        &w2.url,
+        "--vkey",
+        &w2.vkey,
+        "--size",
+        &size,
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("witness_refused") || err.contains("stale"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("has cosigned size {third}")), "{err}");
+    // A witness whose key does not match what it signs with is not believed.
+    let mut wrong = w1.vkey.clone();
+    wrong.replace_range(..w1.vkey.find('+').unwrap(), "witness.test/w2");
+    let (code, _, err) = d.arictl(&["log", "witness", "--witness", &w2.url, "--vkey", &wrong]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("vkey") || err.contains("key ID"), "{err}");
+    // The daemon still serves.
+    record_n(&d, 1);
 }

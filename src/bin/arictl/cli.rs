@@ -410,6 +410,23 @@ pub(crate) enum LogCmd {
     /// sumdb/note) first when the log has it, then ECDSA.
     #[command(after_help = "Example:\n  arictl log vkey > log.vkeys")]
     Vkey,
+    /// Ask a witness to cosign the newest (or a given) checkpoint (C2SP tlog-witness); the
+    /// cosignature is checked and added to the served checkpoint. The witnesses listed in the
+    /// configuration are asked for every checkpoint without this command.
+    #[command(
+        after_help = "Example:\n  arictl log witness --witness https://witness.example/ --vkey 'witness.example/w1+1a2b3c4d+BN...'"
+    )]
+    Witness {
+        /// The witness's submission prefix.
+        #[arg(long, value_name = "URL")]
+        witness: String,
+        /// The witness's cosigning key (a note verifier key of type 0x04).
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        /// The checkpoint's tree size (default: the newest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
     /// Print one entry.
     #[command(after_help = "Example:\n  arictl log entry 42 > entry-42.json")]
     Entry { index: u64 },
@@ -422,6 +439,20 @@ pub(crate) enum LogCmd {
         #[arg(long)]
         tree_size: Option<u64>,
     },
+}
+
+/// Whom a verifier trusts for a log: its key, and the witnesses that must cosign.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct LogTrust {
+    /// The log's verifier key (a note vkey of type 0x01 or 0x02).
+    #[arg(long, value_name = "VKEY")]
+    pub log_vkey: String,
+    /// A witness's cosigning key (a note vkey of type 0x04); repeat for several.
+    #[arg(long, value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the witnesses must have cosigned (default: all that are given).
+    #[arg(long)]
+    pub quorum: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -518,6 +549,30 @@ pub(crate) enum VerifyCmd {
         /// The log's public JWK.
         #[arg(long, value_name = "FILE")]
         log_key: PathBuf,
+    },
+    /// Verify a signed checkpoint with a log verifier key (`arictl log vkey`: Ed25519 or ECDSA)
+    /// and, with --witness, that a quorum of witnesses cosigned it (C2SP tlog-cosignature).
+    #[command(
+        after_help = "Example:\n  curl -s https://pay.example.com/ari/host-7/checkpoint > checkpoint\n  arictl verify checkpoint checkpoint --log-vkey \"$(head -1 log.vkeys)\" --witness \"$W1\" --witness \"$W2\" --quorum 1"
+    )]
+    Checkpoint {
+        /// The checkpoint note (`-` for stdin).
+        note: PathBuf,
+        #[command(flatten)]
+        trust: LogTrust,
+    },
+    /// Verify a C2SP tlog-proof: the entry's inclusion in a checkpoint signed by the log (and
+    /// cosigned by a quorum of witnesses, with --witness). Receipts carry one as `tlog_proof`.
+    #[command(
+        after_help = "Example:\n  jq -r .tlog_proof receipt.json > entry.tlog-proof\n  arictl verify tlog-proof entry.bytes entry.tlog-proof --log-vkey \"$(head -1 log.vkeys)\""
+    )]
+    TlogProof {
+        /// The entry's exact bytes.
+        entry: PathBuf,
+        /// The proof (`-` for stdin).
+        proof: PathBuf,
+        #[command(flatten)]
+        trust: LogTrust,
     },
     /// Verify an attestation bundle's TPM evidence: the AK's signature on the quote and on the
     /// key certification, the qualifying data against the binding digest (or the batch root and

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ari::archive::{Archive, ArchiveError};
 use ari::protocol::call;
 use ari::protocol::evidence::{
-    CheckpointParams, EntryParams, ExportParams, InclusionParams, RecordParams,
+    CheckpointParams, EntryParams, ExportParams, InclusionParams, RecordParams, WitnessParams,
 };
 use std::path::Path;
 
@@ -87,11 +87,28 @@ pub(crate) fn run(cli: &Cli, cmd: &LogCmd) -> Result<()> {
             &CheckpointParams::default(),
         )?),
         LogCmd::Vkey => {
-            let signed =
-                call::<call::EvidenceCheckpoint>(admin, &CheckpointParams::default())?;
+            let signed = call::<call::EvidenceCheckpoint>(admin, &CheckpointParams::default())?;
             for vkey in signed.vkeys {
                 println!("{vkey}");
             }
+            Ok(())
+        }
+        LogCmd::Witness {
+            witness,
+            vkey,
+            size,
+        } => {
+            let params = WitnessParams {
+                url: witness.clone(),
+                vkey: vkey.clone(),
+                size: *size,
+            };
+            let done = call::<call::AdminLogWitness>(admin, &params)?;
+            eprintln!(
+                "{} cosigned size {} (consistent with size {} it had cosigned)",
+                done.witness, done.size, done.old
+            );
+            print!("{}", done.note);
             Ok(())
         }
         LogCmd::Entry { index } => {

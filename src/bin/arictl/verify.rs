@@ -3,7 +3,7 @@
 //! files given and the keys the verifier trusts; no daemon is asked.
 
 use crate::artifact::{read_bundle, read_public_key, revocation_list, trusted_keys};
-use crate::cli::VerifyCmd;
+use crate::cli::{LogTrust, VerifyCmd};
 use crate::file::read_input;
 use crate::print_json;
 use anyhow::{Context, Result, anyhow, bail};
@@ -156,6 +156,45 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             );
             Ok(())
         }
+        VerifyCmd::Checkpoint { note, trust } => {
+            let (log, policy) = log_trust(trust)?;
+            let text = read_input(note)?;
+            let cp = log.verify(&text)?;
+            let witnesses = match &policy {
+                Some(p) => p.check(&text, log.origin())?,
+                None => Vec::new(),
+            };
+            eprintln!(
+                "checkpoint OK: {} at size {}{}",
+                cp.origin,
+                cp.size,
+                cosigned_by(&witnesses)
+            );
+            Ok(())
+        }
+        VerifyCmd::TlogProof {
+            entry,
+            proof,
+            trust,
+        } => {
+            let (log, policy) = log_trust(trust)?;
+            let bytes =
+                std::fs::read(entry).with_context(|| format!("cannot read {}", entry.display()))?;
+            let proof = evidence::proof::TlogProof::parse(&read_input(proof)?)?;
+            let cp = proof.verify(&bytes, &log, policy.as_ref())?;
+            let witnesses = match &policy {
+                Some(p) => p.check(&proof.note, log.origin())?,
+                None => Vec::new(),
+            };
+            eprintln!(
+                "tlog-proof OK: entry {} is in {} at size {}{}",
+                proof.index,
+                cp.origin,
+                cp.size,
+                cosigned_by(&witnesses)
+            );
+            Ok(())
+        }
         VerifyCmd::Attestation {
             bundle,
             ak,
@@ -184,6 +223,46 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
 
 /// `arictl verify attestation`: the bundle's TPM evidence against the enrolled AK and a policy,
 /// with the state file of clocks seen.
+/// The log key and the witness policy a verifier gave.
+fn log_trust(
+    trust: &LogTrust,
+) -> Result<(
+    evidence::checkpoint::LogKey,
+    Option<evidence::witness::Policy>,
+)> {
+    let log = evidence::checkpoint::LogKey::from_vkey(&trust.log_vkey).context("--log-vkey")?;
+    if trust.witness.is_empty() {
+        if trust.quorum.is_some_and(|q| q > 0) {
+            bail!("--quorum needs the witnesses' keys (--witness)");
+        }
+        return Ok((log, None));
+    }
+    let witnesses = trust
+        .witness
+        .iter()
+        .map(|v| evidence::note::Cosigner::from_vkey(v).with_context(|| format!("--witness {v}")))
+        .collect::<Result<Vec<_>>>()?;
+    let quorum = trust.quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        bail!(
+            "--quorum {quorum} is more than the {} witnesses given",
+            witnesses.len()
+        );
+    }
+    Ok((log, Some(evidence::witness::Policy { witnesses, quorum })))
+}
+
+fn cosigned_by(witnesses: &[(String, u64)]) -> String {
+    if witnesses.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = witnesses
+        .iter()
+        .map(|(name, t)| format!("{name} at {t}"))
+        .collect();
+    format!(", cosigned by {}", names.join(", "))
+}
+
 fn verify_attestation(
     bundle: &Path,
     ak: &Path,

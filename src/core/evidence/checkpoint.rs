@@ -18,9 +18,9 @@
 
 use super::note::{Cosigner, Ed25519Key, Line, NoteError};
 use crate::jose::PublicKey;
-use ed25519_dalek::VerifyingKey;
 use crate::merkle::Hash;
 use base64ct::{Base64, Encoding};
+use ed25519_dalek::VerifyingKey;
 use p256::pkcs8::EncodePublicKey;
 use sha2::{Digest, Sha256};
 
@@ -261,6 +261,63 @@ pub fn verify_ed25519(
     }
 }
 
+/// A log key as a verifier holds it: from its note verifier key string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogKey {
+    /// Signature type 0x01.
+    Ed25519(Ed25519Key),
+    /// Signature type 0x02: the log's name and its P-256 key.
+    Ecdsa { origin: String, key: PublicKey },
+}
+
+impl LogKey {
+    /// Reads `name+id+base64(type || key)` for type 0x01 or 0x02, checking the key ID.
+    pub fn from_vkey(vkey: &str) -> Result<Self, CheckpointError> {
+        let v = super::note::Vkey::parse(vkey).map_err(|e| CheckpointError::Key(e.to_string()))?;
+        match v.kind {
+            super::note::ED25519 => Ed25519Key::from_vkey(vkey)
+                .map(Self::Ed25519)
+                .map_err(|e| CheckpointError::Key(e.to_string())),
+            super::note::ECDSA => {
+                use p256::pkcs8::DecodePublicKey;
+                let key = p256::ecdsa::VerifyingKey::from_public_key_der(&v.key)
+                    .map_err(|_| CheckpointError::Key("not a P-256 public key".into()))?;
+                let key = PublicKey::from_sec1(key.to_sec1_point(false).as_bytes())
+                    .map_err(|e| CheckpointError::Key(e.to_string()))?;
+                if key_id(&key)? != v.id {
+                    return Err(CheckpointError::Key(
+                        "the key ID does not match the key".into(),
+                    ));
+                }
+                Ok(Self::Ecdsa {
+                    origin: v.name,
+                    key,
+                })
+            }
+            _ => Err(CheckpointError::Key(format!(
+                "signature type {:#04x} is not a log key type",
+                v.kind
+            ))),
+        }
+    }
+
+    /// The log it names.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::Ed25519(k) => &k.name,
+            Self::Ecdsa { origin, .. } => origin,
+        }
+    }
+
+    /// Verifies a checkpoint note of its log.
+    pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        match self {
+            Self::Ed25519(k) => verify_ed25519(note, &k.name, k),
+            Self::Ecdsa { origin, key } => verify(note, origin, key),
+        }
+    }
+}
+
 /// The witnesses of `cosigners` whose valid cosignature the note carries, with their times. A
 /// known witness's line that does not verify rejects the note.
 pub fn cosigned_by<'a>(
@@ -272,7 +329,9 @@ pub fn cosigned_by<'a>(
     let mut found: Vec<(&Cosigner, u64)> = Vec::new();
     for line in &lines {
         for c in cosigners {
-            if let Some(t) = c.check(&text, line).map_err(|_| CheckpointError::Cosignature(c.name.clone()))?
+            if let Some(t) = c
+                .check(&text, line)
+                .map_err(|_| CheckpointError::Cosignature(c.name.clone()))?
                 && !found.iter().any(|(f, _)| f.name == c.name)
             {
                 found.push((c, t));

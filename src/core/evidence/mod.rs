@@ -10,5 +10,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod export;
 pub mod note;
-pub mod tiles;
+pub mod proof;
 pub mod statement;
+pub mod tiles;
+pub mod witness;

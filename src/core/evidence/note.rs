@@ -75,7 +75,11 @@ pub fn line(name: &str, id: [u8; 4], signature: &[u8]) -> String {
 pub fn vkey(name: &str, id: [u8; 4], kind: u8, key: &[u8]) -> String {
     let mut blob = vec![kind];
     blob.extend_from_slice(key);
-    format!("{name}+{}+{}", hex::encode(id), Base64::encode_string(&blob))
+    format!(
+        "{name}+{}+{}",
+        hex::encode(id),
+        Base64::encode_string(&blob)
+    )
 }
 
 /// A parsed verifier key: its name, ID, type and key bytes.
@@ -104,9 +108,7 @@ impl Vkey {
             .filter(|_| id.len() == 8)
             .ok_or(NoteError::Vkey("the key ID is not 8 hex digits"))?;
         let blob = Base64::decode_vec(b64).map_err(|_| NoteError::Vkey("key is not base64"))?;
-        let (&kind, key) = blob
-            .split_first()
-            .ok_or(NoteError::Vkey("empty key"))?;
+        let (&kind, key) = blob.split_first().ok_or(NoteError::Vkey("empty key"))?;
         Ok(Self {
             name: name.to_string(),
             id,
@@ -333,11 +335,14 @@ mod tests {
         sig.extend_from_slice(&wsk.sign(&Cosigner::message(TEXT, 1_700_000_000)).to_bytes());
         let cosig = parse_lines(&line(&w.name, w.id(), &sig)).unwrap();
         assert_eq!(w.check(TEXT, &cosig[0]).unwrap(), Some(1_700_000_000));
-        assert_eq!(key.check(TEXT, &cosig[0]).unwrap(), false);
+        assert!(!key.check(TEXT, &cosig[0]).unwrap());
         let mut late = cosig[0].clone();
         late.signature[7] ^= 1;
         assert!(w.check(TEXT, &late).is_err());
         assert_eq!(Cosigner::from_vkey(&w.vkey()).unwrap(), w);
-        assert!(Ed25519Key::from_vkey(&w.vkey()).is_err(), "a 0x04 key is not a 0x01 key");
+        assert!(
+            Ed25519Key::from_vkey(&w.vkey()).is_err(),
+            "a 0x04 key is not a 0x01 key"
+        );
     }
 }

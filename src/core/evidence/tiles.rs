@@ -69,7 +69,13 @@ pub fn encode_index(n: u64) -> String {
     groups
         .iter()
         .enumerate()
-        .map(|(i, g)| if i < last { format!("x{g}") } else { (*g).to_string() })
+        .map(|(i, g)| {
+            if i < last {
+                format!("x{g}")
+            } else {
+                (*g).to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -136,7 +142,7 @@ pub fn unbundle(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]
@@ -160,19 +166,34 @@ mod tests {
         assert_eq!(count(0, true), 273);
         assert_eq!(count(1, true), 1);
         assert_eq!(count(2, true), 0);
-        let partial: Vec<_> = t.iter().filter(|x| !x.is_full()).map(|x| x.path()).collect();
-        assert_eq!(partial, ["tile/0/273.p/112", "tile/1/001.p/17", "tile/2/000.p/1"]);
-        assert_eq!(new_tiles(0, 256).iter().map(Tile::path).collect::<Vec<_>>(), [
-            "tile/0/000",
-            "tile/1/000.p/1"
-        ]);
+        let partial: Vec<_> = t
+            .iter()
+            .filter(|x| !x.is_full())
+            .map(|x| x.path())
+            .collect();
+        assert_eq!(
+            partial,
+            ["tile/0/273.p/112", "tile/1/001.p/17", "tile/2/000.p/1"]
+        );
+        assert_eq!(
+            new_tiles(0, 256).iter().map(Tile::path).collect::<Vec<_>>(),
+            ["tile/0/000", "tile/1/000.p/1"]
+        );
     }
 
     #[test]
     fn growing_writes_only_what_changed() {
-        let paths = |old, new| new_tiles(old, new).iter().map(Tile::path).collect::<Vec<_>>();
+        let paths = |old, new| {
+            new_tiles(old, new)
+                .iter()
+                .map(Tile::path)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(paths(3, 7), ["tile/0/000.p/7"]);
-        assert_eq!(paths(250, 300), ["tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1"]);
+        assert_eq!(
+            paths(250, 300),
+            ["tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1"]
+        );
         assert_eq!(paths(300, 310), ["tile/0/001.p/54"]);
         assert!(paths(7, 7).is_empty());
         let t = new_tiles(0, 3)[0];

@@ -90,6 +90,8 @@ impl InProcess {
             },
             config_sha256: "00".repeat(32),
             checkpoint_interval: std::time::Duration::ZERO,
+            witnesses: Vec::new(),
+            witness_timeout: std::time::Duration::from_secs(5),
         };
         let facts = DaemonFacts {
             boot_id: "service-test".into(),
