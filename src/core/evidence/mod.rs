@@ -9,4 +9,5 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod rotation;
 pub mod statement;
