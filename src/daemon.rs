@@ -568,6 +568,7 @@ fn settings(config: &Config, config_text: &str) -> Result<Settings, DaemonError>
         admin: admin_policy(config)?,
         config_sha256: hex::encode(Sha256::digest(config_text.as_bytes())),
         checkpoint_interval: Duration::from_millis(config.evidence.checkpoint_interval_ms),
+        rotation_overlap: Duration::from_secs(config.keys.rotation_overlap_s),
     })
 }
 
@@ -620,6 +621,7 @@ pub async fn run(
     );
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
     let statements = tokio::spawn(service.clone().sign_statements());
+    let keys = tokio::spawn(service.clone().keep_keys_published());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -687,6 +689,8 @@ pub async fn run(
     // Every statement was answered while the calls drained.
     statements.abort();
     let _ = statements.await;
+    keys.abort();
+    let _ = keys.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

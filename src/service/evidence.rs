@@ -191,7 +191,10 @@ impl Service {
             size: head.size,
             root: head.root,
         };
-        let key = self.daemon_key("log")?;
+        // Held until the checkpoint is stored: a rotation waits, so the old key never signs a
+        // head that includes the rotation.
+        let keys = self.daemon_keys.read().await;
+        let key = super::role_key(&keys, "log")?;
         let note = self
             .backend
             .sign_checkpoint(key, &cp)
@@ -203,6 +206,7 @@ impl Service {
                 log::put_checkpoint(tx.conn(), head.size, &head.root, &stored, unix_now())
             })
             .await?;
+        drop(keys);
         tracing::debug!(size = head.size, "checkpoint signed");
         let (publication, text) = (self.publication.clone(), note.clone());
         if let Err(e) = blocking(move || publication.write("checkpoint", text.as_bytes())).await {
@@ -574,16 +578,28 @@ impl Service {
             )));
         }
         let limit = p.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-        let log_key = self.daemon_key("log")?;
+        let keys = self.daemon_keys.read().await;
+        let log_key = super::role_key(&keys, "log")?;
         if p.from < end {
             let newest = self
                 .signed()
-                .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))
-                .and_then(|s| {
-                    checkpoint::verify(&s.note, &self.origin, &log_key.public)
-                        .map_err(Internal::checkpoint("the newest checkpoint"))
-                        .map_err(Error::from)
-                })?;
+                .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))?;
+            // The newest checkpoint may still be by a log key rotated out since.
+            let store = self.store.clone();
+            let mut candidates = vec![log_key.public];
+            candidates.extend(
+                blocking(move || store.past_keys())
+                    .await?
+                    .into_iter()
+                    .filter(|k| k.role == "log")
+                    .map(|k| k.public),
+            );
+            let newest = candidates
+                .iter()
+                .find_map(|k| checkpoint::verify(&newest.note, &self.origin, k).ok())
+                .ok_or(Internal::checkpoint("the newest checkpoint")(
+                    checkpoint::CheckpointError::Unsigned,
+                ))?;
             let store = self.store.clone();
             let unsigned = blocking(move || {
                 store.read(|c| {
@@ -621,6 +637,7 @@ impl Service {
             }
         }
         let (store, origin, key) = (self.store.clone(), self.origin.clone(), log_key.public);
+        drop(keys);
         blocking(move || {
             store.read(|c| crate::ledger::export::read_page(c, &origin, &key, p.from, end, limit))
         })

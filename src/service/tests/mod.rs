@@ -90,6 +90,7 @@ impl InProcess {
             },
             config_sha256: "00".repeat(32),
             checkpoint_interval: std::time::Duration::ZERO,
+            rotation_overlap: std::time::Duration::from_secs(3600),
         };
         let facts = DaemonFacts {
             boot_id: "service-test".into(),
