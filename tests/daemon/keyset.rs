@@ -24,7 +24,8 @@ fn keys_export(d: &Daemon) -> KeySet {
 }
 
 fn published(d: &Daemon) -> KeySet {
-    let text = std::fs::read_to_string(d.dir.join("public").join("jwks.json")).unwrap();
+    let text =
+        std::fs::read_to_string(d.dir.join("state").join("public").join("jwks.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -38,7 +39,7 @@ fn issue(d: &Daemon) -> Value {
     d.admin()
         .call(
             Method::AdminVoucherIssue,
-            json!({"agent": "shop-bot", "level": "L5", "currency": "CNY",
+            json!({"agent": "shop-bot", "level": "L5", "currency": "CNY", "budget": 100_000,
                    "expires_at": ari::clock::unix_now() + 86_400}),
         )
         .unwrap()
@@ -46,7 +47,7 @@ fn issue(d: &Daemon) -> Value {
 
 /// The issuer JWS of a voucher (its compact form up to the first `~`).
 fn issuer_jws(voucher: &Value) -> String {
-    let compact = voucher["compact"].as_str().unwrap();
+    let compact = voucher["voucher"].as_str().unwrap();
     compact.split('~').next().unwrap().to_string()
 }
 
