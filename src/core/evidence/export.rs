@@ -319,7 +319,7 @@ pub fn verify(
 
     // Checkpoints: read first; each signature is checked when the stream reaches its size, by
     // the log key in force there (rotations in the log change it), and each root is compared.
-    let mut checkpoints: HashMap<u64, (Checkpoint, String)> = HashMap::new();
+    let mut checkpoints: HashMap<u64, (Checkpoint, String, String)> = HashMap::new();
     let listing = files
         .checkpoints()
         .map_err(|e| err("checkpoints", "missing", e.to_string()))?;
@@ -340,7 +340,7 @@ pub fn verify(
                 ),
             ));
         }
-        checkpoints.insert(cp.size, (cp, note));
+        checkpoints.insert(cp.size, (cp, note, name));
     }
     let since = since
         .map(|note| {
@@ -387,11 +387,10 @@ pub fn verify(
      -> Result<(), VerifyError> {
         let size = frontier.size();
         let root = frontier.root();
-        if let Some((cp, note)) = checkpoints.get(&size) {
-            let at = format!("checkpoint of size {size}");
+        if let Some((cp, note, name)) = checkpoints.get(&size) {
             if cp.root != root {
                 return Err(err(
-                    at,
+                    format!("checkpoint of size {size}"),
                     "root",
                     format!(
                         "the entries before it do not hash to its root: entry {} or one before it was altered after it was signed",
@@ -399,7 +398,7 @@ pub fn verify(
                     ),
                 ));
             }
-            log_keys.check(at, note)?;
+            log_keys.check(format!("checkpoint {name}"), note)?;
             summary.checkpoints += 1;
             summary.latest = Some(size);
         }
@@ -1004,7 +1003,10 @@ mod tests {
         let dir = export_signed(&drafts, &[(2, &[1]), (3, &[1]), (5, &[2])]);
         let e = verify_dir(dir.path(), &old, None).unwrap_err();
         assert_eq!(e.check(), "signature", "{e}");
-        assert!(e.to_string().contains("checkpoint of size 3"), "{e}");
+        assert!(
+            e.to_string().contains("checkpoint 000000000003.note"),
+            "{e}"
+        );
         // Starting from the new key, the rotation does not chain on: the log began elsewhere.
         let dir = export_signed(&drafts, &[(2, &[1]), (5, &[2])]);
         let e = verify_dir(dir.path(), &new, None).unwrap_err();
