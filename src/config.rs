@@ -58,6 +58,30 @@ pub struct Config {
     /// What the daemon publishes for verifiers who are not on this host.
     #[serde(default)]
     pub publish: PublishConfig,
+    /// The daemon's own keys and their rotation.
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// The daemon's own keys (issuer, log) and their rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// After `arictl keys rotate`, how long verifiers keep accepting the old key as they
+    /// accept the new one (it signs nothing from the rotation on), unless the operator gives
+    /// `--overlap`; after it the key set lists the old key as retired. One week by default.
+    pub rotation_overlap_s: u64,
+}
+
+/// The longest overlap accepted: a year.
+pub const MAX_ROTATION_OVERLAP_S: u64 = 366 * 86_400;
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            rotation_overlap_s: 7 * 86_400,
+        }
+    }
 }
 
 /// The publish directory: static files for verifiers, kept current by the daemon.
@@ -416,6 +440,9 @@ impl Config {
         }
         if !(100..=60_000).contains(&self.evidence.witness_timeout_ms) {
             return Err(bad("evidence.witness_timeout_ms", "between 100 and 60000"));
+        }
+        if self.keys.rotation_overlap_s > MAX_ROTATION_OVERLAP_S {
+            return Err(bad("keys.rotation_overlap_s", "at most 31622400 (a year)"));
         }
         if self.evidence.checkpoint_interval_ms > 60_000 {
             return Err(bad(

@@ -570,6 +570,7 @@ fn settings(config: &Config, config_text: &str) -> Result<Settings, DaemonError>
         checkpoint_interval: Duration::from_millis(config.evidence.checkpoint_interval_ms),
         witnesses: config.evidence.witnesses.clone(),
         witness_timeout: Duration::from_millis(config.evidence.witness_timeout_ms),
+        rotation_overlap: Duration::from_secs(config.keys.rotation_overlap_s),
     })
 }
 
@@ -624,6 +625,7 @@ pub async fn run(
     let statements = tokio::spawn(service.clone().sign_statements());
     let published = tokio::spawn(service.clone().keep_published());
     let witnessed = tokio::spawn(service.clone().keep_witnessed());
+    let keys = tokio::spawn(service.clone().keep_keys_published());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -696,6 +698,8 @@ pub async fn run(
     // Every statement was answered while the calls drained.
     statements.abort();
     let _ = statements.await;
+    keys.abort();
+    let _ = keys.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

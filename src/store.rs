@@ -173,7 +173,21 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE status IN ('authorized', 'pending');
     CREATE INDEX payment_due ON payment (voucher_id, report_deadline)
         WHERE status = 'authorized' AND outcome IS NULL AND report_deadline IS NOT NULL;",
-    // 8: the log's Ed25519 note key, and the newest checkpoint each witness cosigned.
+    // 8: keys that stopped signing (rotated daemon keys, agents' replaced and retired keys),
+    // kept for the published key set's history; retired agents' keys are filled in by
+    // `STEP_WORK`.
+    "CREATE TABLE key_history (
+        kid           TEXT PRIMARY KEY,
+        role          TEXT NOT NULL CHECK (role = 'issuer' OR role = 'log' OR role = 'agent'),
+        agent_id      TEXT,
+        instance_id   TEXT,
+        public_key    BLOB NOT NULL,
+        not_before    INTEGER NOT NULL,
+        not_after     INTEGER NOT NULL,
+        overlap_until INTEGER,
+        log_index     INTEGER
+    ) STRICT;",
+    // 9: the log's Ed25519 note key, and the newest checkpoint each witness cosigned.
     "CREATE TABLE log_ed25519_key (
         one         INTEGER PRIMARY KEY CHECK (one = 1),
         key_id      BLOB NOT NULL,
@@ -191,7 +205,156 @@ pub const MIGRATIONS: &[&str] = &[
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
 type StepWork = (usize, fn(&Connection) -> Result<(), StoreError>);
 
-const STEP_WORK: &[StepWork] = &[(6, renumber_hashes)];
+const STEP_WORK: &[StepWork] = &[(6, renumber_hashes), (8, retired_key_history)];
+
+/// Schema step 8: the keys of agents retired before the key history existed, with the time of
+/// their last change as the end of their window.
+fn retired_key_history(conn: &Connection) -> Result<(), StoreError> {
+    let mut read = conn.prepare(
+        "SELECT id, instance_id, public_key, created_at, updated_at FROM agent WHERE status = 'retired'",
+    )?;
+    let rows = read.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, instance, public, created, updated) = row?;
+        let key = PublicKey::from_sec1(&public)
+            .map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO key_history (kid, role, agent_id, instance_id, public_key, not_before, not_after)
+             VALUES (?1, 'agent', ?2, ?3, ?4, ?5, ?6)",
+            params![key.thumbprint(), id, instance, public, created, updated],
+        )?;
+    }
+    Ok(())
+}
+
+/// A key that stopped signing, as the key set's history publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastKey {
+    /// `issuer`, `log` or `agent`.
+    pub role: String,
+    /// The agent, for an agent's key.
+    pub agent: Option<String>,
+    /// The agent's instance the key belonged to.
+    pub instance: Option<String>,
+    /// The public key.
+    pub public: PublicKey,
+    /// Unix seconds: when it began signing.
+    pub not_before: i64,
+    /// Unix seconds: when it stopped.
+    pub not_after: i64,
+    /// Unix seconds: the end of a rotated daemon key's overlap.
+    pub overlap_until: Option<i64>,
+    /// The evidence entry that rotated or retired it.
+    pub log_index: Option<u64>,
+}
+
+/// The log key in force at checkpoint size `from`, when a rotation has replaced it since: the
+/// oldest rotated log key whose `key.rotated` entry is at index `from` or later. `None` when the
+/// current log key was already in force.
+pub fn log_key_at(c: &Connection, from: u64) -> Result<Option<PublicKey>, StoreError> {
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let key: Option<Vec<u8>> = c
+        .query_row(
+            "SELECT public_key FROM key_history WHERE role = 'log' AND log_index >= ?1
+             ORDER BY log_index LIMIT 1",
+            [from],
+            |r| r.get(0),
+        )
+        .optional()?;
+    key.map(|k| {
+        PublicKey::from_sec1(&k).map_err(|e| StoreError::Corrupt(format!("past log key: {e}")))
+    })
+    .transpose()
+}
+
+/// Records a key that stopped signing (in a ledger job, with the entry that says so).
+pub fn put_past_key(c: &Connection, k: &PastKey) -> Result<(), StoreError> {
+    let r = c.execute(
+        "INSERT INTO key_history (kid, role, agent_id, instance_id, public_key, not_before, not_after, overlap_until, log_index)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            k.public.thumbprint(),
+            k.role,
+            k.agent,
+            k.instance,
+            k.public.to_sec1(),
+            k.not_before,
+            k.not_after,
+            k.overlap_until,
+            k.log_index.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+        ],
+    );
+    constraint_is_exists(r)
+}
+
+/// Hands the daemon's `role` to `new` (in a ledger job, with its `key.rotated` entry) and
+/// returns when the old key began signing.
+pub fn replace_daemon_key(c: &Connection, role: &str, new: &KeyInfo) -> Result<i64, StoreError> {
+    let since: i64 = c
+        .query_row(
+            "SELECT created_at FROM daemon_key WHERE role = ?1",
+            [role],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    let attributes =
+        serde_json::to_string(&new.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    c.execute(
+        "UPDATE daemon_key SET key_id = ?2, key_uri = ?3, public_key = ?4, attributes = ?5,
+                               created_at = ?6, certification = ?7
+         WHERE role = ?1",
+        params![
+            role,
+            new.id.0,
+            new.uri,
+            new.public.to_sec1(),
+            attributes,
+            now(),
+            certification_json(new)?
+        ],
+    )?;
+    Ok(since)
+}
+
+/// Gives agent `agent.id` its new instance and key (in a ledger job, with its `agent.rotated`
+/// entry): the certificate of the old key is dropped, the selectors and time replaced.
+pub fn replace_agent_key(c: &Connection, agent: &Agent) -> Result<(), StoreError> {
+    let selectors =
+        serde_json::to_string(&agent.selectors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let attributes = serde_json::to_string(&agent.key.attributes)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let n = c.execute(
+        "UPDATE agent SET instance_id = ?2, key_id = ?3, key_uri = ?4, public_key = ?5,
+                          attributes = ?6, selectors = ?7, certificate = NULL,
+                          certification = ?8, created_at = ?9, updated_at = ?9
+         WHERE id = ?1 AND status != 'retired'",
+        params![
+            agent.id,
+            agent.instance,
+            agent.key.id.0,
+            agent.key.uri,
+            agent.key.public.to_sec1(),
+            attributes,
+            selectors,
+            certification_json(&agent.key)?,
+            agent.created_at
+        ],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
 
 /// Schema step 6: moves the subtree hashes from `evidence_node`, keyed by (level, index), to
 /// `evidence_hash`, keyed by post-order place, and drops the old table.
@@ -455,6 +618,58 @@ impl Store {
                 params![key.id.0, key.uri, key.public.as_slice(), now()],
             )?;
             Ok(())
+        })
+    }
+
+    /// Unix seconds when the daemon's key for `role` began signing.
+    pub fn daemon_key_since(&self, role: &str) -> Result<Option<i64>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT created_at FROM daemon_key WHERE role = ?1",
+                [role],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Every key that stopped signing, oldest first.
+    pub fn past_keys(&self) -> Result<Vec<PastKey>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT role, agent_id, instance_id, public_key, not_before, not_after, overlap_until, log_index
+                 FROM key_history ORDER BY not_after, kid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (role, agent, instance, public, not_before, not_after, overlap_until, index) =
+                    row?;
+                let public = PublicKey::from_sec1(&public)
+                    .map_err(|e| StoreError::Corrupt(format!("past {role} key: {e}")))?;
+                out.push(PastKey {
+                    role,
+                    agent,
+                    instance,
+                    public,
+                    not_before,
+                    not_after,
+                    overlap_until,
+                    log_index: index.and_then(|i| u64::try_from(i).ok()),
+                });
+            }
+            Ok(out)
         })
     }
 

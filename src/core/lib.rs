@@ -19,7 +19,8 @@
 //! | [`voucher`] | delegation vouchers: claims, constraints, narrowing, chains, revocation lists |
 //! | [`payment`] | payment authorizations (closed mandates) and receipts, verified offline |
 //! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
-//! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, export verification |
+//! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, key rotations, export verification |
+//! | [`keyset`] | JWK Sets of every public key a verifier needs, with roles and validity windows |
 //!
 //! ## Checking a payment
 //!
@@ -52,6 +53,7 @@ pub mod attest;
 pub mod condition;
 pub mod evidence;
 pub mod jose;
+pub mod keyset;
 pub mod merkle;
 pub mod payment;
 pub mod voucher;

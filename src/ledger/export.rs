@@ -14,7 +14,10 @@ use rusqlite::Connection;
 use std::io::Write;
 use std::path::Path;
 
-/// Reads a page of at most `limit` entries from `from`, of an export that ends at `end`.
+/// Reads a page of at most `limit` entries from `from`, of an export that ends at `end`. The
+/// page's log key is the one in force at `from`: `log_key` (the current one) unless a rotation
+/// recorded at `from` or later replaced an older one (a database from before key rotations
+/// existed has no history, and no rotation).
 pub fn read_page(
     conn: &Connection,
     origin: &str,
@@ -23,6 +26,11 @@ pub fn read_page(
     end: u64,
     limit: u64,
 ) -> Result<Page, StoreError> {
+    let log_key = match crate::store::log_key_at(conn, from) {
+        Ok(k) => k.unwrap_or(*log_key),
+        Err(StoreError::Sqlite(e)) if e.to_string().contains("no such table") => *log_key,
+        Err(e) => return Err(e),
+    };
     let to = end.min(from.saturating_add(limit.max(1)));
     let frontier = Frontier::read(&StoredNodes(conn), from)?;
     let lower = if from == 0 { 0 } else { from + 1 };

@@ -60,6 +60,10 @@ pub struct ProvisionParams {
     /// A prefix of its cgroup path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// Provision an existing agent again: a new key and instance replace the old ones, whose
+    /// key is destroyed. Without it an existing id is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate: bool,
 }
 
 /// The params of `admin.agent_csr`.

@@ -10,6 +10,7 @@ use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
     InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
 };
+use super::keys::{RotateParams, Rotated};
 use super::payment::{
     Authorization, AuthorizeParams, DecisionParam, DecisionView, PaymentList, PaymentListParams,
     RejectParams, ReportParams, StatusParams,
@@ -20,6 +21,7 @@ use super::voucher::{
     VoucherView,
 };
 use crate::evidence::export::{InclusionProof, Page};
+use crate::keyset::KeySet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -187,6 +189,8 @@ methods! {
     AdminLogWitness => "admin.log_witness", Admin, WitnessParams => Witnessed;
     AdminTpmAk => "admin.tpm_ak", Admin, NoParams => TpmAk;
     AdminMetrics => "admin.metrics", Admin, NoParams => MetricsText;
+    AdminKeysExport => "admin.keys_export", Admin, NoParams => KeySet;
+    AdminKeysRotate => "admin.keys_rotate", Admin, RotateParams => Rotated;
 }
 
 impl std::fmt::Display for Method {

@@ -11,7 +11,7 @@
 //! this protocol has a result the caller must see.
 //!
 //! The types are grouped by domain: [`agent`], [`daemon`] (its own status, metrics and TPM),
-//! [`voucher`], [`payment`], [`evidence`].
+//! [`voucher`], [`payment`], [`evidence`], [`keys`].
 
 pub mod agent;
 mod code;
@@ -19,6 +19,7 @@ pub mod daemon;
 #[cfg(test)]
 mod document;
 pub mod evidence;
+pub mod keys;
 mod method;
 pub mod payment;
 #[cfg(test)]

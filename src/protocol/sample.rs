@@ -19,6 +19,7 @@ use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
     InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
 };
+use super::keys::{DaemonRole, RotateParams, Rotated};
 use super::payment::{
     Authorization, AuthorizeParams, Authorized, DecisionParam, DecisionStatus, DecisionView, Held,
     PaymentList, PaymentListParams, PaymentParams, RejectParams, ReportParams, StatusParams,
@@ -34,6 +35,7 @@ use crate::evidence::export::{InclusionProof, Page, PageCheckpoint};
 use crate::identity::certificate::CertificateSummary;
 use crate::identity::{AgentStatus, Selectors};
 use crate::jose::Jwk;
+use crate::keyset::{self, KeySet, Member, Role};
 use crate::ledger::{Outcome, PaymentStatus};
 use crate::payment::Receipt;
 use crate::store::VoucherStatus;
@@ -227,7 +229,34 @@ impl Sample for Status {
     }
 }
 
+impl Sample for KeySet {
+    fn samples() -> Vec<Self> {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let key =
+            crate::jose::PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes())
+                .unwrap();
+        let mut member =
+            Member::new(&key, Role::Agent, keyset::Status::Retired).window(Some(1), Some(2));
+        member.ari_overlap_until = Some(3);
+        member.ari_log_index = Some(4);
+        member.ari_agent = Some(text());
+        member.ari_instance = Some(text());
+        member.ari_name = Some(text());
+        vec![KeySet { keys: vec![member] }]
+    }
+}
+
 sample! {
+    RotateParams => RotateParams { role: DaemonRole::Log, overlap_s: Some(1) };
+    Rotated => Rotated {
+        role: DaemonRole::Issuer,
+        old_kid: text(),
+        kid: text(),
+        jwk: jwk(),
+        rotated_at: 1,
+        overlap_until: 2,
+        log_index: 3,
+    };
     NoParams => NoParams {};
     AgentParam => AgentParam { agent: text() };
     AttestParams => AttestParams { nonce: text() };
@@ -238,6 +267,7 @@ sample! {
         gid: Some(1),
         exe_sha256: Some(text()),
         cgroup: Some(text()),
+        rotate: true,
     };
     CsrParams => CsrParams { agent: text(), subject: text() };
     CertImportParams => CertImportParams { agent: text(), certificate: text() };

@@ -151,12 +151,12 @@ impl Service {
     }
 
     /// The log's verifier keys: Ed25519 first when the log has it, then ECDSA.
-    pub(super) fn vkeys(&self) -> Result<Vec<String>, Error> {
+    pub(super) async fn vkeys(&self) -> Result<Vec<String>, Error> {
         let mut keys = Vec::new();
         if let Some(k) = self.log_ed25519_key()? {
             keys.push(k.vkey());
         }
-        let ecdsa = checkpoint::ecdsa_vkey(&self.origin, &self.daemon_key("log")?.public)
+        let ecdsa = checkpoint::ecdsa_vkey(&self.origin, &self.daemon_key("log").await?.public)
             .map_err(Internal::checkpoint("the log's verifier key"))?;
         keys.push(ecdsa);
         Ok(keys)
@@ -217,7 +217,10 @@ impl Service {
             size: head.size,
             root: head.root,
         };
-        let key = self.daemon_key("log")?;
+        // Held until the checkpoint is stored: a rotation waits, so the old key never signs a
+        // head that includes the rotation.
+        let keys = self.daemon_keys.read().await;
+        let key = super::role_key(&keys, "log")?;
         let note = self
             .backend
             .sign_checkpoint(key, self.log_ed25519.as_ref(), &cp)
@@ -229,6 +232,7 @@ impl Service {
                 log::put_checkpoint(tx.conn(), head.size, &head.root, &stored, unix_now())
             })
             .await?;
+        drop(keys);
         tracing::debug!(size = head.size, "checkpoint signed");
         self.signed.send_replace(Some(Signed {
             size: head.size,
@@ -450,14 +454,15 @@ impl Service {
             tokio::time::Instant::now() + Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));
         let mut changes = self.signed.subscribe();
         loop {
-            if let Some(s) = changes.borrow_and_update().clone()
+            let current = changes.borrow_and_update().clone();
+            if let Some(s) = current
                 && s.size >= p.at_least
             {
                 return Ok(SignedCheckpoint {
                     origin: self.origin.clone(),
                     size: s.size,
                     note: s.note,
-                    vkeys: self.vkeys()?,
+                    vkeys: self.vkeys().await?,
                 });
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
@@ -597,16 +602,28 @@ impl Service {
             )));
         }
         let limit = p.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-        let log_key = self.daemon_key("log")?;
+        let keys = self.daemon_keys.read().await;
+        let log_key = super::role_key(&keys, "log")?;
         if p.from < end {
             let newest = self
                 .signed()
-                .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))
-                .and_then(|s| {
-                    checkpoint::verify(&s.note, &self.origin, &log_key.public)
-                        .map_err(Internal::checkpoint("the newest checkpoint"))
-                        .map_err(Error::from)
-                })?;
+                .ok_or_else(|| Error::NotYetCheckpointed("no checkpoint yet".into()))?;
+            // The newest checkpoint may still be by a log key rotated out since.
+            let store = self.store.clone();
+            let mut candidates = vec![log_key.public];
+            candidates.extend(
+                blocking(move || store.past_keys())
+                    .await?
+                    .into_iter()
+                    .filter(|k| k.role == "log")
+                    .map(|k| k.public),
+            );
+            let newest = candidates
+                .iter()
+                .find_map(|k| checkpoint::verify(&newest.note, &self.origin, k).ok())
+                .ok_or(Internal::checkpoint("the newest checkpoint")(
+                    checkpoint::CheckpointError::Unsigned,
+                ))?;
             let store = self.store.clone();
             let unsigned = blocking(move || {
                 store.read(|c| {
@@ -644,6 +661,7 @@ impl Service {
             }
         }
         let (store, origin, key) = (self.store.clone(), self.origin.clone(), log_key.public);
+        drop(keys);
         blocking(move || {
             store.read(|c| crate::ledger::export::read_page(c, &origin, &key, p.from, end, limit))
         })

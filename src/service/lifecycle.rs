@@ -61,11 +61,16 @@ impl Service {
         selectors
             .validate()
             .map_err(|m| Error::InvalidParams(m.into()))?;
-        if self.registry.get(&p.agent).is_some() {
-            return Err(Error::AgentExists(format!(
-                "agent {:?} exists (retired ids stay reserved)",
-                p.agent
-            )));
+        match (self.registry.get(&p.agent), p.rotate) {
+            (Some(existing), true) => return self.reprovision(existing, p.user, selectors).await,
+            (Some(_), false) => {
+                return Err(Error::AgentExists(format!(
+                    "agent {:?} exists (retired ids stay reserved); to give it a new key, provision it again with rotate",
+                    p.agent
+                )));
+            }
+            (None, true) => return Err(Error::AgentNotFound(p.agent)),
+            (None, false) => {}
         }
         if let Some(other) = self.registry.with_selectors(&selectors) {
             return Err(Error::AgentExists(format!(
@@ -119,6 +124,112 @@ impl Service {
         tracing::info!(agent = %agent.id, user = %agent.user, kid = %agent.key.public.thumbprint(), "agent provisioned");
         let view = agent_view(&agent);
         self.registry.put(agent);
+        self.publish_keys().await;
+        Ok(view)
+    }
+
+    /// Provisions `old` again: a new instance with a new key replaces it, its old key is
+    /// destroyed and kept in the key set's history, and one `agent.rotated` entry names both.
+    /// Vouchers stay bound to the key in their `cnf`, so those of the old key authorize
+    /// nothing any more; the operator issues new ones.
+    async fn reprovision(
+        &self,
+        old: Agent,
+        user: String,
+        selectors: Selectors,
+    ) -> Result<AgentView, Error> {
+        if old.status == AgentStatus::Retired {
+            return Err(Error::InvalidState(format!(
+                "agent {} is retired; retired ids stay reserved",
+                old.id
+            )));
+        }
+        if user != old.user {
+            return Err(Error::InvalidParams(format!(
+                "agent {} acts for {:?}; provisioning it again keeps its user",
+                old.id, old.user
+            )));
+        }
+        if let Some(other) = self.registry.with_selectors(&selectors)
+            && other != old.id
+        {
+            return Err(Error::AgentExists(format!(
+                "agent {other:?} already has exactly these selectors; a caller must match one agent"
+            )));
+        }
+        let key = self
+            .backend
+            .generate_key(format!("ari-agent:{}", old.id))
+            .await?;
+        // Exclusive: whatever the old key is signing finishes first; later calls find the new
+        // key.
+        let gate = self.gate.write().await;
+        let now = crate::clock::unix_now();
+        let agent = Agent {
+            id: old.id.clone(),
+            instance: random_hex(16)?,
+            user: old.user.clone(),
+            key,
+            selectors,
+            status: old.status,
+            certificate: None,
+            created_at: now,
+        };
+        let draft = Draft::new(
+            Kind::AgentRotated,
+            json!({
+                "instance": agent.instance,
+                "kid": agent.key.public.thumbprint(),
+                "jwk": agent.key.public.to_jwk(),
+                "key_store": self.backend.kind(),
+                "selectors": agent.selectors,
+                "previous": {
+                    "instance": old.instance,
+                    "kid": old.key.public.thumbprint(),
+                    "jwk": old.key.public.to_jwk(),
+                },
+            }),
+        )
+        .about(&agent.id, &agent.user);
+        let row = agent.clone();
+        let past = crate::store::PastKey {
+            role: "agent".into(),
+            agent: Some(old.id.clone()),
+            instance: Some(old.instance.clone()),
+            public: old.key.public,
+            not_before: old.created_at,
+            not_after: now,
+            overlap_until: None,
+            log_index: None,
+        };
+        let replaced = self
+            .ledger
+            .run(move |tx| {
+                crate::store::replace_agent_key(tx.conn(), &row)?;
+                let appended = tx.record(&draft)?;
+                crate::store::put_past_key(
+                    tx.conn(),
+                    &crate::store::PastKey {
+                        log_index: Some(appended.index),
+                        ..past
+                    },
+                )
+            })
+            .await;
+        if let Err(e) = replaced {
+            if let Err(d) = self.backend.destroy_key(agent.key.id.clone()).await {
+                tracing::error!(uri = %agent.key.uri, error = %d, "could not destroy the key of a failed re-provisioning");
+            }
+            return Err(e.into());
+        }
+        let view = agent_view(&agent);
+        self.registry.put(agent);
+        drop(gate);
+        if let Err(e) = self.backend.destroy_key(old.key.id.clone()).await {
+            tracing::error!(uri = %old.key.uri, error = %e, "could not destroy an agent's replaced key; it is no longer used, remove it from the key store by hand");
+        }
+        tracing::info!(agent = %view.agent, old = %old.key.public.thumbprint(), new = %view.key.kid, "agent provisioned again with a new key");
+        self.publish_keys().await;
         Ok(view)
     }
 
@@ -204,9 +315,27 @@ impl Service {
         };
         self.backend.destroy_key(a.key.id.clone()).await?;
         let id = a.id.clone();
+        let past = crate::store::PastKey {
+            role: "agent".into(),
+            agent: Some(a.id.clone()),
+            instance: Some(a.instance.clone()),
+            public: a.key.public,
+            not_before: a.created_at,
+            not_after: crate::clock::unix_now(),
+            overlap_until: None,
+            log_index: None,
+        };
         self.ledger
-            .run(move |tx| crate::store::forget_key(tx.conn(), &id))
+            .run(move |tx| {
+                crate::store::forget_key(tx.conn(), &id)?;
+                // A second retire call finds the key in the history already.
+                match crate::store::put_past_key(tx.conn(), &past) {
+                    Ok(()) | Err(StoreError::Exists) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
             .await?;
+        self.publish_keys().await;
         let mut a = a;
         a.key.id = crate::backend::KeyId(Vec::new());
         self.registry.put(a.clone());

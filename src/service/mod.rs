@@ -11,6 +11,7 @@ mod attestation;
 mod caller;
 mod delegation;
 mod evidence;
+mod keys;
 mod lifecycle;
 mod payment;
 mod publication;
@@ -38,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use caller::ConnInfo;
+pub use keys::JWKS_FILE;
 
 /// Request ids, unique within the daemon's life; they appear in every log line of a call.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -58,6 +60,9 @@ pub struct Settings {
     pub witnesses: Vec<crate::config::WitnessConfig>,
     /// How long one witness may take to answer.
     pub witness_timeout: std::time::Duration,
+    /// How long a rotated daemon key stays accepted beside the new one, unless the operator
+    /// says otherwise.
+    pub rotation_overlap: std::time::Duration,
 }
 
 /// Who may use the admin socket besides root.
@@ -107,7 +112,13 @@ pub struct Service {
     settings: std::sync::RwLock<(Settings, u64)>,
     started: std::time::Instant,
     started_at: i64,
-    daemon_keys: Vec<(&'static str, KeyInfo)>,
+    /// The daemon's own keys by role. Whoever signs with one holds this shared from choosing the
+    /// key until its output is committed; a rotation holds it exclusively.
+    daemon_keys: tokio::sync::RwLock<Vec<(&'static str, KeyInfo)>>,
+    /// One key rotation at a time.
+    rotations: tokio::sync::Mutex<()>,
+    /// Woken when a key is added, rotated or retired, for the key set's publisher.
+    keys_changed: tokio::sync::Notify,
     /// Serializes agent changes, so a read-modify-write of one agent never loses another's.
     agent_writes: tokio::sync::Mutex<()>,
     /// The group-committing writer for payments, delegations and revocations.
@@ -235,7 +246,9 @@ impl Service {
             settings: std::sync::RwLock::new((settings, 0)),
             started: std::time::Instant::now(),
             started_at: crate::clock::unix_now(),
-            daemon_keys,
+            daemon_keys: tokio::sync::RwLock::new(daemon_keys),
+            rotations: tokio::sync::Mutex::new(()),
+            keys_changed: tokio::sync::Notify::new(),
             agent_writes: tokio::sync::Mutex::new(()),
             ledger,
             gate: tokio::sync::RwLock::new(()),
@@ -378,15 +391,15 @@ impl Service {
             AdminLogExport => |p| self.log_export(p),
             AdminLogWitness => |p| self.log_witness(p),
             AdminTpmAk => |NoParams {}| self.tpm_ak(),
+            AdminKeysExport => |NoParams {}| self.keys_export(),
+            AdminKeysRotate => |p| self.keys_rotate(p),
         }
     }
 
-    fn daemon_key(&self, role: &str) -> Result<&KeyInfo, Error> {
-        self.daemon_keys
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, k)| k)
-            .ok_or_else(|| Internal::NoDaemonKey(role.to_owned()).into())
+    /// The daemon's key for `role` now, for reading its public half; a signer holds
+    /// `daemon_keys` instead, so that a rotation waits for it.
+    async fn daemon_key(&self, role: &str) -> Result<KeyInfo, Error> {
+        role_key(&self.daemon_keys.read().await, role).cloned()
     }
 
     fn agent(&self, id: &str) -> Result<Agent, Error> {
@@ -420,7 +433,7 @@ impl Service {
     /// Asks the key store something cheap (the issuer key's attributes) within two seconds.
     async fn probe_backend(&self) -> Health {
         let started = std::time::Instant::now();
-        let probe = match self.daemon_key("issuer") {
+        let probe = match self.daemon_key("issuer").await {
             Ok(k) => self.backend.describe_key(k.id.clone()),
             Err(e) => {
                 return Health::Error {
@@ -447,6 +460,8 @@ impl Service {
     async fn status(&self) -> Result<Status, Error> {
         let daemon_keys = self
             .daemon_keys
+            .read()
+            .await
             .iter()
             .map(|(role, k)| {
                 let key = DaemonKey {
@@ -525,6 +540,14 @@ impl Service {
         });
         Ok(MetricsText { text: m.render() })
     }
+}
+
+/// The key for `role` among the daemon's keys.
+fn role_key<'k>(keys: &'k [(&'static str, KeyInfo)], role: &str) -> Result<&'k KeyInfo, Error> {
+    keys.iter()
+        .find(|(r, _)| *r == role)
+        .map(|(_, k)| k)
+        .ok_or_else(|| Internal::NoDaemonKey(role.to_owned()).into())
 }
 
 /// Decodes `params` as method `C`'s, runs `handler` on them, and encodes its result: the one

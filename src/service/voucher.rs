@@ -110,7 +110,10 @@ impl Service {
                 agent.id
             )));
         }
-        let issuer = self.daemon_key("issuer")?;
+        // Held until the voucher is committed: a rotation waits, and after it the old key
+        // signs nothing.
+        let keys = self.daemon_keys.read().await;
+        let issuer = super::role_key(&keys, "issuer")?;
         let issued = now();
         let claims = VoucherClaims {
             iss: format!("urn:ari:issuer:{}", issuer.public.thumbprint()),
@@ -154,6 +157,7 @@ impl Service {
                 Ok((withheld, recorded))
             })
             .await?;
+        drop(keys);
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
         let stored = stored(compact, &claims, p.budget);
         tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
@@ -227,7 +231,8 @@ impl Service {
     pub(super) async fn voucher_revocations(&self) -> Result<Revocations, Error> {
         let store = self.store.clone();
         let revoked = blocking(move || store.revoked()).await?;
-        let issuer = self.daemon_key("issuer")?;
+        let keys = self.daemon_keys.read().await;
+        let issuer = super::role_key(&keys, "issuer")?;
         let list = RevocationList {
             iss: format!("urn:ari:issuer:{}", issuer.public.thumbprint()),
             iat: now(),
@@ -259,7 +264,7 @@ impl Service {
             .jwk
             .to_public_key()
             .map_err(|e| Error::InvalidParams(format!("jwk: {e}")))?;
-        if key == self.daemon_key("issuer")?.public {
+        if key == self.daemon_key("issuer").await?.public {
             return Err(Error::IssuerExists(
                 "that is the daemon's own issuer key".into(),
             ));
@@ -289,6 +294,7 @@ impl Service {
             Err(e) => return Err(e),
         }
         tracing::info!(issuer = %p.name, kid = %key.thumbprint(), "issuer registered");
+        self.publish_keys().await;
         Ok(IssuerAdded {
             kid: key.thumbprint(),
             name: p.name,
@@ -298,7 +304,7 @@ impl Service {
     pub(super) async fn issuer_list(&self) -> Result<IssuerList, Error> {
         let store = self.store.clone();
         let list = blocking(move || store.issuers()).await?;
-        let own = self.daemon_key("issuer")?;
+        let own = self.daemon_key("issuer").await?;
         let issuer = |name: &str, key: &crate::jose::PublicKey, own: bool| Issuer {
             name: name.to_string(),
             kid: key.thumbprint(),
@@ -336,6 +342,7 @@ impl Service {
             cache.clear();
         }
         tracing::info!(issuer = %p.name, "issuer removed");
+        self.publish_keys().await;
         Ok(IssuerRemoved {
             name: p.name,
             removed: true,

@@ -23,6 +23,7 @@ mod evidence;
 mod faults;
 mod hostile;
 mod keys;
+mod keyset;
 mod lifecycle;
 mod malformed;
 mod payment;

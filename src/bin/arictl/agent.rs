@@ -25,6 +25,7 @@ pub(crate) fn run(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
             exe,
             exe_sha256,
             cgroup,
+            rotate,
         } => {
             let exe_sha256 = match (exe, exe_sha256) {
                 (Some(path), _) => Some(sha256_file(path)?),
@@ -37,6 +38,7 @@ pub(crate) fn run(cli: &Cli, cmd: &AgentCmd) -> Result<()> {
                 gid: *gid,
                 exe_sha256,
                 cgroup: cgroup.clone(),
+                rotate: *rotate,
             };
             print_json(&call::<call::AdminAgentProvision>(admin, &params)?)
         }

@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// Register the keys of external voucher issuers (operator, admin socket).
     #[command(subcommand)]
     Issuer(IssuerCmd),
+    /// Export the key set (JWKS) and rotate the daemon's issuer and log keys (operator).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Ask for, follow and report payments (agent side), or confirm and list them (operator).
     #[command(subcommand)]
     Payment(PaymentCmd),
@@ -99,6 +102,32 @@ pub(crate) enum Command {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum KeysCmd {
+    /// Print every public key a verifier needs as one JWK Set: the daemon's issuer and log keys,
+    /// agents' keys, the TPM attestation key, external issuers, and rotated or retired keys with
+    /// their validity windows (the same document as jwks.json in the publish directory).
+    #[command(
+        after_help = "Examples:\n  arictl keys export > jwks.json\n  arictl keys export | jq '.keys[] | select(.ari_role == \"log\")'"
+    )]
+    Export,
+    /// Hand the daemon's issuer or log role to a new key made in the key store. The old key
+    /// signs nothing from now on and is destroyed; verifiers accept it beside the new one for
+    /// the overlap, then the key set lists it as retired.
+    #[command(
+        after_help = "Examples:\n  arictl keys rotate log\n  arictl keys rotate issuer --overlap 30d"
+    )]
+    Rotate {
+        /// `issuer` or `log`.
+        #[arg(value_parser = ["issuer", "log"])]
+        role: String,
+        /// How long verifiers keep accepting the old key (90s, 15m, 12h, 7d); the configured
+        /// keys.rotation_overlap_s by default.
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum AgentCmd {
     /// Generate an agent's key in the key store and register how its process is recognized.
     #[command(
@@ -126,6 +155,11 @@ pub(crate) enum AgentCmd {
         /// A cgroup path prefix the agent's process must be under.
         #[arg(long, value_name = "PREFIX")]
         cgroup: Option<String>,
+        /// Provision an existing agent again: a new key and instance replace the old ones, the
+        /// old key is destroyed (and listed as retired in the key set); vouchers bound to it
+        /// authorize nothing more, so issue new ones.
+        #[arg(long)]
+        rotate: bool,
     },
     /// List agents.
     #[command(after_help = "Examples:\n  arictl agent list\n  arictl agent list --json")]

@@ -14,6 +14,7 @@ mod cli;
 mod file;
 mod identity;
 mod issuer;
+mod keys;
 mod log;
 mod payment;
 mod rpc;
@@ -40,6 +41,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Metrics => status::metrics(cli),
         Command::Voucher(cmd) => voucher::run(cli, cmd),
         Command::Issuer(cmd) => issuer::run(cli, cmd),
+        Command::Keys(cmd) => keys::run(cli, cmd),
         Command::Payment(cmd) => payment::run(cli, cmd),
         Command::Identity { jwk } => identity::identity(cli, *jwk),
         Command::Attest { nonce } => identity::attest(cli, nonce),

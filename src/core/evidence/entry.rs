@@ -63,6 +63,13 @@ pub enum Kind {
     IssuerAdded,
     #[serde(rename = "issuer.removed")]
     IssuerRemoved,
+    /// An agent provisioned again with a new key (a new instance); its old key is destroyed.
+    #[serde(rename = "agent.rotated")]
+    AgentRotated,
+    /// One of the daemon's keys (`issuer`, `log`) handed over to a new key, signed by both
+    /// ([`super::rotation`]).
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
 }
 
 impl Kind {
@@ -89,6 +96,8 @@ impl Kind {
             Kind::AgentCertificateImported => "agent.certificate_imported",
             Kind::IssuerAdded => "issuer.added",
             Kind::IssuerRemoved => "issuer.removed",
+            Kind::AgentRotated => "agent.rotated",
+            Kind::KeyRotated => "key.rotated",
         }
     }
 }
@@ -347,6 +356,8 @@ mod tests {
             Kind::VoucherRevoked,
             Kind::PaymentReported,
             Kind::AgentStatement,
+            Kind::AgentRotated,
+            Kind::KeyRotated,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(k.name()));
         }

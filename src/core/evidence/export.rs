@@ -14,8 +14,11 @@
 //! [`verify_dir`]) or from memory ([`InMemory`]: a browser handed the files). It streams the
 //! entries once: each parses strictly and names its log and index,
 //! links to the leaf hash before it, statements verify under their agent's key, authorization
-//! entries name their own index; after each entry the root is compared with any checkpoint of
-//! that size, whose signature is checked first. Failures name the entry (or checkpoint) and the
+//! entries name their own index, key rotations carry both keys' signatures; after each entry
+//! the root is compared with any checkpoint of that size, whose signature must be by the log
+//! key in force at that size. The key given is the one in force at the export's first entry;
+//! a `key.rotated` entry of role `log` hands it to the next key, so checkpoints past the
+//! rotation must be signed by the new key and the old key's are refused there. Failures name the entry (or checkpoint) and the
 //! check. Memory stays O(log n) plus the agents' keys.
 //!
 //! The invariant: a verification never says OK for an entry no signature covers. Formats,
@@ -26,8 +29,9 @@
 //! apart ([`Summary::unsigned_tail`]) instead of failing, and never counts them as verified.
 //! Inclusion proofs ([`verify_inclusion`]) are always checked against a signed checkpoint.
 
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::{self, Checkpoint, CheckpointError};
 use super::entry::{self, Kind, VERSION};
+use super::rotation::{self, RotationFact};
 use super::statement::{self, StatementFact};
 use crate::jose::{self, Jwk, PublicKey};
 use crate::merkle::{self, Frontier, Hash};
@@ -87,7 +91,7 @@ pub enum VerifyError {
         /// `entry N`, `checkpoint of size N`, or a file.
         at: String,
         /// The check that failed: `format`, `version`, `log`, `index`, `prev`, `statement`,
-        /// `mandate`, `signature`, `root`, `missing`, `consistency`, `proof`.
+        /// `mandate`, `rotation`, `signature`, `root`, `missing`, `consistency`, `proof`.
         check: &'static str,
         /// What was found.
         detail: String,
@@ -313,13 +317,14 @@ pub fn verify(
     let mut frontier = Frontier::from_hashes(manifest.from, &frontier_hashes)
         .ok_or_else(|| err("log.json", "format", "the frontier does not match `from`"))?;
 
-    // Checkpoints: every signature first, then each root as the stream reaches its size.
-    let mut checkpoints: HashMap<u64, Checkpoint> = HashMap::new();
+    // Checkpoints: read first; each signature is checked when the stream reaches its size, by
+    // the log key in force there (rotations in the log change it), and each root is compared.
+    let mut checkpoints: HashMap<u64, (Checkpoint, String, String)> = HashMap::new();
     let listing = files
         .checkpoints()
         .map_err(|e| err("checkpoints", "missing", e.to_string()))?;
     for (name, note) in listing {
-        let cp = checkpoint::verify(&note, origin, key)
+        let cp = parse_note(&note, origin)
             .map_err(|e| err(format!("checkpoint {name}"), "signature", e.to_string()))?;
         let at = format!("checkpoint of size {}", cp.size);
         if name.trim_end_matches(".note").parse::<u64>().ok() != Some(cp.size) {
@@ -335,19 +340,21 @@ pub fn verify(
                 ),
             ));
         }
-        checkpoints.insert(cp.size, cp);
+        checkpoints.insert(cp.size, (cp, note, name));
     }
     let since = since
         .map(|note| {
-            checkpoint::verify(note, origin, key)
+            parse_note(note, origin)
+                .map(|cp| (cp, note.to_string()))
                 .map_err(|e| err("the --since checkpoint", "signature", e.to_string()))
         })
         .transpose()?;
-    if let Some(s) = &since
+    let since_at = |size: u64| format!("the --since checkpoint (size {size})");
+    if let Some((s, _)) = &since
         && (s.size < manifest.from || s.size > manifest.to)
     {
         return Err(err(
-            format!("the --since checkpoint (size {})", s.size),
+            since_at(s.size),
             "consistency",
             format!(
                 "the export holds entries {}..{}; export a range that covers it",
@@ -355,13 +362,14 @@ pub fn verify(
             ),
         ));
     }
+    let mut log_keys = LogKeys::new(origin, *key);
 
     // The end of what a signature covers: every root up to it is compared as the stream
     // reaches it, so by the end of the stream it is either checked or the export refused.
     let signed_end = checkpoints
         .keys()
         .copied()
-        .chain(since.as_ref().map(|s| s.size))
+        .chain(since.as_ref().map(|(s, _)| s.size))
         .max();
 
     let mut summary = Summary {
@@ -373,10 +381,13 @@ pub fn verify(
         kinds: Default::default(),
         unsigned_tail: None,
     };
-    let check_root = |frontier: &Frontier, summary: &mut Summary| -> Result<(), VerifyError> {
+    let check_root = |frontier: &Frontier,
+                      summary: &mut Summary,
+                      log_keys: &mut LogKeys|
+     -> Result<(), VerifyError> {
         let size = frontier.size();
         let root = frontier.root();
-        if let Some(cp) = checkpoints.get(&size) {
+        if let Some((cp, note, name)) = checkpoints.get(&size) {
             if cp.root != root {
                 return Err(err(
                     format!("checkpoint of size {size}"),
@@ -387,22 +398,25 @@ pub fn verify(
                     ),
                 ));
             }
+            log_keys.check(format!("checkpoint {name}"), note)?;
             summary.checkpoints += 1;
             summary.latest = Some(size);
         }
-        if let Some(s) = &since
+        if let Some((s, note)) = &since
             && s.size == size
-            && s.root != root
         {
-            return Err(err(
-                format!("the --since checkpoint (size {size})"),
-                "consistency",
-                "this log does not extend the checkpoint seen earlier: it was rewritten",
-            ));
+            if s.root != root {
+                return Err(err(
+                    since_at(size),
+                    "consistency",
+                    "this log does not extend the checkpoint seen earlier: it was rewritten",
+                ));
+            }
+            log_keys.check(since_at(size), note)?;
         }
         Ok(())
     };
-    check_root(&frontier, &mut summary)?;
+    check_root(&frontier, &mut summary, &mut log_keys)?;
 
     let stream = files
         .entries()
@@ -453,7 +467,7 @@ pub fn verify(
                 ),
             ));
         }
-        check_fact(index, &e, &mut keys)?;
+        check_fact(index, &e, &mut keys, &mut log_keys)?;
         if signed_end.is_some_and(|end| index < end) {
             *summary.kinds.entry(e.kind.name().to_string()).or_default() += 1;
         }
@@ -461,7 +475,7 @@ pub fn verify(
         frontier.push(leaf);
         prev = Some(leaf);
         index += 1;
-        check_root(&frontier, &mut summary)?;
+        check_root(&frontier, &mut summary, &mut log_keys)?;
     }
     if index < manifest.to {
         return Err(err(
@@ -473,6 +487,7 @@ pub fn verify(
             ),
         ));
     }
+    log_keys.finish()?;
     let covered = signed_end.unwrap_or(manifest.from).max(manifest.from);
     if covered < manifest.to {
         match (tail, signed_end) {
@@ -500,15 +515,119 @@ pub fn verify(
     Ok(summary)
 }
 
+/// Parses a signed note's checkpoint text, for the log `origin`, without judging its
+/// signatures (that waits for the log key in force at its size: [`LogKeys`]).
+fn parse_note(note: &str, origin: &str) -> Result<Checkpoint, CheckpointError> {
+    if note.len() > checkpoint::MAX_NOTE_BYTES {
+        return Err(CheckpointError::Format("the note is too long"));
+    }
+    let (text, _) = note.split_once("\n\n").ok_or(CheckpointError::Format(
+        "no blank line before the signatures",
+    ))?;
+    let cp = Checkpoint::parse_text(&format!("{text}\n"))?;
+    if cp.origin != origin {
+        return Err(CheckpointError::Origin {
+            expected: origin.to_string(),
+            found: cp.origin,
+        });
+    }
+    Ok(cp)
+}
+
+/// The log key through a log: the key given for the export's start, then each key a
+/// `key.rotated` entry of role `log` hands over to. A checkpoint must be signed by the key in
+/// force at its size (the old key up to a rotation's entry, the new one after it) or by a
+/// later key of the chain: a checkpoint the daemon signs after a rotation over an older size
+/// carries the new key's signature. A checkpoint by an earlier key past its rotation is refused.
+#[derive(Debug)]
+struct LogKeys<'a> {
+    origin: &'a str,
+    /// The key in force now.
+    current: PublicKey,
+    /// Checkpoints with no signature by the key in force at their size, waiting for a later
+    /// key: where each was found, and its note.
+    waiting: Vec<(String, String)>,
+}
+
+impl<'a> LogKeys<'a> {
+    fn new(origin: &'a str, key: PublicKey) -> Self {
+        Self {
+            origin,
+            current: key,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Checks `note`'s signature by the key in force, or sets it aside for a later key.
+    fn check(&mut self, at: String, note: &str) -> Result<(), VerifyError> {
+        match checkpoint::verify(note, self.origin, &self.current) {
+            Ok(_) => Ok(()),
+            Err(CheckpointError::Unsigned) => {
+                self.waiting.push((at, note.to_string()));
+                Ok(())
+            }
+            Err(e) => Err(err(at, "signature", e.to_string())),
+        }
+    }
+
+    /// The rotation in entry `index` hands the log from `old` to `new`.
+    fn rotate(&mut self, index: u64, old: PublicKey, new: PublicKey) -> Result<(), VerifyError> {
+        if old != self.current {
+            return Err(err(
+                entry_at(index),
+                "rotation",
+                format!(
+                    "rotates the log key from {}, but the log key in force is {}",
+                    old.thumbprint(),
+                    self.current.thumbprint()
+                ),
+            ));
+        }
+        self.current = new;
+        let mut still = Vec::new();
+        for (at, note) in std::mem::take(&mut self.waiting) {
+            match checkpoint::verify(&note, self.origin, &new) {
+                Ok(_) => {}
+                Err(CheckpointError::Unsigned) => still.push((at, note)),
+                Err(e) => return Err(err(at, "signature", e.to_string())),
+            }
+        }
+        self.waiting = still;
+        Ok(())
+    }
+
+    /// Fails on a checkpoint no key in force at its size or later signed.
+    fn finish(&self) -> Result<(), VerifyError> {
+        match self.waiting.first() {
+            None => Ok(()),
+            Some((at, _)) => Err(err(
+                at.clone(),
+                "signature",
+                "carries no signature by the log key in force at its size, nor by a later one",
+            )),
+        }
+    }
+}
+
 /// The checks an entry's fact gets beyond its format.
 fn check_fact(
     index: u64,
     e: &entry::Entry,
     keys: &mut HashMap<String, Jwk>,
+    log_keys: &mut LogKeys<'_>,
 ) -> Result<(), VerifyError> {
     let at = entry_at(index);
     match e.kind {
-        Kind::AgentProvisioned => {
+        Kind::KeyRotated => {
+            let fact: RotationFact = serde_json::from_value(e.fact.clone())
+                .map_err(|d| err(&at, "format", d.to_string()))?;
+            let (old, new) =
+                rotation::verify(&fact, &e.log).map_err(|d| err(&at, "rotation", d.to_string()))?;
+            if fact.role == "log" {
+                log_keys.rotate(index, old, new)?;
+            }
+        }
+        Kind::AgentProvisioned | Kind::AgentRotated => {
             if let (Some(agent), Some(jwk)) = (&e.agent, e.fact.get("jwk")) {
                 let jwk: Jwk = serde_json::from_value(jwk.clone())
                     .map_err(|d| err(&at, "format", d.to_string()))?;
@@ -795,5 +914,126 @@ mod tests {
         let at = files.entries.iter().position(|&b| b == b'{').unwrap() + 1;
         files.entries.insert(at, b' ');
         assert!(verify(&files, &key, None, Tail::Refuse).is_err());
+    }
+
+    /// Writes an export of `drafts` with checkpoints of the given sizes, each signed by the
+    /// given keys (seeds).
+    fn export_signed(drafts: &[Draft], signed: &[(u64, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
+        let mut tree = MemoryTree::new();
+        let mut prev = None;
+        let mut lines = String::new();
+        for (i, d) in drafts.iter().enumerate() {
+            let bytes = d
+                .encode(LOG, i as u64, prev.as_ref(), 1_700_000_000)
+                .unwrap();
+            let leaf = merkle::leaf_hash(&bytes);
+            tree.push(leaf);
+            prev = Some(leaf);
+            lines.push_str(std::str::from_utf8(&bytes).unwrap());
+            lines.push('\n');
+        }
+        std::fs::write(dir.path().join("entries.jsonl"), lines).unwrap();
+        for &(size, seeds) in signed {
+            let cp = Checkpoint {
+                origin: LOG.into(),
+                size,
+                root: tree.root(size).unwrap(),
+            };
+            let mut note = String::new();
+            for &seed in seeds {
+                let (sk, pk) = rotation::tests::pair(seed);
+                let sig: p256::ecdsa::Signature = sk.sign_prehash(&cp.digest()).unwrap();
+                let one = checkpoint::note(&cp, &pk, &sig.to_bytes().into()).unwrap();
+                if note.is_empty() {
+                    note = one;
+                } else {
+                    note.push_str(one.rsplit_once("\n\n").unwrap().1);
+                }
+            }
+            std::fs::write(
+                dir.path().join(format!("checkpoints/{size:012}.note")),
+                note,
+            )
+            .unwrap();
+        }
+        let manifest = Manifest {
+            origin: LOG.into(),
+            from: 0,
+            to: drafts.len() as u64,
+            frontier: Vec::new(),
+        };
+        std::fs::write(
+            dir.path().join("log.json"),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Five entries whose third (index 2) rotates the log key from seed 1 to seed 2.
+    fn rotated_log() -> Vec<Draft> {
+        (0..5)
+            .map(|i| {
+                if i == 2 {
+                    let fact = rotation::tests::fact(LOG, "log", 1, 2);
+                    Draft::new(Kind::KeyRotated, serde_json::to_value(fact).unwrap())
+                } else {
+                    Draft::new(Kind::AgentFrozen, serde_json::json!({ "n": i }))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checkpoints_change_key_at_a_log_key_rotation() {
+        let old = rotation::tests::pair(1).1;
+        let new = rotation::tests::pair(2).1;
+        let drafts = rotated_log();
+        // The old key up to the rotation (size 2 ends before it), the new one after.
+        let dir = export_signed(&drafts, &[(2, &[1]), (3, &[2]), (5, &[2])]);
+        let s = verify_dir(dir.path(), &old, None).unwrap();
+        assert_eq!((s.to, s.checkpoints), (5, 3));
+        assert_eq!(s.kinds.get("key.rotated"), Some(&1));
+        // A checkpoint of an older size signed by the new key after the rotation is accepted.
+        let dir = export_signed(&drafts, &[(1, &[2]), (5, &[2])]);
+        verify_dir(dir.path(), &old, None).unwrap();
+        // The old key past its rotation is refused, even beside a checkpoint by the new key.
+        let dir = export_signed(&drafts, &[(2, &[1]), (3, &[1]), (5, &[2])]);
+        let e = verify_dir(dir.path(), &old, None).unwrap_err();
+        assert_eq!(e.check(), "signature", "{e}");
+        assert!(
+            e.to_string().contains("checkpoint 000000000003.note"),
+            "{e}"
+        );
+        // Starting from the new key, the rotation does not chain on: the log began elsewhere.
+        let dir = export_signed(&drafts, &[(2, &[1]), (5, &[2])]);
+        let e = verify_dir(dir.path(), &new, None).unwrap_err();
+        assert_eq!(e.check(), "rotation", "{e}");
+    }
+
+    #[test]
+    fn a_tampered_rotation_entry_does_not_verify() {
+        let old = rotation::tests::pair(1).1;
+        let mut drafts = rotated_log();
+        // The new key's signature replaced by the old key's: only one key signed.
+        let mut fact: RotationFact = serde_json::from_value(drafts[2].fact.clone()).unwrap();
+        fact.signatures.new = fact.signatures.old.clone();
+        drafts[2].fact = serde_json::to_value(fact).unwrap();
+        let dir = export_signed(&drafts, &[(2, &[1]), (5, &[2])]);
+        let e = verify_dir(dir.path(), &old, None).unwrap_err();
+        assert_eq!(e.check(), "rotation", "{e}");
+        assert!(e.to_string().starts_with("entry 2:"), "{e}");
+        // A third key swapped in as the new one: its signature is missing.
+        let mut drafts = rotated_log();
+        let mut fact: RotationFact = serde_json::from_value(drafts[2].fact.clone()).unwrap();
+        let third = rotation::tests::pair(3).1;
+        fact.new.kid = third.thumbprint();
+        fact.new.jwk = third.to_jwk();
+        drafts[2].fact = serde_json::to_value(fact).unwrap();
+        let dir = export_signed(&drafts, &[(2, &[1]), (5, &[3])]);
+        let e = verify_dir(dir.path(), &old, None).unwrap_err();
+        assert_eq!(e.check(), "rotation", "{e}");
     }
 }

@@ -11,6 +11,7 @@ pub mod entry;
 pub mod export;
 pub mod note;
 pub mod proof;
+pub mod rotation;
 pub mod statement;
 pub mod tiles;
 pub mod witness;

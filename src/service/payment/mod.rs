@@ -206,15 +206,23 @@ impl Service {
         }
     }
 
-    /// Every issuer key a root voucher may be signed by.
-    async fn trusted_issuers(&self) -> Result<Vec<PublicKey>, Error> {
-        let mut keys = vec![self.daemon_key("issuer")?.public];
+    /// Every issuer key a root voucher may be signed by: the daemon's, the registered ones,
+    /// and with `past` the daemon's rotated issuer keys, which still verify the vouchers they
+    /// signed before their rotation (all of them in the store: a rotated key signs no more).
+    async fn trusted_issuers(&self, past: bool) -> Result<Vec<PublicKey>, Error> {
+        let mut keys = vec![self.daemon_key("issuer").await?.public];
         let store = self.store.clone();
+        let (issuers, history) = blocking(move || {
+            let history = if past { store.past_keys()? } else { Vec::new() };
+            Ok::<_, crate::store::StoreError>((store.issuers()?, history))
+        })
+        .await?;
+        keys.extend(issuers.into_iter().map(|(_, k)| k));
         keys.extend(
-            blocking(move || store.issuers())
-                .await?
+            history
                 .into_iter()
-                .map(|(_, k)| k),
+                .filter(|k| k.role == "issuer")
+                .map(|k| k.public),
         );
         Ok(keys)
     }
@@ -254,7 +262,7 @@ impl Service {
         rows.reverse();
         let compacts: Vec<String> = rows.iter().map(|r| r.compact.clone()).collect();
         let links: Vec<&str> = compacts.iter().map(String::as_str).collect();
-        let trusted = self.trusted_issuers().await?;
+        let trusted = self.trusted_issuers(true).await?;
         let claims = voucher::verify_chain_with(&links, &trusted, DAEMON_CHECKS).map_err(|e| {
             Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
         })?;
@@ -280,7 +288,7 @@ impl Service {
     /// Verifies and registers a root voucher signed by a registered issuer for one of this
     /// daemon's agents.
     pub(super) async fn import_voucher(&self, compact: &str) -> Result<StoredVoucher, Error> {
-        let trusted = self.trusted_issuers().await?;
+        let trusted = self.trusted_issuers(false).await?;
         let claims = voucher::verify_chain_with(&[compact], &trusted, DAEMON_CHECKS)
             .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
             .pop()

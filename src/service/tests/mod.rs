@@ -92,6 +92,7 @@ impl InProcess {
             checkpoint_interval: std::time::Duration::ZERO,
             witnesses: Vec::new(),
             witness_timeout: std::time::Duration::from_secs(5),
+            rotation_overlap: std::time::Duration::from_secs(3600),
         };
         let facts = DaemonFacts {
             boot_id: "service-test".into(),

@@ -188,6 +188,7 @@ impl Target {
             gid: None,
             exe_sha256: Some(digest),
             cgroup: None,
+            rotate: false,
         })?;
         Ok(id)
     }
