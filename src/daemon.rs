@@ -620,6 +620,7 @@ pub async fn run(
     );
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
     let statements = tokio::spawn(service.clone().sign_statements());
+    let status_list = tokio::spawn(service.clone().keep_status_list());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -687,6 +688,9 @@ pub async fn run(
     // Every statement was answered while the calls drained.
     statements.abort();
     let _ = statements.await;
+    // A change not yet published is, from the state, at the next start.
+    status_list.abort();
+    let _ = status_list.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

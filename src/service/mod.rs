@@ -13,6 +13,7 @@ mod delegation;
 mod evidence;
 mod lifecycle;
 mod payment;
+mod status;
 #[cfg(test)]
 mod tests;
 mod voucher;
@@ -36,6 +37,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use caller::ConnInfo;
+pub use status::{
+    REFRESH_BEFORE_EXP_S, STATUS_LIST_FILE, STATUS_LIST_TTL_S, STATUS_LIST_VALIDITY_S,
+};
 
 /// Request ids, unique within the daemon's life; they appear in every log line of a call.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -120,6 +124,11 @@ pub struct Service {
     publication: Publication,
     /// The newest signed checkpoint.
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
+    /// Bumped on every change of a voucher's status (revocation, freeze, unfreeze,
+    /// retirement): wakes [`Service::keep_status_list`].
+    status_dirty: tokio::sync::watch::Sender<u64>,
+    /// The newest published voucher status list.
+    status_list: tokio::sync::watch::Sender<Option<crate::protocol::voucher::StatusListToken>>,
     /// The TPM's attestation key, on a TPM.
     ak: Option<crate::jose::Jwk>,
     /// Agents' statements on their way to be signed in batches.
@@ -238,6 +247,8 @@ impl Service {
                 size: c.size,
                 note: c.note,
             })),
+            status_dirty: tokio::sync::watch::Sender::new(0),
+            status_list: tokio::sync::watch::Sender::new(None),
             ak,
             statements,
             statement_queue: std::sync::Mutex::new(Some(statement_queue)),
@@ -348,7 +359,7 @@ impl Service {
             AdminVoucherShow => |p| self.voucher_show(p),
             AdminVoucherRevoke => |p| self.voucher_revoke(p),
             AdminVoucherImport => |p| self.voucher_import(p),
-            AdminVoucherRevocations => |NoParams {}| self.voucher_revocations(),
+            AdminVoucherStatusList => |NoParams {}| self.voucher_status_list(),
             AdminIssuerAdd => |p| self.issuer_add(p),
             AdminIssuerList => |NoParams {}| self.issuer_list(),
             AdminIssuerRemove => |p| self.issuer_remove(p),

@@ -27,6 +27,7 @@ mod lifecycle;
 mod malformed;
 mod payment;
 mod python_client;
+mod status;
 mod systemd;
 mod tpm;
 mod tpm_wire;
