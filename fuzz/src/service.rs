@@ -4,8 +4,8 @@
 //! every run makes the same keys (a seed's voucher then verifies against the fresh daemon's
 //! issuer key, and a replayed input meets the keys it was found with).
 
-use ari::backend::memory::MemoryBackend;
 use ari::attest::DaemonFacts;
+use ari::backend::memory::MemoryBackend;
 use ari::peer::PeerCred;
 use ari::protocol::Role;
 use ari::service::{AdminPolicy, ConnInfo, Service, Settings};

@@ -146,7 +146,7 @@ impl Service {
     }
 
     /// Keeps the published status list current until the daemon stops: at start, after every
-    /// change ([`Service::status_changed`]), and before the published one expires.
+    /// revocation, freeze, unfreeze or retirement, and before the published one expires.
     pub async fn keep_status_list(self: Arc<Self>) {
         let mut changes = self.status_dirty.subscribe();
         loop {
