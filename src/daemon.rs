@@ -626,6 +626,7 @@ pub async fn run(
     let published = tokio::spawn(service.clone().keep_published());
     let witnessed = tokio::spawn(service.clone().keep_witnessed());
     let keys = tokio::spawn(service.clone().keep_keys_published());
+    let status_list = tokio::spawn(service.clone().keep_status_list());
 
     let sockets = listeners(&config, std::mem::take(&mut control.sockets))?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -700,6 +701,9 @@ pub async fn run(
     let _ = statements.await;
     keys.abort();
     let _ = keys.await;
+    // A change not yet published is, from the state, at the next start.
+    status_list.abort();
+    let _ = status_list.await;
     // Sockets systemd passed stay: systemd owns them and queues clients until the next start.
     for path in &sockets.owned {
         let _ = std::fs::remove_file(path);

@@ -140,6 +140,9 @@ pub enum Internal {
     /// A file of the publish directory could not be written.
     #[error(transparent)]
     Publish(#[from] crate::publish::PublishError),
+    /// The voucher status list could not be built.
+    #[error("the voucher status list: {0}")]
+    StatusList(#[from] crate::voucher::status::StatusError),
     /// The system's random number generator failed.
     #[error("no randomness: {0}")]
     Randomness(#[source] getrandom::Error),
@@ -159,6 +162,12 @@ pub enum Internal {
 
 impl From<crate::publish::PublishError> for Error {
     fn from(e: crate::publish::PublishError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<crate::voucher::status::StatusError> for Error {
+    fn from(e: crate::voucher::status::StatusError) -> Self {
         Self::Internal(e.into())
     }
 }

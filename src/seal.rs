@@ -16,9 +16,9 @@
 //!   that entry or not at all.
 //!
 //! Two signatures restate what is already durable rather than add a fact, and are made without an
-//! entry: the log key's checkpoints (over the log's committed head) and the issuer's revocation
-//! list (over committed revocations): [`KeyStore::sign_checkpoint`] and
-//! [`KeyStore::sign_revocations`] make only those.
+//! entry: the log key's checkpoints (over the log's committed head) and the issuer's voucher
+//! status list (over committed revocations and agent states): [`KeyStore::sign_checkpoint`] and
+//! [`KeyStore::sign_status_list`] make only those.
 
 use crate::attest::tpm::Quote;
 use crate::backend::{
@@ -266,8 +266,9 @@ impl KeyStore {
             .map(|k| checkpoint::add_ed25519(&note, &checkpoint.origin, &k, &signature)))
     }
 
-    /// The issuer's signature over a revocation list built from committed revocations.
-    pub async fn sign_revocations(
+    /// The issuer's signature over a Status List Token built from committed voucher and agent
+    /// states.
+    pub async fn sign_status_list(
         &self,
         key: &KeyInfo,
         list: SigningInput,

@@ -200,6 +200,18 @@ pub const MIGRATIONS: &[&str] = &[
         size        INTEGER NOT NULL,
         cosigned_at INTEGER NOT NULL
     ) STRICT;",
+    // 10: places in the voucher status list (IETF Token Status List). An index is taken before
+    // the voucher that carries it is signed, in a commit of its own, and rows are never deleted,
+    // so no index is handed out twice (one whose voucher was never stored stays VALID and
+    // unused). A voucher this daemon signed records its index; imported ones have none.
+    "CREATE TABLE status_index (
+        idx          INTEGER PRIMARY KEY CHECK (idx >= 0),
+        allocated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TRIGGER status_index_kept BEFORE DELETE ON status_index
+        BEGIN SELECT RAISE(ABORT, 'a status index is never released'); END;
+    ALTER TABLE voucher ADD COLUMN status_idx INTEGER REFERENCES status_index (idx);
+    CREATE UNIQUE INDEX voucher_status_idx ON voucher (status_idx) WHERE status_idx IS NOT NULL;",
 ];
 
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
@@ -779,24 +791,6 @@ impl Store {
         })
     }
 
-    /// Revoked vouchers with the time of revocation, oldest first.
-    pub fn revoked(&self) -> Result<Vec<(StoredVoucher, i64)>, StoreError> {
-        self.with(|c| {
-            let list = select_vouchers(c, "status = 'revoked' AND ?1 IS NULL", None)?;
-            let mut out = Vec::with_capacity(list.len());
-            for v in list {
-                let at: Option<i64> = c.query_row(
-                    "SELECT revoked_at FROM voucher WHERE id = ?1",
-                    [&v.id],
-                    |r| r.get(0),
-                )?;
-                out.push((v, at.unwrap_or(0)));
-            }
-            out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
-            Ok(out)
-        })
-    }
-
     /// External issuers by name.
     pub fn issuers(&self) -> Result<Vec<(String, PublicKey)>, StoreError> {
         self.with(|c| {
@@ -961,6 +955,77 @@ pub(crate) fn insert_voucher(c: &Connection, v: &StoredVoucher) -> Result<(), St
         params![v.id, v.digest, v.agent, v.compact, v.parent, v.issued_at, v.expires_at, budget],
     );
     constraint_is_exists(r)
+}
+
+/// Takes the next place in the voucher status list (in a ledger job of its own, committed before
+/// the voucher that carries it is signed). Places are never handed out twice.
+pub(crate) fn allocate_status_index(c: &Connection) -> Result<u64, StoreError> {
+    let idx: i64 = c.query_row(
+        "INSERT INTO status_index (idx, allocated_at)
+         SELECT coalesce(max(idx) + 1, 0), ?1 FROM status_index
+         RETURNING idx",
+        [now()],
+        |r| r.get(0),
+    )?;
+    u64::try_from(idx).map_err(|_| StoreError::Corrupt(format!("status index {idx}")))
+}
+
+/// Records the status list place of voucher `id` (in the job that stores the voucher).
+pub(crate) fn set_status_index(c: &Connection, id: &str, idx: u64) -> Result<(), StoreError> {
+    let idx = i64::try_from(idx).map_err(|_| StoreError::Corrupt(format!("status index {idx}")))?;
+    let n = c.execute(
+        "UPDATE voucher SET status_idx = ?2 WHERE id = ?1",
+        params![id, idx],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+/// One voucher's place in the status list, with what decides its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// Its index.
+    pub idx: u64,
+    /// The voucher's own state.
+    pub voucher: VoucherStatus,
+    /// Its agent's.
+    pub agent: AgentStatus,
+}
+
+/// The vouchers with a place in the status list, and one past the highest place handed out.
+pub(crate) fn status_entries(c: &Connection) -> Result<(u64, Vec<StatusEntry>), StoreError> {
+    let count = |n: i64| u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("index {n}")));
+    let next: i64 = c.query_row(
+        "SELECT coalesce(max(idx) + 1, 0) FROM status_index",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut stmt = c.prepare_cached(
+        "SELECT v.status_idx, v.status, a.status FROM voucher v JOIN agent a ON a.id = v.agent_id
+         WHERE v.status_idx IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, VoucherStatus>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (idx, voucher, agent) = row?;
+        let agent = AgentStatus::parse(&agent)
+            .ok_or_else(|| StoreError::Corrupt(format!("agent status {agent:?}")))?;
+        out.push(StatusEntry {
+            idx: count(idx)?,
+            voucher,
+            agent,
+        });
+    }
+    Ok((count(next)?, out))
 }
 
 /// The voucher with this id or digest.

@@ -4,7 +4,7 @@
 //! First byte even: the rest is a receipt (`{"authorization","chain","attestation"}` JSON) as a
 //! verifier receives it, checked as it is.
 //! Odd: the rest is `{"chain": [voucher claims], "authorization": claims, "bundle": bundle,
-//! "revoked": revocation list}` (all optional, any JSON). The harness signs the chain
+//! "status": Status List Token claims}` (all optional, any JSON). The harness signs the chain
 //! (`sign_chain`), fills in what the fuzzer cannot compute when absent — the authorization's
 //! `vouchers` digests and `attestation_sha256`, the bundle's `binding` — signs the
 //! authorization with the leaf's holder key and verifies the receipt, so every check after
@@ -12,13 +12,13 @@
 #![no_main]
 
 use ari::payment::{self, Receipt};
-use ari::voucher::revocation::RevocationList;
+use ari::voucher::status::Verified;
 use ari_fuzz::{NOW, issuer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-fn check(receipt: &Receipt, revoked: Option<&RevocationList>) {
-    if let Ok(v) = payment::verify(receipt, &[issuer().pk], revoked, NOW) {
+fn check(receipt: &Receipt, status: Option<&Verified>) {
+    if let Ok(v) = payment::verify(receipt, &[issuer().pk], status, NOW) {
         assert_eq!(v.chain.len(), receipt.chain.len());
         assert!(v.claims.iat < v.claims.exp && NOW < v.claims.exp);
         let leaf = v.chain.last().expect("a verified chain is not empty");
@@ -39,6 +39,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut input) = serde_json::from_slice::<Value>(rest) else {
         return;
     };
-    let (receipt, revoked) = ari_fuzz::build_receipt(&mut input);
-    check(&receipt, revoked.as_ref());
+    let (receipt, status) = ari_fuzz::build_receipt(&mut input);
+    check(&receipt, status.as_ref());
 });

@@ -371,15 +371,15 @@ fn sign_attest(obj: &mut Value) {
 }
 
 /// The payment target's receipt builder: `input` is `{"chain": [voucher claims],
-/// "authorization": claims, "bundle": attestation bundle, "revoked": revocation list}` (all
-/// optional). Signs the chain, fills in the authorization's absent `vouchers` and
+/// "authorization": claims, "bundle": attestation bundle, "status": Status List Token claims}`
+/// (all optional; the token is signed by the issuer here and kept if it verifies). Signs the chain, fills in the authorization's absent `vouchers` and
 /// `attestation_sha256` and the bundle's absent `binding`, and signs the authorization with the
 /// leaf's holder key.
 pub fn build_receipt(
     input: &mut Value,
 ) -> (
     ari::payment::Receipt,
-    Option<ari::voucher::revocation::RevocationList>,
+    Option<ari::voucher::status::Verified>,
 ) {
     use ari::payment::{self, AUTHORIZATION_TYP, AuthorizationClaims, Receipt};
     let claims = match input.get("chain") {
@@ -428,8 +428,11 @@ pub fn build_receipt(
         chain,
         attestation: b64(&bundle_bytes),
     };
-    let revoked = input.get("revoked").and_then(|r| {
-        serde_json::from_value::<ari::voucher::revocation::RevocationList>(r.clone()).ok()
+    let status = input.get("status").and_then(|claims| {
+        use ari::voucher::status::{self, STATUS_LIST_TYP};
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
+        let token = jws(STATUS_LIST_TYP, &issuer().kid, &payload, issuer());
+        status::verify(&token, &[issuer().pk], None).ok()
     });
-    (receipt, revoked)
+    (receipt, status)
 }

@@ -4,8 +4,8 @@
 //! every run makes the same keys (a seed's voucher then verifies against the fresh daemon's
 //! issuer key, and a replayed input meets the keys it was found with).
 
-use ari::backend::memory::MemoryBackend;
 use ari::attest::DaemonFacts;
+use ari::backend::memory::MemoryBackend;
 use ari::peer::PeerCred;
 use ari::protocol::Role;
 use ari::service::{AdminPolicy, ConnInfo, Service, Settings};
@@ -80,15 +80,21 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
             ledger,
             facts,
             settings,
-            ORIGIN.into(),
+            ari::publish::Publication {
+                dir: dir.join("public"),
+                url: format!("https://{ORIGIN}"),
+                origin: ORIGIN.into(),
+            },
         )
         .await
         .expect("service"),
     );
     // The daemon's background tasks: the checkpoint signer, so evidence.checkpoint and the
-    // proofs have a signed head, and the statement signer, which answers evidence.record.
+    // proofs have a signed head, the statement signer, which answers evidence.record, and the
+    // status list publisher, which revocations and freezes wake.
     let checkpoints = tokio::spawn(service.clone().keep_checkpoints());
     let statements = tokio::spawn(service.clone().sign_statements());
+    let status_list = tokio::spawn(service.clone().keep_status_list());
     let cred = PeerCred {
         pid: std::process::id() as i32,
         uid: 0,
@@ -115,5 +121,7 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
     let _ = checkpoints.await;
     statements.abort();
     let _ = statements.await;
+    status_list.abort();
+    let _ = status_list.await;
     answers
 }

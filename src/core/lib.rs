@@ -16,7 +16,7 @@
 //! | [`jose`] | ES256 JWK/JWS encoding and verification, base64url |
 //! | [`merkle`] | the RFC 9162 Merkle tree: roots, inclusion and consistency proofs and their checks |
 //! | [`condition`] | the condition language of L4 vouchers: parsing and evaluation on facts |
-//! | [`voucher`] | delegation vouchers: claims, constraints, narrowing, chains, revocation lists |
+//! | [`voucher`] | delegation vouchers: claims, constraints, narrowing, chains, and their status in an IETF Token Status List |
 //! | [`payment`] | payment authorizations (closed mandates) and receipts, verified offline |
 //! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
 //! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, key rotations, export verification |

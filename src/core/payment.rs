@@ -11,12 +11,13 @@
 //!
 //! A [`Receipt`] is what an agent hands a verifier: the authorization, the voucher chain (root
 //! first) and the bundle. [`verify`] checks all of it and names the failed check; it needs only
-//! the trusted issuer keys and, optionally, a signed revocation list.
+//! the trusted issuer keys and, optionally, the issuer's Status List Token (already verified with
+//! [`crate::voucher::status::verify`]), which says whether a voucher was revoked or suspended.
 
 use crate::attest::Bundle;
 use crate::jose::{self, JoseError, PublicKey};
 use crate::voucher::constraint::{AutonomyLevel, Constraint};
-use crate::voucher::revocation::RevocationList;
+use crate::voucher::status::{self, StatusError};
 use crate::voucher::{self, VoucherClaims, VoucherError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -155,6 +156,9 @@ pub enum PaymentError {
     /// The authorization's signature or encoding failed.
     #[error("authorization: {0}")]
     Jose(#[from] JoseError),
+    /// A voucher of the chain is not valid in the status list, or the list does not apply.
+    #[error("status: {0}")]
+    Status(#[from] StatusError),
     /// A named check failed.
     #[error("authorization: {check}: {message}")]
     Check {
@@ -183,12 +187,13 @@ pub struct Verified {
     pub bundle: Bundle,
 }
 
-/// Checks a receipt at time `now` against trusted issuer keys and, if given, a revocation list
-/// already verified with [`crate::voucher::revocation::verify`].
+/// Checks a receipt at time `now` against trusted issuer keys and, if given, a Status List
+/// Token already verified with [`crate::voucher::status::verify`]: every voucher of the chain
+/// that references that list must be VALID in it ([`status::Verified::check_chain`]).
 pub fn verify(
     receipt: &Receipt,
     trusted: &[PublicKey],
-    revoked: Option<&RevocationList>,
+    status: Option<&status::Verified>,
     now: i64,
 ) -> Result<Verified, PaymentError> {
     let links: Vec<&str> = receipt.chain.iter().map(String::as_str).collect();
@@ -238,10 +243,8 @@ pub fn verify(
             ));
         }
     }
-    if let Some(list) = revoked
-        && let Some(d) = digests.iter().find(|d| list.revoked_before(d, c.iat))
-    {
-        return Err(fail("revocation", format!("voucher {d} was revoked")));
+    if let Some(list) = status {
+        list.check_chain(&chain)?;
     }
     check_limits(&c, &chain)?;
     let bundle_bytes = jose::b64url_decode(&receipt.attestation)

@@ -468,6 +468,7 @@ mod tests {
             cnf: Confirmation { jwk: pk.to_jwk() },
             parent: None,
             constraints,
+            status: None,
         }
     }
 

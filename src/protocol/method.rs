@@ -17,7 +17,7 @@ use super::payment::{
 };
 use super::voucher::{
     DelegateParams, Delegated, IssueParams, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved,
-    NameParam, Revocations, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked,
+    NameParam, StatusListToken, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked,
     VoucherView,
 };
 use crate::evidence::export::{InclusionProof, Page};
@@ -168,7 +168,7 @@ methods! {
     AdminVoucherShow => "admin.voucher_show", Admin, VoucherParam => VoucherView;
     AdminVoucherRevoke => "admin.voucher_revoke", Admin, VoucherParam => VoucherRevoked;
     AdminVoucherImport => "admin.voucher_import", Admin, VoucherParam => VoucherView;
-    AdminVoucherRevocations => "admin.voucher_revocations", Admin, NoParams => Revocations;
+    AdminVoucherStatusList => "admin.voucher_status_list", Admin, NoParams => StatusListToken;
     AdminIssuerAdd => "admin.issuer_add", Admin, IssuerParams => IssuerAdded;
     AdminIssuerList => "admin.issuer_list", Admin, NoParams => IssuerList;
     AdminIssuerRemove => "admin.issuer_remove", Admin, NameParam => IssuerRemoved;

@@ -26,7 +26,7 @@ use super::payment::{
 };
 use super::voucher::{
     DelegateParams, Delegated, IssueParams, Issuer, IssuerAdded, IssuerList, IssuerParams,
-    IssuerRemoved, NameParam, Revocations, VoucherList, VoucherListParams, VoucherParam,
+    IssuerRemoved, NameParam, StatusListToken, VoucherList, VoucherListParams, VoucherParam,
     VoucherRevoked, VoucherView,
 };
 use crate::attest::tpm::{BatchPath, Certification};
@@ -326,7 +326,16 @@ sample! {
     VoucherView => voucher_view();
     VoucherList => VoucherList { vouchers: vec![voucher_view()] };
     VoucherRevoked => VoucherRevoked { id: text(), status: VoucherStatus::Revoked };
-    Revocations => Revocations { list: text(), count: 1 };
+    StatusListToken => StatusListToken {
+        token: text(),
+        uri: text(),
+        file: text(),
+        iat: 1,
+        exp: 1,
+        entries: 1,
+        invalid: 1,
+        suspended: 1,
+    };
     IssuerParams => IssuerParams { name: text(), jwk: jwk() };
     NameParam => NameParam { name: text() };
     IssuerAdded => IssuerAdded { name: text(), kid: text() };

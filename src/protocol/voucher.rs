@@ -99,13 +99,25 @@ pub struct VoucherRevoked {
     pub status: VoucherStatus,
 }
 
-/// The result of `admin.voucher_revocations`.
+/// The result of `admin.voucher_status_list`: the newest signed voucher status list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocations {
-    /// The revocation list, a compact JWS signed by the issuer key.
-    pub list: String,
-    /// How many vouchers it names.
-    pub count: usize,
+pub struct StatusListToken {
+    /// The Status List Token (`typ` `statuslist+jwt`), signed by the issuer key.
+    pub token: String,
+    /// Its URL (the token's `sub`, what vouchers name in `status.status_list.uri`).
+    pub uri: String,
+    /// The file in the publish directory it is written to, relative to that directory.
+    pub file: String,
+    /// Signed at, Unix seconds.
+    pub iat: i64,
+    /// Good until, Unix seconds; the daemon signs a new one well before.
+    pub exp: i64,
+    /// How many entries the list has.
+    pub entries: u64,
+    /// How many vouchers it lists as INVALID (revoked, or their agent retired).
+    pub invalid: u64,
+    /// How many as SUSPENDED (their agent is frozen).
+    pub suspended: u64,
 }
 
 /// The params of `admin.issuer_add`.

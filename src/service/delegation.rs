@@ -53,7 +53,7 @@ impl Service {
             )));
         }
         let now = unix_now();
-        let claims = VoucherClaims {
+        let mut claims = VoucherClaims {
             iss: format!("urn:ari:agent:{}", parent_agent.id),
             sub: leaf.sub.clone(),
             iat: now,
@@ -67,11 +67,17 @@ impl Service {
             },
             parent: Some(chain.leaf_digest().to_string()),
             constraints: p.constraints,
+            status: None,
         };
         let index = chain.ids.len();
         voucher::check_claims(&claims, index, voucher::Checks::at(now))
             .map_err(|e| Error::Widens(e.to_string()))?;
         voucher::check_narrowing(&claims, leaf, index).map_err(|e| Error::Widens(e.to_string()))?;
+        // Its place in the status list, taken once the request is known to be sound, in a
+        // commit of its own before the signature.
+        let status = self.take_status().await?;
+        let idx = status.status_list.idx;
+        claims.status = Some(status);
         let carve = policy::budget(&claims).map(|(_, m)| m);
         let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
             .map_err(Internal::jose("a delegated voucher"))?;
@@ -106,6 +112,7 @@ impl Service {
                 }
                 let row = super::voucher::stored(withheld.for_the_log(tx), &job_claims, carve);
                 crate::store::insert_voucher(tx.conn(), &row)?;
+                crate::store::set_status_index(tx.conn(), &row.id, idx)?;
                 let mut draft =
                     super::evidence::voucher_draft(Kind::VoucherDelegated, &row, &job_claims)
                         .runtime(runtime);
@@ -125,6 +132,7 @@ impl Service {
         };
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
         let row = super::voucher::stored(compact, &claims, carve);
+        self.status_placed(idx);
         tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
         Ok(Delegated {
             id: row.id,

@@ -275,6 +275,8 @@ impl Service {
             .await?;
         agent.status = to;
         self.registry.put(agent.clone());
+        // Its vouchers read SUSPENDED (frozen), VALID again (unfrozen) or INVALID (retired).
+        self.status_changed();
         tracing::info!(agent = %id, status = to.as_str(), "agent status changed");
         Ok(agent)
     }

@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod payment;
 mod publication;
+mod status;
 #[cfg(test)]
 mod tests;
 mod voucher;
@@ -40,6 +41,9 @@ use std::sync::Arc;
 
 pub use caller::ConnInfo;
 pub use keys::JWKS_FILE;
+pub use status::{
+    REFRESH_BEFORE_EXP_S, STATUS_LIST_FILE, STATUS_LIST_TTL_S, STATUS_LIST_VALIDITY_S,
+};
 
 /// Request ids, unique within the daemon's life; they appear in every log line of a call.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -137,6 +141,11 @@ pub struct Service {
     publication: Publication,
     /// The newest signed checkpoint.
     signed: tokio::sync::watch::Sender<Option<evidence::Signed>>,
+    /// Bumped on every change of a voucher's status (revocation, freeze, unfreeze,
+    /// retirement): wakes [`Service::keep_status_list`].
+    status_dirty: tokio::sync::watch::Sender<u64>,
+    /// The newest published voucher status list.
+    status_list: tokio::sync::watch::Sender<Option<crate::protocol::voucher::StatusListToken>>,
     /// The TPM's attestation key, on a TPM.
     ak: Option<crate::jose::Jwk>,
     /// The log's Ed25519 note key, where the key store has Ed25519.
@@ -260,6 +269,8 @@ impl Service {
                 size: c.size,
                 note: c.note,
             })),
+            status_dirty: tokio::sync::watch::Sender::new(0),
+            status_list: tokio::sync::watch::Sender::new(None),
             ak,
             log_ed25519,
             statements,
@@ -371,7 +382,7 @@ impl Service {
             AdminVoucherShow => |p| self.voucher_show(p),
             AdminVoucherRevoke => |p| self.voucher_revoke(p),
             AdminVoucherImport => |p| self.voucher_import(p),
-            AdminVoucherRevocations => |NoParams {}| self.voucher_revocations(),
+            AdminVoucherStatusList => |NoParams {}| self.voucher_status_list(),
             AdminIssuerAdd => |p| self.issuer_add(p),
             AdminIssuerList => |NoParams {}| self.issuer_list(),
             AdminIssuerRemove => |p| self.issuer_remove(p),

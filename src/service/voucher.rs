@@ -1,20 +1,19 @@
 //! Voucher methods on the admin socket: issue (signed by the daemon's issuer key inside the
-//! token), list, show, revoke. Spending against vouchers is the payment methods' business.
+//! token, with its place in the status list), list, show, revoke (published in the status
+//! list). Spending against vouchers is the payment methods' business.
 
 use super::{Service, blocking};
 use crate::clock::unix_now as now;
 use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
-use crate::jose::{Header, SigningInput};
 use crate::protocol::voucher::{
     IssueParams, Issuer, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved, NameParam,
-    Revocations, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked, VoucherView,
+    VoucherList, VoucherListParams, VoucherParam, VoucherRevoked, VoucherView,
 };
 use crate::seal::Prepared;
 use crate::store::{StoreError, StoredVoucher, VoucherStatus};
 use crate::voucher::constraint::{Constraint, Currency};
-use crate::voucher::revocation::{REVOCATION_TYP, RevocationList, Revoked};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
 use serde_json::json;
 
@@ -115,7 +114,7 @@ impl Service {
         let keys = self.daemon_keys.read().await;
         let issuer = super::role_key(&keys, "issuer")?;
         let issued = now();
-        let claims = VoucherClaims {
+        let mut claims = VoucherClaims {
             iss: format!("urn:ari:issuer:{}", issuer.public.thumbprint()),
             sub: agent.user.clone(),
             iat: issued,
@@ -129,6 +128,7 @@ impl Service {
             },
             parent: None,
             constraints: constraints(&p)?,
+            status: None,
         };
         if claims.exp <= issued {
             return Err(Error::InvalidParams("expires_at is in the past".into()));
@@ -139,6 +139,10 @@ impl Service {
         };
         voucher::check_claims(&claims, 0, checks)
             .map_err(|e| Error::InvalidParams(e.to_string()))?;
+        // Its place in the status list, in a commit of its own before the signature.
+        let status = self.take_status().await?;
+        let idx = status.status_list.idx;
+        claims.status = Some(status);
         let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
             .map_err(Internal::jose("a root voucher"))?;
         let withheld = self
@@ -152,6 +156,7 @@ impl Service {
             .commit(move |tx| {
                 let row = stored(withheld.for_the_log(tx), &job_claims, budget);
                 crate::store::insert_voucher(tx.conn(), &row)?;
+                crate::store::set_status_index(tx.conn(), &row.id, idx)?;
                 let draft = super::evidence::voucher_draft(Kind::VoucherIssued, &row, &job_claims);
                 let recorded = tx.record_signed(draft, withheld.digest(), ())?;
                 Ok((withheld, recorded))
@@ -160,7 +165,8 @@ impl Service {
         drop(keys);
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
         let stored = stored(compact, &claims, p.budget);
-        tracing::info!(voucher = %stored.id, agent = %agent.id, "voucher issued");
+        self.status_placed(idx);
+        tracing::info!(voucher = %stored.id, agent = %agent.id, status_idx = idx, "voucher issued");
         Ok(stored)
     }
 
@@ -209,6 +215,7 @@ impl Service {
             Err(e) => return Err(e.into()),
         };
         if changed {
+            self.status_changed();
             tracing::info!(voucher = %v.id, "voucher revoked");
         }
         Ok(VoucherRevoked {
@@ -226,35 +233,6 @@ impl Service {
         let chain = self.resolve_chain(&p.voucher).await?;
         let id = chain.ids.last().cloned().unwrap_or_default();
         self.find_voucher(&id).await
-    }
-
-    pub(super) async fn voucher_revocations(&self) -> Result<Revocations, Error> {
-        let store = self.store.clone();
-        let revoked = blocking(move || store.revoked()).await?;
-        let keys = self.daemon_keys.read().await;
-        let issuer = super::role_key(&keys, "issuer")?;
-        let list = RevocationList {
-            iss: format!("urn:ari:issuer:{}", issuer.public.thumbprint()),
-            iat: now(),
-            revoked: revoked
-                .into_iter()
-                .map(|(v, at)| Revoked {
-                    id: v.id,
-                    digest: v.digest,
-                    revoked_at: at,
-                })
-                .collect(),
-        };
-        let input = SigningInput::new(
-            &Header::es256(REVOCATION_TYP, &issuer.public.thumbprint()),
-            &list,
-        )
-        .map_err(Internal::jose("a revocation list"))?;
-        let signed = self.backend.sign_revocations(issuer, input).await?;
-        Ok(Revocations {
-            list: signed,
-            count: list.revoked.len(),
-        })
     }
 
     pub(super) async fn issuer_add(&self, p: IssuerParams) -> Result<IssuerAdded, Error> {

@@ -29,6 +29,7 @@ mod malformed;
 mod payment;
 mod publication;
 mod python_client;
+mod status;
 mod systemd;
 mod tpm;
 mod tpm_wire;

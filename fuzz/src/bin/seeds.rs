@@ -20,7 +20,7 @@ use ari::evidence::checkpoint::{self, Checkpoint};
 use ari::evidence::entry::{Draft, Kind};
 use ari::evidence::statement::{self, BATCH_TYP};
 use ari::merkle;
-use ari::voucher::revocation::REVOCATION_TYP;
+use ari::voucher::status::{STATUS_LIST_TYP, StatusList, StatusType};
 use ari_fuzz::{
     ARI_KEY_ATTRIBUTES, AttestHeader, NOW, b64, build_receipt, complete_tpm_bundle, issuer, jws,
     keys, sign_chain, tpm_bundle_template, tpm_public,
@@ -203,7 +203,7 @@ fn wire(out: &mut Out) {
         r#"A{"jsonrpc":"2.0","id":8,"method":"admin.agent_unfreeze","params":{"agent":"shop-bot"}}"#,
         r#"A{"jsonrpc":"2.0","id":9,"method":"admin.agent_csr","params":{"agent":"shop-bot","subject":"CN=shop-bot,O=Example"}}"#,
         r#"A{"jsonrpc":"2.0","id":10,"method":"admin.voucher_list","params":{"agent":"shop-bot"}}"#,
-        r#"A{"jsonrpc":"2.0","id":11,"method":"admin.voucher_revocations"}"#,
+        r#"A{"jsonrpc":"2.0","id":11,"method":"admin.voucher_status_list"}"#,
         r#"A{"jsonrpc":"2.0","id":12,"method":"admin.issuer_list"}"#,
         r#"A{"jsonrpc":"2.0","id":13,"method":"admin.payment_list"}"#,
         r#"A{"jsonrpc":"2.0","id":14,"method":"admin.metrics"}"#,
@@ -271,22 +271,30 @@ fn vouchers(out: &mut Out) {
         &serde_json::to_vec(&[unknown]).unwrap(),
     );
 
-    let list = json!({"iss": format!("urn:ari:issuer:{}", issuer().kid), "iat": NOW,
-        "revoked": [{"id": "v-root-1", "digest": ari::voucher::digest(&chain[0]), "revoked_at": NOW - 10}]});
-    let payload = serde_json::to_vec(&list).unwrap();
+    let payload = serde_json::to_vec(&status_claims()).unwrap();
     out.mode(
-        "revocation",
+        "status",
         "list-raw",
         0,
-        jws(REVOCATION_TYP, &issuer().kid, &payload, issuer()).as_bytes(),
+        jws(STATUS_LIST_TYP, &issuer().kid, &payload, issuer()).as_bytes(),
     );
-    out.mode("revocation", "list-payload", 1, &payload);
+    out.mode("status", "list-payload", 1, &payload);
+    // The draft's two-bit example (twelve places).
     out.mode(
-        "revocation",
-        "empty-list-payload",
+        "status",
+        "draft-two-bit-payload",
         1,
-        br#"{"iss":"urn:ari:issuer:x","iat":0,"revoked":[]}"#,
+        br#"{"sub":"https://example.com/statuslists/1","iat":0,"status_list":{"bits":2,"lst":"eNo76fITAAPfAgc"}}"#,
     );
+}
+
+/// Status List Token claims at `NOW` with a few places set, as the daemon signs them.
+fn status_claims() -> Value {
+    let mut list = StatusList::new(2, 1024).unwrap();
+    list.set(1, StatusType::Invalid).unwrap();
+    list.set(2, StatusType::Suspended).unwrap();
+    json!({"sub": "https://pay.example.com/ari/status/vouchers", "iat": NOW, "exp": NOW + 3600,
+           "ttl": 300, "status_list": list.encode()})
 }
 
 fn payments(out: &mut Out) {
@@ -317,7 +325,7 @@ fn payments(out: &mut Out) {
         "chain": claims,
         "authorization": authorization("helper-bot", "L3", 900),
         "bundle": bundle_for("helper-bot", &keys()[2].kid),
-        "revoked": {"iss": "urn:ari:issuer:x", "iat": NOW, "revoked": []},
+        "status": status_claims(),
     });
     out.mode(
         "payment",

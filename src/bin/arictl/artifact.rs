@@ -1,5 +1,5 @@
 //! The artifacts a verifier is handed, read in every form `arictl` prints them: trusted keys
-//! (JWK, PEM, or `arictl tpm ak` output), signed revocation lists, and attestation bundles (a
+//! (JWK, PEM, or `arictl tpm ak` output), Status List Tokens, and attestation bundles (a
 //! receipt, `arictl attest` output, the bundle JSON or its base64url).
 
 use crate::file::read_input;
@@ -21,14 +21,16 @@ pub(crate) fn trusted_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>> {
         .collect()
 }
 
-/// The revocation list in `file`, if given, checked against the trusted issuer keys.
-pub(crate) fn revocation_list(
+/// The Status List Token in `file`, if given, checked against the trusted issuer keys and, at
+/// time `now`, its `exp`.
+pub(crate) fn status_list(
     file: Option<&PathBuf>,
     keys: &[PublicKey],
-) -> Result<Option<voucher::revocation::RevocationList>> {
+    now: i64,
+) -> Result<Option<voucher::status::Verified>> {
     file.map(|f| {
-        voucher::revocation::verify(read_input(f)?.trim(), keys)
-            .with_context(|| format!("revocation list {}", f.display()))
+        voucher::status::verify(read_input(f)?.trim(), keys, Some(now))
+            .with_context(|| format!("status list {}", f.display()))
     })
     .transpose()
 }

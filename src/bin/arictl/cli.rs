@@ -267,12 +267,15 @@ pub(crate) enum VoucherCmd {
     /// Revoke a voucher; no payment is authorized against it afterwards.
     #[command(after_help = "Example:\n  arictl voucher revoke 3f1c9a0e5b7d24683f1c9a0e5b7d2468")]
     Revoke { voucher: String },
-    /// Write the signed list of revoked vouchers, for verifiers working offline.
-    #[command(after_help = "Example:\n  arictl voucher revoked --export revoked.jws")]
-    Revoked {
-        /// Where to write the list (`-` for stdout).
-        #[arg(long, value_name = "FILE")]
-        export: PathBuf,
+    /// Print the newest signed voucher status list (an IETF Status List Token): what the daemon
+    /// publishes as status/vouchers, for verifiers working offline.
+    #[command(
+        after_help = "Examples:\n  arictl voucher status-list > status-list.jwt\n  arictl voucher status-list --json   # with its URL, times and counts\n  arictl verify payment --trust issuer.jwk --status-list status-list.jwt receipt.json"
+    )]
+    StatusList {
+        /// Print the token with its URL, times and counts as JSON instead of the bare token.
+        #[arg(long)]
+        json: bool,
     },
     /// Register a voucher signed by an external issuer (see `arictl issuer add`).
     #[command(after_help = "Example:\n  arictl voucher import voucher-from-wallet.txt")]
@@ -524,9 +527,10 @@ pub(crate) enum VerifyCmd {
         /// A trusted issuer's public JWK file (repeat for several).
         #[arg(long = "trust", value_name = "FILE", required = true)]
         trust: Vec<PathBuf>,
-        /// A signed revocation list (`arictl voucher revoked --export`) to check against.
+        /// The issuer's Status List Token (`arictl voucher status-list`, or the published
+        /// status/vouchers file): every voucher of the chain that references it must be VALID.
         #[arg(long, value_name = "FILE")]
-        revoked: Option<PathBuf>,
+        status_list: Option<PathBuf>,
         /// Files holding the vouchers of the chain, root first (`-` for stdin).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -534,15 +538,17 @@ pub(crate) enum VerifyCmd {
     /// Verify a payment receipt (what `arictl payment authorize` prints): the chain to a trusted
     /// issuer, the holder binding, the authorization's signature, limits, expiry and attestation.
     #[command(
-        after_help = "Example:\n  arictl verify payment --trust issuer.jwk receipt.json\n  arictl verify payment --trust issuer.jwk --revoked revoked.jws --at 1795400000 receipt.json"
+        after_help = "Example:\n  arictl verify payment --trust issuer.jwk receipt.json\n  arictl verify payment --trust issuer.jwk --status-list status-list.jwt --at 1795400000 receipt.json"
     )]
     Payment {
         /// A trusted issuer's public JWK file (repeat for several).
         #[arg(long = "trust", value_name = "FILE", required = true)]
         trust: Vec<PathBuf>,
-        /// A signed revocation list to check against.
+        /// The issuer's Status List Token (`arictl voucher status-list`, or the published
+        /// status/vouchers file): every voucher of the chain that references it must be VALID,
+        /// and the token must not be past its `exp` at the time checked.
         #[arg(long, value_name = "FILE")]
-        revoked: Option<PathBuf>,
+        status_list: Option<PathBuf>,
         /// Verify as of this Unix time instead of now.
         #[arg(long, value_name = "UNIX")]
         at: Option<i64>,

@@ -1,4 +1,4 @@
-//! File arguments: a path, or `-` for stdin (what `arictl` reads) or stdout (what it writes).
+//! File arguments: a path, or `-` for stdin.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -12,16 +12,6 @@ pub(crate) fn read_input(path: &Path) -> Result<String> {
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-    }
-}
-
-/// Writes `text` to a file argument; `-` writes stdout.
-pub(crate) fn write_output(path: &Path, text: &str) -> Result<()> {
-    if path == Path::new("-") {
-        print!("{text}");
-        Ok(())
-    } else {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 

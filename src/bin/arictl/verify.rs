@@ -2,7 +2,7 @@
 //! inclusion proofs, attestations and their TPM evidence, each checked with nothing but the
 //! files given and the keys the verifier trusts; no daemon is asked.
 
-use crate::artifact::{read_bundle, read_public_key, revocation_list, trusted_keys};
+use crate::artifact::{read_bundle, read_public_key, status_list, trusted_keys};
 use crate::cli::{LogTrust, VerifyCmd};
 use crate::file::read_input;
 use crate::print_json;
@@ -18,24 +18,20 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
     match cmd {
         VerifyCmd::Voucher {
             trust,
-            revoked,
+            status_list: list_file,
             files,
         } => {
             let keys = trusted_keys(trust)?;
-            let list = revocation_list(revoked.as_ref(), &keys)?;
+            let now = unix_now();
+            let list = status_list(list_file.as_ref(), &keys, now)?;
             let texts = files
                 .iter()
                 .map(|f| read_input(f).map(|t| t.trim().to_string()))
                 .collect::<Result<Vec<_>>>()?;
             let chain: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let claims = voucher::verify_chain(&chain, &keys, unix_now())?;
-            if let Some(list) = &list
-                && let Some((i, _)) = chain
-                    .iter()
-                    .enumerate()
-                    .find(|(_, v)| list.contains(&voucher::digest(v)))
-            {
-                bail!("voucher {i}: revoked (on the revocation list)");
+            let claims = voucher::verify_chain(&chain, &keys, now)?;
+            if let Some(list) = &list {
+                list.check_chain(&claims)?;
             }
             let leaf = claims.last().ok_or_else(|| anyhow!("empty chain"))?;
             eprintln!(
@@ -48,15 +44,16 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
         }
         VerifyCmd::Payment {
             trust,
-            revoked,
+            status_list: list_file,
             at,
             file,
         } => {
             let keys = trusted_keys(trust)?;
-            let list = revocation_list(revoked.as_ref(), &keys)?;
+            let now = at.unwrap_or_else(unix_now);
+            let list = status_list(list_file.as_ref(), &keys, now)?;
             let receipt: payment::Receipt = serde_json::from_str(&read_input(file)?)
                 .context("the receipt is not the JSON `arictl payment authorize` prints")?;
-            let v = payment::verify(&receipt, &keys, list.as_ref(), at.unwrap_or_else(unix_now))?;
+            let v = payment::verify(&receipt, &keys, list.as_ref(), now)?;
             eprintln!(
                 "payment OK: {} {} to {} by agent {} for user {}, {} voucher(s)",
                 v.claims.amount,

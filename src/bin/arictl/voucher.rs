@@ -1,8 +1,9 @@
-//! `arictl voucher`: issue, list, show, revoke and import vouchers, write the revocation list
-//! (operator, admin socket), and delegate part of a voucher to a child agent (agent socket).
+//! `arictl voucher`: issue, list, show, revoke and import vouchers, print the signed voucher
+//! status list (operator, admin socket), and delegate part of a voucher to a child agent (agent
+//! socket).
 
 use crate::cli::{Cli, VoucherCmd};
-use crate::file::{read_input, write_output};
+use crate::file::read_input;
 use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::{parse_duration, parse_time};
 use crate::{print_json, print_table};
@@ -98,10 +99,16 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             println!("voucher {}: {}", v.id, wire_name(&v.status));
             Ok(())
         }
-        VoucherCmd::Revoked { export } => {
-            let v = call::<call::AdminVoucherRevocations>(admin, &NoParams {})?;
-            write_output(export, &format!("{}\n", v.list))?;
-            eprintln!("revocation list: {} voucher(s)", v.count);
+        VoucherCmd::StatusList { json: as_json } => {
+            let v = call::<call::AdminVoucherStatusList>(admin, &NoParams {})?;
+            if *as_json {
+                return print_json(&v);
+            }
+            println!("{}", v.token);
+            eprintln!(
+                "status list {}: {} entries, {} invalid, {} suspended, good until {}",
+                v.uri, v.entries, v.invalid, v.suspended, v.exp
+            );
             Ok(())
         }
         VoucherCmd::Import { file } => {

@@ -7,9 +7,11 @@
 //! `cnf` key, naming its parent by digest in `parent`, whose constraints may only narrow the
 //! parent's. [`verify_chain`] checks a chain offline, from a trusted issuer down to the leaf, and
 //! names the check that failed. Nothing here keeps state: budgets and counts are the daemon's.
+//! Whether a voucher was revoked or suspended since is not in the voucher but in the status list
+//! its `status` claim points at ([`status`]).
 
 pub mod constraint;
-pub mod revocation;
+pub mod status;
 
 use crate::jose::{self, Header, JoseError, Jwk, PublicKey, SigningInput};
 use constraint::Constraint;
@@ -60,6 +62,10 @@ pub struct VoucherClaims {
     pub parent: Option<String>,
     /// The limits.
     pub constraints: Vec<Constraint>,
+    /// Where its status (valid, revoked, suspended) is published: every voucher the daemon
+    /// signs has one; a voucher of another issuer may not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<status::Status>,
 }
 
 /// Why a voucher or chain was refused; each variant names one check.
@@ -367,6 +373,7 @@ mod tests {
             },
             parent: None,
             constraints,
+            status: None,
         }
     }
 
