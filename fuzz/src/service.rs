@@ -67,6 +67,9 @@ async fn run(dir: &std::path::Path, data: &[u8]) -> Vec<Vec<u8>> {
         admin: AdminPolicy::default(),
         config_sha256: "00".repeat(32),
         checkpoint_interval: std::time::Duration::ZERO,
+        witnesses: Vec::new(),
+        witness_timeout: std::time::Duration::from_secs(5),
+        rotation_overlap: std::time::Duration::from_secs(3600),
     };
     let facts = DaemonFacts {
         boot_id: "fuzz".into(),
