@@ -179,6 +179,14 @@ class NotYetCheckpointed(TemporaryError):
     """No signed checkpoint covers the entry or tree size yet."""
 
 
+class WitnessRefused(RemoteError):
+    """A witness refused the checkpoint (stale, inconsistent, or its answer did not verify)."""
+
+
+class WitnessUnreachable(TemporaryError):
+    """A witness could not be reached or did not answer in time."""
+
+
 class DaemonFault(RemoteError):
     """The daemon or its key store failed; details are in the daemon's log, not here."""
 
@@ -228,6 +236,8 @@ ERRORS: Final[tuple[tuple[int, str, bool, type[RemoteError]], ...]] = (
     (-32035, "rejected_by_operator", False, Denied),
     (-32036, "entry_not_found", False, NotFound),
     (-32037, "not_yet_checkpointed", True, NotYetCheckpointed),
+    (-32038, "witness_refused", False, WitnessRefused),
+    (-32039, "witness_unreachable", True, WitnessUnreachable),
 )
 
 _BY_REASON: Final = {row[1]: row for row in ERRORS}

@@ -50,6 +50,36 @@ pub enum Status {
     Retired,
 }
 
+/// An Ed25519 key (the log's note key) as an RFC 8037 `OKP` JWK: `alg` `EdDSA`.
+impl SetKey for ed25519_dalek::VerifyingKey {
+    fn jwk_members(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("kty".into(), Value::String("OKP".into()));
+        m.insert("crv".into(), Value::String("Ed25519".into()));
+        m.insert(
+            "x".into(),
+            Value::String(crate::jose::b64url(self.as_bytes())),
+        );
+        m
+    }
+
+    fn thumbprint(&self) -> String {
+        okp_thumbprint(&crate::jose::b64url(self.as_bytes()))
+    }
+
+    fn alg(&self) -> &'static str {
+        "EdDSA"
+    }
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 `OKP` JWK with this `x`: SHA-256 of
+/// `{"crv":"Ed25519","kty":"OKP","x":"<x>"}`, base64url.
+fn okp_thumbprint(x: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    crate::jose::b64url(&Sha256::digest(members.as_bytes()))
+}
+
 /// A public key that can be a member of a set.
 pub trait SetKey {
     /// The JWK's key members (`kty`, `crv`, `x`, ...), without `kid`, `use` or `alg`.
@@ -163,6 +193,30 @@ impl Member {
         Ok(key)
     }
 
+    /// The Ed25519 key of an `EdDSA` member, after checking that `kid` is its thumbprint.
+    pub fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, KeySetError> {
+        if self.alg != "EdDSA" {
+            return Err(KeySetError::Algorithm(self.alg.clone()));
+        }
+        let member = |name: &str| self.key.get(name).and_then(Value::as_str);
+        if member("kty") != Some("OKP") || member("crv") != Some("Ed25519") {
+            return Err(KeySetError::Jwk(
+                "an EdDSA key is an OKP key on Ed25519".into(),
+            ));
+        }
+        let x = member("x").ok_or_else(|| KeySetError::Jwk("no x".into()))?;
+        let bytes: [u8; 32] = crate::jose::b64url_decode(x)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| KeySetError::Jwk("x is not 32 bytes of base64url".into()))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| KeySetError::Jwk("x is not an Ed25519 point".into()))?;
+        if okp_thumbprint(x) != self.kid {
+            return Err(KeySetError::Kid(self.kid.clone()));
+        }
+        Ok(key)
+    }
+
     /// Whether an artefact made at `at` (Unix seconds) falls in the key's validity window:
     /// after it began signing and before it stopped.
     pub fn valid_at(&self, at: i64) -> bool {
@@ -226,8 +280,12 @@ impl KeySet {
             if !seen.insert(m.kid.as_str()) {
                 return Err(KeySetError::Duplicate(m.kid.clone()));
             }
-            match m.public_key() {
-                Ok(_) | Err(KeySetError::Algorithm(_)) => {}
+            let checked = match m.alg.as_str() {
+                "EdDSA" => m.ed25519_key().map(|_| ()),
+                _ => m.public_key().map(|_| ()),
+            };
+            match checked {
+                Ok(()) | Err(KeySetError::Algorithm(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -286,6 +344,33 @@ mod tests {
     }
 
     #[test]
+    fn the_log_ed25519_key_is_an_okp_member_with_its_rfc8037_thumbprint() {
+        // RFC 8037, appendix A.1 and A.3: the example Ed25519 key and its thumbprint.
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let bytes: [u8; 32] = crate::jose::b64url_decode(x).unwrap().try_into().unwrap();
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            SetKey::thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        let m = Member::new(&key, Role::Log, Status::Active);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["kty"], "OKP");
+        assert_eq!(json["alg"], "EdDSA");
+        let back: Member = serde_json::from_value(json).unwrap();
+        assert_eq!(back.ed25519_key().unwrap(), key);
+        let mut set = KeySet::default();
+        set.push(back.clone());
+        set.check().unwrap();
+        set.keys[0].kid = key_thumbprint_of_other();
+        assert!(matches!(set.check(), Err(KeySetError::Kid(_))));
+    }
+
+    fn key_thumbprint_of_other() -> String {
+        key(9).thumbprint()
+    }
+
+    #[test]
     fn a_wrong_kid_or_a_duplicate_is_refused() {
         let mut set = KeySet::default();
         set.push(Member::new(&key(1), Role::Issuer, Status::Active));
@@ -298,12 +383,12 @@ mod tests {
         twice.keys.push(set.keys[0].clone());
         assert!(matches!(twice.check(), Err(KeySetError::Duplicate(_))));
         // A key of another algorithm is not judged by this verifier.
-        let mut okp = set.clone();
+        let mut pq = set.clone();
         let mut m = set.keys[0].clone();
-        m.alg = "EdDSA".into();
+        m.alg = "ML-DSA-44".into();
         m.kid = "other".into();
-        okp.keys.push(m);
-        okp.check().unwrap();
+        pq.keys.push(m);
+        pq.check().unwrap();
     }
 
     #[test]

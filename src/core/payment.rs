@@ -144,6 +144,11 @@ pub struct Receipt {
     pub chain: Vec<String>,
     /// The attestation bundle: base64url of its JSON bytes.
     pub attestation: String,
+    /// The authorization's evidence entry in the log, as a C2SP `tlog-proof` whose `extra`
+    /// holds the entry's exact bytes ([`crate::evidence::proof::verify_receipt`]). Absent when
+    /// no checkpoint covered the entry in time; `payment.status` then returns it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog_proof: Option<String>,
 }
 
 /// Which check of a receipt failed.

@@ -82,6 +82,7 @@ fn receipt() -> Receipt {
         authorization: text(),
         chain: vec![text()],
         attestation: text(),
+        tlog_proof: Some(text()),
     }
 }
 

@@ -175,6 +175,47 @@ impl Service {
             .map_err(Error::from)
     }
 
+    /// The C2SP `tlog-proof` of entry `index` (its bytes in `extra`) in the first signed
+    /// checkpoint that covers it, waiting at most `wait` for one; `None` if none came in time.
+    pub(super) async fn tlog_proof(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Option<String>, Error> {
+        let mut changes = self.signed.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        let signed = loop {
+            let current = changes.borrow_and_update().clone();
+            if let Some(s) = current.filter(|s| s.size > index) {
+                break s;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+        };
+        let store = self.store.clone();
+        let size = signed.size;
+        let (entry, path) = blocking(move || {
+            store.read(|c| {
+                let entry = log::entry(c, index)?.map(|(_, bytes)| bytes);
+                let path = merkle::inclusion_proof(&StoredNodes(c), index, size)?;
+                Ok((entry, path))
+            })
+        })
+        .await?;
+        let entry = entry.ok_or_else(|| Error::EntryNotFound(format!("no entry {index}")))?;
+        Ok(Some(
+            crate::evidence::proof::TlogProof {
+                extra: Some(entry),
+                index,
+                path,
+                note: signed.note,
+            }
+            .encode(),
+        ))
+    }
+
     pub(super) fn signed_size(&self) -> Result<u64, Error> {
         self.signed()
             .map(|s| s.size)

@@ -60,6 +60,9 @@ impl Service {
                 set.push(Member::new(&key.public, role, Status::Active).window(since, None));
             }
         }
+        if let Some(ed) = self.log_ed25519_key()? {
+            set.push(Member::new(&ed.key, Role::Log, Status::Active));
+        }
         let mut agents = self.registry.all();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         for a in agents.iter().filter(|a| a.status != AgentStatus::Retired) {

@@ -240,11 +240,15 @@ fn tampering_with_the_database_is_caught_and_the_entry_named() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    let (text, sig) = note.rsplit_once(' ').unwrap();
+    // The first signature line is the ECDSA key's, the one `verify log` is given; the
+    // Ed25519 line after it is left alone.
+    let (body, lines) = note.split_once("\n\n").unwrap();
+    let (first, rest) = lines.split_once('\n').unwrap();
+    let (name, sig) = first.rsplit_once(' ').unwrap();
     let mut blob = base64_decode(sig.trim());
     let n = blob.len();
     blob[n - 2] ^= 0x5a;
-    let forged = format!("{text} {}\n", base64_encode(&blob));
+    let forged = format!("{body}\n\n{name} {}\n{rest}", base64_encode(&blob));
     db.execute(
         "UPDATE evidence_checkpoint SET note = ?2 WHERE size = ?1",
         rusqlite::params![earlier, forged],

@@ -74,7 +74,8 @@ fn the_published_key_set_and_the_export_agree_and_kids_are_thumbprints() {
     assert_eq!(sorted(exported.clone()), sorted(file.clone()));
     exported.check().unwrap();
     for role in [Role::Issuer, Role::Log, Role::Agent] {
-        let active: Vec<_> = exported.role(role).collect();
+        // The log's Ed25519 note key is published beside its ECDSA key.
+        let active: Vec<_> = exported.role(role).filter(|m| m.alg != "EdDSA").collect();
         assert_eq!(active.len(), 1, "{role:?}: {exported:?}");
         assert_eq!(active[0].ari_status, Status::Active);
         assert_eq!(active[0].use_, "sig");
@@ -84,8 +85,15 @@ fn the_published_key_set_and_the_export_agree_and_kids_are_thumbprints() {
     assert_eq!(agent.ari_agent.as_deref(), Some("shop-bot"));
     // The status's log key is the set's log key.
     let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
-    let log = exported.role(Role::Log).next().unwrap();
+    let log = exported.role(Role::Log).find(|m| m.alg == "ES256").unwrap();
     assert_eq!(status["daemon_keys"]["log"]["kid"], log.kid.as_str());
+    // The Ed25519 one is the key behind the log's first verifier key (arictl log vkey).
+    let ed = exported.role(Role::Log).find(|m| m.alg == "EdDSA").unwrap();
+    let ed_key = ed.ed25519_key().unwrap();
+    let (code, vkeys, err) = d.arictl(&["log", "vkey"]);
+    assert_eq!(code, Some(0), "{err}");
+    let vkey = ari::evidence::note::Ed25519Key::from_vkey(vkeys.lines().next().unwrap()).unwrap();
+    assert_eq!(vkey.key, ed_key);
 
     // An independent thumbprint: RFC 7638's canonical JSON hashed by Python, and PyJWT reading
     // the member as a key.

@@ -404,3 +404,117 @@ fn witnesses_cosign_with_consistency_proofs_and_refuse_a_stale_checkpoint() {
     // The daemon still serves.
     record_n(&d, 1);
 }
+
+#[test]
+fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let voucher = d
+        .admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "shop-bot", "level": "L5", "currency": "CNY", "budget": 10_000,
+                   "expires_at": ari::clock::unix_now() + 3600}),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = d.agent();
+    let first = crate::common::pay(&mut c, &voucher, 100, "tx-1").unwrap();
+    let second = crate::common::pay(&mut c, &voucher, 200, "tx-2").unwrap();
+    let proof = first["tlog_proof"]
+        .as_str()
+        .expect("the receipt carries a tlog_proof");
+    assert!(
+        proof.starts_with("c2sp.org/tlog-proof@v1\nextra "),
+        "{proof}"
+    );
+    assert!(
+        proof.contains(&format!("\nindex {}\n", first["log_index"])),
+        "{proof}"
+    );
+
+    let work = crate::common::tempdir();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
+    let issuer = work.path().join("issuer.jwk");
+    std::fs::write(&issuer, status["daemon_keys"]["issuer"]["jwk"].to_string()).unwrap();
+    let keys = vkeys(&d);
+    let verify = |receipt: &serde_json::Value, vkey: &str| {
+        let f = work.path().join("receipt.json");
+        std::fs::write(&f, receipt.to_string()).unwrap();
+        d.arictl(&[
+            "verify",
+            "payment",
+            "--trust",
+            issuer.to_str().unwrap(),
+            "--log-vkey",
+            vkey,
+            f.to_str().unwrap(),
+        ])
+    };
+    // Under either log key: the Ed25519 one and the ECDSA one.
+    for vkey in &keys {
+        let (code, _, err) = verify(&first, vkey);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("logged OK: entry"), "{err}");
+    }
+    // Go's tlog package reads the same proof.
+    let f = work.path().join("first.tlog-proof");
+    std::fs::write(&f, proof).unwrap();
+    let (ok, out) = tlogcheck(&[OsStr::new("proof"), OsStr::new(&keys[0]), f.as_os_str()]);
+    assert!(ok, "{out}");
+
+    // The proof of one payment does not vouch for another's authorization.
+    let mut swapped = second.clone();
+    swapped["tlog_proof"] = first["tlog_proof"].clone();
+    let (code, _, err) = verify(&swapped, &keys[0]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("records another authorization"), "{err}");
+    // An edited entry no longer leads to the signed root.
+    let entry_b64 = proof
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("extra ")
+        .unwrap();
+    let entry = <base64ct::Base64 as base64ct::Encoding>::decode_vec(entry_b64).unwrap();
+    let edited = String::from_utf8(entry).unwrap().replacen("100", "900", 1);
+    let mut tampered = first.clone();
+    tampered["tlog_proof"] = proof
+        .replacen(
+            entry_b64,
+            &<base64ct::Base64 as base64ct::Encoding>::encode_string(edited.as_bytes()),
+            1,
+        )
+        .into();
+    let (code, _, err) = verify(&tampered, &keys[0]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is not at index"), "{err}");
+    // A held payment's receipt, collected with payment.status once confirmed, carries one too.
+    let held_voucher = d
+        .admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "shop-bot", "level": "L2", "currency": "CNY", "budget": 10_000,
+                   "expires_at": ari::clock::unix_now() + 3600}),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let held = crate::common::pay(&mut c, &held_voucher, 300, "tx-held").unwrap();
+    let decision = held["decision"].as_str().unwrap().to_string();
+    d.admin()
+        .call(Method::AdminPaymentConfirm, json!({"decision": decision}))
+        .unwrap();
+    let later = c
+        .call(
+            Method::PaymentStatus,
+            json!({"decision": decision, "wait_ms": 5000}),
+        )
+        .unwrap();
+    assert_eq!(later["status"], "authorized", "{later}");
+    let (code, _, err) = verify(&later, &keys[0]);
+    assert_eq!(code, Some(0), "{later}\n{err}");
+}

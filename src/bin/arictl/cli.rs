@@ -552,6 +552,16 @@ pub(crate) enum VerifyCmd {
         /// Verify as of this Unix time instead of now.
         #[arg(long, value_name = "UNIX")]
         at: Option<i64>,
+        /// The log's verifier key (`arictl log vkey`): also check the receipt's `tlog_proof`,
+        /// that the authorization is the entry it proves in a checkpoint that key signed.
+        #[arg(long, value_name = "VKEY")]
+        log_vkey: Option<String>,
+        /// With --log-vkey: a witness that must have cosigned that checkpoint (repeatable).
+        #[arg(long, value_name = "VKEY", requires = "log_vkey")]
+        witness: Vec<String>,
+        /// With --witness: how many of them (default: all).
+        #[arg(long, requires = "witness")]
+        quorum: Option<usize>,
         /// The receipt JSON (`-` for stdin).
         file: PathBuf,
     },

@@ -46,6 +46,9 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             trust,
             status_list: list_file,
             at,
+            log_vkey,
+            witness,
+            quorum,
             file,
         } => {
             let keys = trusted_keys(trust)?;
@@ -54,6 +57,18 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             let receipt: payment::Receipt = serde_json::from_str(&read_input(file)?)
                 .context("the receipt is not the JSON `arictl payment authorize` prints")?;
             let v = payment::verify(&receipt, &keys, list.as_ref(), now)?;
+            if let Some(log_vkey) = log_vkey {
+                let (log, policy) = log_trust(&LogTrust {
+                    log_vkey: log_vkey.clone(),
+                    witness: witness.clone(),
+                    quorum: *quorum,
+                })?;
+                let cp = evidence::proof::verify_receipt(&receipt, &log, policy.as_ref())?;
+                eprintln!(
+                    "logged OK: entry {} of {} is in its checkpoint of size {}",
+                    v.claims.log_index, cp.origin, cp.size
+                );
+            }
             eprintln!(
                 "payment OK: {} {} to {} by agent {} for user {}, {} voucher(s)",
                 v.claims.amount,

@@ -38,6 +38,9 @@ pub enum ProofError {
     /// Not enough witnesses cosigned.
     #[error("tlog-proof witnesses: {0}")]
     Policy(#[from] PolicyError),
+    /// The receipt and its logged entry do not match (says how).
+    #[error("receipt: {0}")]
+    Receipt(&'static str),
     /// The entry is not at `index` in the checkpoint's tree.
     #[error("the entry is not at index {index} of the tree of size {size}")]
     NotIncluded { index: u64, size: u64 },
@@ -141,6 +144,45 @@ impl TlogProof {
         }
         Ok(cp)
     }
+}
+
+/// Checks a receipt's `tlog_proof`: the entry in its `extra` is in a checkpoint signed by `log`
+/// (and cosigned by the policy's quorum, if given) at the proof's index, it is the
+/// `payment.authorized` (or, for a held payment, `payment.confirmed`) entry of that index, and
+/// it records exactly the receipt's
+/// authorization payload. The receipt's own checks are [`crate::payment::verify`]'s.
+pub fn verify_receipt(
+    receipt: &crate::payment::Receipt,
+    log: &LogKey,
+    witnesses: Option<&Policy>,
+) -> Result<Checkpoint, ProofError> {
+    let text = receipt
+        .tlog_proof
+        .as_deref()
+        .ok_or(ProofError::Receipt("the receipt carries no tlog_proof"))?;
+    let proof = TlogProof::parse(text)?;
+    let entry_bytes = proof.extra.as_deref().ok_or(ProofError::Receipt(
+        "the proof's extra does not hold the entry",
+    ))?;
+    let cp = proof.verify(entry_bytes, log, witnesses)?;
+    let entry = super::entry::parse(entry_bytes)
+        .map_err(|_| ProofError::Receipt("the logged entry does not parse"))?;
+    use super::entry::Kind;
+    if !matches!(entry.kind, Kind::PaymentAuthorized | Kind::PaymentConfirmed)
+        || entry.index != proof.index
+        || entry.log != cp.origin
+    {
+        return Err(ProofError::Receipt(
+            "the logged entry is not this log's payment.authorized (or .confirmed) entry at that index",
+        ));
+    }
+    let payload = receipt.authorization.split('.').nth(1).unwrap_or_default();
+    if entry.fact.get("mandate").and_then(|m| m.as_str()) != Some(payload) {
+        return Err(ProofError::Receipt(
+            "the logged entry records another authorization",
+        ));
+    }
+    Ok(cp)
 }
 
 #[cfg(test)]

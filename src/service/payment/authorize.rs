@@ -92,6 +92,11 @@ impl Mandate {
     }
 }
 
+/// How long past the checkpoint interval an authorization waits for the checkpoint its
+/// receipt's `tlog_proof` needs; without one in time the receipt goes without, and
+/// `payment.status` carries it later.
+const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Service {
     pub(in crate::service) async fn payment_authorize(
         &self,
@@ -279,6 +284,11 @@ impl Service {
                         return Err(e.into());
                     }
                 };
+                // The receipt carries the entry's inclusion in the next checkpoint, which
+                // comes within the checkpoint interval unless the key store is failing.
+                let tlog_proof = self
+                    .tlog_proof(index, self.settings().checkpoint_interval + PROOF_WAIT)
+                    .await?;
                 Ok(Authorization::Authorized(Authorized {
                     decision: id,
                     ledger_seq: seq,
@@ -287,6 +297,7 @@ impl Service {
                         authorization: jwt,
                         chain: chain.compacts.clone(),
                         attestation,
+                        tlog_proof,
                     },
                 }))
             }

@@ -164,6 +164,7 @@ fn view(row: &PaymentRow, chain: Option<&Chain>) -> DecisionView {
             authorization: jwt.clone(),
             chain: chain.compacts.clone(),
             attestation: row.attestation.clone(),
+            tlog_proof: None,
         }),
         _ => None,
     };

@@ -25,14 +25,32 @@ impl Service {
         loop {
             let row = self.own_decision(&agent, &p.decision).await?;
             let chain = self.resolve_chain(&row.voucher).await?;
-            let v = view(&row, Some(&chain));
+            let mut v = view(&row, Some(&chain));
             if v.status != DecisionStatus::PendingConfirmation
                 || tokio::time::Instant::now() >= deadline
             {
+                if let Some(r) = v.receipt.as_mut() {
+                    r.tlog_proof = self.receipt_proof(&r.authorization).await?;
+                }
                 return Ok(v);
             }
             // Woken by any confirmation or rejection; a timeout just answers the current state.
             let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    /// The `tlog_proof` of the entry an authorization names in its `log_index` claim, if a
+    /// checkpoint covers it already.
+    async fn receipt_proof(&self, authorization: &str) -> Result<Option<String>, Error> {
+        let index = authorization
+            .split('.')
+            .nth(1)
+            .and_then(|p| crate::jose::b64url_decode(p).ok())
+            .and_then(|p| serde_json::from_slice::<crate::payment::AuthorizationClaims>(&p).ok())
+            .map(|c| c.log_index);
+        match index {
+            Some(index) => self.tlog_proof(index, Duration::ZERO).await,
+            None => Ok(None),
         }
     }
 

@@ -6,6 +6,7 @@
 //	tlogcheck note VKEY NOTE_FILE            verify a signed note with a verifier key
 //	tlogcheck inclusion VKEY DIR INDEX       read DIR/checkpoint and DIR/tile/..., prove that
 //	                                         entry INDEX (from its entry bundle) is in the tree
+//	tlogcheck proof VKEY FILE                check a C2SP tlog-proof whose extra is the entry
 //
 // It prints what it verified and exits 0, or prints why not and exits 1.
 package main
@@ -51,6 +52,12 @@ func run(args []string) error {
 		}
 		fmt.Printf("verified by %s+%08x\n", n.Sigs[0].Name, n.Sigs[0].Hash)
 		return nil
+	case "proof":
+		text, err := os.ReadFile(args[2])
+		if err != nil {
+			return err
+		}
+		return tlogProof(verifier, string(text))
 	case "inclusion":
 		if len(args) != 4 {
 			return errors.New("usage: tlogcheck inclusion VKEY DIR INDEX")
@@ -116,6 +123,64 @@ func inclusion(verifier note.Verifier, dir string, index int64) error {
 		return fmt.Errorf("entry %d: %w", index, err)
 	}
 	fmt.Printf("entry %d is in %s at size %d (%d proof hashes, %d entry bytes)\n", index, lines[0], size, len(proof), len(entry))
+	return nil
+}
+
+// tlogProof checks c2sp.org/tlog-proof@v1 text: extra (the entry), index, path, checkpoint.
+func tlogProof(verifier note.Verifier, text string) error {
+	head, msg, ok := strings.Cut(text, "\n\n")
+	if !ok {
+		return errors.New("proof: no blank line before the checkpoint")
+	}
+	lines := strings.Split(head, "\n")
+	if lines[0] != "c2sp.org/tlog-proof@v1" {
+		return errors.New("proof: not c2sp.org/tlog-proof@v1")
+	}
+	lines = lines[1:]
+	var entry []byte
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "extra ") {
+		e, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(lines[0], "extra "))
+		if err != nil {
+			return fmt.Errorf("proof extra: %w", err)
+		}
+		entry, lines = e, lines[1:]
+	}
+	if entry == nil || len(lines) == 0 || !strings.HasPrefix(lines[0], "index ") {
+		return errors.New("proof: no extra (entry) or no index line")
+	}
+	index, err := strconv.ParseInt(strings.TrimPrefix(lines[0], "index "), 10, 64)
+	if err != nil {
+		return fmt.Errorf("proof index: %w", err)
+	}
+	var path tlog.RecordProof
+	for _, l := range lines[1:] {
+		b, err := base64.StdEncoding.DecodeString(l)
+		if err != nil || len(b) != tlog.HashSize {
+			return errors.New("proof: bad path hash")
+		}
+		var h tlog.Hash
+		copy(h[:], b)
+		path = append(path, h)
+	}
+	n, err := note.Open([]byte(msg), note.VerifierList(verifier))
+	if err != nil {
+		return fmt.Errorf("proof checkpoint: %w", err)
+	}
+	cp := strings.Split(strings.TrimSuffix(n.Text, "\n"), "\n")
+	size, err := strconv.ParseInt(cp[1], 10, 64)
+	if err != nil {
+		return err
+	}
+	rootBytes, err := base64.StdEncoding.DecodeString(cp[2])
+	if err != nil || len(rootBytes) != tlog.HashSize {
+		return errors.New("proof checkpoint: bad root")
+	}
+	var root tlog.Hash
+	copy(root[:], rootBytes)
+	if err := tlog.CheckRecord(path, size, root, index, tlog.RecordHash(entry)); err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
+	fmt.Printf("entry %d is in %s at size %d (%d entry bytes)\n", index, cp[0], size, len(entry))
 	return nil
 }
 
