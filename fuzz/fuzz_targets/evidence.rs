@@ -12,7 +12,10 @@
 //!   `statement::verify`;
 //! - 6: up to 8 statements (any bytes, split at 0xff) signed here as one batch by a fixed agent
 //!   key: `statement::verify` of each in its place, which must accept every statement that is
-//!   well-formed claims by the agent, and of each in another statement's place, which must not.
+//!   well-formed claims by the agent, and of each in another statement's place, which must not;
+//! - 7: the transparency texts as they are: a C2SP tlog-proof (whose encoding must parse back
+//!   to itself), a note's signature lines, verifier keys of each type, a witness's 409 size and
+//!   an entry bundle.
 #![no_main]
 
 use ari::evidence::checkpoint::{self, Checkpoint};
@@ -145,12 +148,30 @@ fn proofs(rest: &[u8]) {
     let _ = merkle::Frontier::from_hashes(s, &hashes).map(|f| f.root());
 }
 
+fn transparency(rest: &[u8]) {
+    use ari::evidence::{note, proof::TlogProof, tiles, witness};
+    let _ = tiles::unbundle(rest);
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if let Ok(p) = TlogProof::parse(text) {
+        assert_eq!(TlogProof::parse(&p.encode()).as_ref(), Ok(&p));
+    }
+    let _ = note::split(text, checkpoint::MAX_NOTE_BYTES);
+    let _ = note::parse_lines(text);
+    let _ = note::Vkey::parse(text);
+    let _ = note::Cosigner::from_vkey(text);
+    let _ = checkpoint::LogKey::from_vkey(text);
+    let _ = witness::conflict_size(text);
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 7 {
-        0 | 1 => entries(rest, mode % 7 == 1),
+    match mode % 8 {
+        0 | 1 => entries(rest, mode % 8 == 1),
+        7 => transparency(rest),
         2 => {
             if let Ok(note) = std::str::from_utf8(rest) {
                 note_verify(note);

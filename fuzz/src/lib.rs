@@ -427,6 +427,7 @@ pub fn build_receipt(
         authorization,
         chain,
         attestation: b64(&bundle_bytes),
+        tlog_proof: None,
     };
     let status = input.get("status").and_then(|claims| {
         use ari::voucher::status::{self, STATUS_LIST_TYP};
