@@ -25,6 +25,10 @@ pub struct AuthorizeParams {
     /// The agent's claims that the voucher's conditions read.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub facts: Map<String, Value>,
+    /// Wait for the checkpoint that covers the decision and put its `tlog_proof` in the
+    /// receipt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proof: bool,
 }
 
 /// The payment inside [`AuthorizeParams`].

@@ -364,6 +364,7 @@ sample! {
         aud: text(),
         nonce: text(),
         facts: object(),
+        proof: true,
     };
     DecisionParam => DecisionParam { decision: text() };
     RejectParams => RejectParams { decision: text(), note: Some(text()) };

@@ -421,8 +421,25 @@ fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
         .unwrap()
         .to_string();
     let mut c = d.agent();
-    let first = crate::common::pay(&mut c, &voucher, 100, "tx-1").unwrap();
-    let second = crate::common::pay(&mut c, &voucher, 200, "tx-2").unwrap();
+    let pay = |c: &mut ari::client::Client, voucher: &str, amount: u64, tx: &str, proof: bool| {
+        c.call(
+            Method::PaymentAuthorize,
+            json!({
+                "voucher": voucher,
+                "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
+                            "transaction_id": tx},
+                "aud": "psp.example",
+                "nonce": format!("nonce-{tx}-0000"),
+                "proof": proof,
+            }),
+        )
+        .unwrap()
+    };
+    // Without asking, the answer does not wait for a checkpoint and has no proof.
+    let quick = pay(&mut c, &voucher, 50, "tx-0", false);
+    assert!(quick.get("tlog_proof").is_none(), "{quick}");
+    let first = pay(&mut c, &voucher, 100, "tx-1", true);
+    let second = pay(&mut c, &voucher, 200, "tx-2", true);
     let proof = first["tlog_proof"]
         .as_str()
         .expect("the receipt carries a tlog_proof");
@@ -503,7 +520,7 @@ fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
         .as_str()
         .unwrap()
         .to_string();
-    let held = crate::common::pay(&mut c, &held_voucher, 300, "tx-held").unwrap();
+    let held = pay(&mut c, &held_voucher, 300, "tx-held", false);
     let decision = held["decision"].as_str().unwrap().to_string();
     d.admin()
         .call(Method::AdminPaymentConfirm, json!({"decision": decision}))

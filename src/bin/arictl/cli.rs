@@ -359,6 +359,10 @@ pub(crate) enum PaymentCmd {
         /// A fact for conditions, NAME=VALUE (integers, true/false, otherwise text); repeatable.
         #[arg(long = "fact", value_name = "NAME=VALUE")]
         facts: Vec<String>,
+        /// Answer at once, without the receipt's `tlog_proof` (which waits for the next
+        /// checkpoint, at most `evidence.checkpoint_interval_ms`).
+        #[arg(long)]
+        no_proof: bool,
         /// For an L2 voucher: wait this long for the operator's decision.
         #[arg(long, value_name = "DURATION")]
         wait: Option<String>,

@@ -30,6 +30,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
             aud,
             nonce,
             facts,
+            no_proof,
             wait,
         } => {
             let voucher = if Path::new(voucher).is_file() {
@@ -49,6 +50,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
                 aud: aud.clone(),
                 nonce: nonce.clone(),
                 facts: parse_facts(facts)?,
+                proof: !*no_proof,
             };
             let answer = call::<call::PaymentAuthorize>(agent, &params)?;
             let wait_ms = wait_ms(wait.as_deref())?;

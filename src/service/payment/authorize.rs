@@ -103,7 +103,8 @@ impl Service {
         info: &ConnInfo,
         p: AuthorizeParams,
     ) -> Result<Authorization, Error> {
-        let _gate = self.gate.read().await;
+        let want_proof = p.proof;
+        let gate = self.gate.read().await;
         attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         text("aud", &p.aud)?;
         let req = request(p.payment)?;
@@ -284,11 +285,16 @@ impl Service {
                         return Err(e.into());
                     }
                 };
-                // The receipt carries the entry's inclusion in the next checkpoint, which
-                // comes within the checkpoint interval unless the key store is failing.
-                let tlog_proof = self
-                    .tlog_proof(index, self.settings().checkpoint_interval + PROOF_WAIT)
-                    .await?;
+                // Asked for, the receipt carries the entry's inclusion in the next checkpoint,
+                // which comes within the checkpoint interval unless the key store is failing.
+                // Signed and durable: a freeze or revocation need not wait for the proof.
+                drop(gate);
+                let tlog_proof = if want_proof {
+                    self.tlog_proof(index, self.settings().checkpoint_interval + PROOF_WAIT)
+                        .await?
+                } else {
+                    None
+                };
                 Ok(Authorization::Authorized(Authorized {
                     decision: id,
                     ledger_seq: seq,

@@ -39,8 +39,9 @@ impl Service {
         }
     }
 
-    /// The `tlog_proof` of the entry an authorization names in its `log_index` claim, if a
-    /// checkpoint covers it already.
+    /// The `tlog_proof` of the entry an authorization names in its `log_index` claim, once a
+    /// checkpoint covers it: waits about one checkpoint interval for that, no more (a caller
+    /// asking again gets it later).
     async fn receipt_proof(&self, authorization: &str) -> Result<Option<String>, Error> {
         let index = authorization
             .split('.')
@@ -49,7 +50,10 @@ impl Service {
             .and_then(|p| serde_json::from_slice::<crate::payment::AuthorizationClaims>(&p).ok())
             .map(|c| c.log_index);
         match index {
-            Some(index) => self.tlog_proof(index, Duration::ZERO).await,
+            Some(index) => {
+                let wait = self.settings().checkpoint_interval + Duration::from_millis(250);
+                self.tlog_proof(index, wait).await
+            }
             None => Ok(None),
         }
     }

@@ -45,6 +45,7 @@ pub fn authorize_params(voucher: &str, nonce: &str) -> AuthorizeParams {
         aud: "bench.example".into(),
         nonce: nonce.to_owned(),
         facts: serde_json::Map::new(),
+        proof: false,
     }
 }
 
