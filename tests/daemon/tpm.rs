@@ -97,6 +97,24 @@ fn quotes_pass_tpm2_checkquote_and_fail_when_the_nonce_or_a_pcr_changes() {
     let dir = tmp.path();
     std::fs::write(dir.join("receipt.json"), receipt.to_string()).unwrap();
 
+    // A TPM has no Ed25519: the log signs its checkpoints with the ECDSA key alone, says so,
+    // and offers one verifier key.
+    let (code, vkeys, err) = d.arictl(&["log", "vkey"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(vkeys.lines().count(), 1, "{vkeys}");
+    assert!(
+        ari::evidence::checkpoint::LogKey::from_vkey(vkeys.trim()).is_ok_and(|k| matches!(
+            k,
+            ari::evidence::checkpoint::LogKey::Ecdsa { .. }
+        )),
+        "{vkeys}"
+    );
+    assert!(
+        d.log().contains("public witnesses cannot cosign this log"),
+        "{}",
+        d.log()
+    );
+
     // Our own tools: the AK for enrollment, the quote as tpm2-tools files.
     let (code, _, err) = d.arictl(&["tpm", "ak", "--out", dir.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
