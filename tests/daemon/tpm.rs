@@ -103,10 +103,8 @@ fn quotes_pass_tpm2_checkquote_and_fail_when_the_nonce_or_a_pcr_changes() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(vkeys.lines().count(), 1, "{vkeys}");
     assert!(
-        ari::evidence::checkpoint::LogKey::from_vkey(vkeys.trim()).is_ok_and(|k| matches!(
-            k,
-            ari::evidence::checkpoint::LogKey::Ecdsa { .. }
-        )),
+        ari::evidence::checkpoint::LogKey::from_vkey(vkeys.trim())
+            .is_ok_and(|k| matches!(k, ari::evidence::checkpoint::LogKey::Ecdsa { .. })),
         "{vkeys}"
     );
     assert!(

@@ -4,9 +4,11 @@
 //! Three signature types occur around the evidence log:
 //!
 //! - `0x01`, Ed25519 over the note text: the log's signature that the transparency world reads
-//!   (Go's `sumdb/note`, witnesses). Key ID: SHA-256(name || `\n` || 0x01 || public key)[:4].
+//!   (Go's `sumdb/note`, witnesses). Key ID: the first 4 bytes of SHA-256(name || `\n` || 0x01
+//!   || public key).
 //! - `0x02`, ECDSA P-256 over SHA-256 of the text, DER-encoded: the log key in the key store,
-//!   as transparency-dev's witness defines it. Key ID: SHA-256(DER `SubjectPublicKeyInfo`)[:4].
+//!   as transparency-dev's witness defines it. Key ID: the first 4 bytes of SHA-256 over the DER
+//!   `SubjectPublicKeyInfo`.
 //! - `0x04`, a witness cosignature (C2SP `tlog-cosignature`, `cosignature/v1`): Ed25519 over
 //!   `cosignature/v1\ntime <t>\n` followed by the checkpoint text; the signature field is the
 //!   8-byte big-endian time, then the 64-byte signature. Key ID as for 0x01 with type 0x04.
@@ -51,7 +53,7 @@ pub struct Line {
     pub signature: Vec<u8>,
 }
 
-/// The recommended key ID: SHA-256(name || `\n` || type || key)[:4].
+/// The recommended key ID: the first 4 bytes of SHA-256(name || `\n` || type || key).
 pub fn key_id(name: &str, kind: u8, key: &[u8]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
