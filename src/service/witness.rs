@@ -9,7 +9,8 @@
 //! served checkpoint never carries a line that does not verify.
 //!
 //! Witnessing runs on its own task behind the checkpoints, one witness at a time with a
-//! timeout each; it never holds up a payment, a commit or a checkpoint.
+//! timeout each, at most one round a second on the newest checkpoint; it never holds up a
+//! payment, a commit or a checkpoint.
 
 use super::{Service, blocking};
 use crate::clock::unix_now;
@@ -23,6 +24,9 @@ use crate::merkle;
 use crate::protocol::evidence::{WitnessParams, Witnessed};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Least time between two rounds of submissions to the configured witnesses.
+const WITNESS_SPACING: Duration = Duration::from_secs(1);
 
 /// Largest witness answer read.
 const MAX_ANSWER_BYTES: u64 = 16 * 1024;
@@ -42,7 +46,13 @@ impl Service {
     pub async fn keep_witnessed(self: Arc<Self>) {
         let mut signed = self.signed.subscribe();
         let mut done = 0;
+        let mut last: Option<tokio::time::Instant> = None;
         loop {
+            // At most one round a second, on the newest checkpoint: a witness serves many logs
+            // and needs no more than that to keep this one's view fresh.
+            if let Some(at) = last {
+                tokio::time::sleep_until(at + WITNESS_SPACING).await;
+            }
             let size = signed.borrow_and_update().as_ref().map(|s| s.size);
             if let Some(size) = size.filter(|s| *s > done) {
                 for w in self.settings().witnesses {
@@ -59,6 +69,7 @@ impl Service {
                     }
                 }
                 done = size;
+                last = Some(tokio::time::Instant::now());
             }
             if signed.changed().await.is_err() {
                 return;

@@ -405,21 +405,25 @@ fn witnesses_cosign_with_consistency_proofs_and_refuse_a_stale_checkpoint() {
     record_n(&d, 1);
 }
 
-#[test]
-fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
-    let d = Daemon::start();
-    d.provision_self("shop-bot");
-    let voucher = d
-        .admin()
+/// A voucher for shop-bot at `level`, budget 10,000 CNY, for an hour: its id.
+fn issue(d: &Daemon, level: &str) -> String {
+    d.admin()
         .call(
             Method::AdminVoucherIssue,
-            json!({"agent": "shop-bot", "level": "L5", "currency": "CNY", "budget": 10_000,
+            json!({"agent": "shop-bot", "level": level, "currency": "CNY", "budget": 10_000,
                    "expires_at": ari::clock::unix_now() + 3600}),
         )
         .unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let voucher = issue(&d, "L5");
     let mut c = d.agent();
     let pay = |c: &mut ari::client::Client, voucher: &str, amount: u64, tx: &str, proof: bool| {
         c.call(
@@ -509,17 +513,7 @@ fn a_receipt_carries_a_tlog_proof_a_merchant_checks_offline() {
     assert_ne!(code, Some(0));
     assert!(err.contains("is not at index"), "{err}");
     // A held payment's receipt, collected with payment.status once confirmed, carries one too.
-    let held_voucher = d
-        .admin()
-        .call(
-            Method::AdminVoucherIssue,
-            json!({"agent": "shop-bot", "level": "L2", "currency": "CNY", "budget": 10_000,
-                   "expires_at": ari::clock::unix_now() + 3600}),
-        )
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let held_voucher = issue(&d, "L2");
     let held = pay(&mut c, &held_voucher, 300, "tx-held", false);
     let decision = held["decision"].as_str().unwrap().to_string();
     d.admin()
