@@ -1,9 +1,9 @@
 //! Keeps the publish directory's copy of the evidence log current: C2SP `tlog-tiles` (hash
 //! tiles and entry bundles) and the newest signed checkpoint, served as `checkpoint`.
 //!
-//! Publishing runs on its own task, behind the signed checkpoints: when checkpoints come faster
-//! than files can be written, the task skips to the newest, so it never holds up a payment or
-//! a commit. Tiles go first and the checkpoint last, so a reader never sees a checkpoint whose
+//! Publishing runs on its own task, behind the signed checkpoints, at most once a second: it
+//! skips to the newest checkpoint, so it never holds up a payment or a commit, and a busy log's
+//! right edge (a partial tile and its entry bundle, rewritten whole) costs one write a second. Tiles go first and the checkpoint last, so a reader never sees a checkpoint whose
 //! tiles are missing. At start the task reads the size of the checkpoint already published and
 //! writes only what came after.
 
@@ -18,6 +18,9 @@ use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Least time between two publications of the log.
+const PUBLISH_SPACING: Duration = Duration::from_secs(1);
+
 /// The published checkpoint's file name.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 
@@ -30,7 +33,13 @@ impl Service {
             .await
             .unwrap_or(0);
         let mut published_note = String::new();
+        let mut last: Option<tokio::time::Instant> = None;
         loop {
+            // At most once a second: a partial tile and its entry bundle are rewritten whole
+            // each time, and a mirror gains nothing from fresher copies.
+            if let Some(at) = last {
+                tokio::time::sleep_until(at + PUBLISH_SPACING).await;
+            }
             let newest = signed.borrow_and_update().clone();
             if let Some(s) = newest
                 && s.note != published_note
@@ -39,6 +48,7 @@ impl Service {
                     Ok(()) => {
                         published = s.size;
                         published_note = s.note;
+                        last = Some(tokio::time::Instant::now());
                     }
                     Err(e) => {
                         tracing::error!(error = %e, size = s.size, "cannot publish the log; retrying");
