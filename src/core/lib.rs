@@ -21,6 +21,7 @@
 //! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
 //! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, key rotations, export verification |
 //! | [`keyset`] | JWK Sets of every public key a verifier needs, with roles and validity windows |
+//! | [`sdjwt`] | SD-JWT (RFC 9901) disclosures and the delegation chains of AP2 mandates, verified |
 //!
 //! ## Checking a payment
 //!
@@ -56,4 +57,5 @@ pub mod jose;
 pub mod keyset;
 pub mod merkle;
 pub mod payment;
+pub mod sdjwt;
 pub mod voucher;
