@@ -237,6 +237,153 @@ pub fn join(segments: &[Segment]) -> String {
     out
 }
 
+/// Replaces the members `names` of `object` by digests in its `_sd` array: the disclosures a
+/// holder may later withhold, one salt each (16 random bytes, base64url, from the caller).
+pub fn conceal(
+    object: &mut Map<String, Value>,
+    names: &[&str],
+    salts: &[String],
+) -> Result<Vec<Disclosure>, SdJwtError> {
+    if salts.len() < names.len() {
+        return Err(format("a salt for each concealed member"));
+    }
+    let mut out = Vec::new();
+    let mut digests: Vec<Value> = object
+        .get("_sd")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (name, salt) in names.iter().zip(salts) {
+        let Some(value) = object.remove(*name) else {
+            continue;
+        };
+        let d = Disclosure::member(salt, name, value);
+        digests.push(Value::String(d.digest()));
+        out.push(d);
+    }
+    if !digests.is_empty() {
+        // Sorted, so the order of the digests says nothing about the claims' order.
+        digests.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+        object.insert("_sd".into(), Value::Array(digests));
+    }
+    Ok(out)
+}
+
+/// How a hop binds to the segment before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// `sd_hash`: the segment as presented, disclosures and all.
+    SdHash(String),
+    /// `issuer_jwt_hash`: the JWS alone, so a later holder may drop disclosures.
+    IssuerJwtHash(String),
+}
+
+impl Binding {
+    /// The binding to `previous` as presented.
+    pub fn sd_hash(previous: &Segment) -> Self {
+        Self::SdHash(previous.sd_hash())
+    }
+
+    /// The binding to `previous`'s JWS alone.
+    pub fn issuer_jwt_hash(previous: &Segment) -> Self {
+        Self::IssuerJwtHash(previous.issuer_jwt_hash())
+    }
+}
+
+/// A segment to be signed: its payload names `mandate` as the one disclosed item of
+/// `delegate_payload` (salted with `salt`), beside `claims`; `disclosures` are the mandate's
+/// own concealed members ([`conceal`]) and go out after the mandate's disclosure.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub typ: String,
+    pub kid: String,
+    pub claims: Map<String, Value>,
+    pub item: Disclosure,
+    pub disclosures: Vec<Disclosure>,
+}
+
+impl Draft {
+    /// A root, signed by an issuer (`typ` e.g. `dc+sd-jwt`).
+    pub fn root(
+        typ: &str,
+        kid: &str,
+        salt: &str,
+        mandate: Value,
+        disclosures: Vec<Disclosure>,
+    ) -> Self {
+        Self {
+            typ: typ.into(),
+            kid: kid.into(),
+            claims: Map::new(),
+            item: Disclosure::element(salt, mandate),
+            disclosures,
+        }
+    }
+
+    /// A hop signed by the holder named in the segment before: [`DELEGATION_TYP`] if `mandate`
+    /// names a further holder in `cnf`, else [`TERMINAL_TYP`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn hop(
+        kid: &str,
+        salt: &str,
+        mandate: Value,
+        disclosures: Vec<Disclosure>,
+        binding: Binding,
+        iat: i64,
+        aud: &str,
+        nonce: &str,
+    ) -> Self {
+        let typ = if mandate.get("cnf").is_some() {
+            DELEGATION_TYP
+        } else {
+            TERMINAL_TYP
+        };
+        let mut claims = Map::new();
+        claims.insert("iat".into(), iat.into());
+        claims.insert("aud".into(), aud.into());
+        claims.insert("nonce".into(), nonce.into());
+        let (name, hash) = match binding {
+            Binding::SdHash(h) => ("sd_hash", h),
+            Binding::IssuerJwtHash(h) => ("issuer_jwt_hash", h),
+        };
+        claims.insert(name.into(), hash.into());
+        Self {
+            typ: typ.into(),
+            kid: kid.into(),
+            claims,
+            item: Disclosure::element(salt, mandate),
+            disclosures,
+        }
+    }
+
+    /// The JWS's signing input: what the signer's key signs (its digest).
+    pub fn signing_input(&self) -> Result<jose::SigningInput, jose::JoseError> {
+        let mut payload = Map::new();
+        let mut item = Map::new();
+        item.insert("...".into(), self.item.digest().into());
+        payload.insert(
+            "delegate_payload".into(),
+            Value::Array(vec![Value::Object(item)]),
+        );
+        for (k, v) in &self.claims {
+            payload.insert(k.clone(), v.clone());
+        }
+        payload.insert("_sd_alg".into(), SD_ALG.into());
+        jose::SigningInput::new(&jose::Header::es256(&self.typ, &self.kid), &payload)
+    }
+
+    /// The signed segment, from the signing input and the raw `r||s` signature over its
+    /// digest.
+    pub fn finish(&self, input: jose::SigningInput, signature: &[u8]) -> Segment {
+        let mut disclosures = vec![self.item.encoded.clone()];
+        disclosures.extend(self.disclosures.iter().map(|d| d.encoded.clone()));
+        Segment {
+            jwt: input.finish(signature),
+            disclosures,
+        }
+    }
+}
+
 /// Checks an ES256 compact JWS under `key`: its header and payload.
 fn verify_jws(jwt: &str, key: &PublicKey) -> Result<(Map<String, Value>, Value), jose::JoseError> {
     let mut parts = jwt.split('.');
@@ -645,6 +792,137 @@ mod tests {
             verify(token, &root, &early),
             Err(SdJwtError::Time { claim: "iat", .. })
         ));
+    }
+
+    fn pinned(set: &Value, name: &str) -> (p256::ecdsa::SigningKey, PublicKey) {
+        let d = jose::b64url_decode(set["keys"]["pinned"][name]["d"].as_str().unwrap()).unwrap();
+        let sk = p256::ecdsa::SigningKey::from_slice(&d).unwrap();
+        let pk = PublicKey::from_sec1(sk.verifying_key().to_sec1_point(false).as_bytes()).unwrap();
+        (sk, pk)
+    }
+
+    fn sign(draft: &Draft, sk: &p256::ecdsa::SigningKey) -> Segment {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let input = draft.signing_input().unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&input.digest()).unwrap();
+        draft.finish(input, &sig.to_bytes())
+    }
+
+    /// A chain made here, with AP2's pinned keys: root by user-root, a delegating hop by
+    /// agent-sa, the last by provider-cp. Printed with `--nocapture` for checking it by hand
+    /// with AP2's SDK.
+    fn made_here(set: &Value, binding_by_jwt: bool) -> (String, PublicKey) {
+        let (root_sk, root_pk) = pinned(set, "user-root");
+        let (agent_sk, agent_pk) = pinned(set, "agent-sa");
+        let (cp_sk, cp_pk) = pinned(set, "provider-cp");
+        let mut open = serde_json::json!({
+            "vct": "mandate.payment.open.1",
+            "constraints": [],
+            "payee": {"id": "m-1", "name": "Acme Store"},
+            "payment_amount": {"amount": 2500, "currency": "USD"},
+            "cnf": {"jwk": agent_pk.to_jwk(), "kid": agent_pk.thumbprint()},
+        });
+        let concealed = conceal(
+            open.as_object_mut().unwrap(),
+            &["payee", "payment_amount"],
+            &[
+                "c2FsdC1wYXllZS0wMDAwMA".into(),
+                "c2FsdC1hbW91bnQtMDAwMA".into(),
+            ],
+        )
+        .unwrap();
+        let root = sign(
+            &Draft::root(
+                "dc+sd-jwt",
+                &root_pk.thumbprint(),
+                "c2FsdC1yb290LTAwMDAwMA",
+                open,
+                concealed,
+            ),
+            &root_sk,
+        );
+        let binding = |s: &Segment| {
+            if binding_by_jwt {
+                Binding::issuer_jwt_hash(s)
+            } else {
+                Binding::sd_hash(s)
+            }
+        };
+        let middle_mandate = serde_json::json!({
+            "vct": "mandate.payment.open.1",
+            "constraints": [],
+            "cnf": {"jwk": cp_pk.to_jwk()},
+        });
+        let middle = sign(
+            &Draft::hop(
+                &agent_pk.thumbprint(),
+                "c2FsdC1taWRkbGUtMDAwMA",
+                middle_mandate,
+                Vec::new(),
+                binding(&root),
+                1_785_268_602,
+                "cp-agent",
+                "cp-nonce-123",
+            ),
+            &agent_sk,
+        );
+        let closed = serde_json::json!({
+            "vct": "mandate.payment.1",
+            "transaction_id": "tx_made_here",
+            "payee": {"id": "m-1", "name": "Acme Store"},
+            "payment_amount": {"amount": 2500, "currency": "USD"},
+            "payment_instrument": {"id": "pi-1", "type": "credit"},
+        });
+        let last = sign(
+            &Draft::hop(
+                &cp_pk.thumbprint(),
+                "c2FsdC1sYXN0LTAwMDAwMA",
+                closed,
+                Vec::new(),
+                binding(&middle),
+                1_785_268_602,
+                "merchant",
+                "merchant-nonce-789",
+            ),
+            &cp_sk,
+        );
+        (join(&[root, middle, last]), root_pk)
+    }
+
+    #[test]
+    fn chains_made_here_verify_in_both_binding_modes() {
+        let set = vectors();
+        for by_jwt in [false, true] {
+            let (chain, root) = made_here(&set, by_jwt);
+            println!("made here (issuer_jwt_hash: {by_jwt}): {chain}");
+            let expect = Expect {
+                aud: Some("merchant"),
+                nonce: Some("merchant-nonce-789"),
+                at: 1_785_268_700,
+                skew: 300,
+            };
+            let got = verify(&chain, &root, &expect).unwrap();
+            assert_eq!(got.mandates.len(), 3);
+            assert_eq!(got.mandates[0]["payee"]["name"], "Acme Store");
+            assert_eq!(got.mandates[2]["transaction_id"], "tx_made_here");
+            assert_eq!(got.headers[1]["typ"], DELEGATION_TYP);
+            assert_eq!(got.headers[2]["typ"], TERMINAL_TYP);
+            // The root's concealed payee withheld: only issuer_jwt_hash lets that pass.
+            let mut segs = split(&chain).unwrap();
+            let payee = segs[0]
+                .disclosures
+                .iter()
+                .position(|d| Disclosure::parse(d).unwrap().name.as_deref() == Some("payee"))
+                .unwrap();
+            segs[0].disclosures.remove(payee);
+            let withheld = verify(&join(&segs), &root, &expect);
+            if by_jwt {
+                let got = withheld.unwrap();
+                assert!(got.mandates[0].get("payee").is_none());
+            } else {
+                assert_eq!(withheld, Err(SdJwtError::Binding(1)));
+            }
+        }
     }
 
     #[test]
