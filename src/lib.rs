@@ -13,7 +13,7 @@
 //!
 //! | floor | module | concept |
 //! | --- | --- | --- |
-//! | formats | [`jose`], [`merkle`], [`condition`], [`voucher`], [`attest`], [`payment`], [`evidence`], [`keyset`] | re-exported from `ari_core`: the documents and their offline verification, pure |
+//! | formats | [`jose`], [`merkle`], [`condition`], [`voucher`], [`attest`], [`payment`], [`evidence`], [`keyset`], [`mandate`], [`sdjwt`] | re-exported from `ari_core`: the documents and their offline verification, pure |
 //! | ground | [`clock`] | Unix seconds, the one notion of time |
 //! | | [`config`] | the daemon's TOML configuration, strictly checked |
 //! | | [`metrics`] | counters and latency histograms, read by `arictl metrics` |
@@ -66,4 +66,6 @@ pub mod verifier;
 
 // The formats and their verification live in `ari_core`; the daemon builds and signs with the
 // same types, under the same paths.
-pub use ari_core::{attest, condition, evidence, jose, keyset, merkle, payment, voucher};
+pub use ari_core::{
+    attest, condition, evidence, jose, keyset, mandate, merkle, payment, sdjwt, voucher,
+};

@@ -21,6 +21,7 @@
 //! | [`attest`] | runtime attestations and bundles; [`attest::tpm`] checks TPM quotes and certifications |
 //! | [`evidence`] | evidence entries, the Merkle tree, checkpoints, statements, key rotations, export verification |
 //! | [`keyset`] | JWK Sets of every public key a verifier needs, with roles and validity windows |
+//! | [`mandate`] | AP2 v0.2 open and closed payment mandates, their constraints and units, and the A2P2 limits beside them |
 //! | [`sdjwt`] | SD-JWT (RFC 9901) disclosures and the delegation chains of AP2 mandates, verified |
 //!
 //! ## Checking a payment
@@ -55,6 +56,7 @@ pub mod condition;
 pub mod evidence;
 pub mod jose;
 pub mod keyset;
+pub mod mandate;
 pub mod merkle;
 pub mod payment;
 pub mod sdjwt;

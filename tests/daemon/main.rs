@@ -26,6 +26,7 @@ mod keys;
 mod keyset;
 mod lifecycle;
 mod malformed;
+mod mandate;
 mod payment;
 mod publication;
 mod python_client;
