@@ -200,9 +200,184 @@ pub fn budget_major(minor: u64, currency: &str) -> serde_json::Number {
         .unwrap_or_else(|_| serde_json::Number::from(minor / scale))
 }
 
+/// What was spent under an open mandate before this payment: the figures its budget and
+/// recurrence constraints are checked against (for a recurrence, within the current period).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Minor units already paid.
+    pub spent: u64,
+    /// Payments already made.
+    pub uses: u64,
+}
+
+/// Why a closed mandate does not satisfy an open one; the names are ARI's denial reasons.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    #[error("currency_mismatch: the {0} constraint is in another currency")]
+    CurrencyMismatch(&'static str),
+    #[error("amount_out_of_range: {amount} is outside {min}..={max}")]
+    AmountOutOfRange { amount: u64, min: u64, max: u64 },
+    #[error("budget_exhausted: {spent} spent + {amount} is over the budget of {budget}")]
+    BudgetExhausted {
+        spent: u64,
+        amount: u64,
+        budget: u64,
+    },
+    #[error("payments_exhausted: {uses} of {max} payments made")]
+    PaymentsExhausted { uses: u64, max: u64 },
+    #[error("payee_not_allowed: {0} is not among the disclosed allowed payees")]
+    PayeeNotAllowed(String),
+    #[error("instrument_not_allowed: {0} is not among the disclosed allowed payment instruments")]
+    InstrumentNotAllowed(String),
+    #[error("outside_execution_date: {0} is outside the allowed dates")]
+    OutsideExecutionDate(String),
+    #[error("reference_mismatch: the mandate is conditional on another checkout")]
+    ReferenceMismatch,
+    #[error("preset_mismatch: the payment changes the mandate's {0}")]
+    PresetMismatch(&'static str),
+    #[error("budget_unreadable: the budget {0} is not a non-negative amount of this currency")]
+    BudgetUnreadable(String),
+}
+
+/// A major-unit budget (`payment.budget.max`) in minor units, read from its decimal digits;
+/// `None` if it has more fraction digits than the currency has, or is negative.
+pub fn budget_minor(max: &serde_json::Number, currency: &str) -> Option<u64> {
+    let text = max.to_string();
+    if text.starts_with('-') || text.contains(['e', 'E']) {
+        return None;
+    }
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let fraction = fraction.trim_end_matches('0');
+    let exp = minor_exponent(currency) as usize;
+    if fraction.len() > exp {
+        return None;
+    }
+    let digits = format!("{whole}{fraction:0<exp$}");
+    digits.parse().ok()
+}
+
+/// Whether a payee matches an allowed one as AP2 matches them: by `id` when both have one, else
+/// by equal, non-empty `name` and `website`.
+fn merchant_matches(allowed: &Merchant, payee: &Merchant) -> bool {
+    if !allowed.id.is_empty() && !payee.id.is_empty() {
+        return allowed.id == payee.id;
+    }
+    !allowed.name.is_empty()
+        && allowed.name == payee.name
+        && allowed.website.is_some()
+        && allowed.website == payee.website
+}
+
+/// Checks a closed mandate against the AP2 constraints of an open one, after `usage`, at
+/// `now` (an ISO 8601 UTC time, the execution date of a payment that names none), with the
+/// checkout the open mandate may be conditional on. Every violation is listed; concealed
+/// payees and instruments (not disclosed to this verifier) allow nothing.
+pub fn check(
+    open: &OpenPaymentMandate,
+    closed: &ClosedPaymentMandate,
+    usage: Usage,
+    now: &str,
+    open_checkout_hash: Option<&str>,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let amount = closed.payment_amount.amount;
+    let currency = closed.payment_amount.currency.as_str();
+    if let Some(preset) = &open.payment_instrument
+        && preset.id != closed.payment_instrument.id
+    {
+        out.push(Violation::PresetMismatch("payment_instrument"));
+    }
+    for c in &open.constraints {
+        match c {
+            Constraint::AmountRange {
+                currency: cur,
+                max,
+                min,
+            } => {
+                if cur != currency {
+                    out.push(Violation::CurrencyMismatch("payment.amount_range"));
+                } else if amount > *max || amount < min.unwrap_or(0) {
+                    out.push(Violation::AmountOutOfRange {
+                        amount,
+                        min: min.unwrap_or(0),
+                        max: *max,
+                    });
+                }
+            }
+            Constraint::Budget { currency: cur, max } => {
+                if cur != currency {
+                    out.push(Violation::CurrencyMismatch("payment.budget"));
+                    continue;
+                }
+                match budget_minor(max, cur) {
+                    None => out.push(Violation::BudgetUnreadable(max.to_string())),
+                    Some(budget) if usage.spent.saturating_add(amount) > budget => {
+                        out.push(Violation::BudgetExhausted {
+                            spent: usage.spent,
+                            amount,
+                            budget,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            Constraint::AgentRecurrence {
+                max_occurrences: Some(max),
+                ..
+            } if usage.uses >= *max => {
+                out.push(Violation::PaymentsExhausted {
+                    uses: usage.uses,
+                    max: *max,
+                });
+            }
+            Constraint::AgentRecurrence { .. } => {}
+            Constraint::AllowedPayees { allowed } => {
+                let ok = allowed
+                    .iter()
+                    .filter_map(|v| serde_json::from_value::<Merchant>(v.clone()).ok())
+                    .any(|m| merchant_matches(&m, &closed.payee));
+                if !ok {
+                    out.push(Violation::PayeeNotAllowed(closed.payee.id.clone()));
+                }
+            }
+            Constraint::AllowedPaymentInstruments { allowed } => {
+                let ok = allowed
+                    .iter()
+                    .filter_map(|v| serde_json::from_value::<PaymentInstrument>(v.clone()).ok())
+                    .any(|p| p.id == closed.payment_instrument.id);
+                if !ok {
+                    out.push(Violation::InstrumentNotAllowed(
+                        closed.payment_instrument.id.clone(),
+                    ));
+                }
+            }
+            Constraint::ExecutionDate {
+                not_before,
+                not_after,
+            } => {
+                let when = closed.execution_date.as_deref().unwrap_or(now);
+                let early = not_before.as_deref().is_some_and(|b| when < b);
+                let late = not_after.as_deref().is_some_and(|a| when > a);
+                if early || late {
+                    out.push(Violation::OutsideExecutionDate(when.to_string()));
+                }
+            }
+            Constraint::Reference {
+                conditional_transaction_id,
+            } => {
+                if open_checkout_hash != Some(conditional_transaction_id.as_str()) {
+                    out.push(Violation::ReferenceMismatch);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use serde_json::json;
 
@@ -233,6 +408,229 @@ mod tests {
         );
         // An unknown type does not parse, as AP2's union refuses it.
         assert!(serde_json::from_value::<Constraint>(json!({"type": "org.a2p2.level"})).is_err());
+    }
+
+    #[test]
+    fn budgets_read_back_exactly_and_refuse_what_the_currency_cannot_hold() {
+        for (minor, cur) in [
+            (20_000, "CNY"),
+            (1_999, "USD"),
+            (5_000, "JPY"),
+            (1_234, "KWD"),
+            (0, "EUR"),
+        ] {
+            assert_eq!(
+                budget_minor(&budget_major(minor, cur), cur),
+                Some(minor),
+                "{minor} {cur}"
+            );
+        }
+        let n = |t: &str| t.parse::<serde_json::Number>().unwrap();
+        assert_eq!(budget_minor(&n("19.999"), "USD"), None);
+        assert_eq!(budget_minor(&n("12.5"), "JPY"), None);
+        assert_eq!(budget_minor(&n("-1"), "USD"), None);
+        assert_eq!(budget_minor(&n("1000"), "USD"), Some(100_000));
+    }
+
+    /// An open mandate with every constraint kind, and a closed one inside all of them.
+    pub(crate) fn fixture() -> (OpenPaymentMandate, ClosedPaymentMandate) {
+        let jwk: Jwk = serde_json::from_value(json!({"kty": "EC", "crv": "P-256",
+            "x": "toGTbmS_yILsQsNraZfhLjTy1yoGHd-NmHJ1FrV5OWs",
+            "y": "PiXfjVFtax7OIBhrFwgFV4esW8PAwQBnZhS_h-ZfwCk"}))
+        .unwrap();
+        let open = OpenPaymentMandate {
+            vct: OPEN_VCT.into(),
+            constraints: vec![
+                Constraint::AmountRange {
+                    currency: "USD".into(),
+                    max: 5_000,
+                    min: Some(100),
+                },
+                Constraint::Budget {
+                    currency: "USD".into(),
+                    max: budget_major(10_000, "USD"),
+                },
+                Constraint::AgentRecurrence {
+                    frequency: Frequency::Monthly,
+                    max_occurrences: Some(3),
+                },
+                Constraint::AllowedPayees {
+                    allowed: vec![json!({"id": "m-1", "name": "Acme"})],
+                },
+                Constraint::AllowedPaymentInstruments {
+                    allowed: vec![json!({"id": "pi-1", "type": "card"})],
+                },
+                Constraint::ExecutionDate {
+                    not_before: Some("2026-12-01T00:00:00Z".into()),
+                    not_after: Some("2026-12-31T23:59:59Z".into()),
+                },
+            ],
+            cnf: Cnf {
+                jwk,
+                kid: "k".into(),
+            },
+            payment_instrument: None,
+            iat: None,
+            exp: None,
+            a2p2: None,
+        };
+        let closed = ClosedPaymentMandate {
+            vct: CLOSED_VCT.into(),
+            transaction_id: "tx".into(),
+            payee: Merchant {
+                id: "m-1".into(),
+                name: "Acme".into(),
+                website: None,
+            },
+            payment_amount: Amount {
+                amount: 2_500,
+                currency: "USD".into(),
+            },
+            payment_instrument: PaymentInstrument {
+                id: "pi-1".into(),
+                kind: "card".into(),
+                description: None,
+            },
+            execution_date: Some("2026-12-06T12:00:00Z".into()),
+            risk_data: None,
+        };
+        (open, closed)
+    }
+
+    #[test]
+    fn a_payment_inside_every_constraint_passes_and_each_edge_is_named() {
+        let (open, closed) = fixture();
+        let now = "2026-12-06T12:00:00Z";
+        assert!(check(&open, &closed, Usage::default(), now, None).is_empty());
+        let names = |c: &ClosedPaymentMandate, u: Usage| {
+            check(&open, c, u, now, None)
+                .iter()
+                .map(|v| {
+                    v.to_string()
+                        .split(':')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut big = closed.clone();
+        big.payment_amount.amount = 5_001;
+        assert_eq!(names(&big, Usage::default()), ["amount_out_of_range"]);
+        // Exactly at the budget passes; one minor unit over does not.
+        assert!(
+            names(
+                &closed,
+                Usage {
+                    spent: 7_500,
+                    uses: 0
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            names(
+                &closed,
+                Usage {
+                    spent: 7_501,
+                    uses: 0
+                }
+            ),
+            ["budget_exhausted"]
+        );
+        assert_eq!(
+            names(&closed, Usage { spent: 0, uses: 3 }),
+            ["payments_exhausted"]
+        );
+        let mut payee = closed.clone();
+        payee.payee.id = "m-2".into();
+        assert_eq!(names(&payee, Usage::default()), ["payee_not_allowed"]);
+        // A payee not disclosed to this verifier allows nothing.
+        let mut hidden = open.clone();
+        hidden.constraints[3] = Constraint::AllowedPayees {
+            allowed: vec![json!({"...": "bm90LWRpc2Nsb3NlZA"})],
+        };
+        assert_eq!(
+            check(&hidden, &closed, Usage::default(), now, None).len(),
+            1
+        );
+        let mut pi = closed.clone();
+        pi.payment_instrument.id = "pi-2".into();
+        assert_eq!(names(&pi, Usage::default()), ["instrument_not_allowed"]);
+        let mut late = closed.clone();
+        late.execution_date = Some("2027-01-01T00:00:00Z".into());
+        assert_eq!(names(&late, Usage::default()), ["outside_execution_date"]);
+        let mut eur = closed;
+        eur.payment_amount.currency = "EUR".into();
+        assert_eq!(
+            names(&eur, Usage::default()),
+            ["currency_mismatch", "currency_mismatch"]
+        );
+    }
+
+    /// Payments ARI refuses on AP2 constraints, and ones it allows, printed (`--nocapture`) as
+    /// `ap2-case: {open, closed, usage, ari}` lines for tests/by-hand/ap2_constraints.py, which
+    /// asks AP2's own checker about the same mandates.
+    #[test]
+    fn ap2_consistency_cases() {
+        let (open, closed) = fixture();
+        let now = "2026-12-06T12:00:00Z";
+        let mut cases: Vec<(ClosedPaymentMandate, Usage, bool)> = Vec::new();
+        let with = |f: &dyn Fn(&mut ClosedPaymentMandate)| {
+            let mut c = closed.clone();
+            f(&mut c);
+            c
+        };
+        for amount in [99, 100, 2_500, 5_000, 5_001] {
+            cases.push((
+                with(&|c| c.payment_amount.amount = amount),
+                Usage::default(),
+                (100..=5_000).contains(&amount),
+            ));
+        }
+        for spent in [0, 7_499, 7_500, 7_501, 9_999] {
+            cases.push((closed.clone(), Usage { spent, uses: 0 }, spent <= 7_500));
+        }
+        for uses in [0, 2, 3] {
+            cases.push((closed.clone(), Usage { spent: 0, uses }, uses < 3));
+        }
+        cases.push((
+            with(&|c| c.payee.id = "m-2".into()),
+            Usage::default(),
+            false,
+        ));
+        cases.push((
+            with(&|c| c.payment_instrument.id = "pi-2".into()),
+            Usage::default(),
+            false,
+        ));
+        cases.push((
+            with(&|c| c.payment_amount.currency = "EUR".into()),
+            Usage::default(),
+            false,
+        ));
+        cases.push((
+            with(&|c| c.execution_date = Some("2027-01-01T00:00:00Z".into())),
+            Usage::default(),
+            false,
+        ));
+        cases.push((
+            with(&|c| c.execution_date = Some("2026-11-30T23:59:59Z".into())),
+            Usage::default(),
+            false,
+        ));
+        for (c, usage, allowed) in cases {
+            let violations = check(&open, &c, usage, now, None);
+            assert_eq!(violations.is_empty(), allowed, "{violations:?}");
+            println!(
+                "ap2-case: {}",
+                json!({
+                    "open": open, "closed": c,
+                    "usage": {"spent": usage.spent, "uses": usage.uses},
+                    "ari": violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            );
+        }
     }
 
     #[test]
