@@ -9,7 +9,7 @@
 
 use super::{Service, blocking};
 use crate::error::Error;
-use crate::evidence::checkpoint::Checkpoint;
+use crate::evidence::checkpoint::{Checkpoint, MAX_NOTE_BYTES};
 use crate::evidence::tiles::{self, Tile};
 use crate::ledger::log::{self, StoredNodes};
 use crate::merkle::Nodes;
@@ -82,8 +82,8 @@ fn published_size(publication: &Publication) -> u64 {
         .read(CHECKPOINT_FILE)
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|note| {
-            let text = note.split_once("\n\n").map(|(t, _)| format!("{t}\n"))?;
-            Checkpoint::parse_text(&text).ok()
+            let (text, _) = crate::evidence::note::split(&note, MAX_NOTE_BYTES).ok()?;
+            Checkpoint::parse_text(text).ok()
         })
         .filter(|cp| cp.origin == publication.origin)
         .map_or(0, |cp| cp.size)
