@@ -73,6 +73,35 @@ ensure_promtool() {
   note "$("$ARI_PROMTOOL" --version 2>&1 | head -1)"
 }
 
+# The OpenWallet Foundation's SD-JWT reference library (`sd_jwt`), which checks the delegate
+# SD-JWT chains the daemon emits (tests/sdjwt_check.py). Its wheels, and the newer jwcrypto
+# (and typing_extensions) than Debian 12 ships, are vendored in tests/vendor/python: CI has no
+# PyPI. They go into a venv on Debian's python3 that also sees Debian's python3-cryptography
+# and python3-yaml (--system-site-packages; these and python3-venv are in .ci/test's list),
+# installed from those files only, after their SHA256SUMS are checked. The tests find its
+# python through ARI_SDJWT_PYTHON.
+ensure_sdjwt_python() {
+  local venv=target/tools/sdjwt-venv wheels=tests/vendor/python stamp versions listed
+  (cd "$wheels" && sha256sum --quiet --strict -c SHA256SUMS) || die "a wheel in $wheels does not match its SHA256SUMS"
+  stamp=$(cat "$wheels/SHA256SUMS")
+  # Made again when missing or when the vendored wheels have changed since.
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/vendored.sha256" 2>/dev/null)" != "$stamp" ]; then
+    note "making $venv: Debian's python3, and the wheels SHA256SUMS lists in $wheels (no index)"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv" || die "cannot make $venv (is Debian's python3-venv installed?)"
+    mapfile -t listed < <(awk -v d="$wheels" '{sub(/^\*/, "", $2); print d "/" $2}' "$wheels/SHA256SUMS")
+    "$venv/bin/pip" install -q --no-index --no-deps --disable-pip-version-check "${listed[@]}" \
+      || die "cannot install the wheels in $wheels"
+    printf '%s\n' "$stamp" >"$venv/vendored.sha256"
+  fi
+  ARI_SDJWT_PYTHON="$PWD/$venv/bin/python"
+  export ARI_SDJWT_PYTHON
+  versions=$("$ARI_SDJWT_PYTHON" -c 'import sd_jwt, jwcrypto.version as j, cryptography as c, yaml as y
+print(f"sd_jwt {sd_jwt.__version__}, jwcrypto {j.__version__}, cryptography {c.__version__}, PyYAML {y.__version__}")') \
+    || die "the venv at $venv cannot import sd_jwt and its dependencies"
+  note "$versions (in $venv)"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || die "Rust is not installed: see https://rustup.rs (then open a new shell)"
   note "$(cargo --version)"
