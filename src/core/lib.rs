@@ -23,6 +23,7 @@
 //! | [`keyset`] | JWK Sets of every public key a verifier needs, with roles and validity windows |
 //! | [`mandate`] | AP2 v0.2 open and closed payment mandates, their constraints and units, and the A2P2 limits beside them |
 //! | [`sdjwt`] | SD-JWT (RFC 9901) disclosures and the delegation chains of AP2 mandates, verified |
+//! | [`ap2`] | AP2 v0.2 merchant checkout JWTs and payment receipts, verified, and the hashes that bind them to mandates |
 //!
 //! ## Checking a payment
 //!
@@ -51,6 +52,7 @@
 //! - Parsing untrusted bytes never panics (the lints deny `unwrap`, `expect`, `panic` and
 //!   slice indexing; fuzz targets exercise every parser).
 
+pub mod ap2;
 pub mod attest;
 pub mod condition;
 pub mod evidence;
