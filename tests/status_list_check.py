@@ -23,8 +23,8 @@ issuer = jwt.PyJWK(json.loads(Path(sys.argv[2]).read_text()), algorithm="ES256")
 voucher = Path(sys.argv[3]).read_text().strip()
 
 # The voucher's reference, read as a verifier reads it (signature checked too).
-assert voucher.endswith("~"), "a voucher ends in '~'"
-referenced = jwt.decode(voucher[:-1], issuer.key, algorithms=["ES256"], options={"verify_aud": False})
+assert voucher.endswith("~"), "a voucher (an SD-JWT as presented) ends in '~'"
+referenced = jwt.decode(voucher.split("~")[0], issuer.key, algorithms=["ES256"], options={"verify_aud": False})
 ref = referenced["status"]["status_list"]
 idx, uri = ref["idx"], ref["uri"]
 assert isinstance(idx, int) and idx >= 0, ref

@@ -535,17 +535,22 @@ class AriClient:
         agent: str,
         constraints: Sequence[Mapping[str, Any]],
         *,
+        a2p2: Mapping[str, Any] | None = None,
         not_before: int | None = None,
         expires_at: int | None = None,
     ) -> JsonObject:
         """Delegates part of `voucher` to another agent of the same user. `constraints` is the
-        child's full list, each equal to or narrower than the parent's. Times are Unix seconds
-        (default: the parent's window). Returns `{id, digest, voucher}`."""
+        child's full list of AP2 constraints and `a2p2` its A2P2 limits, as its open mandate
+        will hold them (disclosed values), each equal to or narrower than the parent's. Times
+        are Unix seconds (default: the parent's window). Returns `{id, digest, voucher}`, the
+        voucher being the whole chain from the root."""
         params: JsonObject = {
             "voucher": voucher,
             "agent": agent,
             "constraints": [dict(c) for c in constraints],
         }
+        if a2p2 is not None:
+            params["a2p2"] = dict(a2p2)
         if not_before is not None:
             params["not_before"] = not_before
         if expires_at is not None:

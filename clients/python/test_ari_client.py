@@ -75,6 +75,30 @@ def jws_part(token: str, part: int) -> dict[str, Any]:
     return value
 
 
+def disclosed_mandate(segment: str) -> dict[str, Any]:
+    """The mandate an SD-JWT segment (as presented) discloses, its concealed array elements
+    replaced by the values the segment discloses (RFC 9901), unverified."""
+    jws, *disclosures = segment.rstrip("~").split("~")
+    by_digest = {
+        base64.urlsafe_b64encode(hashlib.sha256(d.encode()).digest()).rstrip(b"=").decode():
+            json.loads(b64url_decode(d))[-1]
+        for d in disclosures
+    }
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, list):
+            return [resolve(by_digest[v["..."]]) if isinstance(v, dict) and "..." in v
+                    else resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    [item] = jws_part(jws, 1)["delegate_payload"]
+    mandate = resolve(by_digest[item["..."]])
+    assert isinstance(mandate, dict), mandate
+    return mandate
+
+
 def node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
@@ -108,6 +132,7 @@ class LiveDaemon(unittest.TestCase):
     env: dict[str, str]
     client: AriClient
     constraints: dict[str, dict[str, Any]]
+    a2p2: dict[str, Any]
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -119,8 +144,9 @@ class LiveDaemon(unittest.TestCase):
                 "python_client::` from the repository, or see clients/python/README.md"
             )
         cls.env = {name: os.environ[name] for name in ENV}
-        claims = jws_part(cls.env["ARI_TEST_VOUCHER"], 1)
-        cls.constraints = {c["type"]: c for c in claims["constraints"]}
+        mandate = disclosed_mandate(cls.env["ARI_TEST_VOUCHER"])
+        cls.constraints = {c["type"]: c for c in mandate["constraints"]}
+        cls.a2p2 = mandate["a2p2"]
         for kind in ("payment.amount_range", "payment.budget", "payment.allowed_payees"):
             if kind not in cls.constraints or (
                 kind == "payment.amount_range" and "max" not in cls.constraints[kind]
@@ -145,7 +171,7 @@ class LiveDaemon(unittest.TestCase):
 
     @property
     def payee(self) -> str:
-        return str(self.constraints["payment.allowed_payees"]["payees"][0])
+        return str(self.constraints["payment.allowed_payees"]["allowed"][0]["id"])
 
     def arictl(self, *args: str) -> str:
         out = subprocess.run(
@@ -198,19 +224,20 @@ class LiveDaemon(unittest.TestCase):
         for key in ("decision", "ledger_seq", "log_index", "authorization", "chain", "attestation"):
             self.assertIn(key, got)
         self.assertEqual(jws_part(got["authorization"], 0)["alg"], "ES256")
-        mandate = jws_part(got["authorization"], 1)
+        hop = jws_part(got["authorization"], 1)
         expected = {
-            "amount": amount,
-            "currency": self.currency,
-            "payee": self.payee,
-            "transaction_id": tx,
             "aud": "psp.example",
             "nonce": "psp-nonce-0001",
-            "agent": self.env["ARI_TEST_AGENT"],
             "jti": got["decision"],
             "log_index": got["log_index"],
         }
-        self.assertEqual({k: mandate.get(k) for k in expected}, expected)
+        self.assertEqual({k: hop.get(k) for k in expected}, expected)
+        closed = disclosed_mandate(got["authorization"])
+        self.assertEqual(closed["payment_amount"], {"amount": amount, "currency": self.currency})
+        self.assertEqual(closed["payee"]["id"], self.payee)
+        self.assertEqual(closed["transaction_id"], tx)
+        self.assertEqual(closed["risk_data"]["ari"]["agent"], self.env["ARI_TEST_AGENT"])
+        self.assertEqual(got["mandate"], got["chain"][0] + "~" + got["authorization"])
 
         status = self.client.payment_status(got["decision"])
         self.assertEqual((status["status"], status["amount"]), ("authorized", amount))
@@ -291,11 +318,13 @@ class LiveDaemon(unittest.TestCase):
             if c["type"] == "payment.amount_range":
                 c["max"] = min(c["max"], 100)
             if c["type"] == "payment.budget":
-                c["max"] = min(c["max"], 1000)
+                c["max"] = min(c["max"], 10)  # major units, as AP2 writes budgets
             narrow.append(c)
-        child = self.client.delegate(self.voucher, self.env["ARI_TEST_CHILD"], narrow)
+        child = self.client.delegate(
+            self.voucher, self.env["ARI_TEST_CHILD"], narrow, a2p2=self.a2p2
+        )
         self.assertEqual(set(child), {"id", "digest", "voucher"})
-        claims = jws_part(child["voucher"], 1)
+        claims = jws_part(child["voucher"].split("~~")[-1], 1)
         self.assertEqual(claims["agent"], self.env["ARI_TEST_CHILD"])
         self.assertEqual(claims["jti"], child["id"])
         # The parent's holder cannot spend the child's voucher.
@@ -307,7 +336,7 @@ class LiveDaemon(unittest.TestCase):
             for c in narrow
         ]
         with self.assertRaises(VoucherRejected) as cm:
-            self.client.delegate(self.voucher, self.env["ARI_TEST_CHILD"], wide)
+            self.client.delegate(self.voucher, self.env["ARI_TEST_CHILD"], wide, a2p2=self.a2p2)
         self.assertEqual(cm.exception.reason, "voucher_widens")
 
     def test_a_frozen_agent_is_refused_until_unfrozen(self) -> None:

@@ -200,6 +200,59 @@ pub fn budget_major(minor: u64, currency: &str) -> serde_json::Number {
         .unwrap_or_else(|_| serde_json::Number::from(minor / scale))
 }
 
+/// Unix seconds as the ISO 8601 UTC time AP2's dates are compared in (as strings):
+/// `YYYY-MM-DDTHH:MM:SSZ`. Times before 1970 or after 9999 are clamped to those years' ends.
+pub fn utc(secs: i64) -> String {
+    let secs = secs.clamp(0, 253_402_300_799);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// The Unix seconds of a time written as [`utc`] writes it; `None` for any other form.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shape = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<i64>().ok());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let secs = (era * 146_097 + doe - 719_468) * 86_400 + hh * 3_600 + mm * 60 + ss;
+    // A day past the month's end (e.g. 02-30) does not survive the round trip.
+    (utc(secs) == text).then_some(secs)
+}
+
 /// What was spent under an open mandate before this payment: the figures its budget and
 /// recurrence constraints are checked against (for a recurrence, within the current period).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -375,6 +428,145 @@ pub fn check(
     out
 }
 
+/// A payment chain of any issuer (AP2's SDK, a wallet, ARI) that passed [`verify_chain`].
+#[derive(Debug, Clone)]
+pub struct PaymentChain {
+    /// The open mandates, root first: one per segment but the last.
+    pub open: Vec<OpenPaymentMandate>,
+    /// The closed mandate of the last hop.
+    pub closed: ClosedPaymentMandate,
+    /// Each segment's resolved payload, root first.
+    pub payloads: Vec<Value>,
+    /// How each hop binds to the segment before it: `sd_hash` or `issuer_jwt_hash`.
+    pub bindings: Vec<&'static str>,
+    /// What the last open mandate's constraints say of the closed one, with nothing spent
+    /// before (budgets and counts need the holder's ledger, which a chain does not carry).
+    pub violations: Vec<Violation>,
+}
+
+/// Why a payment chain was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The root names no trusted key, or the SD-JWT chain fails.
+    #[error("{0}")]
+    Chain(#[from] crate::sdjwt::SdJwtError),
+    /// No trusted key verifies the root.
+    #[error("the root is signed by none of the trusted keys")]
+    Untrusted,
+    /// A mandate is not what its place in the chain requires.
+    #[error("segment {segment}: {message}")]
+    Mandate {
+        /// Which segment.
+        segment: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Verifies a payment chain as an AP2 verifier does, whoever made it: the root under one of
+/// `trusted` (the one its header `kid` names, else each in turn), every hop under the key the
+/// mandate before it names, the bindings (either hash, at any depth), the last hop's `aud`,
+/// `nonce` and times per `expect`; every segment but the last must disclose an open payment
+/// mandate and the last a closed one; then AP2's constraint check of the closed mandate against
+/// the last open one ([`check`], nothing spent before, `now` as the execution date when the
+/// closed mandate names none).
+pub fn verify_chain(
+    chain: &str,
+    trusted: &[crate::jose::PublicKey],
+    expect: &crate::sdjwt::Expect<'_>,
+    open_checkout_hash: Option<&str>,
+) -> Result<PaymentChain, ChainError> {
+    use crate::sdjwt;
+    let segments = sdjwt::split(chain)?;
+    if segments.len() < 2 {
+        return Err(ChainError::Mandate {
+            segment: 0,
+            message: "a payment chain has a root and at least one hop".into(),
+        });
+    }
+    let kid = segments
+        .first()
+        .and_then(|s| crate::jose::peek_header(&s.jwt).ok())
+        .map(|h| h.kid)
+        .unwrap_or_default();
+    let mut keys: Vec<&crate::jose::PublicKey> =
+        trusted.iter().filter(|k| k.thumbprint() == kid).collect();
+    if keys.is_empty() {
+        keys = trusted.iter().collect();
+    }
+    let mut verified = None;
+    for key in keys {
+        match sdjwt::verify_segments(&segments, key, expect) {
+            Ok(v) => {
+                verified = Some(v);
+                break;
+            }
+            // Not this key's root signature: try the next.
+            Err(sdjwt::SdJwtError::Jose { segment: 0, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let v = verified.ok_or(ChainError::Untrusted)?;
+    let last = v.mandates.len().saturating_sub(1);
+    let mut open = Vec::new();
+    let mut closed = None;
+    for (segment, m) in v.mandates.iter().enumerate() {
+        let bad = |message: String| ChainError::Mandate { segment, message };
+        let vct = m.get("vct").and_then(Value::as_str).unwrap_or_default();
+        if segment < last {
+            if vct != OPEN_VCT {
+                return Err(bad(format!("vct {vct:?} where {OPEN_VCT} was required")));
+            }
+            open.push(
+                serde_json::from_value::<OpenPaymentMandate>(m.clone())
+                    .map_err(|e| bad(format!("not an open payment mandate: {e}")))?,
+            );
+        } else {
+            if vct != CLOSED_VCT {
+                return Err(bad(format!("vct {vct:?} where {CLOSED_VCT} was required")));
+            }
+            closed = Some(
+                serde_json::from_value::<ClosedPaymentMandate>(m.clone())
+                    .map_err(|e| bad(format!("not a closed payment mandate: {e}")))?,
+            );
+        }
+    }
+    let (Some(closed), Some(last_open)) = (closed, open.last()) else {
+        return Err(ChainError::Mandate {
+            segment: last,
+            message: "no closed mandate after an open one".into(),
+        });
+    };
+    let now = utc(expect.at.unwrap_or(0));
+    let violations = check(
+        last_open,
+        &closed,
+        Usage::default(),
+        &now,
+        open_checkout_hash,
+    );
+    let bindings = v
+        .payloads
+        .iter()
+        .skip(1)
+        .map(|p| {
+            if p.get("sd_hash").is_some() {
+                "sd_hash"
+            } else {
+                "issuer_jwt_hash"
+            }
+        })
+        .collect();
+    Ok(PaymentChain {
+        open,
+        closed,
+        payloads: v.payloads,
+        bindings,
+        violations,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -408,6 +600,28 @@ mod tests {
         );
         // An unknown type does not parse, as AP2's union refuses it.
         assert!(serde_json::from_value::<Constraint>(json!({"type": "org.a2p2.level"})).is_err());
+    }
+
+    #[test]
+    fn utc_times_round_trip_and_refuse_other_forms() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_796_612_990, "2026-12-07T03:09:50Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(utc(secs), text);
+            assert_eq!(parse_utc(text), Some(secs));
+        }
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-12-07",
+            "2026-12-07T03:09:50+00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-12-07t03:49:50Z",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -499,10 +499,13 @@ pub struct Expect<'a> {
     pub aud: Option<&'a str>,
     /// The last hop's `nonce`, if the verifier checks it.
     pub nonce: Option<&'a str>,
-    /// Verification time, Unix seconds.
-    pub at: i64,
+    /// Verification time, Unix seconds; `None` skips the time checks (the caller makes its own).
+    pub at: Option<i64>,
     /// Allowed clock skew, seconds.
     pub skew: i64,
+    /// The chain is open-ended: every hop delegates (`kb+sd-jwt+kb`, naming a further holder)
+    /// and none answers a verifier, as in a voucher chain before a payment.
+    pub open: bool,
 }
 
 /// A checked chain: each segment's header and resolved payload, and the mandate each carries
@@ -518,8 +521,21 @@ pub struct Verified {
 /// in `cnf.jwk`, each binding, the hops' types and holders, the time claims, and the last hop's
 /// `aud` and `nonce` where `expect` gives them.
 pub fn verify(chain: &str, root: &PublicKey, expect: &Expect) -> Result<Verified, SdJwtError> {
-    let segments = split(chain)?;
-    let last = segments.len() - 1;
+    verify_segments(&split(chain)?, root, expect)
+}
+
+/// As [`verify`], on a chain already split.
+pub fn verify_segments(
+    segments: &[Segment],
+    root: &PublicKey,
+    expect: &Expect,
+) -> Result<Verified, SdJwtError> {
+    let last = segments
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| format("an empty chain"))?;
+    // Where the chain ends in a payment, its last hop is terminal; an open chain has none.
+    let terminal = if expect.open { None } else { Some(last) };
     let mut out = Verified {
         headers: Vec::new(),
         payloads: Vec::new(),
@@ -534,7 +550,7 @@ pub fn verify(chain: &str, root: &PublicKey, expect: &Expect) -> Result<Verified
                 .get("typ")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let (expected, accepted): (&'static str, [&str; 2]) = if i == last {
+            let (expected, accepted): (&'static str, [&str; 2]) = if Some(i) == terminal {
                 (TERMINAL_TYP, [TERMINAL_TYP, "kb-sd-jwt"])
             } else {
                 (DELEGATION_TYP, [DELEGATION_TYP, "kb-sd-jwt+kb"])
@@ -574,7 +590,7 @@ pub fn verify(chain: &str, root: &PublicKey, expect: &Expect) -> Result<Verified
         };
         times(&resolved, i, expect)?;
         times(mandate, i, expect)?;
-        if i > 0 && i == last {
+        if i > 0 && Some(i) == terminal {
             if resolved.get("iat").is_none() {
                 return Err(format("the last hop has no iat"));
             }
@@ -587,7 +603,7 @@ pub fn verify(chain: &str, root: &PublicKey, expect: &Expect) -> Result<Verified
             }
         }
         let cnf = mandate.get("cnf").and_then(|c| c.get("jwk"));
-        match (i == last, cnf) {
+        match (Some(i) == terminal, cnf) {
             (true, Some(_)) if i > 0 => {
                 return Err(SdJwtError::Holder(i, "the last hop names a further holder"));
             }
@@ -625,7 +641,9 @@ fn bound(payload: &Value, previous: &Segment, segment: usize) -> Result<(), SdJw
 
 /// `exp` not passed and `iat` not in the future, with the skew.
 fn times(v: &Value, segment: usize, expect: &Expect) -> Result<(), SdJwtError> {
-    let at = expect.at;
+    let Some(at) = expect.at else {
+        return Ok(());
+    };
     if let Some(exp) = v.get("exp").and_then(Value::as_i64)
         && at > exp.saturating_add(expect.skew)
     {
@@ -678,8 +696,9 @@ mod tests {
             let expect = Expect {
                 aud: v["verification"]["expected_aud"].as_str(),
                 nonce: v["verification"]["expected_nonce"].as_str(),
-                at: 1_785_268_700,
+                at: Some(1_785_268_700),
                 skew: 300,
+                open: false,
             };
             let got = verify(token, &root.to_public_key().unwrap(), &expect)
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
@@ -716,8 +735,9 @@ mod tests {
         let expect = Expect {
             aud: Some("merchant"),
             nonce: Some("merchant-nonce-456"),
-            at: 1_785_268_700,
+            at: Some(1_785_268_700),
             skew: 300,
+            open: false,
         };
         // Another verifier's audience or nonce.
         let other = Expect {
@@ -761,7 +781,7 @@ mod tests {
             Err(SdJwtError::Jose { segment: 0, .. })
         ));
         let early = Expect {
-            at: 1_700_000_000,
+            at: Some(1_700_000_000),
             ..expect
         };
         assert!(matches!(
@@ -874,8 +894,9 @@ mod tests {
             let expect = Expect {
                 aud: Some("merchant"),
                 nonce: Some("merchant-nonce-789"),
-                at: 1_785_268_700,
+                at: Some(1_785_268_700),
                 skew: 300,
+                open: false,
             };
             let got = verify(&chain, &root, &expect).unwrap();
             assert_eq!(got.mandates.len(), 3);

@@ -446,7 +446,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::jose::PublicKey;
-    use crate::voucher::{Confirmation, VOUCHER_VCT};
+    use crate::mandate::OPEN_VCT as VOUCHER_VCT;
+    use crate::voucher::Confirmation;
     use serde_json::json;
 
     fn cny() -> Currency {

@@ -39,7 +39,7 @@ use crate::keyset::{self, KeySet, Member, Role};
 use crate::ledger::{Outcome, PaymentStatus};
 use crate::payment::Receipt;
 use crate::store::VoucherStatus;
-use crate::voucher::constraint::{AutonomyLevel, Constraint};
+use crate::voucher::constraint::AutonomyLevel;
 use serde_json::{Map, Value};
 
 /// A type with fully populated samples.
@@ -79,6 +79,7 @@ fn object() -> Map<String, Value> {
 
 fn receipt() -> Receipt {
     Receipt {
+        mandate: text(),
         authorization: text(),
         chain: vec![text()],
         attestation: text(),
@@ -347,7 +348,14 @@ sample! {
     DelegateParams => DelegateParams {
         voucher: text(),
         agent: text(),
-        constraints: vec![Constraint::FundsCarrier { id: text() }],
+        constraints: vec![Value::Object(object())],
+        a2p2: Some(crate::mandate::A2p2Limits {
+            autonomy_level: text(),
+            categories: vec![text()],
+            report_within_s: Some(1),
+            conditions: vec![text()],
+            period_time_zone: Some(text()),
+        }),
         not_before: Some(1),
         expires_at: Some(1),
     };

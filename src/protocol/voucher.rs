@@ -7,7 +7,7 @@
 
 use crate::jose::Jwk;
 use crate::store::VoucherStatus;
-use crate::voucher::constraint::{AutonomyLevel, Constraint};
+use crate::voucher::constraint::AutonomyLevel;
 use serde::{Deserialize, Serialize};
 
 /// The params of `admin.voucher_issue`. Amounts in minor units, times in Unix seconds; each
@@ -184,8 +184,12 @@ pub struct DelegateParams {
     pub voucher: String,
     /// The child agent.
     pub agent: String,
-    /// The child's full list of constraints, each as strict as the parent's or stricter.
-    pub constraints: Vec<Constraint>,
+    /// The child's AP2 constraints, as its open mandate will hold them (disclosed values, not
+    /// digests): the full list, each as strict as the parent's or stricter.
+    pub constraints: Vec<serde_json::Value>,
+    /// The child's A2P2 limits (the open mandate's `a2p2` member), as strict as the parent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2p2: Option<crate::mandate::A2p2Limits>,
     /// Start of validity (default: the parent's, or now if later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<i64>,

@@ -60,13 +60,14 @@ impl Service {
             nbf: p.not_before.unwrap_or(now.max(leaf.nbf)),
             exp: p.expires_at.unwrap_or(leaf.exp),
             jti: random_hex(16)?,
-            vct: voucher::VOUCHER_VCT.into(),
+            vct: crate::mandate::OPEN_VCT.into(),
             agent: child.id.clone(),
             cnf: Confirmation {
                 jwk: child.key.public.to_jwk(),
             },
             parent: Some(chain.leaf_digest().to_string()),
-            constraints: p.constraints,
+            constraints: voucher::ap2::read_limits(&p.constraints, p.a2p2)
+                .map_err(|e| Error::InvalidParams(format!("constraints: {e}")))?,
             status: None,
         };
         let index = chain.ids.len();
@@ -79,8 +80,13 @@ impl Service {
         let idx = status.status_list.idx;
         claims.status = Some(status);
         let carve = policy::budget(&claims).map(|(_, m)| m);
-        let draft = VoucherDraft::new(&claims, &parent_agent.key.public.thumbprint())
-            .map_err(Internal::jose("a delegated voucher"))?;
+        let draft = VoucherDraft::delegation(
+            &claims,
+            &parent_agent.key.public.thumbprint(),
+            chain.leaf_compact(),
+            &mut super::salts_for(&claims)?,
+        )
+        .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let withheld = self
             .backend
             .sign::<_, ()>(parent_agent.key.id.clone(), Prepared::new(draft))
@@ -134,10 +140,13 @@ impl Service {
         let row = super::voucher::stored(compact, &claims, carve);
         self.status_placed(idx);
         tracing::info!(voucher = %row.id, parent = %chain.leaf_id(), from = %parent_agent.id, to = %child.id, "voucher delegated");
+        let mut segments = chain.compacts.clone();
+        segments.push(row.compact);
         Ok(Delegated {
             id: row.id,
             digest: row.digest,
-            voucher: row.compact,
+            voucher: voucher::join(&segments)
+                .map_err(|_| Internal::Invariant("a voucher chain does not join"))?,
         })
     }
 }

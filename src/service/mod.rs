@@ -608,6 +608,29 @@ fn random_hex(bytes: usize) -> Result<String, Error> {
     Ok(hex::encode(buf))
 }
 
+/// A fresh SD-JWT salt: 16 random bytes, base64url.
+fn random_salt() -> Result<String, Error> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).map_err(Internal::Randomness)?;
+    Ok(crate::jose::b64url(&buf))
+}
+
+/// Enough fresh salts for one voucher segment with `claims`' disclosures, handed out one a call.
+fn salts_for(claims: &crate::voucher::VoucherClaims) -> Result<impl FnMut() -> String, Error> {
+    let concealed: usize = claims
+        .constraints
+        .iter()
+        .map(|c| match c {
+            crate::voucher::constraint::Constraint::AllowedPayees { payees } => payees.len(),
+            _ => 1,
+        })
+        .sum();
+    let mut pool = (0..concealed + 2)
+        .map(|_| random_salt())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(move || pool.pop().unwrap_or_default())
+}
+
 /// Runs blocking state work off the async threads.
 async fn blocking<T: Send + 'static, E: Into<Error> + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,

@@ -4,7 +4,7 @@
 
 use super::{Service, blocking};
 use crate::clock::unix_now as now;
-use crate::error::{Error, Internal};
+use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
 use crate::protocol::voucher::{
@@ -15,6 +15,17 @@ use crate::seal::Prepared;
 use crate::store::{StoreError, StoredVoucher, VoucherStatus};
 use crate::voucher::constraint::{Constraint, Currency};
 use crate::voucher::{self, Confirmation, VoucherClaims, VoucherDraft};
+
+/// The budget a voucher is issued with: the one asked for, or, for a payment count without one,
+/// the count times the largest payment (what it implies; AP2 reads a recurrence only beside a
+/// budget).
+fn budget(p: &IssueParams) -> Option<u64> {
+    p.budget.or_else(|| {
+        p.max_payments
+            .zip(p.max_amount)
+            .map(|(n, max)| max.saturating_mul(u64::from(n)))
+    })
+}
 use serde_json::json;
 
 /// The constraints an issue's params ask for, in a fixed order.
@@ -22,14 +33,17 @@ fn constraints(p: &IssueParams) -> Result<Vec<Constraint>, Error> {
     let currency =
         Currency::try_from(p.currency.clone()).map_err(|e| Error::InvalidParams(e.to_string()))?;
     let mut out = vec![Constraint::AutonomyLevel { level: p.level }];
-    if p.min_amount.is_some() || p.max_amount.is_some() {
+    let budget = budget(p);
+    // AP2's amount range needs a high end: without one asked for, no payment can be above the
+    // budget anyway.
+    if let Some(max) = p.max_amount.or(budget) {
         out.push(Constraint::AmountRange {
             currency: currency.clone(),
             min: p.min_amount,
-            max: p.max_amount,
+            max: Some(max),
         });
     }
-    if let Some(max) = p.budget {
+    if let Some(max) = budget {
         out.push(Constraint::Budget {
             currency: currency.clone(),
             max,
@@ -121,7 +135,7 @@ impl Service {
             nbf: p.not_before.unwrap_or(issued),
             exp: p.expires_at,
             jti: super::random_hex(16)?,
-            vct: voucher::VOUCHER_VCT.into(),
+            vct: crate::mandate::OPEN_VCT.into(),
             agent: agent.id.clone(),
             cnf: Confirmation {
                 jwk: agent.key.public.to_jwk(),
@@ -143,14 +157,18 @@ impl Service {
         let status = self.take_status().await?;
         let idx = status.status_list.idx;
         claims.status = Some(status);
-        let draft = VoucherDraft::new(&claims, &issuer.public.thumbprint())
-            .map_err(Internal::jose("a root voucher"))?;
+        let draft = VoucherDraft::root(
+            &claims,
+            &issuer.public.thumbprint(),
+            &mut super::salts_for(&claims)?,
+        )
+        .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let withheld = self
             .backend
             .sign::<_, ()>(issuer.id.clone(), Prepared::new(draft))
             .withheld()
             .await?;
-        let (budget, job_claims) = (p.budget, claims.clone());
+        let (budget, job_claims) = (budget(&p), claims.clone());
         let ((withheld, recorded), commit) = self
             .ledger
             .commit(move |tx| {
@@ -164,7 +182,7 @@ impl Service {
             .await?;
         drop(keys);
         let (compact, _) = withheld.release(commit.logged(recorded)?)?;
-        let stored = stored(compact, &claims, p.budget);
+        let stored = stored(compact, &claims, budget);
         self.status_placed(idx);
         tracing::info!(voucher = %stored.id, agent = %agent.id, status_idx = idx, "voucher issued");
         Ok(stored)

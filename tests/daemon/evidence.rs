@@ -396,11 +396,13 @@ fn every_agent_signature_and_trust_change_is_an_entry_that_verify_log_checks() {
     assert_eq!(e["fact"]["facts"], facts);
     let jwt = paid["authorization"].as_str().unwrap();
     assert_eq!(e["fact"]["signed"], signed_digest_of_jws(jwt));
-    let claims: Value =
-        serde_json::from_slice(&b64url_decode(jwt.split('.').nth(1).unwrap())).unwrap();
+    // The closed mandate (the authorization's one disclosure) carries the facts' digest.
+    let closed: Value =
+        serde_json::from_slice(&b64url_decode(jwt.split('~').nth(1).unwrap())).unwrap();
+    assert_eq!(e["fact"]["closed"], jwt.split('~').nth(1).unwrap());
     use sha2::Digest;
     assert_eq!(
-        claims["facts_sha256"],
+        closed[1]["risk_data"]["ari"]["facts_sha256"],
         b64url(&sha2::Sha256::digest(
             serde_json::to_vec(&e["fact"]["facts"]).unwrap()
         ))

@@ -125,7 +125,7 @@ fn mandates_validate_against_the_ap2_schemas_with_jsonschema() {
             v["compact_serialization"].as_str().unwrap(),
             &root_key.to_public_key().unwrap(),
             &ari::sdjwt::Expect {
-                at: 1_785_268_700,
+                at: Some(1_785_268_700),
                 skew: 300,
                 ..Default::default()
             },
@@ -204,4 +204,189 @@ fn mandates_validate_against_the_ap2_schemas_with_jsonschema() {
         cases.len(),
         "{text}"
     );
+}
+
+/// The venv python with the OpenWallet `sd_jwt` library (`ensure_sdjwt_python` in .ci/lib.sh).
+fn sdjwt_python() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var("ARI_SDJWT_PYTHON").unwrap_or_else(|_| {
+        root.join("target/tools/sdjwt-venv/bin/python")
+            .display()
+            .to_string()
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "{python}: the OpenWallet sd-jwt library's venv is missing; `. .ci/lib.sh; \
+         ensure_sdjwt_python` makes it (.ci/test does)"
+    );
+    python
+}
+
+/// Runs tests/sdjwt_check.py on a chain: its output, and whether the library accepted it.
+fn openwallet_check(chain: &str, root: &Value, aud: &str, nonce: &str) -> (bool, String) {
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(sdjwt_python())
+        .arg(root_dir.join("tests/sdjwt_check.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"chain": chain, "root_jwk": root, "aud": aud, "nonce": nonce});
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_daemons_payment_mandates_pass_the_openwallet_library_and_the_ap2_schemas() {
+    use crate::common::{ARICTL, Daemon};
+    use ari::protocol::Method;
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    // The child agent is arictl itself: same uid, another executable.
+    let arictl_digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(ARICTL).unwrap()))
+    };
+    d.admin()
+        .call(
+            Method::AdminAgentProvision,
+            json!({"agent": "child-bot", "user": "alice@example.com",
+                   "uid": crate::common::uid(), "exe_sha256": arictl_digest}),
+        )
+        .unwrap();
+    let voucher = d
+        .admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "shop-bot", "level": "L3", "currency": "CNY", "max_amount": 5000,
+                   "budget": 20000, "payees": ["shop.example", "cafe.example"],
+                   "categories": ["groceries"], "funds_carrier": "card-7",
+                   "report_within_s": 3600,
+                   "expires_at": ari::clock::unix_now() + 86_400}),
+        )
+        .unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
+    let issuer_jwk = status["daemon_keys"]["issuer"]["jwk"].clone();
+
+    // One hop: the agent pays on its own voucher.
+    let direct = d
+        .agent()
+        .call(
+            Method::PaymentAuthorize,
+            json!({"voucher": voucher["id"],
+                   "payment": {"amount": 1250, "currency": "CNY", "payee": "shop.example",
+                               "category": "groceries", "transaction_id": "checkout-1"},
+                   "aud": "merchant.example", "nonce": "merchant-nonce-1"}),
+        )
+        .unwrap();
+    // Two hops: it delegates to the child, which pays.
+    let child = d
+        .agent()
+        .call(
+            Method::VoucherDelegate,
+            json!({"voucher": voucher["id"], "agent": "child-bot",
+            "a2p2": {"autonomy_level": "L3", "categories": ["groceries"],
+                     "report_within_s": 3600},
+            "constraints": [
+                {"type": "payment.amount_range", "currency": "CNY", "max": 3000},
+                {"type": "payment.budget", "currency": "CNY", "max": 80.00},
+                {"type": "payment.allowed_payees",
+                 "allowed": [{"id": "cafe.example", "name": "cafe.example"}]},
+                {"type": "payment.allowed_payment_instruments",
+                 "allowed": [{"id": "card-7", "type": "ari.funds_carrier"}]},
+            ]}),
+        )
+        .unwrap();
+    let (code, out, err) = d.arictl(&[
+        "payment",
+        "authorize",
+        "--voucher",
+        child["id"].as_str().unwrap(),
+        "--amount",
+        "2500",
+        "--currency",
+        "CNY",
+        "--payee",
+        "cafe.example",
+        "--category",
+        "groceries",
+        "--transaction-id",
+        "checkout-2",
+        "--aud",
+        "merchant.example",
+        "--nonce",
+        "merchant-nonce-2",
+        "--no-proof",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let delegated: Value = serde_json::from_str(&out).unwrap();
+
+    let mut cases = Vec::new();
+    for (name, paid, nonce, segments) in [
+        ("direct", &direct, "merchant-nonce-1", 2),
+        ("delegated", &delegated, "merchant-nonce-2", 3),
+    ] {
+        let chain = paid["mandate"].as_str().unwrap();
+        assert_eq!(chain.split("~~").count(), segments, "{name}");
+        let (ok, text) = openwallet_check(chain, &issuer_jwk, "merchant.example", nonce);
+        println!("{name}: {text}");
+        assert!(ok, "{name}: the OpenWallet library refused it: {text}");
+        let (ok, text) = openwallet_check(chain, &issuer_jwk, "merchant.example", "other-nonce");
+        assert!(!ok && text.contains("nonce"), "{name}: {text}");
+        let (ok, _) = openwallet_check(chain, &issuer_jwk, "another.example", nonce);
+        assert!(!ok, "{name}: another audience");
+        let forged = chain.replacen("~~", "~~e", 1);
+        assert!(!openwallet_check(&forged, &issuer_jwk, "merchant.example", nonce).0);
+
+        // Each mandate the chain discloses, against the schemas written from AP2's spec.
+        let got = ari::sdjwt::verify(
+            chain,
+            &serde_json::from_value::<ari::jose::Jwk>(issuer_jwk.clone())
+                .unwrap()
+                .to_public_key()
+                .unwrap(),
+            &ari::sdjwt::Expect {
+                aud: Some("merchant.example"),
+                nonce: Some(nonce),
+                at: Some(ari::clock::unix_now()),
+                skew: 60,
+                open: false,
+            },
+        )
+        .unwrap();
+        for (i, m) in got.mandates.iter().enumerate() {
+            let schema = if i + 1 == got.mandates.len() {
+                "closed"
+            } else {
+                "open"
+            };
+            cases.push(case(
+                &format!("daemon {name} hop {i}"),
+                schema,
+                m.clone(),
+                true,
+            ));
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = crate::common::tempdir();
+    let file = tmp.path().join("cases.json");
+    std::fs::write(&file, serde_json::to_string(&cases).unwrap()).unwrap();
+    let out = Command::new(crate::common::debian_python())
+        .arg(root.join("tests/mandate_schema_check.py"))
+        .arg(root.join("docs/schemas/ap2"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 5);
 }

@@ -13,7 +13,8 @@ use ari::protocol::Method;
 
 use ari::client::{Client, ClientError};
 use ari::jose::{Jwk, PublicKey};
-use ari::voucher::{Confirmation, VOUCHER_VCT, VoucherClaims, VoucherDraft};
+use ari::mandate::OPEN_VCT as VOUCHER_VCT;
+use ari::voucher::{Confirmation, VoucherClaims, VoucherDraft};
 use common::{ARICTL, Daemon, remote_err};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
@@ -704,39 +705,40 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
         )
         .unwrap();
     let issuer = issuer_key(&d);
-    let (parent, parent_compact) = issue(
+    let (parent, _parent_compact) = issue(
         &d,
         json!({"level": "L4", "max_amount": 500, "budget": 1000, "payees": ["shop.example", "cafe.example"]}),
     );
     let mut c = d.agent();
-    let narrow = json!([
-        {"type": "org.a2p2.autonomy_level", "level": "L3"},
-        {"type": "payment.amount_range", "currency": "CNY", "max": 300},
-        {"type": "payment.budget", "currency": "CNY", "max": 600},
-        {"type": "payment.allowed_payees", "payees": ["shop.example"]},
-    ]);
-    let delegate = |c: &mut Client, constraints: &Value| {
-        c.call(
-            Method::VoucherDelegate,
-            json!({"voucher": parent, "agent": "child-bot", "constraints": constraints}),
-        )
+    // The child's limits as its open mandate writes them (budgets in yuan, as AP2 reads them).
+    let limits = |level: &str, max: u64, budget: f64, payee: &str| {
+        json!({
+            "a2p2": {"autonomy_level": level},
+            "constraints": [
+                {"type": "payment.amount_range", "currency": "CNY", "max": max},
+                {"type": "payment.budget", "currency": "CNY", "max": budget},
+                {"type": "payment.allowed_payees", "allowed": [{"id": payee, "name": payee}]},
+            ],
+        })
+    };
+    let narrow = limits("L3", 300, 6.0, "shop.example");
+    let delegate = |c: &mut Client, limits: &Value| {
+        let mut params = json!({"voucher": parent, "agent": "child-bot"});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(limits.as_object().unwrap().clone());
+        c.call(Method::VoucherDelegate, params)
     };
     // Widening is refused: a higher level, a larger amount, a dropped constraint, a new payee.
-    for (i, widen) in [
-        json!({"type": "org.a2p2.autonomy_level", "level": "L5"}),
-        json!({"type": "payment.amount_range", "currency": "CNY", "max": 501}),
-        json!({"type": "payment.allowed_payees", "payees": ["evil.example"]}),
+    for (i, cs) in [
+        limits("L5", 300, 6.0, "shop.example"),
+        limits("L3", 501, 6.0, "shop.example"),
+        limits("L3", 300, 6.0, "evil.example"),
     ]
     .into_iter()
     .enumerate()
     {
-        let mut cs = narrow.clone();
-        let kind = widen["type"].clone();
-        for x in cs.as_array_mut().unwrap() {
-            if x["type"] == kind {
-                *x = widen.clone();
-            }
-        }
         assert_eq!(
             remote_err(delegate(&mut c, &cs)).error.reason(),
             "voucher_widens",
@@ -744,7 +746,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
         );
     }
     let mut dropped = narrow.clone();
-    dropped.as_array_mut().unwrap().pop();
+    dropped["constraints"].as_array_mut().unwrap().pop();
     assert_eq!(
         remote_err(delegate(&mut c, &dropped)).error.reason(),
         "voucher_widens"
@@ -755,7 +757,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     assert_eq!(voucher_view(&d, &parent)["reserved"], 600);
     // Only 400 left to carve out or spend.
     let mut too_big = narrow.clone();
-    too_big[2]["max"] = json!(401);
+    too_big["constraints"][1]["max"] = json!(4.01);
     assert_eq!(
         remote_err(delegate(&mut c, &too_big)).error.reason(),
         "budget_exhausted"
@@ -827,7 +829,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     assert_eq!(checked.chain.len(), 2);
     assert_eq!(checked.claims.agent, "child-bot");
     assert_eq!(
-        ari::voucher::verify_chain(&[&parent_compact, &child_compact], &[issuer], now())
+        ari::voucher::verify_chain(&child_compact, &[issuer], now())
             .unwrap()
             .len(),
         2
@@ -844,15 +846,7 @@ fn delegation_narrows_reserves_and_debits_the_chain() {
     );
 
     // A revoked parent stops its delegations.
-    let child2 = delegate(
-        &mut c,
-        &json!([
-            {"type": "org.a2p2.autonomy_level", "level": "L3"},
-            {"type": "payment.amount_range", "currency": "CNY", "max": 300},
-            {"type": "payment.budget", "currency": "CNY", "max": 0},
-            {"type": "payment.allowed_payees", "payees": ["shop.example"]},
-        ]),
-    );
+    let child2 = delegate(&mut c, &limits("L3", 300, 0.0, "shop.example"));
     assert!(child2.is_ok(), "{child2:?}");
     d.admin()
         .call(Method::AdminVoucherRevoke, json!({"voucher": parent}))
@@ -904,7 +898,12 @@ fn external_voucher(sk: &SigningKey, pk: &PublicKey, agent: &Value, extra: Vec<V
             .collect(),
         status: None,
     };
-    let draft = VoucherDraft::new(&claims, &pk.thumbprint()).unwrap();
+    let mut n = 0;
+    let mut salt = || {
+        n += 1;
+        format!("external-salt-{n}")
+    };
+    let draft = VoucherDraft::root(&claims, &pk.thumbprint(), &mut salt).unwrap();
     let sig: Signature = sk.sign_prehash(&draft.digest()).unwrap();
     draft.finish(&sig.to_bytes().into())
 }

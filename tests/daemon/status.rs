@@ -48,8 +48,18 @@ fn issue(d: &Daemon) -> (String, VoucherClaims) {
         )
         .unwrap();
     let compact = v["voucher"].as_str().unwrap().to_string();
-    let payload = compact.trim_end_matches('~').split('.').nth(1).unwrap();
-    let claims = serde_json::from_slice(&ari::jose::b64url_decode(payload).unwrap()).unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
+    let issuer = serde_json::from_value::<Jwk>(status["daemon_keys"]["issuer"]["jwk"].clone())
+        .unwrap()
+        .to_public_key()
+        .unwrap();
+    let checks = ari::voucher::Checks {
+        now: None,
+        allow_unknown: false,
+    };
+    let claims = ari::voucher::verify_chain_with(&compact, &[issuer], checks)
+        .unwrap()
+        .remove(0);
     (compact, claims)
 }
 

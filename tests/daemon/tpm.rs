@@ -62,12 +62,9 @@ fn ak_of(d: &Daemon) -> PublicKey {
 
 /// The binding digest recomputed from the authorization alone, as hex.
 fn binding_from_authorization(receipt: &Value) -> String {
-    let jwt = receipt["authorization"].as_str().unwrap();
-    let payload = jwt.split('.').nth(1).unwrap();
-    let claims: ari::payment::AuthorizationClaims =
-        serde_json::from_slice(&jose::b64url_decode(payload).unwrap()).unwrap();
-    let kid = jose::peek_header(jwt).unwrap().kid;
-    hex::encode(jose::b64url_decode(&ari::payment::binding_digest(&claims.binding(&kid))).unwrap())
+    let authorization = receipt["authorization"].as_str().unwrap();
+    let binding = ari::payment::binding_of(authorization).unwrap();
+    hex::encode(jose::b64url_decode(&binding).unwrap())
 }
 
 fn checkquote(dir: &Path, qualification: &str) -> bool {

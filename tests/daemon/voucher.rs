@@ -47,8 +47,8 @@ fn issue_verify_list_show_revoke() {
     assert!(compact.ends_with('~'));
     assert_eq!(issued["digest"], ari::voucher::digest(compact));
     let now = far_future() - 30 * 86_400;
-    let claims = ari::voucher::verify_chain(&[compact], &[issuer], now)
-        .expect("verifies under the issuer key");
+    let claims =
+        ari::voucher::verify_chain(compact, &[issuer], now).expect("verifies under the issuer key");
     let leaf = &claims[0];
     assert_eq!(leaf.agent, "shop-bot");
     assert_eq!(leaf.sub, "alice@example.com");
@@ -71,7 +71,7 @@ fn issue_verify_list_show_revoke() {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
     // Another key is not trusted.
-    assert!(ari::voucher::verify_chain(&[compact], &[agent_key(&agent)], now).is_err());
+    assert!(ari::voucher::verify_chain(compact, &[agent_key(&agent)], now).is_err());
 
     let id = issued["id"].as_str().unwrap();
     let list = d
@@ -256,12 +256,26 @@ fn amounts_beyond_what_the_ledger_holds_are_invalid_params_not_retryable() {
             "{field}: a wrong value is never worth retrying: {e:?}"
         );
     }
-    // The largest amount the ledger holds is accepted.
+    // The largest amount the ledger holds is accepted for a payment; a budget, which AP2 writes
+    // in the major unit as a JSON number, is exact up to 15 digits.
+    d.admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "bot", "level": "L3", "currency": "CNY", "max_amount": i64::MAX,
+                   "expires_at": far_future()}),
+        )
+        .unwrap();
+    let e = remote_err(d.admin().call(
+        Method::AdminVoucherIssue,
+        json!({"agent": "bot", "level": "L3", "currency": "CNY",
+               "budget": 1_000_000_000_000_000u64, "expires_at": far_future()}),
+    ));
+    assert_eq!(e.error.code(), -32602, "{e:?}");
     d.admin()
         .call(
             Method::AdminVoucherIssue,
             json!({"agent": "bot", "level": "L3", "currency": "CNY",
-                   "budget": i64::MAX, "expires_at": far_future()}),
+                   "budget": ari::voucher::constraint::MAX_BUDGET, "expires_at": far_future()}),
         )
         .unwrap();
 }

@@ -285,7 +285,7 @@ pub(crate) enum VoucherCmd {
     },
     /// Delegate part of a voucher you hold to a child agent (agent side, agent socket).
     #[command(
-        after_help = "Example:\n  echo '[{\"type\":\"org.a2p2.autonomy_level\",\"level\":\"L3\"},{\"type\":\"payment.budget\",\"currency\":\"CNY\",\"max\":2000}]' > child.json\n  arictl voucher delegate --voucher 3f1c9a0e5b7d2468 --agent shop-bot-child --constraints child.json"
+        after_help = "Example (the budget is in yuan, as AP2 writes budgets):\n  echo '{\"constraints\":[{\"type\":\"payment.amount_range\",\"currency\":\"CNY\",\"max\":2000},{\"type\":\"payment.budget\",\"currency\":\"CNY\",\"max\":20.00}],\"a2p2\":{\"autonomy_level\":\"L3\"}}' > child.json\n  arictl voucher delegate --voucher 3f1c9a0e5b7d2468 --agent shop-bot-child --constraints child.json"
     )]
     Delegate {
         /// The voucher you hold: id, digest or compact form.
@@ -294,7 +294,8 @@ pub(crate) enum VoucherCmd {
         /// The child agent.
         #[arg(long)]
         agent: String,
-        /// File with the child's constraints, a JSON array (`-` for stdin); each must narrow yours.
+        /// File with the child's limits as its open mandate writes them (`-` for stdin):
+        /// `{"constraints": [AP2 constraints], "a2p2": {...}}`; each must narrow yours.
         #[arg(long, value_name = "FILE")]
         constraints: PathBuf,
         /// Valid until: Unix seconds or a duration from now (default: the parent's expiry).

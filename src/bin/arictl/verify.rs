@@ -28,7 +28,11 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
                 .iter()
                 .map(|f| read_input(f).map(|t| t.trim().to_string()))
                 .collect::<Result<Vec<_>>>()?;
-            let chain: Vec<&str> = texts.iter().map(String::as_str).collect();
+            // One file holding the chain, or one file per voucher, root first.
+            let chain = match texts.as_slice() {
+                [one] => one.clone(),
+                many => voucher::join(many)?,
+            };
             let claims = voucher::verify_chain(&chain, &keys, now)?;
             if let Some(list) = &list {
                 list.check_chain(&claims)?;

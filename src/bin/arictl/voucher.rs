@@ -122,12 +122,22 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             expires,
             json: as_json,
         } => {
-            let constraints = serde_json::from_str(&read_input(constraints)?)
-                .context("the constraints file is not a JSON array of constraints")?;
+            /// The child's limits, as its open mandate will write them.
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Limits {
+                constraints: Vec<serde_json::Value>,
+                #[serde(default)]
+                a2p2: Option<ari::mandate::A2p2Limits>,
+            }
+            let limits: Limits = serde_json::from_str(&read_input(constraints)?).context(
+                "the limits file is not {\"constraints\": [AP2 constraints], \"a2p2\": {...}}",
+            )?;
             let params = DelegateParams {
                 voucher: voucher.clone(),
                 agent: agent.clone(),
-                constraints,
+                constraints: limits.constraints,
+                a2p2: limits.a2p2,
                 not_before: None,
                 expires_at: expires.as_deref().map(parse_time).transpose()?,
             };

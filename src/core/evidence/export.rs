@@ -658,10 +658,13 @@ fn check_fact(
                 .get("mandate")
                 .and_then(serde_json::Value::as_str)
                 .ok_or_else(|| err(&at, "mandate", "no mandate"))?;
-            let claims: crate::payment::AuthorizationClaims = jose::b64url_decode(mandate)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| err(&at, "mandate", "not the payload of an authorization"))?;
+            let closed = e
+                .fact
+                .get("closed")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| err(&at, "mandate", "no closed mandate"))?;
+            let claims = crate::payment::read_logged(mandate, closed)
+                .map_err(|d| err(&at, "mandate", d.to_string()))?;
             if claims.log_index != index {
                 return Err(err(
                     at,

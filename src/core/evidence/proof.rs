@@ -150,7 +150,7 @@ impl TlogProof {
 /// (and cosigned by the policy's quorum, if given) at the proof's index, it is the
 /// `payment.authorized` (or, for a held payment, `payment.confirmed`) entry of that index, and
 /// it records exactly the receipt's
-/// authorization payload. The receipt's own checks are [`crate::payment::verify`]'s.
+/// authorization: its payload and its closed mandate's disclosure. The receipt's own checks are [`crate::payment::verify`]'s.
 pub fn verify_receipt(
     receipt: &crate::payment::Receipt,
     log: &LogKey,
@@ -177,7 +177,10 @@ pub fn verify_receipt(
         ));
     }
     let payload = receipt.authorization.split('.').nth(1).unwrap_or_default();
-    if entry.fact.get("mandate").and_then(|m| m.as_str()) != Some(payload) {
+    let closed = receipt.authorization.split('~').nth(1).unwrap_or_default();
+    if entry.fact.get("mandate").and_then(|m| m.as_str()) != Some(payload)
+        || entry.fact.get("closed").and_then(|m| m.as_str()) != Some(closed)
+    {
         return Err(ProofError::Receipt(
             "the logged entry records another authorization",
         ));

@@ -17,6 +17,9 @@ pub const A2P2_NS: &str = "org.a2p2";
 pub const MAX_AMOUNT: u64 = i64::MAX as u64;
 
 pub const MAX_CONDITIONS: usize = 16;
+/// The largest budget, in minor units: AP2 writes budgets in the major unit as a JSON number,
+/// and up to 15 significant digits read back exactly.
+pub const MAX_BUDGET: u64 = 999_999_999_999_999;
 
 /// Why a constraint's values are not acceptable ([`Constraint::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +52,14 @@ pub enum InvalidConstraint {
         kind: String,
         /// What must not be empty.
         what: &'static str,
+    },
+    /// A budget too large to write exactly in the major unit.
+    #[error(
+        "payment.budget: {n} minor units is above the largest budget AP2's major units hold exactly ({MAX_BUDGET})"
+    )]
+    Inexact {
+        /// The budget.
+        n: u64,
     },
     /// Too few or too many condition expressions.
     #[error("org.a2p2.conditions: between 1 and {MAX_CONDITIONS} expressions")]
@@ -305,7 +316,9 @@ impl Constraint {
         match self {
             Self::AmountRange { min: Some(n), .. } if *n > MAX_AMOUNT => too_large("min", *n),
             Self::AmountRange { max: Some(n), .. } if *n > MAX_AMOUNT => too_large("max", *n),
-            Self::Budget { max, .. } if *max > MAX_AMOUNT => too_large("max", *max),
+            Self::Budget { max, .. } if *max > MAX_BUDGET => {
+                Err(InvalidConstraint::Inexact { n: *max })
+            }
             Self::ReportWithin { seconds } if *seconds > MAX_AMOUNT => {
                 too_large("seconds", *seconds)
             }

@@ -1,27 +1,33 @@
-//! Delegation vouchers (open mandates): what a user lets an agent pay for.
+//! Delegation vouchers: what a user lets an agent pay for, as AP2 open payment mandates.
 //!
-//! A voucher is an SD-JWT VC without disclosures: a compact ES256 JWS (`typ` [`VOUCHER_TYP`])
-//! followed by `~`. Its claims follow the AP2 open-mandate shape: `iss`, `sub` (the user),
-//! `iat`, `nbf`, `exp`, `jti`, `vct`, `cnf.jwk` (the agent's ARI public key, so only that agent
-//! can use it) and `constraints`. A sub-delegation is a voucher signed by the parent voucher's
-//! `cnf` key, naming its parent by digest in `parent`, whose constraints may only narrow the
-//! parent's. [`verify_chain`] checks a chain offline, from a trusted issuer down to the leaf, and
-//! names the check that failed. Nothing here keeps state: budgets and counts are the daemon's.
-//! Whether a voucher was revoked or suspended since is not in the voucher but in the status list
-//! its `status` claim points at ([`status`]).
+//! A voucher chain is an AP2 delegate SD-JWT chain ([`crate::sdjwt`]). Its root is an SD-JWT
+//! signed by an issuer (`typ` [`VOUCHER_TYP`]); each sub-delegation is a `kb+sd-jwt+kb` hop
+//! signed by the key the segment before names in `cnf`, bound to that segment as presented by
+//! `sd_hash`. Every segment discloses one open payment mandate ([`crate::mandate`]): the
+//! limits, written as AP2 constraints plus the `a2p2` member ([`ap2`]), and the holder's key.
+//! Beside it, each segment's payload carries ARI's claims: `iss`, `sub` (the user), `iat`,
+//! `nbf`, `exp`, `jti`, `agent` and `status`.
+//!
+//! [`VoucherClaims`] is one segment read back in ARI's terms; a sub-delegation's may only
+//! narrow its parent's. [`verify_chain`] checks a chain offline, from a trusted issuer down to
+//! the last holder, and names the check that failed. The digest that names a voucher
+//! ([`digest`]) is the `sd_hash` a hop after it carries. Nothing here keeps state: budgets and
+//! counts are the daemon's. Whether a voucher was revoked or suspended since is in the status
+//! list its `status` claim points at ([`status`]).
 
+pub mod ap2;
 pub mod constraint;
 pub mod status;
 
-use crate::jose::{self, Header, JoseError, Jwk, PublicKey, SigningInput};
+use crate::jose::{self, JoseError, Jwk, PublicKey, SigningInput};
+use crate::mandate::OPEN_VCT;
+use crate::sdjwt::{self, Binding, Draft, SdJwtError, Segment};
 use constraint::Constraint;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
-/// The JWS `typ` of a voucher.
+/// The JWS `typ` of a root voucher (an SD-JWT VC).
 pub const VOUCHER_TYP: &str = "dc+sd-jwt";
-/// The verifiable-credential type of a voucher.
-pub const VOUCHER_VCT: &str = "urn:a2p2:voucher:1";
 /// Clock skew tolerated when checking `nbf` and `exp`, in seconds.
 pub const CLOCK_SKEW_S: i64 = 60;
 /// The longest accepted chain (root voucher plus sub-delegations).
@@ -51,13 +57,14 @@ pub struct VoucherClaims {
     pub exp: i64,
     /// Unique id.
     pub jti: String,
-    /// Always [`VOUCHER_VCT`].
+    /// The mandate's `vct`: [`OPEN_VCT`].
     pub vct: String,
     /// The agent the voucher is for.
     pub agent: String,
     /// The holder's key.
     pub cnf: Confirmation,
-    /// Digest ([`digest`]) of the parent voucher, for a sub-delegation.
+    /// Digest ([`digest`]) of the segment before, for a sub-delegation: taken from the chain,
+    /// never from the payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// The limits.
@@ -72,9 +79,9 @@ pub struct VoucherClaims {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VoucherError {
-    /// Not `JWS~`.
-    #[error("voucher {index}: not an SD-JWT without disclosures (JWS followed by a single '~')")]
-    Format { index: usize },
+    /// The SD-JWT chain failed (encoding, a signature, a binding, a type).
+    #[error("voucher chain: {0}")]
+    Chain(#[from] SdJwtError),
     /// The JWS failed.
     #[error("voucher {index}: {source}")]
     Jose { index: usize, source: JoseError },
@@ -111,23 +118,95 @@ pub enum VoucherError {
     TooLong,
 }
 
-/// The digest that names a voucher: base64url(SHA-256(compact form, `~` included)).
-pub fn digest(voucher: &str) -> String {
-    jose::b64url(&Sha256::digest(voucher.as_bytes()))
+/// The digest that names a voucher: base64url SHA-256 of its segment as presented
+/// (`<jwt>~<disclosures>~`), which is what a hop after it puts in `sd_hash`.
+pub fn digest(segment: &str) -> String {
+    sdjwt::digest(segment)
 }
 
-/// A voucher waiting for its signature.
+/// The member names ARI's own claims take in a segment's payload.
+#[derive(Serialize, Deserialize)]
+struct Own {
+    iss: String,
+    sub: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
+    agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<status::Status>,
+}
+
+impl Own {
+    fn of(c: &VoucherClaims) -> Self {
+        Self {
+            iss: c.iss.clone(),
+            sub: c.sub.clone(),
+            iat: c.iat,
+            nbf: c.nbf,
+            exp: c.exp,
+            jti: c.jti.clone(),
+            agent: c.agent.clone(),
+            status: c.status.clone(),
+        }
+    }
+}
+
+/// A voucher segment waiting for its signature.
 #[derive(Debug, Clone)]
 pub struct VoucherDraft {
+    draft: Draft,
     input: SigningInput,
 }
 
 impl VoucherDraft {
-    /// Encodes the claims under a header naming the signing key.
-    pub fn new(claims: &VoucherClaims, signer_kid: &str) -> Result<Self, JoseError> {
-        Ok(Self {
-            input: SigningInput::new(&Header::es256(VOUCHER_TYP, signer_kid), claims)?,
-        })
+    /// A root voucher signed by the issuer key `issuer_kid`; `salt` gives a fresh salt (16 random
+    /// bytes, base64url) each call.
+    pub fn root(
+        claims: &VoucherClaims,
+        issuer_kid: &str,
+        salt: &mut dyn FnMut() -> String,
+    ) -> Result<Self, VoucherError> {
+        let (mandate, disclosures) = ap2::to_mandate(claims, salt)?;
+        let draft = Draft::root(VOUCHER_TYP, issuer_kid, &salt(), mandate, disclosures);
+        Self::with_claims(draft, claims)
+    }
+
+    /// A sub-delegation of the voucher segment `parent` (as presented), signed by the parent's
+    /// holder key `holder_kid`: a `kb+sd-jwt+kb` hop bound by `sd_hash`.
+    pub fn delegation(
+        claims: &VoucherClaims,
+        holder_kid: &str,
+        parent: &str,
+        salt: &mut dyn FnMut() -> String,
+    ) -> Result<Self, VoucherError> {
+        let (mandate, disclosures) = ap2::to_mandate(claims, salt)?;
+        let draft = Draft::hop(
+            holder_kid,
+            &salt(),
+            mandate,
+            disclosures,
+            Binding::SdHash(digest(parent)),
+            claims.iat,
+            &format!("urn:ari:agent:{}", claims.agent),
+            &claims.jti,
+        );
+        Self::with_claims(draft, claims)
+    }
+
+    fn with_claims(mut draft: Draft, claims: &VoucherClaims) -> Result<Self, VoucherError> {
+        let own = serde_json::to_value(Own::of(claims)).map_err(|e| VoucherError::Claim {
+            index: 0,
+            message: format!("the claims do not encode: {e}"),
+        })?;
+        if let Value::Object(own) = own {
+            draft.claims.extend(own);
+        }
+        let input = draft
+            .signing_input()
+            .map_err(|source| VoucherError::Jose { index: 0, source })?;
+        Ok(Self { draft, input })
     }
 
     /// The digest to sign.
@@ -135,11 +214,9 @@ impl VoucherDraft {
         self.input.digest()
     }
 
-    /// The compact voucher.
+    /// The signed segment, as presented (`<jwt>~<disclosures>~`).
     pub fn finish(self, raw_signature: &[u8; 64]) -> String {
-        let mut v = self.input.finish(raw_signature);
-        v.push('~');
-        v
+        self.draft.finish(self.input, raw_signature).presented()
     }
 }
 
@@ -172,11 +249,8 @@ pub fn check_claims(
     checks: Checks,
 ) -> Result<PublicKey, VoucherError> {
     let claim = |message: String| VoucherError::Claim { index, message };
-    if claims.vct != VOUCHER_VCT {
-        return Err(claim(format!(
-            "vct is {:?}, not {VOUCHER_VCT:?}",
-            claims.vct
-        )));
+    if claims.vct != OPEN_VCT {
+        return Err(claim(format!("vct is {:?}, not {OPEN_VCT:?}", claims.vct)));
     }
     if claims.nbf > claims.exp {
         return Err(claim("nbf is after exp".into()));
@@ -242,18 +316,10 @@ pub fn check_narrowing(
     Ok(())
 }
 
-/// Splits `JWS~` and refuses disclosures.
-fn jws_of(voucher: &str, index: usize) -> Result<&str, VoucherError> {
-    match voucher.strip_suffix('~') {
-        Some(jws) if !jws.contains('~') => Ok(jws),
-        _ => Err(VoucherError::Format { index }),
-    }
-}
-
-/// Verifies a chain, root first, against trusted issuer keys at time `now`. Returns the claims
-/// of every voucher, root first.
+/// Verifies a chain (`~~`-joined segments, root first) against trusted issuer keys at time
+/// `now`. Returns the claims of every voucher, root first.
 pub fn verify_chain(
-    chain: &[&str],
+    chain: &str,
     trusted: &[PublicKey],
     now: i64,
 ) -> Result<Vec<VoucherClaims>, VoucherError> {
@@ -263,60 +329,139 @@ pub fn verify_chain(
 /// As [`verify_chain`] with chosen [`Checks`]: the daemon checks time at each decision instead,
 /// so an expired voucher is a recorded denial rather than an unreadable one.
 pub fn verify_chain_with(
-    chain: &[&str],
+    chain: &str,
     trusted: &[PublicKey],
     checks: Checks,
 ) -> Result<Vec<VoucherClaims>, VoucherError> {
-    if chain.is_empty() || chain.len() > MAX_CHAIN {
+    let segments = sdjwt::split(chain)?;
+    verify_segments(&segments, trusted, checks)
+}
+
+/// As [`verify_chain_with`], on a chain already split.
+pub fn verify_segments(
+    segments: &[Segment],
+    trusted: &[PublicKey],
+    checks: Checks,
+) -> Result<Vec<VoucherClaims>, VoucherError> {
+    let root = root_key(segments, trusted)?;
+    let expect = sdjwt::Expect {
+        at: checks.now,
+        skew: CLOCK_SKEW_S,
+        open: true,
+        ..sdjwt::Expect::default()
+    };
+    let verified = sdjwt::verify_segments(segments, &root, &expect)?;
+    read(segments, &verified, &root, checks)
+}
+
+/// The trusted issuer key a chain's root names by `kid`.
+pub fn root_key(segments: &[Segment], trusted: &[PublicKey]) -> Result<PublicKey, VoucherError> {
+    if segments.is_empty() || segments.len() > MAX_CHAIN {
         return Err(VoucherError::TooLong);
     }
-    let mut verified: Vec<VoucherClaims> = Vec::with_capacity(chain.len());
-    let mut signer: Option<PublicKey> = None;
-    for (index, voucher) in chain.iter().enumerate() {
-        let jws = jws_of(voucher, index)?;
-        let key = match signer {
-            Some(k) => k,
-            None => {
-                let kid = jose::peek_header(jws)
-                    .map_err(|source| VoucherError::Jose { index, source })?
-                    .kid;
-                *trusted
-                    .iter()
-                    .find(|k| k.thumbprint() == kid)
-                    .ok_or(VoucherError::UntrustedIssuer { kid })?
-            }
-        };
-        let v = jose::verify::<VoucherClaims>(jws, &key, VOUCHER_TYP)
-            .map_err(|source| VoucherError::Jose { index, source })?;
-        if v.header.kid != key.thumbprint() {
+    let root = segments.first().ok_or(VoucherError::TooLong)?;
+    let kid = jose::peek_header(&root.jwt)
+        .map_err(|source| VoucherError::Jose { index: 0, source })?
+        .kid;
+    trusted
+        .iter()
+        .find(|k| k.thumbprint() == kid)
+        .copied()
+        .ok_or(VoucherError::UntrustedIssuer { kid })
+}
+
+/// Reads the voucher segments `segments` of a chain whose signatures and bindings `verified`
+/// already checked (from `root`; a payment's chain may go on past them): ARI's claims, each
+/// signer's `kid`, the limits, and that each voucher narrows the one before.
+pub fn read(
+    segments: &[Segment],
+    verified: &sdjwt::Verified,
+    root: &PublicKey,
+    checks: Checks,
+) -> Result<Vec<VoucherClaims>, VoucherError> {
+    if segments.is_empty() || segments.len() > MAX_CHAIN {
+        return Err(VoucherError::TooLong);
+    }
+    let mut out: Vec<VoucherClaims> = Vec::with_capacity(segments.len());
+    let mut signer = root.thumbprint();
+    for (index, ((payload, mandate), header)) in verified
+        .payloads
+        .iter()
+        .zip(&verified.mandates)
+        .zip(&verified.headers)
+        .take(segments.len())
+        .enumerate()
+    {
+        if header.get("kid").and_then(Value::as_str) != Some(signer.as_str()) {
             return Err(VoucherError::Claim {
                 index,
                 message: "kid is not the signer's thumbprint".into(),
             });
         }
-        let holder = check_claims(&v.payload, index, checks)?;
-        match (
-            index.checked_sub(1).and_then(|i| chain.get(i)),
-            verified.last(),
-        ) {
-            (Some(prev), Some(parent)) => {
-                if v.payload.parent.as_deref() != Some(digest(prev).as_str()) {
+        let own: Own =
+            serde_json::from_value(payload.clone()).map_err(|e| VoucherError::Claim {
+                index,
+                message: format!("ARI's claims: {e}"),
+            })?;
+        let read = ap2::from_mandate(mandate, index)?;
+        let parent = match index.checked_sub(1).and_then(|i| segments.get(i)) {
+            Some(prev) => {
+                if payload.get("sd_hash").and_then(Value::as_str).is_none() {
                     return Err(VoucherError::Parent { index });
                 }
-                check_narrowing(&v.payload, parent, index)?;
+                Some(prev.sd_hash())
             }
-            _ if v.payload.parent.is_some() => {
-                return Err(VoucherError::Claim {
-                    index,
-                    message: "the root names a parent".into(),
-                });
-            }
-            _ => {}
+            None => None,
+        };
+        let claims = VoucherClaims {
+            iss: own.iss,
+            sub: own.sub,
+            iat: own.iat,
+            nbf: own.nbf,
+            exp: own.exp,
+            jti: own.jti,
+            vct: read.vct,
+            agent: own.agent,
+            cnf: Confirmation { jwk: read.jwk },
+            parent,
+            constraints: read.constraints,
+            status: own.status,
+        };
+        let holder = check_claims(&claims, index, checks)?;
+        if mandate.get("exp").and_then(Value::as_i64) != Some(claims.exp) {
+            return Err(VoucherError::Claim {
+                index,
+                message: "the mandate's exp differs from the voucher's".into(),
+            });
         }
-        signer = Some(holder);
-        verified.push(v.payload);
+        if let Some(parent) = out.last() {
+            check_narrowing(&claims, parent, index)?;
+        }
+        signer = holder.thumbprint();
+        out.push(claims);
     }
-    Ok(verified)
+    if out.len() != segments.len() {
+        return Err(VoucherError::TooLong);
+    }
+    Ok(out)
+}
+
+/// The segments of a chain as presented, root first: what the daemon stores per voucher.
+pub fn presented(chain: &str) -> Result<Vec<String>, VoucherError> {
+    Ok(sdjwt::split(chain)?
+        .iter()
+        .map(Segment::presented)
+        .collect())
+}
+
+/// The chain of presented segments, joined with `~~`.
+pub fn join(segments: &[String]) -> Result<String, VoucherError> {
+    let parsed = segments
+        .iter()
+        .map(|s| sdjwt::split(s).map(|mut v| v.pop()))
+        .collect::<Result<Option<Vec<Segment>>, _>>()?
+        .ok_or(VoucherError::TooLong)?;
+    Ok(sdjwt::join(&parsed))
 }
 
 /// The lowest autonomy level in the chain; `None` if a voucher names none.
@@ -341,6 +486,7 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::ecdsa::{Signature, SigningKey};
+    use serde_json::json;
 
     fn key(seed: u8) -> (SigningKey, PublicKey) {
         let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
@@ -348,8 +494,23 @@ mod tests {
         (sk, pk)
     }
 
-    fn sign(claims: &VoucherClaims, sk: &SigningKey, pk: &PublicKey) -> String {
-        let draft = VoucherDraft::new(claims, &pk.thumbprint()).unwrap();
+    fn salts() -> impl FnMut() -> String {
+        let mut n = 0u32;
+        move || {
+            n += 1;
+            format!("salt-{n}")
+        }
+    }
+
+    fn sign_root(claims: &VoucherClaims, sk: &SigningKey, pk: &PublicKey) -> String {
+        let draft = VoucherDraft::root(claims, &pk.thumbprint(), &mut salts()).unwrap();
+        let sig: Signature = sk.sign_prehash(&draft.digest()).unwrap();
+        draft.finish(&sig.to_bytes().into())
+    }
+
+    fn sign_hop(claims: &VoucherClaims, parent: &str, sk: &SigningKey, pk: &PublicKey) -> String {
+        let draft =
+            VoucherDraft::delegation(claims, &pk.thumbprint(), parent, &mut salts()).unwrap();
         let sig: Signature = sk.sign_prehash(&draft.digest()).unwrap();
         draft.finish(&sig.to_bytes().into())
     }
@@ -366,7 +527,7 @@ mod tests {
             nbf: 1000,
             exp: 2000,
             jti: "v1".into(),
-            vct: VOUCHER_VCT.into(),
+            vct: OPEN_VCT.into(),
             agent: "shop-bot".into(),
             cnf: Confirmation {
                 jwk: holder.to_jwk(),
@@ -392,99 +553,183 @@ mod tests {
         ]
     }
 
+    fn chain(links: &[&String]) -> String {
+        let owned: Vec<String> = links.iter().map(|s| (*s).clone()).collect();
+        join(&owned).unwrap()
+    }
+
+    #[test]
+    fn a_voucher_is_an_ap2_open_mandate_with_its_payees_concealed() {
+        let (isk, ipk) = key(1);
+        let (_, apk) = key(2);
+        let mut c = claims(&apk, limits(500, AutonomyLevel::L3));
+        c.constraints.extend([
+            Constraint::AllowedPayees {
+                payees: vec!["shop-a".into(), "shop-b".into()],
+            },
+            Constraint::FundsCarrier {
+                id: "card-1".into(),
+            },
+            Constraint::ExecutionDate {
+                not_before: Some(0),
+                not_after: Some(1_796_612_990),
+            },
+            Constraint::Categories {
+                categories: vec!["books".into()],
+            },
+            Constraint::ReportWithin { seconds: 60 },
+        ]);
+        let root = sign_root(&c, &isk, &ipk);
+        let segments = sdjwt::split(&root).unwrap();
+        let v = sdjwt::verify(
+            &root,
+            &ipk,
+            &sdjwt::Expect {
+                at: Some(1500),
+                open: true,
+                ..sdjwt::Expect::default()
+            },
+        )
+        .unwrap();
+        let m = &v.mandates[0];
+        assert_eq!(m["vct"], OPEN_VCT);
+        assert_eq!(m["cnf"]["kid"], apk.thumbprint());
+        assert_eq!(
+            m["constraints"][0],
+            json!({"type": "payment.amount_range", "currency": "CNY", "max": 500})
+        );
+        // 50.00 CNY: AP2 reads budgets in the major unit.
+        assert_eq!(
+            m["constraints"][1],
+            json!({"type": "payment.budget", "currency": "CNY", "max": 50.00})
+        );
+        assert_eq!(
+            m["constraints"][2]["allowed"],
+            json!([{"id": "shop-a", "name": "shop-a"}, {"id": "shop-b", "name": "shop-b"}])
+        );
+        assert_eq!(
+            m["constraints"][3]["allowed"],
+            json!([{"id": "card-1", "type": ap2::INSTRUMENT_TYPE}])
+        );
+        assert_eq!(
+            m["constraints"][4],
+            json!({"type": "payment.execution_date",
+                   "not_before": "1970-01-01T00:00:00Z", "not_after": "2026-12-07T03:09:50Z"})
+        );
+        assert_eq!(
+            m["a2p2"],
+            json!({"autonomy_level": "L3", "categories": ["books"], "report_within_s": 60})
+        );
+        // One disclosure for the mandate, one per payee and instrument: a holder may present
+        // the voucher without a payee, which then allows nothing.
+        assert_eq!(segments[0].disclosures.len(), 4);
+        let read = verify_chain(&root, &[ipk], 1500).unwrap();
+        let mut want = c.constraints.clone();
+        let mut got = read[0].constraints.clone();
+        want.sort_by_key(|c| c.kind().to_string());
+        got.sort_by_key(|c| c.kind().to_string());
+        assert_eq!(got, want);
+        assert_eq!(read[0].jti, "v1");
+        assert_eq!(digest(&root), segments[0].sd_hash());
+    }
+
     #[test]
     fn root_and_delegation_verify_and_each_failure_is_named() {
         let (isk, ipk) = key(1);
         let (ask, apk) = key(2);
         let (_, cpk) = key(3);
-        let root = sign(&claims(&apk, limits(500, AutonomyLevel::L3)), &isk, &ipk);
-        let verified = verify_chain(&[&root], &[ipk], 1500).unwrap();
+        let root = sign_root(&claims(&apk, limits(500, AutonomyLevel::L3)), &isk, &ipk);
+        let verified = verify_chain(&root, &[ipk], 1500).unwrap();
         assert_eq!(verified[0].agent, "shop-bot");
         assert!(root.ends_with('~'));
 
         let mut child = claims(&cpk, limits(200, AutonomyLevel::L2));
         child.iss = "shop-bot".into();
         child.agent = "child".into();
-        child.parent = Some(digest(&root));
-        let delegated = sign(&child, &ask, &apk);
+        let delegated = sign_hop(&child, &root, &ask, &apk);
+        let both = verify_chain(&chain(&[&root, &delegated]), &[ipk], 1500).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].parent.as_deref(), Some(digest(&root).as_str()));
         assert_eq!(
-            verify_chain(&[&root, &delegated], &[ipk], 1500)
+            jose::peek_header(&sdjwt::split(&delegated).unwrap()[0].jwt)
                 .unwrap()
-                .len(),
-            2
+                .typ,
+            sdjwt::DELEGATION_TYP
         );
 
         // Widening, wrong parent, wrong signer, untrusted root, time, tampering.
         let mut wide = child.clone();
         wide.constraints = limits(900, AutonomyLevel::L2);
-        let wide = sign(&wide, &ask, &apk);
+        let wide = sign_hop(&wide, &root, &ask, &apk);
         assert!(matches!(
-            verify_chain(&[&root, &wide], &[ipk], 1500),
+            verify_chain(&chain(&[&root, &wide]), &[ipk], 1500),
             Err(VoucherError::Widens { index: 1, .. })
         ));
         let mut dropped = child.clone();
-        dropped.constraints.pop();
-        let dropped = sign(&dropped, &ask, &apk);
+        dropped.constraints.remove(1);
+        let dropped = sign_hop(&dropped, &root, &ask, &apk);
         assert!(matches!(
-            verify_chain(&[&root, &dropped], &[ipk], 1500),
+            verify_chain(&chain(&[&root, &dropped]), &[ipk], 1500),
             Err(VoucherError::Widens { .. })
         ));
-        let mut orphan = child.clone();
-        orphan.parent = Some("AAAA".into());
-        let orphan = sign(&orphan, &ask, &apk);
+        let other_root = sign_root(&claims(&apk, limits(600, AutonomyLevel::L3)), &isk, &ipk);
+        let orphan = sign_hop(&child, &other_root, &ask, &apk);
         assert!(matches!(
-            verify_chain(&[&root, &orphan], &[ipk], 1500),
-            Err(VoucherError::Parent { index: 1 })
+            verify_chain(&chain(&[&root, &orphan]), &[ipk], 1500),
+            Err(VoucherError::Chain(SdJwtError::Binding(1)))
         ));
-        let forged = sign(&child, &isk, &ipk);
+        let forged = sign_hop(&child, &root, &isk, &ipk);
         assert!(matches!(
-            verify_chain(&[&root, &forged], &[ipk], 1500),
-            Err(VoucherError::Jose { index: 1, .. })
+            verify_chain(&chain(&[&root, &forged]), &[ipk], 1500),
+            Err(VoucherError::Chain(SdJwtError::Jose { segment: 1, .. }))
         ));
         assert!(matches!(
-            verify_chain(&[&root], &[apk], 1500),
+            verify_chain(&root, &[apk], 1500),
             Err(VoucherError::UntrustedIssuer { .. })
         ));
         assert!(matches!(
-            verify_chain(&[&root], &[ipk], 500),
-            Err(VoucherError::NotYetValid { .. })
+            verify_chain(&root, &[ipk], 500),
+            Err(VoucherError::Chain(SdJwtError::Time { claim: "iat", .. }))
         ));
         assert!(matches!(
-            verify_chain(&[&root], &[ipk], 2100),
-            Err(VoucherError::Expired { .. })
+            verify_chain(&root, &[ipk], 2100),
+            Err(VoucherError::Chain(SdJwtError::Time { claim: "exp", .. }))
         ));
         let tampered = root.replacen('.', ".e", 1);
-        assert!(verify_chain(&[&tampered], &[ipk], 1500).is_err());
-        assert!(matches!(
-            verify_chain(&[root.trim_end_matches('~')], &[ipk], 1500),
-            Err(VoucherError::Format { .. })
-        ));
+        assert!(verify_chain(&tampered, &[ipk], 1500).is_err());
+        assert!(verify_chain(root.trim_end_matches('~'), &[ipk], 1500).is_err());
     }
 
     #[test]
-    fn unknown_and_duplicate_constraints_fail() {
+    fn unenforceable_and_duplicate_constraints_fail() {
         let (isk, ipk) = key(1);
         let (_, apk) = key(2);
-        let unknown: Constraint =
-            serde_json::from_value(serde_json::json!({"type": "com.example.anything", "x": 1}))
-                .unwrap();
-        let mut c = claims(&apk, limits(500, AutonomyLevel::L3));
-        c.constraints.push(unknown);
-        let v = sign(&c, &isk, &ipk);
-        match verify_chain(&[&v], &[ipk], 1500) {
+        let root = sign_root(&claims(&apk, limits(500, AutonomyLevel::L3)), &isk, &ipk);
+        let segments = sdjwt::split(&root).unwrap();
+        let v = sdjwt::verify(&root, &ipk, &sdjwt::Expect::default()).unwrap();
+        // An AP2 constraint this version cannot enforce reads as unknown, and fails.
+        let mut m = v.mandates[0].clone();
+        m["constraints"].as_array_mut().unwrap().push(
+            json!({"type": "payment.agent_recurrence", "frequency": "DAILY",
+                         "max_occurrences": 2}),
+        );
+        let read = ap2::from_mandate(&m, 0).unwrap();
+        let mut c = claims(&apk, read.constraints);
+        match check_claims(&c, 0, Checks::at(1500)) {
             Err(VoucherError::Constraint { source, .. }) => {
-                assert!(source.to_string().contains("com.example.anything"))
+                assert!(source.to_string().contains("payment.agent_recurrence"))
             }
             other => panic!("{other:?}"),
         }
-        let mut dup = claims(&apk, limits(500, AutonomyLevel::L3));
-        dup.constraints.push(Constraint::AutonomyLevel {
+        c.constraints
+            .retain(|c| !matches!(c, Constraint::Unknown { .. }));
+        c.constraints.push(Constraint::AutonomyLevel {
             level: AutonomyLevel::L5,
         });
-        let v = sign(&dup, &isk, &ipk);
         assert!(matches!(
-            verify_chain(&[&v], &[ipk], 1500),
+            check_claims(&c, 0, Checks::at(1500)),
             Err(VoucherError::RepeatedConstraint { index: 0 })
         ));
+        assert_eq!(segments.len(), 1);
     }
 }

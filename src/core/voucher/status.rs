@@ -646,7 +646,8 @@ mod tests {
 
     #[test]
     fn a_chain_is_judged_by_the_vouchers_that_reference_the_list() {
-        use super::super::{Confirmation, VOUCHER_VCT};
+        use super::super::Confirmation;
+        use crate::mandate::OPEN_VCT as VOUCHER_VCT;
         let (_, pk) = key(1);
         let voucher = |status: Option<Status>| VoucherClaims {
             iss: "issuer".into(),

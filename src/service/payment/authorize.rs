@@ -8,9 +8,9 @@ use crate::clock::unix_now;
 use crate::error::{Error, Internal};
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::{Agent, CallerFacts};
-use crate::jose::{self, Header, PendingInput, SigningInput};
+use crate::jose::{self, SigningInput};
 use crate::ledger::{self, Debited, PaymentRow, PaymentStatus, Recorded, Staged};
-use crate::payment::{self, AuthorizationClaims, Binding, Receipt};
+use crate::payment::{self, AuthorizationClaims, AuthorizationDraft, Binding, Receipt};
 use crate::policy::{self, Context, Denial, Reason, Verdict};
 use crate::protocol::payment::{Authorization, AuthorizeParams, Authorized, Held};
 use crate::seal::{self, KeyStore, Prepared};
@@ -69,10 +69,15 @@ impl Begun {
     }
 }
 
-/// An authorization's header and claims, waiting for the ledger to give it its log index.
+/// An authorization's claims, waiting for the ledger to give it its log index.
 pub(super) struct Mandate {
-    header: Header,
     claims: AuthorizationClaims,
+    /// The signer's thumbprint.
+    kid: String,
+    /// The leaf voucher's segment, as presented, which the authorization binds to.
+    leaf: String,
+    /// The attestation bundle, base64url.
+    attestation: String,
 }
 
 impl Mandate {
@@ -82,13 +87,20 @@ impl Mandate {
         mut self,
         report_by: Option<i64>,
         now: i64,
-    ) -> Result<PendingInput, Error> {
+    ) -> Result<AuthorizationDraft, Error> {
         self.claims.log_index = 0;
         self.claims.report_by = report_by;
         self.claims.iat = now;
         self.claims.exp = now + payment::AUTHORIZATION_TTL_S;
-        Ok(PendingInput::new(&self.header, &self.claims, "log_index")
-            .map_err(Internal::jose("a payment authorization"))?)
+        let salt = crate::service::random_salt()?;
+        Ok(AuthorizationDraft::new(
+            &self.claims,
+            &self.leaf,
+            &self.kid,
+            &self.attestation,
+            &salt,
+        )
+        .map_err(Internal::jose("a payment authorization"))?)
     }
 }
 
@@ -162,9 +174,20 @@ impl Service {
         let job_chain = chain.clone();
         let report_within = policy::report_within(&chain.claims);
         let report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
-        let pending = self
-            .mandate(&agent, &chain, &row, &attestation_sha256, false)?
+        let AuthorizationDraft {
+            pending,
+            disclosure,
+        } = self
+            .mandate(
+                &agent,
+                &chain,
+                &row,
+                &attestation,
+                &attestation_sha256,
+                false,
+            )?
             .render(report_deadline, now)?;
+        let logged_disclosure = disclosure.clone();
         let about = (agent.id.clone(), agent.user.clone());
         let runtime = (!attestation_sha256.is_empty()).then(|| attestation_sha256.clone());
         let mut base = payment_fact(&row, chain.leaf_digest());
@@ -240,7 +263,10 @@ impl Service {
                         let recorded = tx.record_signed(
                             draft(
                                 Kind::PaymentAuthorized,
-                                json!({ "mandate": input.document().payload() }),
+                                json!({
+                                    "mandate": input.document().payload(),
+                                    "closed": logged_disclosure,
+                                }),
                             ),
                             input.digest(),
                             debited,
@@ -279,7 +305,7 @@ impl Service {
                 };
                 let logged = commit.logged(recorded)?;
                 let jwt = match signed {
-                    Ok(withheld) => withheld.release(logged)?.0,
+                    Ok(withheld) => payment::segment(&withheld.release(logged)?.0, &disclosure),
                     Err(e) => {
                         self.void(&id, chain.clone(), &agent).await;
                         return Err(e.into());
@@ -300,10 +326,8 @@ impl Service {
                     ledger_seq: seq,
                     log_index: index,
                     receipt: Receipt {
-                        authorization: jwt,
-                        chain: chain.compacts.clone(),
-                        attestation,
                         tlog_proof,
+                        ..Receipt::new(&chain.compacts, jwt, attestation)
                     },
                 }))
             }
@@ -337,46 +361,52 @@ impl Service {
         agent: &Agent,
         chain: &Chain,
         row: &PaymentRow,
+        attestation: &str,
         attestation_sha256: &str,
         confirmed: bool,
     ) -> Result<Mandate, Error> {
         let leaf = chain.leaf()?;
         let level = policy::level(&chain.claims)
             .ok_or(Internal::Invariant("a voucher chain without a level"))?;
-        let claims =
-            AuthorizationClaims {
-                iss: format!("urn:ari:agent:{}", agent.id),
-                sub: leaf.sub.clone(),
-                aud: row.aud.clone(),
-                iat: 0,
-                exp: 0,
-                jti: row.id.clone(),
-                nonce: row.nonce.clone(),
-                agent: agent.id.clone(),
-                instance: agent.instance.clone(),
-                vouchers: chain.digests.clone(),
-                transaction_id: row.transaction_id.clone(),
-                payee: row.payee.clone(),
-                amount: row.amount,
-                currency: row.currency.clone(),
-                category: row.category.clone(),
-                funds_carrier: chain.claims.iter().flat_map(|v| &v.constraints).find_map(
-                    |c| match c {
-                        Constraint::FundsCarrier { id } => Some(id.clone()),
+        let claims = AuthorizationClaims {
+            sub: leaf.sub.clone(),
+            aud: row.aud.clone(),
+            iat: 0,
+            exp: 0,
+            jti: row.id.clone(),
+            nonce: row.nonce.clone(),
+            agent: agent.id.clone(),
+            instance: agent.instance.clone(),
+            transaction_id: row.transaction_id.clone(),
+            payee: row.payee.clone(),
+            amount: row.amount,
+            currency: row.currency.clone(),
+            category: row.category.clone(),
+            funds_carrier: payment::instrument(
+                chain
+                    .claims
+                    .iter()
+                    .flat_map(|v| &v.constraints)
+                    .find_map(|c| match c {
+                        Constraint::FundsCarrier { id } => Some(id.as_str()),
                         _ => None,
-                    },
-                ),
-                level,
-                confirmed,
-                log_index: 0,
-                report_by: None,
-                attestation_sha256: attestation_sha256.to_string(),
-                facts_sha256: (row.facts != "{}")
-                    .then(|| jose::b64url(&Sha256::digest(row.facts.as_bytes()))),
-            };
+                    }),
+                &leaf.sub,
+            )
+            .id,
+            level,
+            confirmed,
+            log_index: 0,
+            report_by: None,
+            attestation_sha256: attestation_sha256.to_string(),
+            facts_sha256: (row.facts != "{}")
+                .then(|| jose::b64url(&Sha256::digest(row.facts.as_bytes()))),
+        };
         Ok(Mandate {
-            header: Header::es256(payment::AUTHORIZATION_TYP, &agent.key.public.thumbprint()),
             claims,
+            kid: agent.key.public.thumbprint(),
+            leaf: chain.leaf_compact().to_string(),
+            attestation: attestation.to_string(),
         })
     }
 

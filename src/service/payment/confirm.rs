@@ -69,9 +69,20 @@ impl Service {
         let now = unix_now();
         let deadline = policy::report_within(&chain.claims).map(|s| now.saturating_add_unsigned(s));
         let attestation_sha256 = attestation_digest(&row.attestation)?;
-        let pending = self
-            .mandate(&agent, &chain, &row, &attestation_sha256, true)?
+        let crate::payment::AuthorizationDraft {
+            pending,
+            disclosure,
+        } = self
+            .mandate(
+                &agent,
+                &chain,
+                &row,
+                &row.attestation,
+                &attestation_sha256,
+                true,
+            )?
             .render(deadline, now)?;
+        let logged_disclosure = disclosure.clone();
         let (job_chain, id) = (chain.clone(), row.id.clone());
         let about = (agent.id.clone(), agent.user.clone());
         let (confirmed, commit) = self
@@ -103,6 +114,7 @@ impl Service {
                     Some(debited) => {
                         let input = Prepared::new(pending.fill(tx.next_index()?));
                         set(&mut fact, "mandate", json!(input.document().payload()));
+                        set(&mut fact, "closed", json!(logged_disclosure));
                         let recorded = tx.record_signed(
                             Draft::new(Kind::PaymentConfirmed, fact)
                                 .about(&about.0, &about.1)
@@ -133,6 +145,7 @@ impl Service {
             {
                 Ok(withheld) => {
                     let (jwt, _) = withheld.release(commit.logged(recorded)?)?;
+                    let jwt = crate::payment::segment(&jwt, &disclosure);
                     let id = row.id.clone();
                     self.ledger
                         .run(move |tx| ledger::set_authorization(tx, &id, &jwt))

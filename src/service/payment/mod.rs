@@ -84,6 +84,11 @@ impl Chain {
     pub(super) fn leaf_digest(&self) -> &str {
         self.digests.last().map_or("", String::as_str)
     }
+
+    /// The leaf voucher's segment, as presented.
+    pub(super) fn leaf_compact(&self) -> &str {
+        self.compacts.last().map_or("", String::as_str)
+    }
 }
 
 fn text(field: &str, value: &str) -> Result<(), Error> {
@@ -160,12 +165,11 @@ fn view(row: &PaymentRow, chain: Option<&Chain>) -> DecisionView {
         (PaymentStatus::Void, ..) => DecisionStatus::Void,
     };
     let receipt = match (&row.authorization, chain) {
-        (Some(jwt), Some(chain)) => Some(Receipt {
-            authorization: jwt.clone(),
-            chain: chain.compacts.clone(),
-            attestation: row.attestation.clone(),
-            tlog_proof: None,
-        }),
+        (Some(authorization), Some(chain)) => Some(Receipt::new(
+            &chain.compacts,
+            authorization.clone(),
+            row.attestation.clone(),
+        )),
         _ => None,
     };
     DecisionView {
@@ -231,8 +235,12 @@ impl Service {
     /// Finds a voucher by id, digest or compact form, with its chain verified. A compact voucher
     /// the daemon has not seen is imported if a registered issuer signed it.
     pub(super) async fn resolve_chain(&self, voucher: &str) -> Result<Arc<Chain>, Error> {
+        // A voucher is named by its id or digest, or given whole: the chain up to it, whose last
+        // segment names it.
         let key = if voucher.contains('.') {
-            voucher::digest(voucher)
+            let segments = voucher::presented(voucher)
+                .map_err(|e| Error::InvalidParams(format!("voucher: {e}")))?;
+            voucher::digest(segments.last().map_or("", String::as_str))
         } else {
             voucher.to_string()
         };
@@ -262,11 +270,12 @@ impl Service {
         }
         rows.reverse();
         let compacts: Vec<String> = rows.iter().map(|r| r.compact.clone()).collect();
-        let links: Vec<&str> = compacts.iter().map(String::as_str).collect();
         let trusted = self.trusted_issuers(true).await?;
-        let claims = voucher::verify_chain_with(&links, &trusted, DAEMON_CHECKS).map_err(|e| {
-            Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
-        })?;
+        let claims = voucher::join(&compacts)
+            .and_then(|joined| voucher::verify_chain_with(&joined, &trusted, DAEMON_CHECKS))
+            .map_err(|e| {
+                Error::UntrustedVoucher(format!("the stored voucher chain does not verify: {e}"))
+            })?;
         let holder = claims.last().and_then(|c| c.cnf.jwk.to_public_key().ok());
         let chain = Arc::new(Chain {
             holder,
@@ -289,8 +298,16 @@ impl Service {
     /// Verifies and registers a root voucher signed by a registered issuer for one of this
     /// daemon's agents.
     pub(super) async fn import_voucher(&self, compact: &str) -> Result<StoredVoucher, Error> {
+        let segments =
+            voucher::presented(compact).map_err(|e| Error::UntrustedVoucher(e.to_string()))?;
+        let [compact] = segments.as_slice() else {
+            return Err(Error::UntrustedVoucher(
+                "only a root voucher of a registered issuer can be imported".into(),
+            ));
+        };
+        let compact = compact.as_str();
         let trusted = self.trusted_issuers(false).await?;
-        let claims = voucher::verify_chain_with(&[compact], &trusted, DAEMON_CHECKS)
+        let claims = voucher::verify_chain_with(compact, &trusted, DAEMON_CHECKS)
             .map_err(|e| Error::UntrustedVoucher(e.to_string()))?
             .pop()
             .ok_or(Internal::Invariant("empty chain"))?;

@@ -20,41 +20,48 @@ async fn narrowing_is_signed_and_reserved_and_widening_is_refused() {
                    "payees": ["shop.example", "cafe.example"]}),
         )
         .await;
-    let narrow = json!([
-        {"type": "org.a2p2.autonomy_level", "level": "L3"},
-        {"type": "payment.amount_range", "currency": "CNY", "max": 300},
-        {"type": "payment.budget", "currency": "CNY", "max": 600},
-        {"type": "payment.allowed_payees", "payees": ["shop.example"]},
-    ]);
-    let delegate = |constraints: Value| {
-        d.agent(
-            Method::VoucherDelegate,
-            json!({"voucher": parent, "agent": "child-bot", "constraints": constraints}),
-        )
+    // As the child's open mandate will write them: the budget in yuan, as AP2 reads budgets.
+    let narrow = json!({
+        "a2p2": {"autonomy_level": "L3"},
+        "constraints": [
+            {"type": "payment.amount_range", "currency": "CNY", "max": 300},
+            {"type": "payment.budget", "currency": "CNY", "max": 6.00},
+            {"type": "payment.allowed_payees", "allowed": [{"id": "shop.example", "name": "shop.example"}]},
+        ],
+    });
+    let delegate = |limits: Value| {
+        let mut params = json!({"voucher": parent, "agent": "child-bot"});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(limits.as_object().unwrap().clone());
+        d.agent(Method::VoucherDelegate, params)
     };
 
     // Wider on any axis, or a constraint dropped: refused, nothing recorded or reserved.
     let before = d.log().len();
     let mut widened: Vec<Value> = [
-        (0, json!({"type": "org.a2p2.autonomy_level", "level": "L5"})),
         (
-            1,
+            0,
             json!({"type": "payment.amount_range", "currency": "CNY", "max": 501}),
         ),
         (
-            3,
-            json!({"type": "payment.allowed_payees", "payees": ["evil.example"]}),
+            2,
+            json!({"type": "payment.allowed_payees", "allowed": [{"id": "evil.example", "name": "evil.example"}]}),
         ),
     ]
     .into_iter()
     .map(|(i, wider)| {
         let mut cs = narrow.clone();
-        cs[i] = wider;
+        cs["constraints"][i] = wider;
         cs
     })
     .collect();
+    let mut higher = narrow.clone();
+    higher["a2p2"]["autonomy_level"] = json!("L5");
+    widened.push(higher);
     let mut dropped = narrow.clone();
-    dropped.as_array_mut().unwrap().pop();
+    dropped["constraints"].as_array_mut().unwrap().pop();
     widened.push(dropped);
     for cs in widened {
         let refused = delegate(cs.clone()).await.unwrap_err();
@@ -71,12 +78,10 @@ async fn narrowing_is_signed_and_reserved_and_widening_is_refused() {
     assert_eq!(entries[0].agent.as_deref(), Some("child-bot"));
     assert_eq!(d.voucher(&parent).await["reserved"], 600);
     let child_compact = made["voucher"].as_str().unwrap();
-    let chain = crate::voucher::verify_chain(
-        &[&parent_compact, child_compact],
-        &[d.issuer().await],
-        crate::clock::unix_now(),
-    )
-    .unwrap();
+    assert!(child_compact.starts_with(&parent_compact[..parent_compact.len() - 1]));
+    let chain =
+        crate::voucher::verify_chain(child_compact, &[d.issuer().await], crate::clock::unix_now())
+            .unwrap();
     assert_eq!(chain.len(), 2);
     assert_eq!(chain[1].agent, "child-bot");
     assert_eq!(
@@ -87,7 +92,7 @@ async fn narrowing_is_signed_and_reserved_and_widening_is_refused() {
     // Only 400 is left to carve out; and the child voucher is the child's to spend.
     let before = d.log().len();
     let mut too_big = narrow.clone();
-    too_big[2]["max"] = json!(401);
+    too_big["constraints"][1]["max"] = json!(4.01);
     let refused = delegate(too_big).await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::BudgetExhausted);
     assert_eq!(d.log().len(), before);

@@ -201,7 +201,7 @@ impl Target {
             currency: "CNY".into(),
             min_amount: None,
             max_amount: Some(100),
-            budget: Some(i64::MAX.unsigned_abs() / 2),
+            budget: Some(crate::voucher::constraint::MAX_BUDGET),
             max_payments: None,
             payees: Vec::new(),
             categories: Vec::new(),
