@@ -115,8 +115,10 @@ pub enum Constraint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cnf {
     pub jwk: Jwk,
-    /// Its RFC 7638 thumbprint (Verifiable Intent requires it beside the key).
-    pub kid: String,
+    /// Its RFC 7638 thumbprint: Verifiable Intent requires it beside the key, AP2 does not;
+    /// ARI always writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
 }
 
 /// What A2P2 limits that AP2 has no constraint for; enforced by ARI, ignored by AP2 verifiers.
@@ -569,7 +571,7 @@ pub fn verify_chain(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use serde_json::json;
 
@@ -600,6 +602,67 @@ mod tests {
         );
         // An unknown type does not parse, as AP2's union refuses it.
         assert!(serde_json::from_value::<Constraint>(json!({"type": "org.a2p2.level"})).is_err());
+    }
+
+    /// Payment chains AP2's own SDK made (tests/vectors/ap2/sdk_payment_chains.json).
+    #[test]
+    fn chains_made_by_the_ap2_sdk_verify_at_any_depth_with_either_binding() {
+        let set: Value = serde_json::from_str(include_str!(
+            "../../tests/vectors/ap2/sdk_payment_chains.json"
+        ))
+        .unwrap();
+        let mut seen_issuer_jwt_hash = false;
+        for c in set["chains"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            let root: crate::jose::Jwk =
+                serde_json::from_value(c["root_public_jwk"].clone()).unwrap();
+            let root = root.to_public_key().unwrap();
+            let expect = crate::sdjwt::Expect {
+                aud: c["expected_aud"].as_str(),
+                nonce: c["expected_nonce"].as_str(),
+                // After the hops were made (6 December 2026), before the mandates expire.
+                at: Some(1_800_000_000),
+                skew: 300,
+                open: false,
+            };
+            let chain = c["mandate"].as_str().unwrap();
+            let got = verify_chain(chain, &[root], &expect, None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                got.payloads.len() as u64,
+                c["depth"].as_u64().unwrap(),
+                "{name}"
+            );
+            assert_eq!(got.violations, vec![], "{name}");
+            assert_eq!(
+                got.closed.transaction_id,
+                c["expected_transaction_id"].as_str().unwrap(),
+                "{name}"
+            );
+            seen_issuer_jwt_hash |= got.bindings.contains(&"issuer_jwt_hash");
+            // Another nonce, a flipped signature, another root key: refused.
+            let other = crate::sdjwt::Expect {
+                nonce: Some("another-nonce"),
+                ..expect
+            };
+            assert!(
+                verify_chain(chain, &[root], &other, None).is_err(),
+                "{name}"
+            );
+            let last_sig = chain.rfind('.').unwrap() + 3;
+            let mut flipped = chain.to_string();
+            let c2 = if &chain[last_sig..=last_sig] == "A" {
+                "B"
+            } else {
+                "A"
+            };
+            flipped.replace_range(last_sig..=last_sig, c2);
+            assert!(
+                verify_chain(&flipped, &[root], &expect, None).is_err(),
+                "{name}"
+            );
+        }
+        assert!(seen_issuer_jwt_hash);
     }
 
     #[test]
@@ -681,7 +744,7 @@ mod tests {
             ],
             cnf: Cnf {
                 jwk,
-                kid: "k".into(),
+                kid: Some("k".into()),
             },
             payment_instrument: None,
             iat: None,

@@ -56,7 +56,7 @@ fn open() -> OpenPaymentMandate {
             },
         ],
         cnf: Cnf {
-            kid: key.thumbprint(),
+            kid: Some(key.thumbprint()),
             jwk: key.to_jwk(),
         },
         payment_instrument: Some(PaymentInstrument {
@@ -206,6 +206,84 @@ fn mandates_validate_against_the_ap2_schemas_with_jsonschema() {
     );
 }
 
+#[test]
+fn arictl_verifies_chains_made_by_ap2s_sdk_and_its_golden_vectors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = crate::common::tempdir();
+    let run = |jwk: &Value, chain: &str, aud: &str, nonce: &str| {
+        let trust = dir.path().join("root.jwk");
+        std::fs::write(&trust, jwk.to_string()).unwrap();
+        let file = dir.path().join("chain.txt");
+        std::fs::write(&file, chain).unwrap();
+        let out = Command::new(crate::common::ARICTL)
+            .args(["verify", "payment", "--trust"])
+            .arg(&trust)
+            .args(["--aud", aud, "--nonce", nonce, "--at", "1800000000"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let sdk: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/vectors/ap2/sdk_payment_chains.json")).unwrap(),
+    )
+    .unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/vectors/ap2/delegate_sd_jwt_vectors.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    let sdk_cases = sdk["chains"].as_array().unwrap().iter().map(|c| {
+        (
+            c["name"].as_str().unwrap().to_string(),
+            c["root_public_jwk"].clone(),
+            c["mandate"].as_str().unwrap().to_string(),
+            c["expected_aud"].as_str().unwrap().to_string(),
+            c["expected_nonce"].as_str().unwrap().to_string(),
+        )
+    });
+    let golden_cases = golden["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["id"].as_str().unwrap().ends_with("payment-chain"))
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["root_public_jwk"].clone(),
+                v["compact_serialization"].as_str().unwrap().to_string(),
+                v["verification"]["expected_aud"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                v["verification"]["expected_nonce"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        });
+    for (name, jwk, chain, aud, nonce) in sdk_cases.chain(golden_cases) {
+        let (ok, text) = run(&jwk, &chain, &aud, &nonce);
+        assert!(ok, "{name}: {text}");
+        assert!(text.contains("mandate OK"), "{name}: {text}");
+        let (ok, _) = run(&jwk, &chain, &aud, "another-nonce");
+        assert!(!ok, "{name}: another nonce");
+        let cut = chain.rsplit_once("~~").unwrap().0.to_string() + "~";
+        let (ok, _) = run(&jwk, &cut, &aud, &nonce);
+        assert!(!ok, "{name}: without its last hop");
+        checked += 1;
+    }
+    assert_eq!(checked, 9);
+}
+
 /// The venv python with the OpenWallet `sd_jwt` library (`ensure_sdjwt_python` in .ci/lib.sh).
 fn sdjwt_python() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -327,6 +405,43 @@ fn the_daemons_payment_mandates_pass_the_openwallet_library_and_the_ap2_schemas(
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     let delegated: Value = serde_json::from_str(&out).unwrap();
+
+    // For AP2's SDK as the oracle, by hand (tests/by-hand/ap2_verify_daemon.py).
+    if let Ok(out) = std::env::var("ARI_MANDATES_OUT") {
+        let chains: Vec<Value> = [
+            ("direct", &direct, "merchant-nonce-1", "checkout-1"),
+            ("delegated", &delegated, "merchant-nonce-2", "checkout-2"),
+        ]
+        .iter()
+        .map(|(name, paid, nonce, tx)| {
+            json!({"name": name, "mandate": paid["mandate"], "aud": "merchant.example",
+                       "nonce": nonce, "transaction_id": tx})
+        })
+        .collect();
+        std::fs::write(
+            out,
+            json!({"issuer_jwk": issuer_jwk, "chains": chains}).to_string(),
+        )
+        .unwrap();
+    }
+    // ARI's verifier reads its own chains as any AP2 chain, too.
+    let dir = crate::common::tempdir();
+    let trust = dir.path().join("issuer.jwk");
+    std::fs::write(&trust, issuer_jwk.to_string()).unwrap();
+    let chain_file = dir.path().join("chain.txt");
+    std::fs::write(&chain_file, direct["mandate"].as_str().unwrap()).unwrap();
+    let (code, out, err) = d.arictl(&[
+        "verify",
+        "payment",
+        "--trust",
+        trust.to_str().unwrap(),
+        "--aud",
+        "merchant.example",
+        "--nonce",
+        "merchant-nonce-1",
+        chain_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
 
     let mut cases = Vec::new();
     for (name, paid, nonce, segments) in [

@@ -540,10 +540,13 @@ pub(crate) enum VerifyCmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Verify a payment receipt (what `arictl payment authorize` prints): the chain to a trusted
-    /// issuer, the holder binding, the authorization's signature, limits, expiry and attestation.
+    /// Verify a payment: a receipt (what `arictl payment authorize` prints: the chain to a
+    /// trusted issuer, the holder binding, the authorization's signature, limits, expiry and
+    /// attestation), or any AP2 payment mandate chain (`~~`-joined SD-JWTs, whoever made it: its
+    /// signatures and bindings at any depth, then AP2's constraint check of the closed mandate
+    /// against the last open one).
     #[command(
-        after_help = "Example:\n  arictl verify payment --trust issuer.jwk receipt.json\n  arictl verify payment --trust issuer.jwk --status-list status-list.jwt --at 1795400000 receipt.json"
+        after_help = "Examples:\n  arictl verify payment --trust issuer.jwk receipt.json\n  arictl verify payment --trust issuer.jwk --status-list status-list.jwt --at 1795400000 receipt.json\n  arictl verify payment --trust wallet.jwk --aud merchant.example --nonce n-123 mandate.txt"
     )]
     Payment {
         /// A trusted issuer's public JWK file (repeat for several).
@@ -567,7 +570,13 @@ pub(crate) enum VerifyCmd {
         /// With --witness: how many of them (default: all).
         #[arg(long, requires = "witness")]
         quorum: Option<usize>,
-        /// The receipt JSON (`-` for stdin).
+        /// The audience the authorization must name (the merchant checking it).
+        #[arg(long)]
+        aud: Option<String>,
+        /// The nonce the authorization must answer.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// The receipt JSON, or a mandate chain (`-` for stdin).
         file: PathBuf,
     },
     /// Verify an exported log: every entry, link, statement and checkpoint signature, and the

@@ -13,6 +13,50 @@ use ari::protocol::agent::Attestation;
 use ari::{attest, evidence, payment, verifier, voucher};
 use std::path::Path;
 
+/// `arictl verify payment` on a bare AP2 payment mandate chain.
+fn mandate_chain(
+    chain: &str,
+    keys: &[ari::jose::PublicKey],
+    now: i64,
+    aud: Option<&str>,
+    nonce: Option<&str>,
+) -> Result<()> {
+    let expect = ari::sdjwt::Expect {
+        aud,
+        nonce,
+        at: Some(now),
+        skew: voucher::CLOCK_SKEW_S,
+        open: false,
+    };
+    let v = ari::mandate::verify_chain(chain, keys, &expect, None)?;
+    let summary = serde_json::json!({
+        "segments": v.payloads.len(),
+        "bindings": v.bindings,
+        "open": v.open,
+        "closed": v.closed,
+        "violations": v.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    if !v.violations.is_empty() {
+        print_json(&summary)?;
+        bail!(
+            "the closed mandate violates its open mandate: {}",
+            v.violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    eprintln!(
+        "mandate OK: {} segment(s), {} {} to {}",
+        v.payloads.len(),
+        v.closed.payment_amount.amount,
+        v.closed.payment_amount.currency,
+        v.closed.payee.id
+    );
+    print_json(&summary)
+}
+
 /// Runs one `arictl verify` command.
 pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
     match cmd {
@@ -53,14 +97,24 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             log_vkey,
             witness,
             quorum,
+            aud,
+            nonce,
             file,
         } => {
             let keys = trusted_keys(trust)?;
             let now = at.unwrap_or_else(unix_now);
+            let text = read_input(file)?;
+            if !text.trim_start().starts_with('{') {
+                return mandate_chain(text.trim(), &keys, now, aud.as_deref(), nonce.as_deref());
+            }
             let list = status_list(list_file.as_ref(), &keys, now)?;
-            let receipt: payment::Receipt = serde_json::from_str(&read_input(file)?)
+            let receipt: payment::Receipt = serde_json::from_str(&text)
                 .context("the receipt is not the JSON `arictl payment authorize` prints")?;
-            let v = payment::verify(&receipt, &keys, list.as_ref(), now)?;
+            let expected = payment::Expected {
+                aud: aud.as_deref(),
+                nonce: nonce.as_deref(),
+            };
+            let v = payment::verify_expecting(&receipt, &keys, list.as_ref(), now, expected)?;
             if let Some(log_vkey) = log_vkey {
                 let (log, policy) = log_trust(&LogTrust {
                     log_vkey: log_vkey.clone(),

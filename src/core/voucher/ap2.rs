@@ -102,12 +102,14 @@ pub fn to_mandate(
         constraints: out,
         cnf: Cnf {
             jwk: claims.cnf.jwk.clone(),
-            kid: claims
-                .cnf
-                .jwk
-                .to_public_key()
-                .map_err(|source| VoucherError::Jose { index: 0, source })?
-                .thumbprint(),
+            kid: Some(
+                claims
+                    .cnf
+                    .jwk
+                    .to_public_key()
+                    .map_err(|source| VoucherError::Jose { index: 0, source })?
+                    .thumbprint(),
+            ),
         },
         payment_instrument: None,
         iat: Some(claims.iat),
@@ -150,7 +152,7 @@ pub fn from_mandate(m: &Value, index: usize) -> Result<Read, VoucherError> {
         .jwk
         .to_public_key()
         .map_err(|source| VoucherError::Jose { index, source })?;
-    if holder.thumbprint() != cnf.kid {
+    if cnf.kid.as_deref() != Some(holder.thumbprint().as_str()) {
         return Err(claim("cnf.kid is not the thumbprint of cnf.jwk".into()));
     }
     let items = m
