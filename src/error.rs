@@ -85,6 +85,12 @@ pub enum Error {
     /// A witness could not be reached.
     #[error("{0}")]
     WitnessUnreachable(String),
+    /// A checkout JWT no registered merchant signed, or one that does not match the payment.
+    #[error("{0}")]
+    CheckoutRefused(String),
+    /// A payment receipt no registered provider signed for this payment.
+    #[error("{0}")]
+    ReceiptRefused(String),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -263,6 +269,8 @@ impl Error {
             Self::NotYetCheckpointed(m) => RpcError::new(C::NotYetCheckpointed, m.clone()),
             Self::WitnessRefused(m) => RpcError::new(C::WitnessRefused, m.clone()),
             Self::WitnessUnreachable(m) => RpcError::new(C::WitnessUnreachable, m.clone()),
+            Self::CheckoutRefused(m) => RpcError::new(C::CheckoutRefused, m.clone()),
+            Self::ReceiptRefused(m) => RpcError::new(C::ReceiptRefused, m.clone()),
             Self::DecisionNotFound(id) => {
                 RpcError::new(C::DecisionNotFound, format!("no payment decision {id:?}"))
             }

@@ -67,5 +67,5 @@ pub mod verifier;
 // The formats and their verification live in `ari_core`; the daemon builds and signs with the
 // same types, under the same paths.
 pub use ari_core::{
-    attest, condition, evidence, jose, keyset, mandate, merkle, payment, sdjwt, voucher,
+    ap2, attest, condition, evidence, jose, keyset, mandate, merkle, payment, sdjwt, voucher,
 };

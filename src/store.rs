@@ -212,6 +212,21 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'a status index is never released'); END;
     ALTER TABLE voucher ADD COLUMN status_idx INTEGER REFERENCES status_index (idx);
     CREATE UNIQUE INDEX voucher_status_idx ON voucher (status_idx) WHERE status_idx IS NOT NULL;",
+    // 11: counterparties' keys: merchants (their checkout JWTs) and payment providers (their
+    // payment receipts).
+    "CREATE TABLE counterparty (
+        role        TEXT NOT NULL CHECK (role IN ('merchant', 'provider')),
+        name        TEXT NOT NULL,
+        kid         TEXT NOT NULL,
+        jwk         TEXT NOT NULL,
+        added_at    INTEGER NOT NULL,
+        PRIMARY KEY (role, name),
+        UNIQUE (role, kid)
+    ) STRICT;",
+    // 12: a payment's merchant checkout JWT, when one bound it (its transaction id is then the
+    // checkout's hash), and the payment provider's receipt JWT its report carried.
+    "ALTER TABLE payment ADD COLUMN checkout TEXT;
+    ALTER TABLE payment ADD COLUMN receipt TEXT;",
 ];
 
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
@@ -792,6 +807,35 @@ impl Store {
     }
 
     /// External issuers by name.
+    /// Registered counterparties, `(role, name, key)` by role then name; only `role`'s if given.
+    pub fn counterparties(
+        &self,
+        role: Option<&str>,
+    ) -> Result<Vec<(String, String, PublicKey)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT role, name, jwk FROM counterparty WHERE ?1 IS NULL OR role = ?1 \
+                 ORDER BY role, name",
+            )?;
+            let rows = stmt.query_map([role], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (role, name, jwk) = row?;
+                let key = crate::jose::Jwk::from_json(&jwk)
+                    .and_then(|j| j.to_public_key())
+                    .map_err(|e| StoreError::Corrupt(format!("{role} {name}: {e}")))?;
+                out.push((role, name, key));
+            }
+            Ok(out)
+        })
+    }
+
     pub fn issuers(&self) -> Result<Vec<(String, PublicKey)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare("SELECT name, jwk FROM issuer ORDER BY name")?;
@@ -832,6 +876,47 @@ pub fn insert_issuer(c: &Connection, name: &str, key: &PublicKey) -> Result<(), 
         params![name, key.thumbprint(), jwk, now()],
     );
     constraint_is_exists(r)
+}
+
+/// Registers a counterparty's key (in a ledger job, with its entry).
+pub fn insert_counterparty(
+    c: &Connection,
+    role: &str,
+    name: &str,
+    key: &PublicKey,
+) -> Result<(), StoreError> {
+    let jwk =
+        serde_json::to_string(&key.to_jwk()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let r = c.execute(
+        "INSERT INTO counterparty (role, name, kid, jwk, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![role, name, key.thumbprint(), jwk, now()],
+    );
+    constraint_is_exists(r)
+}
+
+/// Removes a counterparty (in a ledger job, with its entry); the key it had.
+pub fn remove_counterparty(
+    c: &Connection,
+    role: &str,
+    name: &str,
+) -> Result<PublicKey, StoreError> {
+    let jwk: Option<String> = c
+        .query_row(
+            "SELECT jwk FROM counterparty WHERE role = ?1 AND name = ?2",
+            [role, name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let key = jwk.ok_or(StoreError::NotFound).and_then(|j| {
+        crate::jose::Jwk::from_json(&j)
+            .and_then(|j| j.to_public_key())
+            .map_err(|e| StoreError::Corrupt(format!("{role} {name}: {e}")))
+    })?;
+    c.execute(
+        "DELETE FROM counterparty WHERE role = ?1 AND name = ?2",
+        [role, name],
+    )?;
+    Ok(key)
 }
 
 /// Removes an external issuer (in a ledger job, with its entry); the key it had.
@@ -1135,7 +1220,7 @@ fn migrate_to(conn: &mut Connection, last: usize) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     /// A log written under schema step 5 (hashes keyed by level and index) reads the same
@@ -1303,7 +1388,18 @@ mod tests {
         let (before, before_indexes) = (all(&conn), indexes(&conn));
         assert_eq!((before.len(), before_indexes.len()), (5, 3));
         migrate(&mut conn).unwrap();
-        assert_eq!(all(&conn), before);
+        // Later steps only add columns, empty for the rows already there.
+        let width = before[0].len();
+        let after = all(&conn);
+        for row in &after {
+            assert!(
+                row[width..]
+                    .iter()
+                    .all(|v| *v == rusqlite::types::Value::Null)
+            );
+        }
+        let after: Vec<_> = after.into_iter().map(|r| r[..width].to_vec()).collect();
+        assert_eq!(after, before);
         assert_eq!(indexes(&conn), before_indexes);
         let name: Option<String> = conn
             .query_row(
@@ -1330,7 +1426,7 @@ mod tests {
             "INSERT INTO payment SELECT NULL, 'p-new', voucher_id, agent_id, amount, currency,
                  payee, category, 't6', aud, nonce, facts, confirm, status, reason, created_at,
                  decided_at, report_deadline, outcome, reference, reported_at, attestation,
-                 authorization FROM payment WHERE seq = 2",
+                 authorization, checkout, receipt FROM payment WHERE seq = 2",
             [],
         )
         .unwrap();

@@ -39,6 +39,7 @@ __all__ = [
     "AriTimeout",
     "BadRequest",
     "Busy",
+    "CheckoutRefused",
     "DaemonFault",
     "Denied",
     "Forbidden",
@@ -47,6 +48,7 @@ __all__ = [
     "NotFound",
     "NotYetCheckpointed",
     "ProtocolError",
+    "ReceiptRefused",
     "RemoteError",
     "TemporaryError",
     "UnknownCaller",
@@ -187,6 +189,14 @@ class WitnessUnreachable(TemporaryError):
     """A witness could not be reached or did not answer in time."""
 
 
+class CheckoutRefused(RemoteError):
+    """The checkout JWT is not signed by a registered merchant, or does not match the payment."""
+
+
+class ReceiptRefused(RemoteError):
+    """The payment receipt is not signed by a registered provider for this payment."""
+
+
 class DaemonFault(RemoteError):
     """The daemon or its key store failed; details are in the daemon's log, not here."""
 
@@ -238,6 +248,8 @@ ERRORS: Final[tuple[tuple[int, str, bool, type[RemoteError]], ...]] = (
     (-32037, "not_yet_checkpointed", True, NotYetCheckpointed),
     (-32038, "witness_refused", False, WitnessRefused),
     (-32039, "witness_unreachable", True, WitnessUnreachable),
+    (-32040, "checkout_refused", False, CheckoutRefused),
+    (-32041, "receipt_refused", False, ReceiptRefused),
 )
 
 _BY_REASON: Final = {row[1]: row for row in ERRORS}

@@ -28,6 +28,18 @@ use crate::sdjwt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The merchant id a checkout JWT names, read WITHOUT checking its signature: only to pick the
+/// key [`verify_checkout`] is then given.
+pub fn checkout_merchant(checkout_jwt: &str) -> Option<String> {
+    let payload = checkout_jwt.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&jose::b64url_decode(payload).ok()?).ok()?;
+    claims
+        .get("merchant")?
+        .get("id")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// The JWS `typ` AP2's merchants and payment providers write on checkouts and receipts. A header
 /// without `typ` is accepted too (AP2's SDK verifies neither), and the comparison ignores ASCII
 /// case, as RFC 7515 asks for media types.

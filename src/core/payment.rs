@@ -59,6 +59,10 @@ pub struct RiskData {
     /// Report deadline, Unix seconds, if the voucher asks for a report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_by: Option<i64>,
+    /// Whether `transaction_id` is the hash of a checkout JWT the merchant's registered key
+    /// signed (and that matched the payment), rather than the agent's own word.
+    #[serde(default)]
+    pub checkout_verified: bool,
     /// base64url SHA-256 of the attestation bundle's bytes.
     pub attestation_sha256: String,
     /// The attestation bundle (base64url of its JSON bytes): the runtime as measured for this
@@ -93,6 +97,8 @@ pub struct AuthorizationClaims {
     pub instance: String,
     /// The checkout's transaction id.
     pub transaction_id: String,
+    /// Whether it is the hash of a checkout the merchant's registered key signed.
+    pub checkout_verified: bool,
     /// Who is paid.
     pub payee: String,
     /// Minor units.
@@ -228,6 +234,7 @@ impl AuthorizationDraft {
                 confirmed: claims.confirmed,
                 category: claims.category.clone(),
                 report_by: claims.report_by,
+                checkout_verified: claims.checkout_verified,
                 attestation_sha256: claims.attestation_sha256.clone(),
                 attestation: attestation.to_string(),
                 facts_sha256: claims.facts_sha256.clone(),
@@ -308,6 +315,7 @@ pub fn read(payload: &Value, closed: &Value) -> Result<AuthorizationClaims, Paym
         agent: risk.agent,
         instance: risk.instance,
         transaction_id: m.transaction_id,
+        checkout_verified: risk.checkout_verified,
         payee: m.payee.id,
         amount: m.payment_amount.amount,
         currency: m.payment_amount.currency,

@@ -234,6 +234,11 @@ pub struct PaymentRow {
     pub attestation: String,
     /// The signed authorization, kept for confirmed (L2) payments.
     pub authorization: Option<String>,
+    /// The merchant's checkout JWT that bound the payment (verified under its registered key);
+    /// `None` when the transaction id was the agent's own.
+    pub checkout: Option<String>,
+    /// The payment provider's receipt JWT its report carried (verified), if any.
+    pub receipt: Option<String>,
 }
 
 /// Records a decision; returns its `seq`.
@@ -242,8 +247,9 @@ pub(crate) fn insert_payment(tx: &Tx<'_>, p: &PaymentRow) -> Result<i64, StoreEr
     let mut ins = conn.prepare_cached(
         "INSERT INTO payment (id, voucher_id, agent_id, amount, currency, payee, category,
                               transaction_id, aud, nonce, facts, confirm, status, reason,
-                              created_at, decided_at, report_deadline, attestation)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                              created_at, decided_at, report_deadline, attestation, checkout)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)",
     )?;
     ins.execute(params![
         p.id,
@@ -263,7 +269,8 @@ pub(crate) fn insert_payment(tx: &Tx<'_>, p: &PaymentRow) -> Result<i64, StoreEr
         p.created_at,
         p.decided_at,
         p.report_deadline,
-        p.attestation
+        p.attestation,
+        p.checkout
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -284,7 +291,7 @@ pub(crate) fn checkout_taken(
 
 const PAYMENT_COLUMNS: &str = "id, seq, voucher_id, agent_id, amount, currency, payee, category,
     transaction_id, aud, nonce, facts, confirm, status, reason, created_at, decided_at,
-    report_deadline, outcome, reference, attestation, authorization";
+    report_deadline, outcome, reference, attestation, authorization, checkout, receipt";
 
 fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
     Ok(PaymentRow {
@@ -310,6 +317,8 @@ fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
         reference: r.get(19)?,
         attestation: r.get(20)?,
         authorization: r.get(21)?,
+        checkout: r.get(22)?,
+        receipt: r.get(23)?,
     })
 }
 
@@ -387,13 +396,15 @@ pub(crate) fn set_outcome(
     id: &str,
     outcome: Outcome,
     reference: Option<&str>,
+    receipt: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
     let conn = tx.conn();
     conn.execute(
-        "UPDATE payment SET outcome = ?2, reference = coalesce(?3, reference), reported_at = ?4
+        "UPDATE payment SET outcome = ?2, reference = coalesce(?3, reference), reported_at = ?4,
+                            receipt = coalesce(?5, receipt)
          WHERE id = ?1",
-        params![id, outcome, reference, now],
+        params![id, outcome, reference, now, receipt],
     )?;
     Ok(())
 }

@@ -92,6 +92,11 @@ pub enum ErrorCode {
     WitnessRefused,
     /// A witness could not be reached or did not answer in time; retry later.
     WitnessUnreachable,
+    /// A merchant's checkout JWT is not one a registered merchant signed, or does not match
+    /// the payment.
+    CheckoutRefused,
+    /// A payment provider's receipt is not one a registered provider signed for this payment.
+    ReceiptRefused,
 }
 
 impl ErrorCode {
@@ -141,6 +146,8 @@ impl ErrorCode {
         Self::NotYetCheckpointed,
         Self::WitnessRefused,
         Self::WitnessUnreachable,
+        Self::CheckoutRefused,
+        Self::ReceiptRefused,
     ];
 
     /// The JSON-RPC `code` number.
@@ -190,6 +197,8 @@ impl ErrorCode {
             Self::NotYetCheckpointed => -32037,
             Self::WitnessRefused => -32038,
             Self::WitnessUnreachable => -32039,
+            Self::CheckoutRefused => -32040,
+            Self::ReceiptRefused => -32041,
         }
     }
 
@@ -240,6 +249,8 @@ impl ErrorCode {
             Self::NotYetCheckpointed => "not_yet_checkpointed",
             Self::WitnessRefused => "witness_refused",
             Self::WitnessUnreachable => "witness_unreachable",
+            Self::CheckoutRefused => "checkout_refused",
+            Self::ReceiptRefused => "receipt_refused",
         }
     }
 

@@ -5,6 +5,10 @@ use super::agent::{
     AgentList, AgentParam, AgentView, AttestParams, Attestation, CertImportParams, CertImported,
     Csr, CsrParams, ProvisionParams, Retired,
 };
+use super::counterparty::{
+    Counterparty, CounterpartyList, CounterpartyListParams, CounterpartyParams, CounterpartyRef,
+    CounterpartyRemoved,
+};
 use super::daemon::{MetricsText, NoParams, Status, TpmAk};
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
@@ -172,6 +176,9 @@ methods! {
     AdminIssuerAdd => "admin.issuer_add", Admin, IssuerParams => IssuerAdded;
     AdminIssuerList => "admin.issuer_list", Admin, NoParams => IssuerList;
     AdminIssuerRemove => "admin.issuer_remove", Admin, NameParam => IssuerRemoved;
+    AdminCounterpartyAdd => "admin.counterparty_add", Admin, CounterpartyParams => Counterparty;
+    AdminCounterpartyList => "admin.counterparty_list", Admin, CounterpartyListParams => CounterpartyList;
+    AdminCounterpartyRemove => "admin.counterparty_remove", Admin, CounterpartyRef => CounterpartyRemoved;
     AdminPaymentList => "admin.payment_list", Admin, PaymentListParams => PaymentList;
     AdminPaymentShow => "admin.payment_show", Admin, DecisionParam => DecisionView;
     AdminPaymentConfirm => "admin.payment_confirm", Admin, DecisionParam => DecisionView;

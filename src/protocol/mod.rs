@@ -15,6 +15,7 @@
 
 pub mod agent;
 mod code;
+pub mod counterparty;
 pub mod daemon;
 #[cfg(test)]
 mod document;

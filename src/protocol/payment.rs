@@ -29,6 +29,10 @@ pub struct AuthorizeParams {
     /// receipt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub proof: bool,
+    /// The merchant's signed checkout (an AP2 checkout JWT): checked against the merchant's
+    /// registered key and the payment, its hash becomes the transaction id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_jwt: Option<String>,
 }
 
 /// The payment inside [`AuthorizeParams`].
@@ -44,8 +48,10 @@ pub struct PaymentParams {
     /// What kind of purchase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
-    /// The checkout's id.
-    pub transaction_id: String,
+    /// The checkout's id: required unless `checkout_jwt` is given (then, if given, it must be
+    /// the checkout's hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 /// The result of `payment.authorize`, by its `status`.
@@ -120,6 +126,10 @@ pub struct ReportParams {
     /// The payment rail's reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The payment provider's signed AP2 payment receipt: checked against the registered
+    /// providers' keys and this payment's authorization, and logged with the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_jwt: Option<String>,
 }
 
 /// The params of `admin.payment_list`.

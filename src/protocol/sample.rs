@@ -12,6 +12,10 @@ use super::agent::{
     AgentKey, AgentList, AgentParam, AgentView, AttestParams, Attestation, CertImportParams,
     CertImported, Csr, CsrParams, ProvisionParams, Retired,
 };
+use super::counterparty::{
+    Counterparty, CounterpartyList, CounterpartyListParams, CounterpartyParams, CounterpartyRef,
+    CounterpartyRemoved, CounterpartyRole,
+};
 use super::daemon::{
     DaemonKey, Health, LogStatus, MetricsText, NoParams, Queues, Status, TpmAk, TpmStatus,
 };
@@ -345,6 +349,32 @@ sample! {
         issuers: vec![Issuer { name: text(), kid: text(), jwk: jwk(), own: true }],
     };
     IssuerRemoved => IssuerRemoved { name: text(), removed: true };
+    CounterpartyParams => CounterpartyParams {
+        role: CounterpartyRole::Merchant,
+        name: text(),
+        jwk: jwk(),
+    };
+    CounterpartyRef => CounterpartyRef { role: CounterpartyRole::Provider, name: text() };
+    CounterpartyListParams => CounterpartyListParams { role: Some(CounterpartyRole::Merchant) };
+    Counterparty => Counterparty {
+        role: CounterpartyRole::Merchant,
+        name: text(),
+        kid: text(),
+        jwk: jwk(),
+    };
+    CounterpartyList => CounterpartyList {
+        counterparties: vec![Counterparty {
+            role: CounterpartyRole::Provider,
+            name: text(),
+            kid: text(),
+            jwk: jwk(),
+        }],
+    };
+    CounterpartyRemoved => CounterpartyRemoved {
+        role: CounterpartyRole::Merchant,
+        name: text(),
+        removed: true,
+    };
     DelegateParams => DelegateParams {
         voucher: text(),
         agent: text(),
@@ -367,12 +397,13 @@ sample! {
             currency: text(),
             payee: text(),
             category: Some(text()),
-            transaction_id: text(),
+            transaction_id: Some(text()),
         },
         aud: text(),
         nonce: text(),
         facts: object(),
         proof: true,
+        checkout_jwt: Some(text()),
     };
     DecisionParam => DecisionParam { decision: text() };
     RejectParams => RejectParams { decision: text(), note: Some(text()) };
@@ -381,6 +412,7 @@ sample! {
         decision: text(),
         outcome: Outcome::Succeeded,
         reference: Some(text()),
+        receipt_jwt: Some(text()),
     };
     PaymentListParams => PaymentListParams {
         status: Some(PaymentStatus::Authorized),

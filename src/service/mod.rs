@@ -9,6 +9,7 @@
 
 mod attestation;
 mod caller;
+mod counterparty;
 mod delegation;
 mod evidence;
 mod keys;
@@ -386,6 +387,9 @@ impl Service {
             AdminIssuerAdd => |p| self.issuer_add(p),
             AdminIssuerList => |NoParams {}| self.issuer_list(),
             AdminIssuerRemove => |p| self.issuer_remove(p),
+            AdminCounterpartyAdd => |p| self.counterparty_add(p),
+            AdminCounterpartyList => |p| self.counterparty_list(p),
+            AdminCounterpartyRemove => |p| self.counterparty_remove(p),
             AdminPaymentList => |p| self.payment_list(p),
             AdminPaymentShow => |p| self.payment_show(p),
             AdminPaymentConfirm => |p| self.payment_confirm(p),

@@ -505,3 +505,210 @@ fn the_daemons_payment_mandates_pass_the_openwallet_library_and_the_ap2_schemas(
     assert!(out.status.success(), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 5);
 }
+
+/// A compact ES256 JWT over `payload`, signed with `sk` (a payment provider's receipt, a
+/// merchant's checkout).
+fn es256_jwt(sk: &p256::ecdsa::SigningKey, payload: &Value) -> String {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let header = ari::jose::Header {
+        alg: "ES256".into(),
+        typ: "JWT".into(),
+        kid: String::new(),
+    };
+    let input = ari::jose::SigningInput::new(&header, payload).unwrap();
+    let sig: p256::ecdsa::Signature = sk.sign_prehash(&input.digest()).unwrap();
+    input.finish(&sig.to_bytes())
+}
+
+#[test]
+fn a_checkout_binds_the_payment_and_a_provider_receipt_backs_its_report() {
+    use crate::common::{Daemon, remote_err};
+    use ari::protocol::Method;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/vectors/ap2/receipt_checkout.json")).unwrap(),
+    )
+    .unwrap();
+    // A checkout AP2's own SDK made and signed, as its MCP merchant sample does.
+    let checkout = &fixture["checkouts"][0];
+    let checkout_jwt = checkout["checkout_jwt"].as_str().unwrap();
+    let merchant = checkout["expected"]["merchant"]["id"].as_str().unwrap();
+    let total = checkout["expected"]["amount"]["amount"].as_u64().unwrap();
+
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let v = d
+        .admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "shop-bot", "level": "L3", "currency": "USD", "max_amount": 50_000,
+                   "budget": 100_000, "expires_at": ari::clock::unix_now() + 86_400}),
+        )
+        .unwrap();
+    let mut c = d.agent();
+    let pay = |c: &mut ari::client::Client, payee: &str, amount: u64, extra: Value| {
+        let mut p = json!({"voucher": v["id"], "aud": "merchant.example",
+                           "nonce": format!("nonce-{amount}-{payee}"),
+                           "payment": {"amount": amount, "currency": "USD", "payee": payee}});
+        for (k, x) in extra.as_object().unwrap() {
+            if k == "transaction_id" {
+                p["payment"][k] = x.clone();
+            } else {
+                p[k] = x.clone();
+            }
+        }
+        c.call(Method::PaymentAuthorize, p)
+    };
+    let reason = |r: Result<Value, ari::client::ClientError>| remote_err(r).error.reason();
+    let with_checkout = json!({"checkout_jwt": checkout_jwt});
+
+    // Before the merchant's key is registered, its checkout binds nothing.
+    assert_eq!(
+        reason(pay(&mut c, merchant, total, with_checkout.clone())),
+        "checkout_refused"
+    );
+    let dir = crate::common::tempdir();
+    let jwk = dir.path().join("merchant.jwk");
+    std::fs::write(&jwk, fixture["keys"]["merchant"].to_string()).unwrap();
+    let (code, out, err) = d.arictl(&["merchant", "add", merchant, "--jwk", jwk.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Another payee, amount or transaction id than the checkout's: refused, nothing decided.
+    assert_eq!(
+        reason(pay(&mut c, "elsewhere", total, with_checkout.clone())),
+        "checkout_refused"
+    );
+    assert_eq!(
+        reason(pay(&mut c, merchant, total - 1, with_checkout.clone())),
+        "checkout_refused"
+    );
+    let mut other_tx = with_checkout.clone();
+    other_tx["transaction_id"] = json!("tx-1");
+    assert_eq!(
+        reason(pay(&mut c, merchant, total, other_tx)),
+        "checkout_refused"
+    );
+    let mut forged = with_checkout.clone();
+    forged["checkout_jwt"] = json!(checkout_jwt.replacen(".eyJ", ".eyK", 1));
+    assert_eq!(
+        reason(pay(&mut c, merchant, total, forged)),
+        "checkout_refused"
+    );
+
+    // Bound: the transaction id is the checkout's hash, as AP2 defines it, and says so.
+    let bound = pay(&mut c, merchant, total, with_checkout).unwrap();
+    let closed_of = |paid: &Value| -> Value {
+        let disclosure = paid["authorization"]
+            .as_str()
+            .unwrap()
+            .split('~')
+            .nth(1)
+            .unwrap();
+        serde_json::from_slice::<Value>(&ari::jose::b64url_decode(disclosure).unwrap()).unwrap()[1]
+            .clone()
+    };
+    let closed = closed_of(&bound);
+    assert_eq!(closed["transaction_id"], checkout["checkout_hash"]);
+    assert_eq!(closed["risk_data"]["ari"]["checkout_verified"], true);
+    // Without a checkout, the agent's own id still works, marked as such.
+    let free = pay(
+        &mut c,
+        merchant,
+        100,
+        json!({"transaction_id": "agent-says-1"}),
+    )
+    .unwrap();
+    assert_eq!(
+        closed_of(&free)["risk_data"]["ari"]["checkout_verified"],
+        false
+    );
+    assert_eq!(
+        reason(pay(&mut c, merchant, 100, json!({}))),
+        "invalid_params",
+        "neither a checkout nor a transaction id"
+    );
+
+    // The provider's signed receipt backs a report; it must answer this very authorization.
+    let psp = p256::ecdsa::SigningKey::from_slice(&[0x51; 32]).unwrap();
+    let psp_key =
+        ari::jose::PublicKey::from_sec1(psp.verifying_key().to_sec1_point(false).as_bytes())
+            .unwrap();
+    let receipt = |paid: &Value, status: &str| {
+        let mut r = json!({"iss": "psp.example", "iat": ari::clock::unix_now(),
+                           "status": status, "payment_id": "pay-1",
+                           "reference": ari::ap2::receipt_reference(
+                               paid["authorization"].as_str().unwrap())});
+        if status == "Success" {
+            r["psp_confirmation_id"] = json!("psp-77");
+            r["network_confirmation_id"] = json!("net-88");
+        } else {
+            r["error"] = json!("declined");
+            r["error_description"] = json!("the card was declined");
+        }
+        es256_jwt(&psp, &r)
+    };
+    let report = |c: &mut ari::client::Client, paid: &Value, outcome: &str, jwt: Option<String>| {
+        let mut p = json!({"decision": paid["decision"], "outcome": outcome});
+        if let Some(jwt) = jwt {
+            p["receipt_jwt"] = json!(jwt);
+        }
+        c.call(Method::PaymentReport, p)
+    };
+    assert_eq!(
+        reason(report(
+            &mut c,
+            &bound,
+            "succeeded",
+            Some(receipt(&bound, "Success"))
+        )),
+        "receipt_refused",
+        "no provider registered yet"
+    );
+    d.admin()
+        .call(
+            Method::AdminCounterpartyAdd,
+            json!({"role": "provider", "name": "psp.example", "jwk": psp_key.to_jwk()}),
+        )
+        .unwrap();
+    for (jwt, outcome) in [
+        (receipt(&free, "Success"), "succeeded"),
+        (receipt(&bound, "Error"), "succeeded"),
+        (
+            receipt(&bound, "Success").replacen(".eyJ", ".eyK", 1),
+            "succeeded",
+        ),
+    ] {
+        assert_eq!(
+            reason(report(&mut c, &bound, outcome, Some(jwt))),
+            "receipt_refused"
+        );
+    }
+    let before = d.admin().call(Method::AdminStatus, json!({})).unwrap()["evidence"]["entries"]
+        .as_u64()
+        .unwrap();
+    report(
+        &mut c,
+        &bound,
+        "succeeded",
+        Some(receipt(&bound, "Success")),
+    )
+    .unwrap();
+    report(&mut c, &free, "succeeded", None).unwrap();
+    let entry = |i: u64| -> Value {
+        let e = d
+            .admin()
+            .call(Method::EvidenceEntry, json!({"index": i}))
+            .unwrap();
+        serde_json::from_str(e["entry"].as_str().unwrap()).unwrap()
+    };
+    let (signed, unsigned) = (entry(before), entry(before + 1));
+    assert_eq!(signed["kind"], "payment.reported");
+    assert_eq!(signed["fact"]["receipt_verified"], true);
+    assert_eq!(signed["fact"]["receipt"]["provider"], "psp.example");
+    assert_eq!(
+        signed["fact"]["receipt"]["claims"]["psp_confirmation_id"],
+        "psp-77"
+    );
+    assert_eq!(unsigned["fact"]["receipt_verified"], false);
+    assert_eq!(unsigned["fact"]["checkout_verified"], false);
+    assert_eq!(signed["fact"]["checkout_verified"], true);
+}

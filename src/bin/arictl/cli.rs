@@ -55,6 +55,14 @@ pub(crate) enum Command {
     /// Register the keys of external voucher issuers (operator, admin socket).
     #[command(subcommand)]
     Issuer(IssuerCmd),
+    /// Register merchants' keys: a payment may be bound to a checkout one of them signed
+    /// (operator, admin socket).
+    #[command(subcommand)]
+    Merchant(CounterpartyCmd),
+    /// Register payment providers' keys: a report may carry a receipt one of them signed
+    /// (operator, admin socket).
+    #[command(subcommand)]
+    Provider(CounterpartyCmd),
     /// Export the key set (JWKS) and rotate the daemon's issuer and log keys (operator).
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -327,6 +335,29 @@ pub(crate) enum IssuerCmd {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum CounterpartyCmd {
+    /// Register a key under a name (a merchant's name is its merchant id, the payee).
+    #[command(
+        after_help = "Examples:\n  arictl merchant add shop.example --jwk shop-checkout.jwk\n  arictl provider add psp.example --jwk psp-receipts.jwk"
+    )]
+    Add {
+        /// The name: for a merchant, its merchant id.
+        name: String,
+        /// File with its public JWK.
+        #[arg(long, value_name = "FILE")]
+        jwk: PathBuf,
+    },
+    /// List the registered keys.
+    #[command(after_help = "Examples:\n  arictl merchant list\n  arictl provider list")]
+    List,
+    /// Remove one.
+    #[command(
+        after_help = "Examples:\n  arictl merchant remove shop.example\n  arictl provider remove psp.example"
+    )]
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum PaymentCmd {
     /// Ask for a payment authorization (agent side). Prints the receipt a verifier checks.
     #[command(
@@ -348,9 +379,13 @@ pub(crate) enum PaymentCmd {
         /// The purchase category.
         #[arg(long)]
         category: Option<String>,
-        /// Digest of the merchant's checkout.
-        #[arg(long)]
-        transaction_id: String,
+        /// The checkout's id, when there is no --checkout.
+        #[arg(long, required_unless_present = "checkout")]
+        transaction_id: Option<String>,
+        /// File with the merchant's signed checkout JWT (`-` for stdin): checked against the
+        /// merchant's registered key and the payment; its hash is the transaction id.
+        #[arg(long, value_name = "FILE")]
+        checkout: Option<PathBuf>,
         /// The verifier the authorization is for.
         #[arg(long)]
         aud: String,
@@ -379,7 +414,7 @@ pub(crate) enum PaymentCmd {
     },
     /// Report how an authorized payment ended (agent side).
     #[command(
-        after_help = "Example:\n  arictl payment report 9f2c... --outcome refunded --reference psp-ref-778"
+        after_help = "Examples:\n  arictl payment report 9f2c... --outcome refunded --reference psp-ref-778\n  arictl payment report 9f2c... --outcome succeeded --receipt receipt.jwt"
     )]
     Report {
         decision: String,
@@ -389,6 +424,9 @@ pub(crate) enum PaymentCmd {
         /// The payment rail's reference.
         #[arg(long)]
         reference: Option<String>,
+        /// File with the payment provider's signed AP2 payment receipt (`-` for stdin).
+        #[arg(long, value_name = "FILE")]
+        receipt: Option<PathBuf>,
     },
     /// List decisions (operator).
     #[command(

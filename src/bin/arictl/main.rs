@@ -26,6 +26,7 @@ mod voucher;
 
 use anyhow::Result;
 use ari::client::ClientError;
+use ari::protocol::counterparty::CounterpartyRole;
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -41,6 +42,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Metrics => status::metrics(cli),
         Command::Voucher(cmd) => voucher::run(cli, cmd),
         Command::Issuer(cmd) => issuer::run(cli, cmd),
+        Command::Merchant(cmd) => issuer::counterparty(cli, CounterpartyRole::Merchant, cmd),
+        Command::Provider(cmd) => issuer::counterparty(cli, CounterpartyRole::Provider, cmd),
         Command::Keys(cmd) => keys::run(cli, cmd),
         Command::Payment(cmd) => payment::run(cli, cmd),
         Command::Identity { jwk } => identity::identity(cli, *jwk),

@@ -27,6 +27,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
             payee,
             category,
             transaction_id,
+            checkout,
             aud,
             nonce,
             facts,
@@ -51,6 +52,10 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
                 nonce: nonce.clone(),
                 facts: parse_facts(facts)?,
                 proof: !*no_proof,
+                checkout_jwt: checkout
+                    .as_ref()
+                    .map(|f| read_input(f).map(|t| t.trim().to_owned()))
+                    .transpose()?,
             };
             let answer = call::<call::PaymentAuthorize>(agent, &params)?;
             let wait_ms = wait_ms(wait.as_deref())?;
@@ -80,11 +85,16 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
             decision,
             outcome,
             reference,
+            receipt,
         } => {
             let params = ReportParams {
                 decision: decision.clone(),
                 outcome: parse_wire("--outcome", outcome, "succeeded, failed or refunded")?,
                 reference: reference.clone(),
+                receipt_jwt: receipt
+                    .as_ref()
+                    .map(|f| read_input(f).map(|t| t.trim().to_owned()))
+                    .transpose()?,
             };
             print_json(&call::<call::PaymentReport>(agent, &params)?)
         }

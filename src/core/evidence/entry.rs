@@ -63,6 +63,12 @@ pub enum Kind {
     IssuerAdded,
     #[serde(rename = "issuer.removed")]
     IssuerRemoved,
+    /// A merchant's or payment provider's key registered ([`Kind::CounterpartyRemoved`] undoes
+    /// it).
+    #[serde(rename = "counterparty.added")]
+    CounterpartyAdded,
+    #[serde(rename = "counterparty.removed")]
+    CounterpartyRemoved,
     /// An agent provisioned again with a new key (a new instance); its old key is destroyed.
     #[serde(rename = "agent.rotated")]
     AgentRotated,
@@ -96,6 +102,8 @@ impl Kind {
             Kind::AgentCertificateImported => "agent.certificate_imported",
             Kind::IssuerAdded => "issuer.added",
             Kind::IssuerRemoved => "issuer.removed",
+            Kind::CounterpartyAdded => "counterparty.added",
+            Kind::CounterpartyRemoved => "counterparty.removed",
             Kind::AgentRotated => "agent.rotated",
             Kind::KeyRotated => "key.rotated",
         }

@@ -12,7 +12,7 @@ use crate::jose::{self, SigningInput};
 use crate::ledger::{self, Debited, PaymentRow, PaymentStatus, Recorded, Staged};
 use crate::payment::{self, AuthorizationClaims, AuthorizationDraft, Binding, Receipt};
 use crate::policy::{self, Context, Denial, Reason, Verdict};
-use crate::protocol::payment::{Authorization, AuthorizeParams, Authorized, Held};
+use crate::protocol::payment::{Authorization, AuthorizeParams, Authorized, Held, PaymentParams};
 use crate::seal::{self, KeyStore, Prepared};
 use crate::service::{ConnInfo, Service};
 use crate::store::StoreError;
@@ -113,13 +113,24 @@ impl Service {
     pub(in crate::service) async fn payment_authorize(
         &self,
         info: &ConnInfo,
-        p: AuthorizeParams,
+        mut p: AuthorizeParams,
     ) -> Result<Authorization, Error> {
         let want_proof = p.proof;
         let gate = self.gate.read().await;
         attest::validate_nonce(&p.nonce).map_err(|e| Error::InvalidParams(e.to_string()))?;
         text("aud", &p.aud)?;
-        let req = request(p.payment)?;
+        let (transaction_id, checkout) = match p.checkout_jwt.take() {
+            Some(jwt) => (self.bind_checkout(&jwt, &p.payment).await?, Some(jwt)),
+            None => (
+                p.payment.transaction_id.take().ok_or_else(|| {
+                    Error::InvalidParams(
+                        "payment.transaction_id is required without a checkout_jwt".into(),
+                    )
+                })?,
+                None,
+            ),
+        };
+        let req = request(p.payment, transaction_id)?;
         let (facts, agent, frozen) = self.caller_for_decision(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
         if !chain.held_by(&agent) {
@@ -169,6 +180,8 @@ impl Service {
             reference: None,
             attestation: attestation.clone(),
             authorization: None,
+            checkout,
+            receipt: None,
         };
         let attestation_for_hold = std::mem::take(&mut row.attestation);
         let job_chain = chain.clone();
@@ -311,6 +324,7 @@ impl Service {
                         return Err(e.into());
                     }
                 };
+                self.keep_authorization(&id, &jwt);
                 // Asked for, the receipt carries the entry's inclusion in the next checkpoint,
                 // which comes within the checkpoint interval unless the key store is failing.
                 // Signed and durable: a freeze or revocation need not wait for the proof.
@@ -332,6 +346,49 @@ impl Service {
                 }))
             }
         }
+    }
+
+    /// Keeps a copy of a released authorization with its decision, in a later commit that the
+    /// answer does not wait for: a report's payment receipt is checked against it.
+    pub(super) fn keep_authorization(&self, decision: &str, authorization: &str) {
+        let (id, jwt) = (decision.to_string(), authorization.to_string());
+        self.ledger
+            .run_detached("an authorization's copy", move |tx| {
+                ledger::set_authorization(tx, &id, &jwt)
+            });
+    }
+
+    /// Checks a merchant's checkout JWT for a payment: signed by the key registered for the
+    /// merchant it names, not expired, and for this payee, amount and currency (and this
+    /// transaction id, if the agent gave one). Returns the checkout's hash, the transaction id
+    /// AP2 and Verifiable Intent define.
+    async fn bind_checkout(&self, jwt: &str, p: &PaymentParams) -> Result<String, Error> {
+        let refused = Error::CheckoutRefused;
+        let merchant = crate::ap2::checkout_merchant(jwt)
+            .ok_or_else(|| refused("the checkout names no merchant id".into()))?;
+        let key = self.merchant_key(&merchant).await?.ok_or_else(|| {
+            refused(format!(
+                "no merchant {merchant:?} is registered (arictl merchant add)"
+            ))
+        })?;
+        let c = crate::ap2::verify_checkout(jwt, &key, unix_now())
+            .map_err(|e| refused(e.to_string()))?;
+        if c.merchant.id != p.payee {
+            return Err(refused(format!(
+                "the checkout is for merchant {:?}, the payment for {:?}",
+                c.merchant.id, p.payee
+            )));
+        }
+        if c.amount.amount != p.amount || c.amount.currency != p.currency {
+            return Err(refused(format!(
+                "the checkout's total is {} {}, the payment {} {}",
+                c.amount.amount, c.amount.currency, p.amount, p.currency
+            )));
+        }
+        if p.transaction_id.as_ref().is_some_and(|t| *t != c.hash) {
+            return Err(refused("transaction_id is not the checkout's hash".into()));
+        }
+        Ok(c.hash)
     }
 
     /// The attestation bundle for a payment by `agent`, measured as `facts`: base64url JSON,
@@ -378,6 +435,7 @@ impl Service {
             agent: agent.id.clone(),
             instance: agent.instance.clone(),
             transaction_id: row.transaction_id.clone(),
+            checkout_verified: row.checkout.is_some(),
             payee: row.payee.clone(),
             amount: row.amount,
             currency: row.currency.clone(),

@@ -91,7 +91,7 @@ impl Chain {
     }
 }
 
-fn text(field: &str, value: &str) -> Result<(), Error> {
+pub(super) fn text(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
         return Err(Error::InvalidParams(format!(
             "{field} must be 1 to {MAX_FIELD} bytes of printable text"
@@ -100,15 +100,16 @@ fn text(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The payment a `payment.authorize` asks for, checked.
-fn request(p: PaymentParams) -> Result<PaymentRequest, Error> {
+/// The payment a `payment.authorize` asks for, checked, with its transaction id (the agent's,
+/// or a verified checkout's hash).
+fn request(p: PaymentParams, transaction_id: String) -> Result<PaymentRequest, Error> {
     if p.amount == 0 || i64::try_from(p.amount).is_err() {
         return Err(Error::InvalidParams(
             "amount must be a positive integer of minor units".into(),
         ));
     }
     text("payee", &p.payee)?;
-    text("transaction_id", &p.transaction_id)?;
+    text("transaction_id", &transaction_id)?;
     if let Some(c) = &p.category {
         text("category", c)?;
     }
@@ -118,7 +119,7 @@ fn request(p: PaymentParams) -> Result<PaymentRequest, Error> {
             .map_err(|e| Error::InvalidParams(e.to_string()))?,
         payee: p.payee,
         category: p.category,
-        transaction_id: p.transaction_id,
+        transaction_id,
     })
 }
 
@@ -145,6 +146,7 @@ fn payment_fact(row: &PaymentRow, voucher_digest: &str) -> Value {
         "decision": row.id,
         "voucher": voucher_digest,
         "transaction_id": row.transaction_id,
+        "checkout_verified": row.checkout.is_some(),
         "amount": row.amount,
         "currency": row.currency,
         "payee": row.payee,

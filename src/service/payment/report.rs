@@ -13,6 +13,65 @@ use serde_json::json;
 use std::time::Duration;
 
 impl Service {
+    /// Checks a payment provider's AP2 receipt for decision `row`: signed by a registered
+    /// provider, its `reference` the hash of the authorization this daemon signed (as AP2's SDK
+    /// computes it), its status the reported outcome. The provider's name and the receipt.
+    async fn check_receipt(
+        &self,
+        jwt: &str,
+        row: &ledger::PaymentRow,
+        outcome: Outcome,
+    ) -> Result<(String, crate::ap2::PaymentReceipt), Error> {
+        let refused = Error::ReceiptRefused;
+        // The copy of the authorization is written after the answer left, in a commit of its
+        // own; one ledger job later it is on disk.
+        let kept;
+        let row = if row.authorization.is_none() {
+            self.ledger.run(|_| Ok(())).await?;
+            kept = self.decision(&row.id).await?;
+            &kept
+        } else {
+            row
+        };
+        let authorization = row.authorization.as_deref().ok_or_else(|| {
+            refused(format!(
+                "decision {} has no kept authorization to check a receipt against",
+                row.id
+            ))
+        })?;
+        let reference = crate::ap2::receipt_reference(authorization);
+        let providers = self.provider_keys().await?;
+        if providers.is_empty() {
+            return Err(refused(
+                "no payment provider is registered (arictl provider add)".into(),
+            ));
+        }
+        let mut why = String::new();
+        for (name, key) in providers {
+            match crate::ap2::verify_receipt(jwt, &key, &reference) {
+                Ok(r) => {
+                    let agrees = matches!(
+                        (r.status(), outcome),
+                        (crate::ap2::ReceiptStatus::Success, Outcome::Succeeded)
+                            | (crate::ap2::ReceiptStatus::Error, Outcome::Failed)
+                    );
+                    if !agrees {
+                        return Err(refused(format!(
+                            "the receipt says {}, the report {}",
+                            r.status(),
+                            outcome.as_str()
+                        )));
+                    }
+                    return Ok((name, r));
+                }
+                Err(e) => why = e.to_string(),
+            }
+        }
+        Err(refused(format!(
+            "no registered provider's key verifies this receipt for this payment: {why}"
+        )))
+    }
+
     pub(in crate::service) async fn payment_status(
         &self,
         info: &ConnInfo,
@@ -68,6 +127,10 @@ impl Service {
         }
         let (_, agent, _) = self.caller_for_decision(info)?;
         let row = self.own_decision(&agent, &p.decision).await?;
+        let receipt = match &p.receipt_jwt {
+            Some(jwt) => Some(self.check_receipt(jwt, &row, p.outcome).await?),
+            None => None,
+        };
         let chain = self.resolve_chain(&row.voucher).await?;
         let outcome = p.outcome;
         let now = unix_now();
@@ -104,10 +167,26 @@ impl Service {
                     Outcome::Refunded => ledger::credit(conn, &chain.ids, row.amount, 0)?,
                     Outcome::Succeeded => {}
                 }
-                ledger::set_outcome(conn, &id, outcome, p.reference.as_deref(), now)?;
+                ledger::set_outcome(
+                    conn,
+                    &id,
+                    outcome,
+                    p.reference.as_deref(),
+                    p.receipt_jwt.as_deref(),
+                    now,
+                )?;
                 let mut fact = payment_fact(&row, chain.leaf_digest());
                 set(&mut fact, "outcome", json!(outcome.as_str()));
                 set(&mut fact, "reference", json!(p.reference));
+                // A report is the agent's word unless a registered provider signed it.
+                set(&mut fact, "receipt_verified", json!(receipt.is_some()));
+                if let (Some(jwt), Some((provider, r))) = (&p.receipt_jwt, &receipt) {
+                    set(
+                        &mut fact,
+                        "receipt",
+                        json!({ "provider": provider, "jwt": jwt, "claims": r }),
+                    );
+                }
                 conn.record(
                     &Draft::new(Kind::PaymentReported, fact)
                         .about(&about.0, &about.1)

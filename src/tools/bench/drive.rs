@@ -40,12 +40,13 @@ pub fn authorize_params(voucher: &str, nonce: &str) -> AuthorizeParams {
             currency: "CNY".into(),
             payee: "bench.example".into(),
             category: None,
-            transaction_id: format!("tx-{nonce}"),
+            transaction_id: Some(format!("tx-{nonce}")),
         },
         aud: "bench.example".into(),
         nonce: nonce.to_owned(),
         facts: serde_json::Map::new(),
         proof: false,
+        checkout_jwt: None,
     }
 }
 
