@@ -225,6 +225,40 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
+/// The time zone ARI counts periods in.
+pub const PERIOD_TIME_ZONE: &str = "UTC";
+
+/// Where the period of `frequency` that holds `at` (Unix seconds) starts, counted in UTC:
+/// `DAILY` at midnight, `WEEKLY` on Monday at midnight (ISO weeks), `BIWEEKLY` on every other
+/// Monday counted from Monday 5 January 1970, `MONTHLY` on the first of the month, `QUARTERLY`
+/// on the first of January, April, July and October, `ANNUALLY` on the first of January.
+/// `ON_DEMAND` has no period: `None`.
+pub fn period_start(at: i64, frequency: Frequency) -> Option<i64> {
+    const DAY: i64 = 86_400;
+    let midnight = at.div_euclid(DAY) * DAY;
+    // 1970-01-05 was a Monday: day 4.
+    let weeks = |n: i64| {
+        let days = at.div_euclid(DAY) - 4;
+        (days.div_euclid(7 * n) * 7 * n + 4) * DAY
+    };
+    let first_of = |months_per_period: i64| {
+        let date = utc(at);
+        let year: i64 = date.get(0..4)?.parse().ok()?;
+        let month: i64 = date.get(5..7)?.parse().ok()?;
+        let month = (month - 1) / months_per_period * months_per_period + 1;
+        parse_utc(&format!("{year:04}-{month:02}-01T00:00:00Z"))
+    };
+    match frequency {
+        Frequency::OnDemand => None,
+        Frequency::Daily => Some(midnight),
+        Frequency::Weekly => Some(weeks(1)),
+        Frequency::Biweekly => Some(weeks(2)),
+        Frequency::Monthly => first_of(1),
+        Frequency::Quarterly => first_of(3),
+        Frequency::Annually => first_of(12),
+    }
+}
+
 /// The Unix seconds of a time written as [`utc`] writes it; `None` for any other form.
 pub fn parse_utc(text: &str) -> Option<i64> {
     let b = text.as_bytes();
@@ -663,6 +697,36 @@ mod tests {
             );
         }
         assert!(seen_issuer_jwt_hash);
+    }
+
+    #[test]
+    fn periods_start_where_the_calendar_says_in_utc() {
+        let at = parse_utc("2026-12-06T23:59:59Z").unwrap(); // a Sunday
+        let start = |f| period_start(at, f).map(utc);
+        assert_eq!(start(Frequency::OnDemand), None);
+        assert_eq!(start(Frequency::Daily).unwrap(), "2026-12-06T00:00:00Z");
+        assert_eq!(start(Frequency::Weekly).unwrap(), "2026-11-30T00:00:00Z");
+        assert_eq!(start(Frequency::Monthly).unwrap(), "2026-12-01T00:00:00Z");
+        assert_eq!(start(Frequency::Quarterly).unwrap(), "2026-10-01T00:00:00Z");
+        assert_eq!(start(Frequency::Annually).unwrap(), "2026-01-01T00:00:00Z");
+        // Every other Monday from 1970-01-05; a Monday itself starts a week.
+        let monday = parse_utc("2026-11-30T00:00:00Z").unwrap();
+        assert_eq!(period_start(monday, Frequency::Weekly), Some(monday));
+        let b = period_start(at, Frequency::Biweekly).unwrap();
+        assert!(b == monday || b == monday - 7 * 86_400);
+        assert_eq!(
+            (b - parse_utc("1970-01-05T00:00:00Z").unwrap()) % (14 * 86_400),
+            0
+        );
+        assert_eq!(
+            period_start(
+                parse_utc("2027-01-01T00:00:00Z").unwrap(),
+                Frequency::Quarterly
+            )
+            .map(utc)
+            .unwrap(),
+            "2027-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -18,8 +18,24 @@ fn to_u64(n: i64) -> u64 {
 }
 
 /// What each voucher of a chain (ids root first) has used, read inside the current job.
-pub(crate) fn usage(tx: &Tx<'_>, chain: &[String], now: i64) -> Result<Vec<Usage>, StoreError> {
+/// What each voucher of `chain` has used so far; for one whose current period started at
+/// `periods[i]`, also what it used in that period.
+pub(crate) fn usage(
+    tx: &Tx<'_>,
+    chain: &[String],
+    periods: &[Option<i64>],
+    now: i64,
+) -> Result<Vec<Usage>, StoreError> {
     let conn = tx.conn();
+    // A periodic voucher is a leaf (never delegated): its payments are the ones decided on it.
+    // A failed payment gives back its amount and its count, a refunded one its amount.
+    let mut period = conn.prepare_cached(
+        "SELECT coalesce(sum(CASE WHEN outcome IS NULL OR outcome = 'succeeded'
+                                  THEN amount ELSE 0 END), 0),
+                count(CASE WHEN outcome IS NULL OR outcome != 'failed' THEN 1 END)
+         FROM payment
+         WHERE voucher_id = ?1 AND status IN ('authorized', 'pending') AND created_at >= ?2",
+    )?;
     let mut row = conn.prepare_cached(
         "SELECT status, spent, reserved, payments,
                 EXISTS (SELECT 1 FROM payment p
@@ -30,18 +46,30 @@ pub(crate) fn usage(tx: &Tx<'_>, chain: &[String], now: i64) -> Result<Vec<Usage
     )?;
     chain
         .iter()
-        .map(|id| {
-            row.query_row(params![id, now], |r| {
-                Ok(Usage {
-                    revoked: r.get::<_, VoucherStatus>(0)? != VoucherStatus::Active,
-                    spent: to_u64(r.get(1)?),
-                    reserved: to_u64(r.get(2)?),
-                    payments: to_u64(r.get(3)?),
-                    overdue: r.get(4)?,
+        .enumerate()
+        .map(|(i, id)| {
+            let mut u = row
+                .query_row(params![id, now], |r| {
+                    Ok(Usage {
+                        revoked: r.get::<_, VoucherStatus>(0)? != VoucherStatus::Active,
+                        spent: to_u64(r.get(1)?),
+                        reserved: to_u64(r.get(2)?),
+                        payments: to_u64(r.get(3)?),
+                        overdue: r.get(4)?,
+                        period_spent: 0,
+                        period_payments: 0,
+                    })
                 })
-            })
-            .optional()?
-            .ok_or_else(|| StoreError::Corrupt(format!("voucher {id} is missing")))
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("voucher {id} is missing")))?;
+            if let Some(start) = periods.get(i).copied().flatten() {
+                let (spent, payments) = period.query_row(params![id, start], |r| {
+                    Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
+                })?;
+                u.period_spent = spent;
+                u.period_payments = payments;
+            }
+            Ok(u)
         })
         .collect()
 }
@@ -468,6 +496,98 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_period_counts_only_its_own_payments_as_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ari.db");
+        let store = Store::open(&path).unwrap();
+        store.insert_agent(&agent()).unwrap();
+        store
+            .insert_voucher(&row("daily", None, Some(1000)))
+            .unwrap();
+        let ledger = Ledger::open(&path, 16, "test.example/log").unwrap();
+        let today = 86_400 * 20_000;
+        // (created at, amount, status, outcome)
+        let payments = [
+            (today - 1, 500, PaymentStatus::Authorized, None),
+            (today, 300, PaymentStatus::Authorized, None),
+            (
+                today + 10,
+                200,
+                PaymentStatus::Authorized,
+                Some(Outcome::Failed),
+            ),
+            (
+                today + 20,
+                70,
+                PaymentStatus::Authorized,
+                Some(Outcome::Refunded),
+            ),
+            (
+                today + 30,
+                60,
+                PaymentStatus::Authorized,
+                Some(Outcome::Succeeded),
+            ),
+            (today + 40, 100, PaymentStatus::Pending, None),
+            (today + 50, 50, PaymentStatus::Denied, None),
+            (today + 60, 40, PaymentStatus::Void, None),
+        ];
+        ledger
+            .run(move |tx| {
+                for (i, (at, amount, status, outcome)) in payments.into_iter().enumerate() {
+                    let id = format!("p-{i}");
+                    insert_payment(
+                        tx,
+                        &PaymentRow {
+                            id: id.clone(),
+                            seq: 0,
+                            voucher: "daily".into(),
+                            agent: "bot".into(),
+                            amount,
+                            currency: "EUR".into(),
+                            payee: "shop".into(),
+                            category: None,
+                            transaction_id: id.clone(),
+                            aud: "aud".into(),
+                            nonce: id.clone(),
+                            facts: "{}".into(),
+                            confirm: false,
+                            status,
+                            reason: None,
+                            created_at: at,
+                            decided_at: Some(at),
+                            report_deadline: None,
+                            outcome: None,
+                            reference: None,
+                            attestation: String::new(),
+                            authorization: None,
+                            checkout: None,
+                            receipt: None,
+                        },
+                    )?;
+                    if let Some(o) = outcome {
+                        set_outcome(tx, &id, o, None, None, at)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let u = ledger
+            .run(move |c| usage(c, &["daily".to_string()], &[Some(today)], today + 100))
+            .await
+            .unwrap();
+        // Today: 300, the refunded 70's count, the succeeded 60, the pending 100; not
+        // yesterday's, the failed, the denied or the voided one.
+        assert_eq!((u[0].period_spent, u[0].period_payments), (460, 4));
+        let u = ledger
+            .run(move |c| usage(c, &["daily".to_string()], &[None], today + 100))
+            .await
+            .unwrap();
+        assert_eq!((u[0].period_spent, u[0].period_payments), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chain_spending_reservations_and_the_budget_trigger() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ari.db");
@@ -498,7 +618,7 @@ mod tests {
             .await
             .unwrap();
         let ch = chain.clone();
-        let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
+        let u = ledger.run(move |c| usage(c, &ch, &[], 5)).await.unwrap();
         assert_eq!((u[0].spent, u[0].reserved, u[0].payments), (100, 200, 1));
         assert_eq!((u[1].spent, u[1].reserved), (100, 0));
         // The trigger refuses overspending even if the policy were bypassed; the job rolls back
@@ -516,7 +636,7 @@ mod tests {
         assert!(ledger.run(|c| revoke(c, "child", 7)).await.unwrap());
         assert!(!ledger.run(|c| revoke(c, "child", 8)).await.unwrap());
         let ch = chain.clone();
-        let u = ledger.run(move |c| usage(c, &ch, 5)).await.unwrap();
+        let u = ledger.run(move |c| usage(c, &ch, &[], 5)).await.unwrap();
         assert_eq!((u[0].spent, u[0].reserved), (100, 0));
         assert!(u[1].revoked);
     }

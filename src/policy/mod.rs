@@ -11,6 +11,7 @@
 //! The only way to obtain an [`Allowed`] is a `decide` that found nothing wrong; code that signs
 //! a payment authorization takes one, so skipping the policy does not compile.
 
+use crate::mandate::Frequency;
 use crate::voucher::VoucherClaims;
 use crate::voucher::constraint::{AutonomyLevel, Constraint, Currency};
 /// The chain's autonomy level: the lowest any voucher names (the format's rule, in `ari_core`).
@@ -46,6 +47,31 @@ pub struct Usage {
     pub payments: u64,
     /// An authorization made through it is past its report deadline without a report.
     pub overdue: bool,
+    /// For a voucher with a periodic recurrence ([`period`]): minor units spent through it in
+    /// the current period (failed and refunded payments not counted).
+    pub period_spent: u64,
+    /// For such a voucher: payments made through it in the current period (failed ones not
+    /// counted).
+    pub period_payments: u64,
+}
+
+/// The frequency of a voucher's periodic recurrence, if it has one (not `ON_DEMAND`): its
+/// budget and payment count are then per period.
+pub fn period(v: &VoucherClaims) -> Option<Frequency> {
+    v.constraints.iter().find_map(|c| match c {
+        Constraint::AgentRecurrence { frequency, .. } if *frequency != Frequency::OnDemand => {
+            Some(*frequency)
+        }
+        _ => None,
+    })
+}
+
+/// Where each voucher's current period started at `now`, for those with one ([`period`]).
+pub fn period_starts(chain: &[VoucherClaims], now: i64) -> Vec<Option<i64>> {
+    chain
+        .iter()
+        .map(|v| period(v).and_then(|f| crate::mandate::period_start(now, f)))
+        .collect()
 }
 
 /// Why a payment is refused. The wire names ([`Reason::name`]) are stable.
@@ -389,13 +415,26 @@ pub fn decide(
     }
     for (v, u) in pairs() {
         for c in &v.constraints {
-            if let Constraint::AgentRecurrence { max_occurrences } = c
-                && u.payments >= u64::from(*max_occurrences)
-            {
+            let Constraint::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            } = c
+            else {
+                continue;
+            };
+            let (used, per) = if *frequency == Frequency::OnDemand {
+                (u.payments, String::new())
+            } else {
+                (
+                    u.period_payments,
+                    format!(" per {frequency:?} period").to_lowercase(),
+                )
+            };
+            if used >= u64::from(*max_occurrences) {
                 return Err(deny(
                     Reason::PaymentsExhausted,
                     format!(
-                        "voucher {} allows {max_occurrences} payments, all used",
+                        "voucher {} allows {max_occurrences} payments{per}, all used",
                         v.jti
                     ),
                 ));
@@ -406,6 +445,22 @@ pub fn decide(
     // the binding one; every budgeted voucher is still checked, so a chain whose reservations were
     // somehow lost still cannot overspend a parent's own remainder.
     for (i, (v, u)) in pairs().enumerate() {
+        // A periodic voucher is never delegated: its budget is spent by its own payments, in
+        // the period.
+        if let (Some((_, max)), Some(_)) = (budget(v), period(v)) {
+            if u.period_spent.saturating_add(req.amount) > max {
+                return Err(deny(
+                    Reason::BudgetExhausted,
+                    format!(
+                        "voucher {} has {} of {max} left this period; {} asked",
+                        v.jti,
+                        max.saturating_sub(u.period_spent),
+                        req.amount
+                    ),
+                ));
+            }
+            continue;
+        }
         if let Some((_, max)) = budget(v) {
             let carved_for_this_chain = if i + 1 < chain.len() {
                 chain
@@ -517,6 +572,75 @@ mod tests {
     }
 
     #[test]
+    fn a_periodic_voucher_counts_its_budget_and_payments_per_period() {
+        let daily = |max_occurrences| Constraint::AgentRecurrence {
+            max_occurrences,
+            frequency: Frequency::Daily,
+        };
+        let budget = Constraint::Budget {
+            currency: Currency::try_from("CNY".to_string()).unwrap(),
+            max: 1000,
+        };
+        let chain = |extra: Vec<Constraint>| {
+            let mut c = vec![level(AutonomyLevel::L3)];
+            c.extend(extra);
+            [voucher(c)]
+        };
+        let decide_with = |extra: Vec<Constraint>, usage: Usage, amount| {
+            let facts = Map::new();
+            let mut req = request(1);
+            req.amount = amount;
+            decide(
+                &chain(extra),
+                &[usage],
+                &req,
+                &Context {
+                    now: 1500,
+                    frozen: false,
+                    facts: &facts,
+                },
+            )
+        };
+        // Lifetime figures do not count for a periodic voucher: this period's do.
+        let spent_before = Usage {
+            spent: 5000,
+            payments: 50,
+            period_spent: 600,
+            period_payments: 1,
+            ..Usage::default()
+        };
+        assert_eq!(
+            reason(decide_with(
+                vec![daily(2), budget.clone()],
+                spent_before,
+                400
+            )),
+            None
+        );
+        assert_eq!(
+            reason(decide_with(
+                vec![daily(2), budget.clone()],
+                spent_before,
+                401
+            )),
+            Some("budget_exhausted")
+        );
+        let two_today = Usage {
+            period_payments: 2,
+            ..spent_before
+        };
+        assert_eq!(
+            reason(decide_with(vec![daily(2), budget], two_today, 1)),
+            Some("payments_exhausted")
+        );
+        assert_eq!(period(&chain(vec![daily(2)])[0]), Some(Frequency::Daily));
+        assert_eq!(
+            period_starts(&chain(vec![daily(u32::MAX)]), 86_400 * 3 + 5),
+            vec![Some(86_400 * 3)]
+        );
+    }
+
+    #[test]
     fn each_constraint_allows_inside_and_denies_outside() {
         let none = Usage::default();
         let range = Constraint::AmountRange {
@@ -606,7 +730,10 @@ mod tests {
             Some("outside_execution_date")
         );
 
-        let count = Constraint::AgentRecurrence { max_occurrences: 3 };
+        let count = Constraint::AgentRecurrence {
+            max_occurrences: 3,
+            frequency: Frequency::OnDemand,
+        };
         let paid = |n| Usage {
             payments: n,
             ..Usage::default()

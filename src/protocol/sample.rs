@@ -317,6 +317,7 @@ sample! {
         max_amount: Some(1),
         budget: Some(1),
         max_payments: Some(1),
+        period: Some(crate::mandate::Frequency::Monthly),
         payees: vec![text()],
         categories: vec![text()],
         funds_carrier: Some(text()),

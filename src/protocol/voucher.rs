@@ -30,9 +30,14 @@ pub struct IssueParams {
     /// The total it may spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<u64>,
-    /// How many payments it may make.
+    /// How many payments it may make (per period, with `period`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_payments: Option<u32>,
+    /// Makes the budget and the payment count per period: AP2's `agent_recurrence.frequency`
+    /// (`DAILY`, `WEEKLY`, `BIWEEKLY`, `MONTHLY`, `QUARTERLY`, `ANNUALLY`), counted in UTC.
+    /// Such a voucher cannot be delegated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<crate::mandate::Frequency>,
     /// The payees allowed (any when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payees: Vec<String>,

@@ -26,6 +26,12 @@ impl Service {
         let (_, parent_agent) = self.caller(info)?;
         let chain = self.resolve_chain(&p.voucher).await?;
         let leaf = chain.leaf()?;
+        if let Some(f) = policy::period(leaf) {
+            return Err(Error::InvalidParams(format!(
+                "voucher {} has limits per {f:?} period, which this version does not delegate",
+                chain.leaf_id()
+            )));
+        }
         if !chain.held_by(&parent_agent) {
             return Err(Error::Forbidden(format!(
                 "voucher {} is not held by agent {}",
@@ -102,7 +108,7 @@ impl Service {
         let (job, commit) = self
             .ledger
             .commit(move |tx| {
-                let usage = ledger::usage(tx, &job_chain.ids, now)?;
+                let usage = ledger::usage(tx, &job_chain.ids, &job_chain.periods(now), now)?;
                 if let Err(d) = policy::standing(&job_chain.claims, &usage, now, false) {
                     return Ok(Err(d));
                 }

@@ -7,6 +7,7 @@ use crate::clock::unix_now as now;
 use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::identity::AgentStatus;
+use crate::mandate::Frequency;
 use crate::protocol::voucher::{
     IssueParams, Issuer, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved, NameParam,
     VoucherList, VoucherListParams, VoucherParam, VoucherRevoked, VoucherView,
@@ -50,7 +51,15 @@ fn constraints(p: &IssueParams) -> Result<Vec<Constraint>, Error> {
         });
     }
     if let Some(n) = p.max_payments {
-        out.push(Constraint::AgentRecurrence { max_occurrences: n });
+        out.push(Constraint::AgentRecurrence {
+            max_occurrences: n,
+            frequency: p.period.unwrap_or(Frequency::OnDemand),
+        });
+    } else if let Some(frequency) = p.period {
+        out.push(Constraint::AgentRecurrence {
+            max_occurrences: u32::MAX,
+            frequency,
+        });
     }
     if !p.payees.is_empty() {
         out.push(Constraint::AllowedPayees {

@@ -712,3 +712,96 @@ fn a_checkout_binds_the_payment_and_a_provider_receipt_backs_its_report() {
     assert_eq!(unsigned["fact"]["checkout_verified"], false);
     assert_eq!(signed["fact"]["checkout_verified"], true);
 }
+
+#[test]
+fn periodic_limits_count_per_utc_day_and_read_as_ap2_recurrences() {
+    use crate::common::{Daemon, remote_err};
+    use ari::protocol::Method;
+    // Not across a UTC midnight: the day's counts would start again halfway.
+    let to_midnight = 86_400 - ari::clock::unix_now().rem_euclid(86_400);
+    if to_midnight < 30 {
+        std::thread::sleep(std::time::Duration::from_secs(to_midnight as u64 + 1));
+    }
+    let d = Daemon::start();
+    d.provision_self("shop-bot");
+    let v = d
+        .admin()
+        .call(
+            Method::AdminVoucherIssue,
+            json!({"agent": "shop-bot", "level": "L3", "currency": "CNY", "max_amount": 500,
+                   "budget": 1000, "max_payments": 2, "period": "DAILY",
+                   "expires_at": ari::clock::unix_now() + 86_400}),
+        )
+        .unwrap();
+    let status = d.admin().call(Method::AdminStatus, json!({})).unwrap();
+    let issuer: ari::jose::Jwk =
+        serde_json::from_value(status["daemon_keys"]["issuer"]["jwk"].clone()).unwrap();
+    let got = ari::sdjwt::verify(
+        v["voucher"].as_str().unwrap(),
+        &issuer.to_public_key().unwrap(),
+        &ari::sdjwt::Expect {
+            open: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let m = &got.mandates[0];
+    assert!(
+        m["constraints"].as_array().unwrap().contains(
+            &json!({"type": "payment.agent_recurrence", "frequency": "DAILY",
+                              "max_occurrences": 2})
+        ),
+        "{m}"
+    );
+    assert_eq!(m["a2p2"]["period_time_zone"], "UTC");
+
+    let mut c = d.agent();
+    let mut n = 0;
+    let mut pay = |c: &mut ari::client::Client, amount: u64| {
+        n += 1;
+        c.call(
+            Method::PaymentAuthorize,
+            json!({"voucher": v["id"], "aud": "shop.example", "nonce": format!("periodic-{n}"),
+                   "payment": {"amount": amount, "currency": "CNY", "payee": "shop.example",
+                               "transaction_id": format!("periodic-{n}")}}),
+        )
+    };
+    let first = pay(&mut c, 500).unwrap();
+    assert_eq!(
+        remote_err(pay(&mut c, 501)).error.reason(),
+        "amount_out_of_range"
+    );
+    let second = pay(&mut c, 500).unwrap();
+    assert_eq!(
+        remote_err(pay(&mut c, 1)).error.reason(),
+        "payments_exhausted"
+    );
+    // A failed payment gives back its amount and its count for the day.
+    c.call(
+        Method::PaymentReport,
+        json!({"decision": second["decision"], "outcome": "failed"}),
+    )
+    .unwrap();
+    assert_eq!(
+        remote_err(pay(&mut c, 501)).error.reason(),
+        "amount_out_of_range"
+    );
+    pay(&mut c, 400).unwrap();
+    // A refunded one gives back its amount only.
+    c.call(
+        Method::PaymentReport,
+        json!({"decision": first["decision"], "outcome": "refunded"}),
+    )
+    .unwrap();
+    assert_eq!(
+        remote_err(pay(&mut c, 1)).error.reason(),
+        "payments_exhausted"
+    );
+    // Limits per period are not handed on.
+    let e = remote_err(c.call(
+        Method::VoucherDelegate,
+        json!({"voucher": v["id"], "agent": "shop-bot", "constraints": [],
+               "a2p2": {"autonomy_level": "L3"}}),
+    ));
+    assert_eq!(e.error.reason(), "invalid_params");
+}

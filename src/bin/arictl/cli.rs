@@ -203,6 +203,8 @@ pub(crate) enum AgentCmd {
     CertImport { agent: String, file: PathBuf },
 }
 
+// Parsed once per run: the size of its largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum VoucherCmd {
     /// Issue a voucher for an agent's user, signed by the daemon's issuer key in the token.
@@ -225,12 +227,16 @@ pub(crate) enum VoucherCmd {
         /// Smallest single payment, in minor units.
         #[arg(long)]
         min_amount: Option<u64>,
-        /// Total of all payments, in minor units.
+        /// Total of all payments (per period with --period), in minor units.
         #[arg(long)]
         budget: Option<u64>,
-        /// Most payments.
+        /// Most payments (per period with --period).
         #[arg(long)]
         max_payments: Option<u32>,
+        /// Make the budget and the payment count per period: daily, weekly, biweekly, monthly,
+        /// quarterly or annually, in UTC (AP2's agent_recurrence.frequency).
+        #[arg(long, value_name = "FREQUENCY")]
+        period: Option<String>,
         /// An allowed payee (repeat for several).
         #[arg(long = "payee")]
         payees: Vec<String>,

@@ -27,6 +27,7 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
             min_amount,
             budget,
             max_payments,
+            period,
             payees,
             categories,
             funds_carrier,
@@ -44,6 +45,16 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
                 max_amount: *max_amount,
                 budget: *budget,
                 max_payments: *max_payments,
+                period: period
+                    .as_deref()
+                    .map(|p| {
+                        parse_wire(
+                            "--period",
+                            &p.to_uppercase(),
+                            "daily, weekly, biweekly, monthly, quarterly or annually",
+                        )
+                    })
+                    .transpose()?,
                 payees: payees.clone(),
                 categories: categories.clone(),
                 funds_carrier: funds_carrier.clone(),

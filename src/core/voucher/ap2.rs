@@ -6,14 +6,14 @@
 //! | --- | --- |
 //! | amount range | `payment.amount_range` (minor units; AP2 needs `max`) |
 //! | budget | `payment.budget`, `max` in the **major** unit ([`mandate::budget_major`]) |
-//! | payment count | `payment.agent_recurrence`, `frequency` `ON_DEMAND`, `max_occurrences` |
+//! | payment count, per period or in all | `payment.agent_recurrence`: `frequency` (`ON_DEMAND` for the voucher's life), `max_occurrences`; a periodic one makes the budget per period too, counted in UTC (`a2p2.period_time_zone`) |
 //! | allowed payees | `payment.allowed_payees`, each a Merchant (`id` = `name` = the payee), each element its own disclosure |
 //! | funds carrier | `payment.allowed_payment_instruments`, one instrument of type [`INSTRUMENT_TYPE`], its own disclosure |
 //! | execution window | `payment.execution_date`, ISO 8601 UTC strings ([`mandate::utc`]) |
 //! | autonomy level, categories, report deadline, conditions | the `a2p2` member ([`mandate::A2p2Limits`]) |
 //!
-//! Reading is total: an AP2 constraint ARI cannot enforce (a periodic recurrence, a checkout
-//! reference, a list of several instruments, an unknown type) becomes
+//! Reading is total: an AP2 constraint ARI cannot enforce (a checkout reference, a list of
+//! several instruments, an unknown type) becomes
 //! [`Constraint::Unknown`], which no payment ever passes.
 
 use super::constraint::{AutonomyLevel, Constraint, Currency};
@@ -59,10 +59,17 @@ pub fn to_mandate(
                 currency: currency.as_str().into(),
                 max: mandate::budget_major(*max, currency.as_str()),
             }),
-            Constraint::AgentRecurrence { max_occurrences } => {
+            Constraint::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            } => {
+                if *frequency != Frequency::OnDemand {
+                    limits.period_time_zone = Some(mandate::PERIOD_TIME_ZONE.into());
+                }
                 out.push(mandate::Constraint::AgentRecurrence {
-                    frequency: Frequency::OnDemand,
-                    max_occurrences: Some(u64::from(*max_occurrences)),
+                    frequency: *frequency,
+                    max_occurrences: (*max_occurrences != u32::MAX)
+                        .then_some(u64::from(*max_occurrences)),
                 })
             }
             Constraint::AllowedPayees { payees } => {
@@ -237,13 +244,17 @@ fn read_constraint(body: &Value) -> Result<Constraint, String> {
             }
         }
         mandate::Constraint::AgentRecurrence {
-            frequency: Frequency::OnDemand,
+            frequency,
             max_occurrences,
         } => match max_occurrences.map(u32::try_from) {
-            Some(Ok(n)) => Constraint::AgentRecurrence { max_occurrences: n },
-            // Nothing to count: ON_DEMAND alone limits nothing.
+            Some(Ok(n)) => Constraint::AgentRecurrence {
+                max_occurrences: n,
+                frequency,
+            },
+            // No count: only the period (its budget) limits.
             None => Constraint::AgentRecurrence {
                 max_occurrences: u32::MAX,
+                frequency,
             },
             Some(Err(_)) => unknown(),
         },
@@ -279,9 +290,7 @@ fn read_constraint(body: &Value) -> Result<Constraint, String> {
                 _ => unknown(),
             }
         }
-        // Periodic limits and checkout references are not enforced by this version.
-        mandate::Constraint::AgentRecurrence { .. } | mandate::Constraint::Reference { .. } => {
-            unknown()
-        }
+        // Conditional on an open checkout mandate, which this version does not take.
+        mandate::Constraint::Reference { .. } => unknown(),
     })
 }

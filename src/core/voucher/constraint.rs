@@ -5,8 +5,13 @@
 //! [`Constraint::Unknown`] so it can be reported, and every check treats it as a failure: an
 //! unknown limit is never silently ignored.
 
+use crate::mandate::Frequency;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+fn on_demand() -> Frequency {
+    Frequency::OnDemand
+}
 
 /// The namespace of A2P2's own constraint types.
 pub const A2P2_NS: &str = "org.a2p2";
@@ -150,8 +155,13 @@ pub enum Constraint {
         not_before: Option<i64>,
         not_after: Option<i64>,
     },
-    /// At most this many payments.
-    AgentRecurrence { max_occurrences: u32 },
+    /// At most this many payments (`u32::MAX`: no count), in each period of `frequency`
+    /// ([`crate::mandate::period_start`]) or, `ON_DEMAND`, in the voucher's life. A periodic
+    /// recurrence makes the voucher's budget a budget per period too.
+    AgentRecurrence {
+        max_occurrences: u32,
+        frequency: Frequency,
+    },
     /// The autonomy level.
     AutonomyLevel { level: AutonomyLevel },
     /// Payments only in these categories.
@@ -190,7 +200,11 @@ enum Wire {
         not_after: Option<i64>,
     },
     #[serde(rename = "payment.agent_recurrence")]
-    AgentRecurrence { max_occurrences: u32 },
+    AgentRecurrence {
+        max_occurrences: u32,
+        #[serde(default = "on_demand")]
+        frequency: Frequency,
+    },
     #[serde(rename = "org.a2p2.autonomy_level")]
     AutonomyLevel { level: AutonomyLevel },
     #[serde(rename = "org.a2p2.categories")]
@@ -216,7 +230,13 @@ impl Serialize for Constraint {
                 not_before,
                 not_after,
             },
-            Self::AgentRecurrence { max_occurrences } => Wire::AgentRecurrence { max_occurrences },
+            Self::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            } => Wire::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            },
             Self::AutonomyLevel { level } => Wire::AutonomyLevel { level },
             Self::Categories { categories } => Wire::Categories { categories },
             Self::FundsCarrier { id } => Wire::FundsCarrier { id },
@@ -255,7 +275,13 @@ impl<'de> Deserialize<'de> for Constraint {
                 not_before,
                 not_after,
             },
-            Wire::AgentRecurrence { max_occurrences } => Self::AgentRecurrence { max_occurrences },
+            Wire::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            } => Self::AgentRecurrence {
+                max_occurrences,
+                frequency,
+            },
             Wire::AutonomyLevel { level } => Self::AutonomyLevel { level },
             Wire::Categories { categories } => Self::Categories { categories },
             Wire::FundsCarrier { id } => Self::FundsCarrier { id },
@@ -427,9 +453,15 @@ impl Constraint {
                 };
                 after && before
             }
+            // A periodic voucher is never delegated, so a parent's recurrence counts its life.
             (
-                C::AgentRecurrence { max_occurrences: c },
-                C::AgentRecurrence { max_occurrences: p },
+                C::AgentRecurrence {
+                    max_occurrences: c, ..
+                },
+                C::AgentRecurrence {
+                    max_occurrences: p,
+                    frequency: Frequency::OnDemand,
+                },
             ) => c <= p,
             (C::AutonomyLevel { level: c }, C::AutonomyLevel { level: p }) => c <= p,
             (C::Categories { categories: c }, C::Categories { categories: p }) => subset(c, p),

@@ -709,15 +709,15 @@ mod tests {
         let v = sdjwt::verify(&root, &ipk, &sdjwt::Expect::default()).unwrap();
         // An AP2 constraint this version cannot enforce reads as unknown, and fails.
         let mut m = v.mandates[0].clone();
-        m["constraints"].as_array_mut().unwrap().push(
-            json!({"type": "payment.agent_recurrence", "frequency": "DAILY",
-                         "max_occurrences": 2}),
-        );
+        m["constraints"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "payment.reference", "conditional_transaction_id": "x"}));
         let read = ap2::from_mandate(&m, 0).unwrap();
         let mut c = claims(&apk, read.constraints);
         match check_claims(&c, 0, Checks::at(1500)) {
             Err(VoucherError::Constraint { source, .. }) => {
-                assert!(source.to_string().contains("payment.agent_recurrence"))
+                assert!(source.to_string().contains("payment.reference"))
             }
             other => panic!("{other:?}"),
         }

@@ -214,7 +214,7 @@ impl Service {
         let staged = self
             .ledger
             .stage(move |tx| {
-                let usage = ledger::usage(tx, &job_chain.ids, now)?;
+                let usage = ledger::usage(tx, &job_chain.ids, &job_chain.periods(now), now)?;
                 let ctx = Context {
                     now,
                     frozen,

@@ -93,7 +93,7 @@ impl Service {
                     return Ok(Confirmed::NotPending(row.status));
                 }
                 let mut fact = payment_fact(&row, job_chain.leaf_digest());
-                let usage = ledger::usage(tx, &job_chain.ids, now)?;
+                let usage = ledger::usage(tx, &job_chain.ids, &job_chain.periods(now), now)?;
                 if let Err(denial) = policy::standing(&job_chain.claims, &usage, now, frozen) {
                     ledger::credit(tx, &job_chain.ids, row.amount, 1)?;
                     ledger::set_payment_status(

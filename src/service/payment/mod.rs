@@ -85,6 +85,11 @@ impl Chain {
         self.digests.last().map_or("", String::as_str)
     }
 
+    /// Where each voucher's current period started at `now`, for periodic ones.
+    pub(super) fn periods(&self, now: i64) -> Vec<Option<i64>> {
+        policy::period_starts(&self.claims, now)
+    }
+
     /// The leaf voucher's segment, as presented.
     pub(super) fn leaf_compact(&self) -> &str {
         self.compacts.last().map_or("", String::as_str)

@@ -203,6 +203,7 @@ impl Target {
             max_amount: Some(100),
             budget: Some(crate::voucher::constraint::MAX_BUDGET),
             max_payments: None,
+            period: None,
             payees: Vec::new(),
             categories: Vec::new(),
             funds_carrier: None,
