@@ -139,6 +139,10 @@ pub struct A2p2Limits {
     /// The time zone periods (`agent_recurrence.frequency`) are counted in: `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_time_zone: Option<String>,
+    /// The budget in minor units, exactly, where AP2's readings of `budget.max` differ
+    /// (currencies whose exponent is not 2; [`budget_major`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_minor: Option<u64>,
 }
 
 /// An open payment mandate.
@@ -182,24 +186,32 @@ pub fn minor_exponent(currency: &str) -> u32 {
     }
 }
 
-/// A minor-unit budget as AP2's `budget.max`: the major-unit decimal, parsed from its digits.
-/// JSON carries it as a binary float, so AP2's `int(max * 100)` may read one minor unit less
-/// (`19.99` → 1998): never more than ARI's own limit, so whatever ARI refuses, AP2 refuses too.
+/// A minor-unit budget as AP2's `budget.max`. AP2 reads that number two ways: its
+/// specification in the currency's major unit, its SDK's checker as hundredths (`int(max *
+/// 100)`, whatever the currency's exponent). The value written is `minor / 10^max(e, 2)` for a
+/// currency of exponent `e`, so that neither reading allows more than `minor`: for the
+/// two-decimal currencies both readings give `minor` exactly; for JPY (no decimals) the
+/// specification's reading is a hundredth of it; for KWD (three) the SDK's a tenth. Where the
+/// readings differ, the exact figure travels beside it as `a2p2.budget_minor`
+/// ([`budget_exact`]). JSON carries the number as a binary float, so the SDK may read one unit
+/// less still (`19.99` → 1998): stricter, never looser.
 pub fn budget_major(minor: u64, currency: &str) -> serde_json::Number {
-    let exp = minor_exponent(currency);
+    let exp = minor_exponent(currency).max(2);
     let scale = 10u64.pow(exp);
-    let text = if exp == 0 {
-        minor.to_string()
-    } else {
-        format!(
-            "{}.{:0width$}",
-            minor / scale,
-            minor % scale,
-            width = exp as usize
-        )
-    };
+    let text = format!(
+        "{}.{:0width$}",
+        minor / scale,
+        minor % scale,
+        width = exp as usize
+    );
     text.parse::<serde_json::Number>()
         .unwrap_or_else(|_| serde_json::Number::from(minor / scale))
+}
+
+/// The exact budget ARI writes beside `budget.max` in `a2p2.budget_minor`: for currencies whose
+/// exponent is not 2, where AP2's two readings of `budget.max` differ ([`budget_major`]).
+pub fn budget_exact(minor: u64, currency: &str) -> Option<u64> {
+    (minor_exponent(currency) != 2).then_some(minor)
 }
 
 /// Unix seconds as the ISO 8601 UTC time AP2's dates are compared in (as strings):
@@ -329,21 +341,35 @@ pub enum Violation {
     BudgetUnreadable(String),
 }
 
-/// A major-unit budget (`payment.budget.max`) in minor units, read from its decimal digits;
-/// `None` if it has more fraction digits than the currency has, or is negative.
-pub fn budget_minor(max: &serde_json::Number, currency: &str) -> Option<u64> {
+/// `budget.max` in minor units read as a number of `10^-exp` units, cut to an integer, from its
+/// decimal digits; `None` if negative or not a plain decimal.
+fn scaled(max: &serde_json::Number, exp: usize) -> Option<u64> {
     let text = max.to_string();
     if text.starts_with('-') || text.contains(['e', 'E']) {
         return None;
     }
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    let fraction = fraction.trim_end_matches('0');
-    let exp = minor_exponent(currency) as usize;
-    if fraction.len() > exp {
-        return None;
+    let kept: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(exp)
+        .collect();
+    format!("{whole}{kept}").parse().ok()
+}
+
+/// A budget (`payment.budget.max`) in minor units, as ARI reads it: `exact` (the mandate's
+/// `a2p2.budget_minor`) where the issuer gave one that either of AP2's readings allows, else the
+/// stricter of the two readings, the specification's (major units of the currency) and AP2's
+/// SDK's (hundredths), so a budget never reads as more than its issuer may have meant. `None`
+/// if unreadable, or if `exact` is more than both readings allow.
+pub fn budget_minor(max: &serde_json::Number, currency: &str, exact: Option<u64>) -> Option<u64> {
+    let spec = scaled(max, minor_exponent(currency) as usize)?;
+    let sdk = scaled(max, 2)?;
+    match exact {
+        Some(e) if e <= spec.max(sdk) => Some(e),
+        Some(_) => None,
+        None => Some(spec.min(sdk)),
     }
-    let digits = format!("{whole}{fraction:0<exp$}");
-    digits.parse().ok()
 }
 
 /// Whether a payee matches an allowed one as AP2 matches them: by `id` when both have one, else
@@ -399,7 +425,8 @@ pub fn check(
                     out.push(Violation::CurrencyMismatch("payment.budget"));
                     continue;
                 }
-                match budget_minor(max, cur) {
+                let exact = open.a2p2.as_ref().and_then(|l| l.budget_minor);
+                match budget_minor(max, cur, exact) {
                     None => out.push(Violation::BudgetUnreadable(max.to_string())),
                     Some(budget) if usage.spent.saturating_add(amount) > budget => {
                         out.push(Violation::BudgetExhausted {
@@ -753,24 +780,29 @@ mod tests {
 
     #[test]
     fn budgets_read_back_exactly_and_refuse_what_the_currency_cannot_hold() {
-        for (minor, cur) in [
-            (20_000, "CNY"),
-            (1_999, "USD"),
-            (5_000, "JPY"),
-            (1_234, "KWD"),
-            (0, "EUR"),
-        ] {
-            assert_eq!(
-                budget_minor(&budget_major(minor, cur), cur),
-                Some(minor),
-                "{minor} {cur}"
-            );
-        }
         let n = |t: &str| t.parse::<serde_json::Number>().unwrap();
-        assert_eq!(budget_minor(&n("19.999"), "USD"), None);
-        assert_eq!(budget_minor(&n("12.5"), "JPY"), None);
-        assert_eq!(budget_minor(&n("-1"), "USD"), None);
-        assert_eq!(budget_minor(&n("1000"), "USD"), Some(100_000));
+        // Two-decimal currencies: one reading, exact.
+        for (minor, cur) in [(20_000, "CNY"), (1_999, "USD"), (0, "EUR")] {
+            let v = budget_major(minor, cur);
+            assert_eq!(budget_exact(minor, cur), None);
+            assert_eq!(budget_minor(&v, cur, None), Some(minor), "{minor} {cur}");
+        }
+        // Others: AP2's two readings differ; neither allows more than the budget, and the
+        // exact figure beside it reads back.
+        assert_eq!(budget_major(5_000, "JPY"), n("50.00"));
+        assert_eq!(budget_minor(&n("50.00"), "JPY", None), Some(50));
+        assert_eq!(budget_minor(&n("50.00"), "JPY", Some(5_000)), Some(5_000));
+        assert_eq!(budget_major(1_234, "KWD"), n("1.234"));
+        assert_eq!(budget_minor(&n("1.234"), "KWD", None), Some(123));
+        assert_eq!(budget_minor(&n("1.234"), "KWD", Some(1_234)), Some(1_234));
+        assert_eq!(budget_exact(5_000, "JPY"), Some(5_000));
+        // An exact figure no reading allows is refused; so are negative budgets.
+        assert_eq!(budget_minor(&n("50.00"), "JPY", Some(5_001)), None);
+        assert_eq!(budget_minor(&n("-1"), "USD", None), None);
+        // Another issuer's budget: the stricter reading.
+        assert_eq!(budget_minor(&n("5000"), "JPY", None), Some(5_000));
+        assert_eq!(budget_minor(&n("19.999"), "USD", None), Some(1_999));
+        assert_eq!(budget_minor(&n("1000"), "USD", None), Some(100_000));
     }
 
     /// An open mandate with every constraint kind, and a closed one inside all of them.
@@ -975,10 +1007,11 @@ mod tests {
     }
 
     #[test]
-    fn budgets_are_written_in_major_units_exactly() {
+    fn budgets_are_written_so_no_reading_allows_more() {
         assert_eq!(budget_major(20_000, "CNY").to_string(), "200.0");
         assert_eq!(budget_major(1_999, "USD").to_string(), "19.99");
-        assert_eq!(budget_major(5_000, "JPY").to_string(), "5000");
+        // AP2's SDK reads hundredths: 50.00 is its 5000 yen; the specification's 50 yen.
+        assert_eq!(budget_major(5_000, "JPY").to_string(), "50.0");
         assert_eq!(budget_major(1_234, "KWD").to_string(), "1.234");
         assert_eq!(budget_major(7, "EUR").to_string(), "0.07");
     }

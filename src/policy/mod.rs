@@ -571,6 +571,142 @@ mod tests {
         r.err().map(|d| d.reason.name())
     }
 
+    /// For every payment the daemon refuses on a limit AP2 has a constraint for, AP2's reading
+    /// of the same voucher (its open mandate as the daemon writes it) and the same closed
+    /// mandate must report a violation too: amounts and budgets in currencies of every exponent,
+    /// counts, payees, dates. Each case is printed as an `ap2-case:` line for AP2's own checker
+    /// (tests/by-hand/ap2_constraints.py).
+    #[test]
+    fn every_ap2_limit_the_daemon_enforces_ap2s_reading_enforces_too() {
+        use crate::mandate::{self, ClosedPaymentMandate, Merchant, OpenPaymentMandate};
+        let ap2_reasons = [
+            "amount_out_of_range",
+            "budget_exhausted",
+            "payments_exhausted",
+            "payee_not_allowed",
+            "outside_execution_date",
+            "currency_mismatch",
+        ];
+        let now = 1500;
+        let mut checked = 0;
+        for (code, max, budget) in [
+            ("CNY", 5_000, 7_500),
+            ("USD", 1_999, 1_999),
+            ("JPY", 5_000, 7_500),
+            ("KWD", 1_234, 5_001),
+        ] {
+            let currency = Currency::try_from(code.to_string()).unwrap();
+            let mut v = voucher(vec![
+                level(AutonomyLevel::L3),
+                Constraint::AmountRange {
+                    currency: currency.clone(),
+                    min: Some(100),
+                    max: Some(max),
+                },
+                Constraint::Budget {
+                    currency: currency.clone(),
+                    max: budget,
+                },
+                Constraint::AgentRecurrence {
+                    max_occurrences: 3,
+                    frequency: Frequency::OnDemand,
+                },
+                Constraint::AllowedPayees {
+                    payees: vec!["shop-a".into()],
+                },
+                Constraint::FundsCarrier { id: "pi-1".into() },
+                Constraint::ExecutionDate {
+                    not_before: Some(1_200),
+                    not_after: Some(1_800),
+                },
+            ]);
+            v.iat = 1000;
+            let mut n = 0;
+            let (open, disclosures) = crate::voucher::ap2::to_mandate(&v, &mut || {
+                n += 1;
+                format!("salt-{n}")
+            })
+            .unwrap();
+            let disclosures: Vec<_> = disclosures
+                .iter()
+                .map(|d| crate::sdjwt::Disclosure::parse(&d.encoded).unwrap())
+                .collect();
+            let open = crate::sdjwt::resolve(&open, &disclosures).unwrap();
+            let ap2: OpenPaymentMandate = serde_json::from_value(open.clone()).unwrap();
+            for amount in [99, 100, max, max + 1] {
+                for spent in [
+                    0,
+                    budget.saturating_sub(amount),
+                    budget + 1 - amount.min(budget),
+                ] {
+                    for (uses, payee, at, cur) in [
+                        (0, "shop-a", now, code),
+                        (3, "shop-a", now, code),
+                        (0, "shop-b", now, code),
+                        (0, "shop-a", 1_900, code),
+                        (0, "shop-a", now, "EUR"),
+                    ] {
+                        let req = PaymentRequest {
+                            amount,
+                            currency: Currency::try_from(cur.to_string()).unwrap(),
+                            payee: payee.into(),
+                            category: None,
+                            transaction_id: "tx".into(),
+                        };
+                        let usage = Usage {
+                            spent,
+                            payments: uses,
+                            ..Usage::default()
+                        };
+                        let facts = Map::new();
+                        let ctx = Context {
+                            now: at,
+                            frozen: false,
+                            facts: &facts,
+                        };
+                        let ari = reason(decide(std::slice::from_ref(&v), &[usage], &req, &ctx));
+                        let closed = ClosedPaymentMandate {
+                            vct: mandate::CLOSED_VCT.into(),
+                            transaction_id: "tx".into(),
+                            payee: Merchant {
+                                id: payee.into(),
+                                name: payee.into(),
+                                website: None,
+                            },
+                            payment_amount: mandate::Amount {
+                                amount,
+                                currency: cur.into(),
+                            },
+                            payment_instrument: crate::payment::instrument(Some("pi-1"), "alice"),
+                            execution_date: Some(mandate::utc(at)),
+                            risk_data: None,
+                        };
+                        let usage = mandate::Usage { spent, uses };
+                        let violations =
+                            mandate::check(&ap2, &closed, usage, &mandate::utc(at), None);
+                        if let Some(r) = ari.filter(|r| ap2_reasons.contains(r)) {
+                            assert!(
+                                !violations.is_empty(),
+                                "{code}: the daemon refuses ({r}) {amount} after {spent}, {uses} \
+                                 uses, to {payee} at {at}; AP2's reading allows it"
+                            );
+                        }
+                        checked += 1;
+                        println!(
+                            "ap2-case: {}",
+                            json!({
+                                "open": open, "closed": closed,
+                                "usage": {"spent": spent, "uses": uses},
+                                "ari": ari.into_iter().collect::<Vec<_>>(),
+                            })
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 4 * 4 * 3 * 5);
+    }
+
     #[test]
     fn a_periodic_voucher_counts_its_budget_and_payments_per_period() {
         let daily = |max_occurrences| Constraint::AgentRecurrence {

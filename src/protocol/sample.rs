@@ -386,6 +386,7 @@ sample! {
             report_within_s: Some(1),
             conditions: vec![text()],
             period_time_zone: Some(text()),
+            budget_minor: Some(1),
         }),
         not_before: Some(1),
         expires_at: Some(1),

@@ -4,6 +4,12 @@ a violation too, for the same open and closed mandates and the same spending so 
 
     cargo test -p ari-core mandate::tests::ap2_consistency_cases -- --nocapture \\
         | grep '^ap2-case: ' | sed 's/^ap2-case: //' > /tmp/ap2-cases.jsonl
+
+or, for the daemon's own decisions (its policy on a voucher, AP2 on the open mandate the daemon
+writes for it: amounts and budgets in CNY, USD, JPY and KWD, counts, payees, dates):
+
+    cargo test --lib policy::tests::every_ap2 -- --nocapture \\
+        | grep '^ap2-case: ' | sed 's/^ap2-case: //' > /tmp/ap2-cases.jsonl
     cd <AP2 checkout, v0.2.0 or later> && PYTHONPATH=code/sdk/python <venv>/bin/python \\
         <this repository>/tests/by-hand/ap2_constraints.py /tmp/ap2-cases.jsonl
 """

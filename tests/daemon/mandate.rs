@@ -72,6 +72,7 @@ fn open() -> OpenPaymentMandate {
             report_within_s: Some(3600),
             conditions: vec!["facts.quantity <= 3".into()],
             period_time_zone: Some("UTC".into()),
+            budget_minor: None,
         }),
     }
 }

@@ -55,10 +55,13 @@ pub fn to_mandate(
                     min: *min,
                 });
             }
-            Constraint::Budget { currency, max } => out.push(mandate::Constraint::Budget {
-                currency: currency.as_str().into(),
-                max: mandate::budget_major(*max, currency.as_str()),
-            }),
+            Constraint::Budget { currency, max } => {
+                limits.budget_minor = mandate::budget_exact(*max, currency.as_str());
+                out.push(mandate::Constraint::Budget {
+                    currency: currency.as_str().into(),
+                    max: mandate::budget_major(*max, currency.as_str()),
+                })
+            }
             Constraint::AgentRecurrence {
                 max_occurrences,
                 frequency,
@@ -184,9 +187,10 @@ pub fn from_mandate(m: &Value, index: usize) -> Result<Read, VoucherError> {
 /// Limits written as an open mandate writes them, AP2 constraint objects and the `a2p2` member,
 /// in ARI's terms.
 pub fn read_limits(items: &[Value], a2p2: Option<A2p2Limits>) -> Result<Vec<Constraint>, String> {
+    let exact = a2p2.as_ref().and_then(|l| l.budget_minor);
     let mut constraints = Vec::new();
     for body in items {
-        constraints.push(read_constraint(body)?);
+        constraints.push(read_constraint(body, exact)?);
     }
     if let Some(limits) = a2p2 {
         let level: AutonomyLevel =
@@ -211,7 +215,7 @@ pub fn read_limits(items: &[Value], a2p2: Option<A2p2Limits>) -> Result<Vec<Cons
 }
 
 /// One AP2 constraint in ARI's terms; [`Constraint::Unknown`] where ARI cannot enforce it.
-fn read_constraint(body: &Value) -> Result<Constraint, String> {
+fn read_constraint(body: &Value, exact_budget: Option<u64>) -> Result<Constraint, String> {
     let kind = body
         .get("type")
         .and_then(Value::as_str)
@@ -236,8 +240,9 @@ fn read_constraint(body: &Value) -> Result<Constraint, String> {
             max: Some(max),
         },
         mandate::Constraint::Budget { currency: c, max } => {
-            let minor = mandate::budget_minor(&max, &c)
-                .ok_or_else(|| format!("payment.budget: {max} is not an amount of {c}"))?;
+            let minor = mandate::budget_minor(&max, &c, exact_budget).ok_or_else(|| {
+                format!("payment.budget: {max} (exactly {exact_budget:?}) is not an amount of {c}")
+            })?;
             Constraint::Budget {
                 currency: currency(&c)?,
                 max: minor,
