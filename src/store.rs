@@ -411,7 +411,7 @@ fn renumber_hashes(conn: &Connection) -> Result<(), StoreError> {
 pub struct StoredVoucher {
     /// The voucher's `jti`.
     pub id: String,
-    /// base64url(SHA-256) of the compact form.
+    /// base64url(SHA-256) of its segment as presented: the `sd_hash` a hop after it carries.
     pub digest: String,
     /// The agent it is for.
     pub agent: String,
@@ -431,7 +431,7 @@ pub struct StoredVoucher {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
-    /// The compact form (`voucher` on the wire).
+    /// Its SD-JWT segment as presented, JWS and disclosures (`voucher` on the wire).
     #[serde(rename = "voucher")]
     pub compact: String,
 }

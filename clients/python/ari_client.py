@@ -481,7 +481,7 @@ class AriClient:
         nonce: str | None = None,
         facts: Mapping[str, int | str | bool] | None = None,
     ) -> JsonObject:
-        """Asks for a payment authorization under `voucher` (id, digest or compact form).
+        """Asks for a payment authorization under `voucher` (id, digest, or the voucher chain).
 
         `amount` is in minor units of `currency`; `aud` names the verifier the authorization is
         for and `nonce` should be that verifier's (a random one is used without it). Pass the
@@ -489,9 +489,10 @@ class AriClient:
         one (`duplicate_transaction`), which makes a retry after a lost answer safe. Without one,
         a random id is sent and that protection is lost. `facts` feed the voucher's conditions.
 
-        Returns the result: `{status: "authorized", decision, ledger_seq, log_index,
-        authorization, chain, attestation}` (the receipt), or `{status: "pending_confirmation",
-        decision}` when an operator must confirm (follow it with `payment_status`). A refusal by
+        Returns the result: `{status: "authorized", decision, ledger_seq, log_index, mandate,
+        authorization, chain, attestation}` (the receipt; `mandate` is the AP2 chain to hand the
+        merchant), or `{status: "pending_confirmation", decision}` when an operator must confirm
+        (follow it with `payment_status`). A refusal by
         the policy raises `Denied` (or `AgentFrozen`) carrying the recorded `decision`.
         """
         if isinstance(amount, bool) or not isinstance(amount, int):

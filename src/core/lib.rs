@@ -27,8 +27,9 @@
 //!
 //! ## Checking a payment
 //!
-//! A merchant holding a receipt (the authorization, the voucher chain behind it and the
-//! attestation bundle) and the public keys of the voucher issuers it trusts:
+//! A merchant holding a receipt (the `~~`-joined mandate chain, its authorization and voucher
+//! segments, and the attestation bundle) and the public keys of the voucher issuers it trusts
+//! (a bare AP2 chain of any issuer is [`mandate::verify_chain`]'s):
 //!
 //! ```
 //! use ari_core::jose::PublicKey;

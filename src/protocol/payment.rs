@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeParams {
-    /// The voucher spent: id, digest or compact.
+    /// The voucher spent: id, digest, or the voucher itself (the `~~`-joined chain up to it).
     pub voucher: String,
     /// The payment asked for.
     pub payment: PaymentParams,

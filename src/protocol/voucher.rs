@@ -2,8 +2,8 @@
 //! (`admin.voucher_*`), trusting external issuers (`admin.issuer_*`), and delegation
 //! (`voucher.delegate`).
 //!
-//! The voucher itself travels in its compact form; its format is [`crate::voucher`]'s. Types
-//! only.
+//! The voucher itself travels as SD-JWT segments (its own as presented, or the `~~`-joined chain
+//! from its root); its format is [`crate::voucher`]'s. Types only.
 
 use crate::jose::Jwk;
 use crate::store::VoucherStatus;
@@ -76,7 +76,7 @@ pub struct VoucherListParams {
 }
 
 /// `{ "voucher": ... }`: the params of the methods that act on one voucher (an id or digest,
-/// or the compact voucher for `admin.voucher_import`).
+/// or the root voucher itself, an SD-JWT with its disclosures, for `admin.voucher_import`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherParam {
@@ -185,7 +185,7 @@ pub struct IssuerRemoved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DelegateParams {
-    /// The parent voucher: id, digest or compact.
+    /// The parent voucher: id, digest, or the voucher itself (the `~~`-joined chain up to it).
     pub voucher: String,
     /// The child agent.
     pub agent: String,
@@ -210,6 +210,6 @@ pub struct Delegated {
     pub id: String,
     /// Its digest.
     pub digest: String,
-    /// The compact child voucher.
+    /// The child voucher: the whole chain from the root, joined with `~~`.
     pub voucher: String,
 }

@@ -294,7 +294,7 @@ pub(crate) enum VoucherCmd {
     /// Register a voucher signed by an external issuer (see `arictl issuer add`).
     #[command(after_help = "Example:\n  arictl voucher import voucher-from-wallet.txt")]
     Import {
-        /// File with the compact voucher (`-` for stdin).
+        /// File with the root voucher, an SD-JWT with its disclosures (`-` for stdin).
         file: PathBuf,
     },
     /// Delegate part of a voucher you hold to a child agent (agent side, agent socket).

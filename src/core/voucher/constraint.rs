@@ -1,7 +1,11 @@
-//! The constraints a voucher carries, and what "narrower" means for each.
+//! The constraints a voucher carries, in ARI's own terms, and what "narrower" means for each.
 //!
-//! Constraint types reuse AP2's vocabulary where it fits (`payment.*`) and put A2P2's own under
-//! the reverse-DNS namespace [`A2P2_NS`]. A type this build does not know is kept verbatim as
+//! This is how ARI reasons about a voucher's limits, not how they travel: on the wire they are
+//! AP2 constraint objects and the `a2p2` member of an open payment mandate, and
+//! [`super::ap2`] maps between the two. The serialized form here (`payment.*` names with ARI's
+//! members and units, budgets in minor units, and A2P2's own limits under the namespace
+//! [`A2P2_NS`]) is ARI's reading: what `arictl verify voucher` prints and errors name, never a
+//! voucher's content. A limit this build cannot enforce is kept verbatim as
 //! [`Constraint::Unknown`] so it can be reported, and every check treats it as a failure: an
 //! unknown limit is never silently ignored.
 

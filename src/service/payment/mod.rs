@@ -239,8 +239,8 @@ impl Service {
         Ok(keys)
     }
 
-    /// Finds a voucher by id, digest or compact form, with its chain verified. A compact voucher
-    /// the daemon has not seen is imported if a registered issuer signed it.
+    /// Finds a voucher by id, digest or the chain up to it, with its chain verified. A root
+    /// voucher the daemon has not seen is imported if a registered issuer signed it.
     pub(super) async fn resolve_chain(&self, voucher: &str) -> Result<Arc<Chain>, Error> {
         // A voucher is named by its id or digest, or given whole: the chain up to it, whose last
         // segment names it.

@@ -2,7 +2,7 @@
 //! the P-256 signature checks it cannot avoid.
 //!
 //! The artifacts are real, made by a daemon in the same run: a payment receipt (the voucher
-//! chain, the authorization JWT signed in the key store, the attestation bundle) and the
+//! chain, the authorization hop signed in the key store, the attestation bundle) and the
 //! payment's evidence entry with its inclusion proof against a signed checkpoint. Two verifiers
 //! are timed, exactly as `arictl verify` calls them: [`crate::payment::verify`] (every link of the
 //! chain to a trusted issuer, the holder binding, the authorization's signature, its limits and
