@@ -512,7 +512,7 @@ pub struct PaymentChain {
 #[non_exhaustive]
 pub enum ChainError {
     /// The root names no trusted key, or the SD-JWT chain fails.
-    #[error("{0}")]
+    #[error(transparent)]
     Chain(#[from] crate::sdjwt::SdJwtError),
     /// No trusted key verifies the root.
     #[error("the root is signed by none of the trusted keys")]

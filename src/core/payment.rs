@@ -221,9 +221,10 @@ impl AuthorizationDraft {
                 amount: claims.amount,
                 currency: claims.currency.clone(),
             },
-            payment_instrument: PaymentInstrument {
-                id: claims.funds_carrier.clone(),
-                ..instrument(Some(&claims.funds_carrier), &claims.sub)
+            payment_instrument: if claims.funds_carrier == instrument(None, &claims.sub).id {
+                instrument(None, &claims.sub)
+            } else {
+                instrument(Some(&claims.funds_carrier), &claims.sub)
             },
             execution_date: Some(mandate::utc(claims.iat)),
             risk_data: Some(json!({ RISK_MEMBER: RiskData {
@@ -424,7 +425,7 @@ pub enum PaymentError {
     #[error("voucher chain: {0}")]
     Voucher(#[from] VoucherError),
     /// The SD-JWT chain failed: encoding, a signature, a binding, a type, `aud` or `nonce`.
-    #[error("mandate: {0}")]
+    #[error(transparent)]
     Chain(#[from] SdJwtError),
     /// The authorization's encoding failed.
     #[error("authorization: {0}")]
@@ -577,6 +578,16 @@ pub fn verify_expecting(
         .and_then(|r| r.get("attestation"))
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let pointer = closed
+        .get("agent_attestation")
+        .and_then(|a| a.get("value"))
+        .and_then(Value::as_str);
+    if pointer.is_some_and(|v| v != c.attestation_sha256) {
+        return Err(fail(
+            "attestation",
+            "agent_attestation names another bundle than risk_data.ari",
+        ));
+    }
     if risk_attestation != receipt.attestation {
         return Err(fail(
             "attestation",

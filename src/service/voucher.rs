@@ -254,7 +254,7 @@ impl Service {
     pub(super) async fn voucher_import(&self, p: VoucherParam) -> Result<VoucherView, Error> {
         if !p.voucher.contains('.') {
             return Err(Error::InvalidParams(
-                "voucher must be the compact voucher (JWS followed by '~')".into(),
+                "voucher must be the voucher itself (an SD-JWT: JWS, disclosures, each ending in '~')".into(),
             ));
         }
         let chain = self.resolve_chain(&p.voucher).await?;

@@ -128,8 +128,21 @@ fn python_reads(dir: &Path, token: &str, voucher: &str) -> String {
 
 /// `arictl verify payment --status-list` on a receipt; its exit code and stderr.
 fn verify_payment(d: &Daemon, receipt: &Value, list: &Path) -> (Option<i32>, String) {
-    let file = d.dir.join("receipt.json");
-    std::fs::write(&file, receipt.to_string()).unwrap();
+    let receipt_file = d.dir.join("receipt.json");
+    std::fs::write(&receipt_file, receipt.to_string()).unwrap();
+    // The same payment as a merchant holds it, its mandate chain alone: the same verdict.
+    let chain_file = d.dir.join("mandate.txt");
+    std::fs::write(&chain_file, receipt["mandate"].as_str().unwrap()).unwrap();
+    let (chain_code, _, chain_err) = d.arictl(&[
+        "verify",
+        "payment",
+        "--trust",
+        d.dir.join("issuer.jwk").to_str().unwrap(),
+        "--status-list",
+        list.to_str().unwrap(),
+        chain_file.to_str().unwrap(),
+    ]);
+    let file = receipt_file;
     let (code, _, err) = d.arictl(&[
         "verify",
         "payment",
@@ -139,6 +152,7 @@ fn verify_payment(d: &Daemon, receipt: &Value, list: &Path) -> (Option<i32>, Str
         list.to_str().unwrap(),
         file.to_str().unwrap(),
     ]);
+    assert_eq!(chain_code, code, "receipt: {err}; chain: {chain_err}");
     (code, err)
 }
 

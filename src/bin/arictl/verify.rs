@@ -13,6 +13,36 @@ use ari::protocol::agent::Attestation;
 use ari::{attest, evidence, payment, verifier, voucher};
 use std::path::Path;
 
+/// With `--status-list` on a bare chain: every segment that names its place in that list must
+/// be VALID there, and one at least must name it (the signatures are checked after).
+fn chain_statuses(chain: &str, list: &voucher::status::Verified) -> Result<()> {
+    let mut referenced = false;
+    for (i, segment) in ari::sdjwt::split(chain)?.iter().enumerate() {
+        let payload = segment.jwt.split('.').nth(1).unwrap_or_default();
+        let claims: serde_json::Value = ari::jose::b64url_decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let Some(status) = claims.get("status") else {
+            continue;
+        };
+        let status: voucher::status::Status = serde_json::from_value(status.clone())
+            .with_context(|| format!("segment {i}: an unreadable status claim"))?;
+        if status.status_list.uri != list.claims().sub {
+            continue;
+        }
+        referenced = true;
+        let found = list.status_of(&status.status_list)?;
+        if found != voucher::status::StatusType::Valid {
+            bail!("segment {i} is {found:?} in the status list");
+        }
+    }
+    if !referenced {
+        bail!("no voucher of the chain names its place in this status list");
+    }
+    Ok(())
+}
+
 /// `arictl verify payment` on a bare AP2 payment mandate chain.
 fn mandate_chain(
     chain: &str,
@@ -104,10 +134,14 @@ pub(crate) fn run(cmd: &VerifyCmd) -> Result<()> {
             let keys = trusted_keys(trust)?;
             let now = at.unwrap_or_else(unix_now);
             let text = read_input(file)?;
-            if !text.trim_start().starts_with('{') {
-                return mandate_chain(text.trim(), &keys, now, aud.as_deref(), nonce.as_deref());
-            }
             let list = status_list(list_file.as_ref(), &keys, now)?;
+            if !text.trim_start().starts_with('{') {
+                let chain = text.trim();
+                if let Some(list) = &list {
+                    chain_statuses(chain, list)?;
+                }
+                return mandate_chain(chain, &keys, now, aud.as_deref(), nonce.as_deref());
+            }
             let receipt: payment::Receipt = serde_json::from_str(&text)
                 .context("the receipt is not the JSON `arictl payment authorize` prints")?;
             let expected = payment::Expected {

@@ -19,12 +19,12 @@ fn on_demand() -> Frequency {
 
 /// The namespace of A2P2's own constraint types.
 pub const A2P2_NS: &str = "org.a2p2";
-/// The most condition expressions one voucher may carry.
-/// The largest amount (in minor units), budget or duration a constraint may name: what the
-/// ledger's signed 64-bit columns hold. Anything larger is a caller's mistake, refused up front
-/// rather than failing in the store.
+/// The largest amount (in minor units) or duration a constraint may name: what the ledger's
+/// signed 64-bit columns hold. Anything larger is a caller's mistake, refused up front rather
+/// than failing in the store.
 pub const MAX_AMOUNT: u64 = i64::MAX as u64;
 
+/// The most condition expressions one voucher may carry.
 pub const MAX_CONDITIONS: usize = 16;
 /// The largest budget, in minor units: AP2 writes budgets in the major unit as a JSON number,
 /// and up to 15 significant digits read back exactly.

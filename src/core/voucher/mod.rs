@@ -80,7 +80,7 @@ pub struct VoucherClaims {
 #[non_exhaustive]
 pub enum VoucherError {
     /// The SD-JWT chain failed (encoding, a signature, a binding, a type).
-    #[error("voucher chain: {0}")]
+    #[error(transparent)]
     Chain(#[from] SdJwtError),
     /// The JWS failed.
     #[error("voucher {index}: {source}")]
