@@ -7,8 +7,8 @@
 //!
 //! Most verifiers in `ari` check a signature before they parse what it covers, so a mutated
 //! signed object stops at the signature. The targets therefore take the *unsigned* content
-//! (a JSON payload, a TPMS_ATTEST) from the fuzzer and sign it here with the fixed keys the
-//! verifier trusts; the fuzzer then explores the parsers and checks behind the signature. Each
+//! (a JSON payload, a TPMS_ATTEST, the segments of an SD-JWT chain: see [`chain`]) from the
+//! fuzzer and sign it here with the fixed keys the verifier trusts; the fuzzer then explores the parsers and checks behind the signature. Each
 //! target also feeds the raw bytes to the verifier unchanged, for the parsing done before the
 //! signature check.
 
@@ -22,7 +22,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
+pub mod chain;
 pub mod service;
+pub mod vectors;
 
 /// The fixed time every target verifies at (2026-01-01T00:00:00Z).
 pub const NOW: i64 = 1_767_225_600;
@@ -81,14 +83,7 @@ pub fn b64(bytes: &[u8]) -> String {
 /// A compact ES256 JWS over `payload` exactly as given (any bytes), signed by `key`.
 pub fn jws(typ: &str, kid: &str, payload: &[u8], key: &Key) -> String {
     let header = serde_json::json!({"alg": "ES256", "typ": typ, "kid": kid});
-    let mut text = b64(header.to_string().as_bytes());
-    text.push('.');
-    text.push_str(&b64(payload));
-    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-    let sig = key.sign_digest(&digest);
-    text.push('.');
-    text.push_str(&b64(&sig));
-    text
+    chain::jws_with_header(&header, payload, key)
 }
 
 /// A `TPMT_SIGNATURE` (ECDSA, SHA-256) by `key` over SHA-256(`message`), as a TPM makes it.
@@ -121,43 +116,6 @@ pub fn fill(obj: &mut Value, key: &str, value: impl FnOnce() -> Value) {
         let v = value();
         m.insert(key.to_string(), v);
     }
-}
-
-/// Signs a chain of voucher claims as the daemon and its agents would: the root by the issuer,
-/// each delegation by the fixed key named in its parent's `cnf.jwk` (the issuer's when the
-/// parent names none of them). A claim object without `parent` gets its parent's digest. Any
-/// JSON value is accepted as claims: a non-object is signed as it is.
-pub fn sign_chain(claims: &[Value]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(claims.len());
-    let mut signer = issuer();
-    for c in claims {
-        let mut c = c.clone();
-        if let Some(prev) = out.last() {
-            fill(&mut c, "parent", || {
-                Value::String(ari::voucher::digest(prev))
-            });
-        }
-        let payload = serde_json::to_vec(&c).unwrap_or_default();
-        let mut v = jws(ari::voucher::VOUCHER_TYP, &signer.kid, &payload, signer);
-        v.push('~');
-        out.push(v);
-        signer = c
-            .get("cnf")
-            .and_then(|cnf| cnf.get("jwk"))
-            .and_then(key_for)
-            .unwrap_or(issuer());
-    }
-    out
-}
-
-/// The fixed key that holds the last voucher of a chain of claims.
-pub fn holder(claims: &[Value]) -> &'static Key {
-    claims
-        .last()
-        .and_then(|c| c.get("cnf"))
-        .and_then(|cnf| cnf.get("jwk"))
-        .and_then(key_for)
-        .unwrap_or(issuer())
 }
 
 /// An empty JSON object.
@@ -370,65 +328,86 @@ fn sign_attest(obj: &mut Value) {
     });
 }
 
-/// The payment target's receipt builder: `input` is `{"chain": [voucher claims],
-/// "authorization": claims, "bundle": attestation bundle, "status": Status List Token claims}`
-/// (all optional; the token is signed by the issuer here and kept if it verifies). Signs the chain, fills in the authorization's absent `vouchers` and
-/// `attestation_sha256` and the bundle's absent `binding`, and signs the authorization with the
-/// leaf's holder key.
+/// The payment target's receipt builder. `input` is `{"chain": [segment descriptions],
+/// "authorization": segment description, "bundle": attestation bundle, "status": Status List
+/// Token claims}`, all optional and any JSON; descriptions as [`chain`] reads them. Signs the
+/// voucher chain, then, filling in only what is absent: the bundle's `binding` (from the
+/// payment fields of the authorization's first disclosure and its payload's `aud` and `nonce`,
+/// bound to the last voucher and the holder's key), and the closed mandate's
+/// `risk_data.ari.attestation` and `attestation_sha256` (the bundle and its digest); then signs
+/// the authorization as the last hop, by the key the last voucher names. The status token is
+/// signed by the issuer here and kept if it verifies.
 pub fn build_receipt(
     input: &mut Value,
 ) -> (
     ari::payment::Receipt,
     Option<ari::voucher::status::Verified>,
 ) {
-    use ari::payment::{self, AUTHORIZATION_TYP, AuthorizationClaims, Receipt};
-    let claims = match input.get("chain") {
-        Some(Value::Array(c)) if c.len() <= 9 => c.clone(),
+    use ari::payment::{self, Binding, Receipt};
+    use ari::sdjwt::Segment;
+    let descs = match input.get("chain") {
+        Some(Value::Array(c)) if c.len() <= chain::MAX_SEGMENTS => c.clone(),
         _ => Vec::new(),
     };
-    let chain = sign_chain(&claims);
-    let digests: Vec<Value> = chain
-        .iter()
-        .map(|v| Value::String(ari::voucher::digest(v)))
-        .collect();
+    let vouchers = chain::sign_segments(&descs);
+    let holder = descs.last().map_or(issuer(), chain::signer_after);
     let mut auth = input
         .get_mut("authorization")
         .map(Value::take)
         .unwrap_or_else(object);
-    fill(&mut auth, "vouchers", || Value::Array(digests));
-    let key = holder(&claims);
     let mut bundle = input
         .get_mut("bundle")
         .map(Value::take)
         .unwrap_or_else(object);
-    // The binding covers the authorization's payment fields, not attestation_sha256.
-    let mut probe = auth.clone();
-    fill(&mut probe, "attestation_sha256", || {
-        Value::String(String::new())
-    });
-    if let Ok(c) = serde_json::from_value::<AuthorizationClaims>(probe) {
-        let binding = payment::binding_digest(&c.binding(&key.kid));
+    let closed = auth
+        .pointer("/disclosures/0")
+        .and_then(Value::as_array)
+        .and_then(|d| d.last());
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+    }
+    if let (Some(leaf), Some(c), Some(p)) = (vouchers.last(), closed, auth.get("payload"))
+        && let (Some(tx), Some(amount), Some(currency), Some(payee), Some(aud), Some(nonce)) = (
+            text(c.get("transaction_id")),
+            c.pointer("/payment_amount/amount").and_then(Value::as_u64),
+            text(c.pointer("/payment_amount/currency")),
+            text(c.pointer("/payee/id")),
+            text(p.get("aud")),
+            text(p.get("nonce")),
+        )
+    {
+        let binding = payment::binding_digest(&Binding {
+            voucher: &leaf.sd_hash(),
+            transaction_id: tx,
+            amount,
+            currency,
+            payee,
+            aud,
+            nonce,
+            kid: &holder.kid,
+        });
         fill(&mut bundle, "binding", || Value::String(binding));
     }
     let bundle_bytes = match &bundle {
         Value::String(s) => s.as_bytes().to_vec(),
         other => serde_json::to_vec(other).unwrap_or_default(),
     };
-    fill(&mut auth, "attestation_sha256", || {
-        Value::String(b64(&Sha256::digest(&bundle_bytes)))
-    });
-    let authorization = jws(
-        AUTHORIZATION_TYP,
-        &key.kid,
-        &serde_json::to_vec(&auth).unwrap_or_default(),
-        key,
-    );
-    let receipt = Receipt {
-        authorization,
-        chain,
-        attestation: b64(&bundle_bytes),
-        tlog_proof: None,
-    };
+    let attestation = b64(&bundle_bytes);
+    if let Some(risk) = auth
+        .pointer_mut("/disclosures/0")
+        .and_then(Value::as_array_mut)
+        .and_then(|d| d.last_mut())
+        .and_then(|c| c.pointer_mut("/risk_data/ari"))
+    {
+        fill(risk, "attestation", || Value::String(attestation.clone()));
+        fill(risk, "attestation_sha256", || {
+            Value::String(b64(&Sha256::digest(&bundle_bytes)))
+        });
+    }
+    let terminal = chain::sign_after(&vouchers, std::slice::from_ref(&auth), holder);
+    let authorization = terminal.first().map(Segment::presented).unwrap_or_default();
+    let presented: Vec<String> = vouchers.iter().map(Segment::presented).collect();
+    let receipt = Receipt::new(&presented, authorization, attestation);
     let status = input.get("status").and_then(|claims| {
         use ari::voucher::status::{self, STATUS_LIST_TYP};
         let payload = serde_json::to_vec(claims).unwrap_or_default();

@@ -20,10 +20,15 @@ use ari::evidence::checkpoint::{self, Checkpoint};
 use ari::evidence::entry::{Draft, Kind};
 use ari::evidence::statement::{self, BATCH_TYP};
 use ari::merkle;
+use ari::payment::{self, AuthorizationClaims, AuthorizationDraft, Binding, Receipt};
+use ari::sdjwt::{self, Expect, Segment};
+use ari::voucher::constraint::AutonomyLevel;
 use ari::voucher::status::{STATUS_LIST_TYP, StatusList, StatusType};
+use ari::voucher::{VoucherClaims, VoucherDraft};
+use ari_fuzz::chain::{describe, sign_segments};
 use ari_fuzz::{
-    ARI_KEY_ATTRIBUTES, AttestHeader, NOW, b64, build_receipt, complete_tpm_bundle, issuer, jws,
-    keys, sign_chain, tpm_bundle_template, tpm_public,
+    ARI_KEY_ATTRIBUTES, AttestHeader, Key, NOW, b64, build_receipt, complete_tpm_bundle, issuer,
+    jws, keys, tpm_bundle_template, tpm_public, vectors,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -68,13 +73,18 @@ fn constraints(max: u64, level: &str) -> Value {
     ])
 }
 
-/// Root voucher claims for `holder` (keys()[1]) and a delegation to keys()[2].
-fn chain_claims() -> Vec<Value> {
+/// Where the fixed issuer's Status List Token is published.
+const STATUS_URI: &str = "https://pay.example.com/ari/status/vouchers";
+
+/// Root voucher claims for keys()[1] ("shop-bot", at place 0 of the status list, which is
+/// valid) and a delegation to keys()[2] ("helper-bot").
+fn chain_claims() -> Vec<VoucherClaims> {
     let root = json!({
         "iss": format!("urn:ari:issuer:{}", issuer().kid), "sub": "alice@example.com",
         "iat": NOW - 3600, "nbf": NOW - 3600, "exp": NOW + 86_400 * 30, "jti": "v-root-1",
-        "vct": ari::voucher::VOUCHER_VCT, "agent": "shop-bot",
+        "vct": ari::mandate::OPEN_VCT, "agent": "shop-bot",
         "cnf": {"jwk": keys()[1].jwk()}, "constraints": constraints(5000, "L4"),
+        "status": {"status_list": {"idx": 0, "uri": STATUS_URI}},
     });
     let mut child = root.clone();
     child["iss"] = json!("shop-bot");
@@ -82,7 +92,38 @@ fn chain_claims() -> Vec<Value> {
     child["jti"] = json!("v-child-1");
     child["cnf"] = json!({"jwk": keys()[2].jwk()});
     child["constraints"] = constraints(2000, "L3");
-    vec![root, child]
+    child.as_object_mut().unwrap().remove("status");
+    [root, child]
+        .into_iter()
+        .map(|c| serde_json::from_value(c).unwrap())
+        .collect()
+}
+
+/// Deterministic salts, as base64url.
+fn salts() -> impl FnMut() -> String {
+    let mut n = 0u32;
+    move || {
+        n += 1;
+        b64(format!("fuzz-salt-{n:04}").as_bytes())
+    }
+}
+
+/// A real voucher chain, made with the library's own encoders: the root signed by the issuer,
+/// each delegation by the holder the voucher before names. Segments as presented.
+fn sign_vouchers(claims: &[VoucherClaims]) -> Vec<String> {
+    let mut salt = salts();
+    let mut out: Vec<String> = Vec::new();
+    let mut signer: &Key = issuer();
+    for c in claims {
+        let draft = match out.last() {
+            None => VoucherDraft::root(c, &signer.kid, &mut salt).unwrap(),
+            Some(parent) => VoucherDraft::delegation(c, &signer.kid, parent, &mut salt).unwrap(),
+        };
+        let sig = signer.sign_digest(&draft.digest());
+        out.push(draft.finish(&sig));
+        signer = ari_fuzz::key_for(&serde_json::to_value(&c.cnf.jwk).unwrap()).unwrap();
+    }
+    out
 }
 
 fn bundle_for(agent: &str, kid: &str) -> Value {
@@ -96,14 +137,131 @@ fn bundle_for(agent: &str, kid: &str) -> Value {
     b
 }
 
-fn authorization(agent: &str, level: &str, amount: u64) -> Value {
-    json!({
-        "iss": "urn:ari:agent:".to_string() + agent, "sub": "alice@example.com", "aud": "psp.example",
-        "iat": NOW - 60, "exp": NOW + 240, "jti": "pay-1", "nonce": "8c1d44e0a9b2",
-        "agent": agent, "instance": "i-1", "transaction_id": "c0ffee-1", "payee": "shop.example",
-        "amount": amount, "currency": "CNY", "category": "groceries", "level": level,
-        "confirmed": false, "log_index": 97, "report_by": NOW + 3600,
-    })
+/// A real receipt: the chain of `claims`, and an authorization by its last holder, made as the
+/// daemon makes them (`AuthorizationDraft`, the log index filled in, then signed).
+fn receipt_for(claims: &[VoucherClaims], level: AutonomyLevel, amount: u64) -> (Receipt, Value) {
+    let chain = sign_vouchers(claims);
+    let leaf = claims.last().unwrap();
+    let holder = ari_fuzz::key_for(&serde_json::to_value(&leaf.cnf.jwk).unwrap()).unwrap();
+    let iat = NOW - 60;
+    let mut c = AuthorizationClaims {
+        sub: leaf.sub.clone(),
+        aud: "psp.example".into(),
+        iat,
+        exp: iat + payment::AUTHORIZATION_TTL_S,
+        jti: "pay-1".into(),
+        nonce: "8c1d44e0a9b2".into(),
+        agent: leaf.agent.clone(),
+        instance: "i-1".into(),
+        transaction_id: "c0ffee-1".into(),
+        payee: "shop.example".into(),
+        amount,
+        currency: "CNY".into(),
+        category: Some("groceries".into()),
+        funds_carrier: payment::instrument(None, &leaf.sub).id,
+        level,
+        confirmed: false,
+        log_index: 0,
+        report_by: Some(iat + 3600),
+        attestation_sha256: String::new(),
+        facts_sha256: None,
+    };
+    let leaf_segment = chain.last().unwrap();
+    let mut bundle = bundle_for(&leaf.agent, &holder.kid);
+    let binding = payment::binding_digest(&Binding {
+        voucher: &ari::voucher::digest(leaf_segment),
+        transaction_id: &c.transaction_id,
+        amount: c.amount,
+        currency: &c.currency,
+        payee: &c.payee,
+        aud: &c.aud,
+        nonce: &c.nonce,
+        kid: &holder.kid,
+    });
+    bundle["binding"] = json!(binding);
+    let bundle_bytes = serde_json::to_vec(&bundle).unwrap();
+    let attestation = b64(&bundle_bytes);
+    c.attestation_sha256 = b64(&Sha256::digest(&bundle_bytes));
+    let draft = AuthorizationDraft::new(&c, leaf_segment, &holder.kid, &attestation, "c2FsdC1wYXk")
+        .unwrap();
+    let input = draft.pending.fill(97);
+    let jwt = input.clone().finish(&holder.sign_digest(&input.digest()));
+    let authorization = payment::segment(&jwt, &draft.disclosure);
+    let receipt = Receipt::new(&chain, authorization, attestation);
+    let verified = payment::verify(&receipt, &[issuer().pk], None, NOW);
+    assert!(verified.is_ok(), "the seed receipt verifies: {verified:?}");
+    bundle.as_object_mut().unwrap().remove("binding");
+    (receipt, bundle)
+}
+
+/// The segments of a chain, as the library splits it.
+fn segments(chain: &str) -> Vec<Segment> {
+    sdjwt::split(chain).unwrap()
+}
+
+/// Replaces every `cnf` key of `v` (a JWK, with its `kid` when the `cnf` has one) by `key`'s.
+fn rekey(v: &mut Value, key: &Key) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(cnf)) = m.get_mut("cnf")
+                && cnf.contains_key("jwk")
+            {
+                cnf.insert("jwk".into(), serde_json::to_value(key.jwk()).unwrap());
+                if cnf.contains_key("kid") {
+                    cnf.insert("kid".into(), json!(key.kid));
+                }
+            }
+            m.values_mut().for_each(|v| rekey(v, key));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rekey(v, key)),
+        _ => {}
+    }
+}
+
+/// A chain of another issuer described so that the fixed keys sign it again: the holder each
+/// segment names becomes the fixed key of the next place.
+fn describe_rekeyed(chain: &str) -> Vec<Value> {
+    let mut descs = describe(&segments(chain));
+    for (i, d) in descs.iter_mut().enumerate() {
+        rekey(d, &keys()[(i + 1).min(3)]);
+    }
+    descs
+}
+
+/// The chains AP2's SDK made that the seeds use: one of each depth, and the one with a root
+/// disclosure withheld.
+const SDK_CHAINS_USED: &[&str] = &[
+    "depth2-sd-hash",
+    "depth3-issuer-jwt-hash-root-redacted",
+    "depth4-mixed",
+];
+
+/// The chains of AP2's vectors: (name, chain).
+fn ap2_chains() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let delegate: Value = serde_json::from_str(vectors::DELEGATE).unwrap();
+    for v in delegate["vectors"].as_array().unwrap() {
+        out.push((
+            format!("ap2-{}", v["id"].as_str().unwrap()),
+            v["compact_serialization"].as_str().unwrap().to_string(),
+        ));
+    }
+    let sdk: Value = serde_json::from_str(vectors::SDK_CHAINS).unwrap();
+    for c in sdk["chains"].as_array().unwrap() {
+        if !SDK_CHAINS_USED.contains(&c["name"].as_str().unwrap()) {
+            continue;
+        }
+        out.push((
+            format!("ap2-sdk-{}", c["name"].as_str().unwrap()),
+            c["mandate"].as_str().unwrap().to_string(),
+        ));
+    }
+    let rc: Value = serde_json::from_str(vectors::RECEIPT_CHECKOUT).unwrap();
+    out.push((
+        "ap2-receipt-chain".into(),
+        rc["payment_chain"].as_str().unwrap().to_string(),
+    ));
+    out
 }
 
 fn wire(out: &mut Out) {
@@ -239,37 +397,42 @@ fn wire(out: &mut Out) {
 
 fn vouchers(out: &mut Out) {
     let claims = chain_claims();
-    let chain = sign_chain(&claims);
-    out.mode("voucher", "root-raw", 0, chain[0].as_bytes());
-    out.mode(
-        "voucher",
-        "root-and-delegation-raw",
-        0,
-        chain.join("\n").as_bytes(),
-    );
-    out.mode(
-        "voucher",
-        "root-claims",
-        1,
-        &serde_json::to_vec(&claims[..1]).unwrap(),
-    );
-    out.mode(
-        "voucher",
-        "root-and-delegation-claims",
-        1,
-        &serde_json::to_vec(&claims).unwrap(),
-    );
-    let mut unknown = claims[0].clone();
-    unknown["constraints"]
+    let root = sign_vouchers(&claims[..1]);
+    let chain = ari::voucher::join(&sign_vouchers(&claims)).unwrap();
+    let trusted = [issuer().pk];
+    assert!(ari::voucher::verify_chain(&chain, &trusted, NOW).is_ok());
+    out.mode("voucher", "root-raw", 0, root[0].as_bytes());
+    out.mode("voucher", "root-and-delegation-raw", 0, chain.as_bytes());
+    // The same, described for the signed mode: signed again by the harness, they verify.
+    let described = describe(&segments(&chain));
+    for (name, descs) in [
+        ("root-described", &described[..1]),
+        ("root-and-delegation-described", &described[..]),
+    ] {
+        let again = sdjwt::join(&sign_segments(descs));
+        let verified = ari::voucher::verify_chain(&again, &trusted, NOW);
+        assert!(
+            verified.is_ok(),
+            "{name} verifies signed again: {verified:?}"
+        );
+        out.mode("voucher", name, 1, &serde_json::to_vec(descs).unwrap());
+    }
+    // A root whose mandate carries a constraint this build does not know.
+    let mut unknown = described[..1].to_vec();
+    unknown[0]["disclosures"][0][1]["constraints"]
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "com.example.moon_phase", "phase": "full"}));
     out.mode(
         "voucher",
-        "unknown-constraint-claims",
+        "unknown-constraint-described",
         1,
-        &serde_json::to_vec(&[unknown]).unwrap(),
+        &serde_json::to_vec(&unknown).unwrap(),
     );
+    // AP2's chains are no vouchers, but their segments are what a voucher chain is made of.
+    for (name, c) in ap2_chains().iter().take(4) {
+        out.mode("voucher", name, 0, c.as_bytes());
+    }
 
     let payload = serde_json::to_vec(&status_claims()).unwrap();
     out.mode(
@@ -293,54 +456,284 @@ fn status_claims() -> Value {
     let mut list = StatusList::new(2, 1024).unwrap();
     list.set(1, StatusType::Invalid).unwrap();
     list.set(2, StatusType::Suspended).unwrap();
-    json!({"sub": "https://pay.example.com/ari/status/vouchers", "iat": NOW, "exp": NOW + 3600,
+    json!({"sub": STATUS_URI, "iat": NOW, "exp": NOW + 3600,
            "ttl": 300, "status_list": list.encode()})
 }
 
 fn payments(out: &mut Out) {
     let claims = chain_claims();
-    let input = json!({
-        "chain": [claims[0]],
-        "authorization": authorization("shop-bot", "L4", 1250),
-        "bundle": bundle_for("shop-bot", &keys()[1].kid),
+    for (name, chain, level, amount, status) in [
+        ("root-l4", &claims[..1], AutonomyLevel::L4, 1250, false),
+        ("delegated-l3", &claims[..], AutonomyLevel::L3, 900, true),
+    ] {
+        let (receipt, bundle) = receipt_for(chain, level, amount);
+        out.mode(
+            "payment",
+            &format!("{name}-receipt"),
+            0,
+            &serde_json::to_vec(&receipt).unwrap(),
+        );
+        // Described: the chain and the authorization without what the harness fills in.
+        let described = describe(&segments(&receipt.mandate));
+        let (authorization, vouchers) = described.split_last().unwrap();
+        let mut authorization = authorization.clone();
+        let risk = authorization["disclosures"][0][1]["risk_data"]["ari"]
+            .as_object_mut()
+            .unwrap();
+        risk.remove("attestation");
+        risk.remove("attestation_sha256");
+        let mut input = json!({
+            "chain": vouchers,
+            "authorization": authorization,
+            "bundle": bundle,
+        });
+        if status {
+            input["status"] = status_claims();
+        }
+        out.mode(
+            "payment",
+            &format!("{name}-described"),
+            1,
+            &serde_json::to_vec(&input).unwrap(),
+        );
+        let (again, list) = build_receipt(&mut input.clone());
+        assert_eq!(list.is_some(), status);
+        let verified = payment::verify(&again, &[issuer().pk], list.as_ref(), NOW);
+        assert!(
+            verified.is_ok(),
+            "{name} verifies built again: {verified:?}"
+        );
+        // The whole chain as AP2 verifiers read it.
+        out.mode(
+            "payment",
+            &format!("{name}-chain"),
+            2,
+            receipt.mandate.as_bytes(),
+        );
+    }
+    let unbounded = Expect {
+        skew: 300,
+        ..Expect::default()
+    };
+    for (name, chain) in ap2_chains() {
+        out.mode("payment", &format!("{name}-chain"), 2, chain.as_bytes());
+        let descs = describe_rekeyed(&chain);
+        let again = sdjwt::join(&sign_segments(&descs));
+        // Those that end in a closed payment mandate verify signed again with the fixed keys.
+        let original =
+            ari::mandate::verify_chain(&chain, &vectors::keys_for(&chain), &unbounded, None);
+        if original.is_ok() {
+            let verified = ari::mandate::verify_chain(&again, &[issuer().pk], &unbounded, None);
+            assert!(
+                verified.is_ok(),
+                "{name} verifies signed again: {verified:?}"
+            );
+        }
+        out.mode(
+            "payment",
+            &format!("{name}-described"),
+            3,
+            &serde_json::to_vec(&descs).unwrap(),
+        );
+    }
+}
+
+/// SD-JWT chains on their own: AP2's and ARI's, as they travel and described.
+fn sd_jwts(out: &mut Out) {
+    let claims = chain_claims();
+    let (receipt, _) = receipt_for(&claims, AutonomyLevel::L3, 900);
+    let mut chains = ap2_chains();
+    chains.push(("ari-payment".into(), receipt.mandate.clone()));
+    for (name, chain) in chains.iter() {
+        out.mode("sdjwt", &format!("{name}-raw"), 0, chain.as_bytes());
+        let descs = describe_rekeyed(chain);
+        out.mode(
+            "sdjwt",
+            &format!("{name}-described"),
+            1,
+            &serde_json::to_vec(&descs).unwrap(),
+        );
+    }
+    let object = json!({
+        "vct": ari::mandate::OPEN_VCT,
+        "constraints": [{"type": "payment.amount_range", "currency": "USD", "max": 2500}],
+        "payee": {"id": "m-1", "name": "Acme Store"},
+        "payment_amount": {"amount": 2500, "currency": "USD"},
+        "cnf": {"jwk": keys()[1].jwk()},
     });
     out.mode(
-        "payment",
-        "root-l4-payment",
-        1,
-        &serde_json::to_vec(&input).unwrap(),
-    );
-    let (receipt, _) = build_receipt(&mut input.clone());
-    assert!(
-        ari::payment::verify(&receipt, &[issuer().pk], None, NOW).is_ok(),
-        "the seed receipt verifies"
+        "sdjwt",
+        "conceal-payee-amount",
+        2,
+        &serde_json::to_vec(&json!({"object": object, "names": ["payee", "payment_amount"]}))
+            .unwrap(),
     );
     out.mode(
-        "payment",
-        "root-l4-receipt",
-        0,
-        &serde_json::to_vec(&receipt).unwrap(),
+        "sdjwt",
+        "conceal-salted",
+        2,
+        &serde_json::to_vec(&json!({"object": object, "names": ["cnf", "vct", "absent"],
+            "salts": ["c2FsdC0x", "c2FsdC0y", "c2FsdC0z"]}))
+        .unwrap(),
     );
-    let mut delegated = json!({
-        "chain": claims,
-        "authorization": authorization("helper-bot", "L3", 900),
-        "bundle": bundle_for("helper-bot", &keys()[2].kid),
-        "status": status_claims(),
+}
+
+/// AP2 mandates, dates and budgets.
+fn mandates(out: &mut Out) {
+    let sdk: Value = serde_json::from_str(vectors::SDK_CHAINS).unwrap();
+    let mut pairs = Vec::new();
+    for c in sdk["chains"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        if !SDK_CHAINS_USED.contains(&name) {
+            continue;
+        }
+        let payloads = c["ap2_payloads"].as_array().unwrap();
+        for (i, m) in payloads.iter().enumerate() {
+            out.mode(
+                "mandate",
+                &format!("ap2-sdk-{name}-{i}"),
+                0,
+                &serde_json::to_vec(m).unwrap(),
+            );
+        }
+        if let [.., open, closed] = payloads.as_slice() {
+            pairs.push((format!("ap2-sdk-{name}"), open.clone(), closed.clone()));
+        }
+    }
+    // ARI's own: a voucher's open mandate and a payment's closed one.
+    let claims = chain_claims();
+    let (receipt, _) = receipt_for(&claims[..1], AutonomyLevel::L4, 1250);
+    let verified = sdjwt::verify(&receipt.mandate, &issuer().pk, &Expect::default()).unwrap();
+    let (open, closed) = (&verified.mandates[0], &verified.mandates[1]);
+    out.mode("mandate", "ari-open", 0, &serde_json::to_vec(open).unwrap());
+    out.mode(
+        "mandate",
+        "ari-closed",
+        0,
+        &serde_json::to_vec(closed).unwrap(),
+    );
+    pairs.push(("ari".into(), open.clone(), closed.clone()));
+    for (name, open, closed) in pairs.iter().take(4) {
+        out.mode(
+            "mandate",
+            &format!("{name}-check"),
+            1,
+            &serde_json::to_vec(
+                &json!({"open": open, "closed": closed, "spent": 0, "uses": 0,
+                "now": "2026-06-01T00:00:00Z"}),
+            )
+            .unwrap(),
+        );
+    }
+    // Every constraint AP2 has, and the checkout reference among them.
+    let (_, _, closed) = &pairs[0];
+    let all = json!({
+        "vct": ari::mandate::OPEN_VCT,
+        "constraints": [
+            {"type": "payment.amount_range", "currency": "USD", "max": 50000, "min": 100},
+            {"type": "payment.budget", "currency": "USD", "max": 19.99},
+            {"type": "payment.agent_recurrence", "frequency": "WEEKLY", "max_occurrences": 3},
+            {"type": "payment.allowed_payees", "allowed": [{"id": "merchant-1", "name": "Demo Merchant"}]},
+            {"type": "payment.allowed_payment_instruments", "allowed": [{"id": "card-4242", "type": "card"}]},
+            {"type": "payment.execution_date", "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-12-31T23:59:59Z"},
+            {"type": "payment.reference", "conditional_transaction_id": "x0Cm1M1lRCr5sCaGvp0sz5xDJGLwM2XQXQS3cqrpNwM"}
+        ],
+        "cnf": {"jwk": keys()[1].jwk(), "kid": keys()[1].kid},
+        "payment_instrument": {"id": "card-4242", "type": "card"},
+        "a2p2": {"autonomy_level": "L3", "categories": ["shoes"], "report_within_s": 3600,
+                 "conditions": ["facts.unit_price >= 400"], "period_time_zone": "UTC"},
     });
     out.mode(
-        "payment",
-        "delegated-l3-payment",
-        1,
-        &serde_json::to_vec(&delegated).unwrap(),
-    );
-    let (receipt, _) = build_receipt(&mut delegated);
-    assert!(ari::payment::verify(&receipt, &[issuer().pk], None, NOW).is_ok());
-    out.mode(
-        "payment",
-        "delegated-l3-receipt",
+        "mandate",
+        "every-constraint",
         0,
-        &serde_json::to_vec(&receipt).unwrap(),
+        &serde_json::to_vec(&all).unwrap(),
     );
+    out.mode(
+        "mandate",
+        "every-constraint-check",
+        1,
+        &serde_json::to_vec(
+            &json!({"open": all, "closed": closed, "spent": 1500, "uses": 2,
+            "now": NOW, "hash": "x0Cm1M1lRCr5sCaGvp0sz5xDJGLwM2XQXQS3cqrpNwM"}),
+        )
+        .unwrap(),
+    );
+    out.mode(
+        "mandate",
+        "constraints",
+        0,
+        &serde_json::to_vec(&all["constraints"]).unwrap(),
+    );
+    for (name, text) in [
+        ("utc-now", ari::mandate::utc(NOW)),
+        ("utc-leap-day", "2024-02-29T23:59:59Z".into()),
+        ("utc-last", "9999-12-31T23:59:59Z".into()),
+        ("utc-no-such-day", "2026-02-30T00:00:00Z".into()),
+    ] {
+        out.mode("mandate", name, 2, text.as_bytes());
+    }
+    let mut secs = NOW.to_be_bytes().to_vec();
+    secs.extend_from_slice(b"1970-01-01T00:00:00Z");
+    out.mode("mandate", "utc-seconds", 2, &secs);
+    for (name, budget) in [
+        ("budget-cny", json!([200.0, "CNY"])),
+        ("budget-usd-cents", json!([19.99, "USD"])),
+        ("budget-jpy", json!([4500, "JPY"])),
+        ("budget-bhd", json!([1.234, "BHD"])),
+        ("budget-too-fine", json!([1.001, "USD"])),
+    ] {
+        out.mode("mandate", name, 3, &serde_json::to_vec(&budget).unwrap());
+    }
+    let mut minor = 1999u64.to_be_bytes().to_vec();
+    minor.extend_from_slice(b"USD");
+    out.mode("mandate", "budget-minor-usd", 3, &minor);
+}
+
+/// AP2 checkouts and payment receipts (tests/vectors/ap2/).
+fn ap2_documents(out: &mut Out) {
+    let rc: Value = serde_json::from_str(vectors::RECEIPT_CHECKOUT).unwrap();
+    let payload_of = |jwt: &str| ari::jose::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap();
+    let merchant = vectors::key("merchant").unwrap();
+    for c in rc["checkouts"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let jwt = c["checkout_jwt"].as_str().unwrap();
+        let checkout = ari_core::ap2::verify_checkout(jwt, &merchant, NOW);
+        assert!(checkout.is_ok(), "{name}: {checkout:?}");
+        out.mode("ap2", &format!("checkout-{name}"), 0, jwt.as_bytes());
+        out.mode(
+            "ap2",
+            &format!("checkout-{name}-payload"),
+            1,
+            &payload_of(jwt),
+        );
+    }
+    let doc =
+        std::fs::read_to_string(repo().join("tests/vectors/ap2/checkout_mandate_doc.jwt")).unwrap();
+    out.mode("ap2", "checkout-doc", 0, doc.trim().as_bytes());
+    out.mode("ap2", "checkout-doc-payload", 1, &payload_of(doc.trim()));
+    let provider = vectors::key("merchant-payment-processor-key-1").unwrap();
+    let reference = rc["reference"].as_str().unwrap();
+    for r in rc["receipts"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        let jwt = r["receipt_jwt"].as_str().unwrap();
+        let receipt = ari_core::ap2::verify_receipt(jwt, &provider, reference);
+        assert!(receipt.is_ok(), "{name}: {receipt:?}");
+        out.mode(
+            "ap2",
+            &format!("receipt-{name}"),
+            2,
+            format!("{reference}\n{jwt}").as_bytes(),
+        );
+        let mut own = b"\n".to_vec();
+        own.extend_from_slice(&payload_of(jwt));
+        out.mode("ap2", &format!("receipt-{name}-payload"), 3, &own);
+    }
+    let chain = rc["payment_chain"].as_str().unwrap();
+    assert_eq!(ari_core::ap2::receipt_reference(chain), reference);
+    out.mode("ap2", "reference-chain", 4, chain.as_bytes());
+    let leaf = chain.rsplit("~~").next().unwrap();
+    out.mode("ap2", "reference-leaf", 4, leaf.as_bytes());
 }
 
 fn evidence(out: &mut Out) {
@@ -671,6 +1064,9 @@ fn write_seeds() {
     wire(&mut out);
     vouchers(&mut out);
     payments(&mut out);
+    sd_jwts(&mut out);
+    mandates(&mut out);
+    ap2_documents(&mut out);
     evidence(&mut out);
     attestations(&mut out);
     conditions(&mut out);
