@@ -10,13 +10,13 @@
 //! - 2: the rest is a time: its text read by `parse_utc`, and its first 8 bytes, as a
 //!   big-endian Unix time, written by `utc`;
 //! - 3: the rest is `[budget, currency]` (any JSON): `budget_minor` reads it; and its first 8
-//!   bytes, as a minor-unit amount, written by `budget_major`.
+//!   bytes, as a minor-unit amount, written by `budget_major` (with `budget_exact` beside it).
 //!
 //! Properties: whatever deserializes serializes back to the same value; `check` judges the same
 //! payment the same and never finds fewer violations after more spending; a time `parse_utc`
 //! reads is one `utc` writes back as the same text, and every time `utc` writes (clamped to the
 //! years 1970 to 9999) reads back; a budget `budget_major` writes, while a binary float holds it
-//! exactly, reads back to the same minor units.
+//! exactly, reads back to the same minor units with its exact figure, and never to more without.
 #![no_main]
 
 use ari::mandate::{
@@ -103,14 +103,20 @@ fn times(rest: &[u8]) {
 fn budgets(rest: &[u8]) {
     if let Ok(Value::Array(pair)) = serde_json::from_slice::<Value>(rest)
         && let [Value::Number(max), Value::String(currency)] = pair.as_slice()
-        && let Some(minor) = mandate::budget_minor(max, currency)
+        && let Some(minor) = mandate::budget_minor(max, currency, None)
     {
-        // The minor units read back as the same major-unit amount where a float holds them.
+        // Written again, it reads back the same, with its exact figure where one is written,
+        // and never as more without it.
         if minor < 1_000_000_000_000_000 {
             let major = mandate::budget_major(minor, currency);
+            let exact = mandate::budget_exact(minor, currency);
             assert_eq!(
-                mandate::budget_minor(&major, currency),
+                mandate::budget_minor(&major, currency, exact),
                 Some(minor),
+                "{max} {major}"
+            );
+            assert!(
+                mandate::budget_minor(&major, currency, None).is_some_and(|m| m <= minor),
                 "{max} {major}"
             );
         }
@@ -119,9 +125,13 @@ fn budgets(rest: &[u8]) {
         let minor = u64::from_be_bytes(bytes.try_into().expect("eight bytes"));
         let currency = std::str::from_utf8(rest.get(8..).unwrap_or_default()).unwrap_or("CNY");
         let major = mandate::budget_major(minor, currency);
-        let back = mandate::budget_minor(&major, currency);
+        let exact = mandate::budget_exact(minor, currency);
         if minor < 1_000_000_000_000_000 {
-            assert_eq!(back, Some(minor), "{major} {currency}");
+            assert_eq!(
+                mandate::budget_minor(&major, currency, exact),
+                Some(minor),
+                "{major} {currency}"
+            );
         }
     }
 }

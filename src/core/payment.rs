@@ -66,7 +66,8 @@ pub struct RiskData {
     /// base64url SHA-256 of the attestation bundle's bytes.
     pub attestation_sha256: String,
     /// The attestation bundle (base64url of its JSON bytes): the runtime as measured for this
-    /// payment, and on a TPM the quote bound to it.
+    /// payment, and on a TPM the quote bound to it. A selectively disclosable member: the
+    /// closed mandate names it by digest, its disclosure follows the mandate's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attestation: String,
     /// base64url SHA-256 of the JSON of the facts the request carried, as its evidence entry
@@ -189,26 +190,36 @@ pub fn instrument(funds_carrier: Option<&str>, user: &str) -> PaymentInstrument 
 }
 
 /// An authorization being made: the hop's payload, rendered but for its log index (which only
-/// the ledger knows), and the closed mandate's disclosure.
+/// the ledger knows), and its disclosures.
 #[derive(Debug, Clone)]
 pub struct AuthorizationDraft {
     /// The payload, with `log_index` to fill in.
     pub pending: PendingInput,
-    /// The closed mandate's disclosure, as it follows the JWS.
-    pub disclosure: String,
+    /// The disclosures, as they follow the JWS: the closed mandate's first (what the evidence
+    /// entry records), then the attestation bundle's, which the closed mandate names in
+    /// `risk_data.ari._sd`: the bundle travels with the mandate, and the log keeps its digest.
+    pub disclosures: Vec<String>,
 }
 
 impl AuthorizationDraft {
     /// The terminal hop for `claims` (its `log_index` ignored) after the voucher segment `leaf`
     /// (as presented), signed by the key with thumbprint `kid`; `attestation` is the bundle
-    /// (base64url) and `salt` a fresh salt.
+    /// (base64url) and `salts` two fresh salts.
     pub fn new(
         claims: &AuthorizationClaims,
         leaf: &str,
         kid: &str,
         attestation: &str,
-        salt: &str,
+        salts: [&str; 2],
     ) -> Result<Self, JoseError> {
+        let [salt, bundle_salt] = salts;
+        let bundle = (!attestation.is_empty()).then(|| {
+            Disclosure::member(
+                bundle_salt,
+                "attestation",
+                Value::String(attestation.into()),
+            )
+        });
         let closed = ClosedPaymentMandate {
             vct: mandate::CLOSED_VCT.into(),
             transaction_id: claims.transaction_id.clone(),
@@ -237,12 +248,19 @@ impl AuthorizationDraft {
                 report_by: claims.report_by,
                 checkout_verified: claims.checkout_verified,
                 attestation_sha256: claims.attestation_sha256.clone(),
-                attestation: attestation.to_string(),
+                attestation: String::new(),
                 facts_sha256: claims.facts_sha256.clone(),
             }})),
         };
         let mut item = serde_json::to_value(&closed)
             .map_err(|e| JoseError::Json("closed mandate", e.to_string()))?;
+        if let (Some(d), Some(Value::Object(ari))) = (
+            &bundle,
+            item.get_mut("risk_data")
+                .and_then(|r| r.get_mut(RISK_MEMBER)),
+        ) {
+            ari.insert("_sd".into(), json!([d.digest()]));
+        }
         if let (Value::Object(m), false) = (&mut item, claims.attestation_sha256.is_empty()) {
             m.insert(
                 "agent_attestation".into(),
@@ -270,16 +288,24 @@ impl AuthorizationDraft {
         payload.insert("sd_hash".into(), voucher::digest(leaf).into());
         payload.insert("_sd_alg".into(), sdjwt::SD_ALG.into());
         let header = Header::es256(sdjwt::TERMINAL_TYP, kid);
+        let mut disclosures = vec![disclosure.encoded];
+        disclosures.extend(bundle.map(|d| d.encoded));
         Ok(Self {
             pending: PendingInput::new(&header, &payload, "log_index")?,
-            disclosure: disclosure.encoded,
+            disclosures,
         })
     }
 }
 
-/// The terminal segment as presented, from its signed JWS and its disclosure.
-pub fn segment(jwt: &str, disclosure: &str) -> String {
-    format!("{jwt}~{disclosure}~")
+/// The terminal segment as presented, from its signed JWS and its disclosures.
+pub fn segment(jwt: &str, disclosures: &[String]) -> String {
+    let mut s = jwt.to_string();
+    s.push('~');
+    for d in disclosures {
+        s.push_str(d);
+        s.push('~');
+    }
+    s
 }
 
 /// Reads an authorization from its hop's payload and its disclosed closed mandate.

@@ -455,32 +455,6 @@ impl Ledger {
         Rest(rest).durable().await
     }
 
-    /// Queues `job` for a group commit and returns at once: for bookkeeping nobody waits for.
-    /// A job refused (a full queue, a stopped writer) or failed is only logged.
-    pub fn run_detached(
-        &self,
-        what: &'static str,
-        job: impl for<'t> FnOnce(&Tx<'t>) -> Result<(), StoreError> + Send + 'static,
-    ) {
-        let (reply, _) = tokio::sync::oneshot::channel();
-        let job = move |tx: &Tx<'_>| {
-            let r = job(tx);
-            if let Err(e) = &r {
-                tracing::warn!(error = %e, "{what}: not written");
-            }
-            r.map(|()| ((), ()))
-        };
-        let queued = self.enqueue(Box::new(Task {
-            job: Some(Box::new(job)),
-            early: None,
-            result: None,
-            reply,
-        }));
-        if let Err(e) = queued {
-            tracing::warn!(error = %e, "{what}: not queued");
-        }
-    }
-
     /// Runs `job` in the next group commit and returns as soon as it has run, with the part of
     /// its result it chose to tell early; the rest waits for the commit ([`Staged::durable`]).
     /// Lets a caller prepare work (a signature) during the fsync that it releases only after.

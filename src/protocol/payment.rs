@@ -130,6 +130,10 @@ pub struct ReportParams {
     /// providers' keys and this payment's authorization, and logged with the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_jwt: Option<String>,
+    /// With `receipt_jwt`: the authorization the receipt answers, as `payment.authorize`
+    /// returned it (the daemon keeps a copy only of confirmed held payments').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
 }
 
 /// The params of `admin.payment_list`.

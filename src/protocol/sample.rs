@@ -415,6 +415,7 @@ sample! {
         outcome: Outcome::Succeeded,
         reference: Some(text()),
         receipt_jwt: Some(text()),
+        authorization: Some(text()),
     };
     PaymentListParams => PaymentListParams {
         status: Some(PaymentStatus::Authorized),

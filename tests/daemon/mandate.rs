@@ -651,9 +651,23 @@ fn a_checkout_binds_the_payment_and_a_provider_receipt_backs_its_report() {
         let mut p = json!({"decision": paid["decision"], "outcome": outcome});
         if let Some(jwt) = jwt {
             p["receipt_jwt"] = json!(jwt);
+            p["authorization"] = paid["authorization"].clone();
         }
         c.call(Method::PaymentReport, p)
     };
+    // The authorization a receipt answers: the one signed for that decision, and given.
+    let mut without = json!({"decision": bound["decision"], "outcome": "succeeded",
+                             "receipt_jwt": "x.y.z"});
+    assert_eq!(
+        reason(c.call(Method::PaymentReport, without.clone())),
+        "receipt_refused"
+    );
+    without["authorization"] = free["authorization"].clone();
+    assert_eq!(
+        reason(c.call(Method::PaymentReport, without)),
+        "receipt_refused",
+        "another decision's authorization"
+    );
     assert_eq!(
         reason(report(
             &mut c,

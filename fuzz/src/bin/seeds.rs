@@ -154,6 +154,7 @@ fn receipt_for(claims: &[VoucherClaims], level: AutonomyLevel, amount: u64) -> (
         agent: leaf.agent.clone(),
         instance: "i-1".into(),
         transaction_id: "c0ffee-1".into(),
+        checkout_verified: false,
         payee: "shop.example".into(),
         amount,
         currency: "CNY".into(),
@@ -182,11 +183,17 @@ fn receipt_for(claims: &[VoucherClaims], level: AutonomyLevel, amount: u64) -> (
     let bundle_bytes = serde_json::to_vec(&bundle).unwrap();
     let attestation = b64(&bundle_bytes);
     c.attestation_sha256 = b64(&Sha256::digest(&bundle_bytes));
-    let draft = AuthorizationDraft::new(&c, leaf_segment, &holder.kid, &attestation, "c2FsdC1wYXk")
-        .unwrap();
+    let draft = AuthorizationDraft::new(
+        &c,
+        leaf_segment,
+        &holder.kid,
+        &attestation,
+        ["c2FsdC1wYXk", "c2FsdC1idW5kbGU"],
+    )
+    .unwrap();
     let input = draft.pending.fill(97);
     let jwt = input.clone().finish(&holder.sign_digest(&input.digest()));
-    let authorization = payment::segment(&jwt, &draft.disclosure);
+    let authorization = payment::segment(&jwt, &draft.disclosures);
     let receipt = Receipt::new(&chain, authorization, attestation);
     let verified = payment::verify(&receipt, &[issuer().pk], None, NOW);
     assert!(verified.is_ok(), "the seed receipt verifies: {verified:?}");

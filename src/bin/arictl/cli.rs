@@ -420,7 +420,7 @@ pub(crate) enum PaymentCmd {
     },
     /// Report how an authorized payment ended (agent side).
     #[command(
-        after_help = "Examples:\n  arictl payment report 9f2c... --outcome refunded --reference psp-ref-778\n  arictl payment report 9f2c... --outcome succeeded --receipt receipt.jwt"
+        after_help = "Examples:\n  arictl payment report 9f2c... --outcome refunded --reference psp-ref-778\n  arictl payment report 9f2c... --outcome succeeded --receipt receipt.jwt --authorization paid.json"
     )]
     Report {
         decision: String,
@@ -433,6 +433,10 @@ pub(crate) enum PaymentCmd {
         /// File with the payment provider's signed AP2 payment receipt (`-` for stdin).
         #[arg(long, value_name = "FILE")]
         receipt: Option<PathBuf>,
+        /// With --receipt: the authorization it answers, the file `arictl payment authorize`
+        /// printed (or the authorization alone).
+        #[arg(long, value_name = "FILE", requires = "receipt")]
+        authorization: Option<PathBuf>,
     },
     /// List decisions (operator).
     #[command(

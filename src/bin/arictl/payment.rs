@@ -86,7 +86,25 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
             outcome,
             reference,
             receipt,
+            authorization,
         } => {
+            let authorization = authorization
+                .as_ref()
+                .map(|f| -> Result<String> {
+                    let text = read_input(f)?;
+                    let text = text.trim();
+                    if !text.starts_with('{') {
+                        return Ok(text.to_owned());
+                    }
+                    let printed: serde_json::Value = serde_json::from_str(text)?;
+                    printed
+                        .get("authorization")
+                        .or_else(|| printed.get("receipt").and_then(|r| r.get("authorization")))
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow::anyhow!("{}: no authorization in it", f.display()))
+                })
+                .transpose()?;
             let params = ReportParams {
                 decision: decision.clone(),
                 outcome: parse_wire("--outcome", outcome, "succeeded, failed or refunded")?,
@@ -95,6 +113,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
                     .as_ref()
                     .map(|f| read_input(f).map(|t| t.trim().to_owned()))
                     .transpose()?,
+                authorization,
             };
             print_json(&call::<call::PaymentReport>(agent, &params)?)
         }

@@ -92,13 +92,16 @@ impl Mandate {
         self.claims.report_by = report_by;
         self.claims.iat = now;
         self.claims.exp = now + payment::AUTHORIZATION_TTL_S;
-        let salt = crate::service::random_salt()?;
+        let salts = [
+            crate::service::random_salt()?,
+            crate::service::random_salt()?,
+        ];
         Ok(AuthorizationDraft::new(
             &self.claims,
             &self.leaf,
             &self.kid,
             &self.attestation,
-            &salt,
+            [&salts[0], &salts[1]],
         )
         .map_err(Internal::jose("a payment authorization"))?)
     }
@@ -189,7 +192,7 @@ impl Service {
         let report_deadline = report_within.map(|s| now.saturating_add_unsigned(s));
         let AuthorizationDraft {
             pending,
-            disclosure,
+            disclosures,
         } = self
             .mandate(
                 &agent,
@@ -200,7 +203,7 @@ impl Service {
                 false,
             )?
             .render(report_deadline, now)?;
-        let logged_disclosure = disclosure.clone();
+        let logged_disclosure = disclosures.first().cloned().unwrap_or_default();
         let about = (agent.id.clone(), agent.user.clone());
         let runtime = (!attestation_sha256.is_empty()).then(|| attestation_sha256.clone());
         let mut base = payment_fact(&row, chain.leaf_digest());
@@ -318,13 +321,12 @@ impl Service {
                 };
                 let logged = commit.logged(recorded)?;
                 let jwt = match signed {
-                    Ok(withheld) => payment::segment(&withheld.release(logged)?.0, &disclosure),
+                    Ok(withheld) => payment::segment(&withheld.release(logged)?.0, &disclosures),
                     Err(e) => {
                         self.void(&id, chain.clone(), &agent).await;
                         return Err(e.into());
                     }
                 };
-                self.keep_authorization(&id, &jwt);
                 // Asked for, the receipt carries the entry's inclusion in the next checkpoint,
                 // which comes within the checkpoint interval unless the key store is failing.
                 // Signed and durable: a freeze or revocation need not wait for the proof.
@@ -346,16 +348,6 @@ impl Service {
                 }))
             }
         }
-    }
-
-    /// Keeps a copy of a released authorization with its decision, in a later commit that the
-    /// answer does not wait for: a report's payment receipt is checked against it.
-    pub(super) fn keep_authorization(&self, decision: &str, authorization: &str) {
-        let (id, jwt) = (decision.to_string(), authorization.to_string());
-        self.ledger
-            .run_detached("an authorization's copy", move |tx| {
-                ledger::set_authorization(tx, &id, &jwt)
-            });
     }
 
     /// Checks a merchant's checkout JWT for a payment: signed by the key registered for the

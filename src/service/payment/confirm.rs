@@ -71,7 +71,7 @@ impl Service {
         let attestation_sha256 = attestation_digest(&row.attestation)?;
         let crate::payment::AuthorizationDraft {
             pending,
-            disclosure,
+            disclosures,
         } = self
             .mandate(
                 &agent,
@@ -82,7 +82,7 @@ impl Service {
                 true,
             )?
             .render(deadline, now)?;
-        let logged_disclosure = disclosure.clone();
+        let logged_disclosure = disclosures.first().cloned().unwrap_or_default();
         let (job_chain, id) = (chain.clone(), row.id.clone());
         let about = (agent.id.clone(), agent.user.clone());
         let (confirmed, commit) = self
@@ -145,7 +145,7 @@ impl Service {
             {
                 Ok(withheld) => {
                     let (jwt, _) = withheld.release(commit.logged(recorded)?)?;
-                    let jwt = crate::payment::segment(&jwt, &disclosure);
+                    let jwt = crate::payment::segment(&jwt, &disclosures);
                     let id = row.id.clone();
                     self.ledger
                         .run(move |tx| ledger::set_authorization(tx, &id, &jwt))

@@ -7,12 +7,59 @@ use crate::error::Error;
 use crate::evidence::entry::{Draft, Kind};
 use crate::ledger::{self, Outcome, PaymentStatus};
 use crate::protocol::payment::{DecisionStatus, DecisionView, ReportParams, StatusParams};
-use crate::service::{ConnInfo, Service};
+use crate::service::{ConnInfo, Service, blocking};
 use crate::store::StoreError;
 use serde_json::json;
 use std::time::Duration;
 
 impl Service {
+    /// Checks that `authorization` is the one this daemon signed for decision `row`: a terminal
+    /// hop signed with the agent's key (which signs only what the daemon builds), naming the
+    /// decision, whose payload is the one the decision's evidence entry records.
+    async fn signed_here(
+        &self,
+        authorization: &str,
+        row: &ledger::PaymentRow,
+        agent: &crate::identity::Agent,
+    ) -> Result<(), Error> {
+        let not_ours = || {
+            Error::ReceiptRefused(format!(
+                "the authorization given is not the one signed for decision {}",
+                row.id
+            ))
+        };
+        let segment = crate::sdjwt::split(authorization)
+            .ok()
+            .and_then(|mut s| s.pop())
+            .ok_or_else(not_ours)?;
+        let (_, payload) = crate::jose::verify_with(&segment.jwt, &agent.key.public, |_| Ok(()))
+            .map_err(|_| not_ours())?;
+        let claims: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| not_ours())?;
+        let index = claims.get("log_index").and_then(serde_json::Value::as_u64);
+        if claims.get("jti").and_then(serde_json::Value::as_str) != Some(row.id.as_str()) {
+            return Err(not_ours());
+        }
+        let index = index.ok_or_else(not_ours)?;
+        let store = self.store.clone();
+        let found = blocking(move || store.read(|c| crate::ledger::log::entry(c, index))).await?;
+        let entry = found
+            .and_then(|(_, bytes)| crate::evidence::entry::parse(&bytes).ok())
+            .ok_or_else(not_ours)?;
+        let b64 = segment.jwt.split('.').nth(1).unwrap_or_default();
+        let recorded = matches!(entry.kind, Kind::PaymentAuthorized | Kind::PaymentConfirmed)
+            && entry
+                .fact
+                .get("decision")
+                .and_then(serde_json::Value::as_str)
+                == Some(row.id.as_str())
+            && entry
+                .fact
+                .get("mandate")
+                .and_then(serde_json::Value::as_str)
+                == Some(b64);
+        if recorded { Ok(()) } else { Err(not_ours()) }
+    }
+
     /// Checks a payment provider's AP2 receipt for decision `row`: signed by a registered
     /// provider, its `reference` the hash of the authorization this daemon signed (as AP2's SDK
     /// computes it), its status the reported outcome. The provider's name and the receipt.
@@ -20,25 +67,25 @@ impl Service {
         &self,
         jwt: &str,
         row: &ledger::PaymentRow,
+        presented: Option<&str>,
+        agent: &crate::identity::Agent,
         outcome: Outcome,
     ) -> Result<(String, crate::ap2::PaymentReceipt), Error> {
         let refused = Error::ReceiptRefused;
-        // The copy of the authorization is written after the answer left, in a commit of its
-        // own; one ledger job later it is on disk.
-        let kept;
-        let row = if row.authorization.is_none() {
-            self.ledger.run(|_| Ok(())).await?;
-            kept = self.decision(&row.id).await?;
-            &kept
-        } else {
-            row
+        let authorization = match (row.authorization.as_deref(), presented) {
+            (Some(kept), _) => kept,
+            (None, Some(a)) => {
+                self.signed_here(a, row, agent).await?;
+                a
+            }
+            (None, None) => {
+                return Err(refused(format!(
+                    "give the authorization the receipt answers (`authorization`): decision {} \
+                     is not a held one, whose copy the daemon keeps",
+                    row.id
+                )));
+            }
         };
-        let authorization = row.authorization.as_deref().ok_or_else(|| {
-            refused(format!(
-                "decision {} has no kept authorization to check a receipt against",
-                row.id
-            ))
-        })?;
         let reference = crate::ap2::receipt_reference(authorization);
         let providers = self.provider_keys().await?;
         if providers.is_empty() {
@@ -128,7 +175,10 @@ impl Service {
         let (_, agent, _) = self.caller_for_decision(info)?;
         let row = self.own_decision(&agent, &p.decision).await?;
         let receipt = match &p.receipt_jwt {
-            Some(jwt) => Some(self.check_receipt(jwt, &row, p.outcome).await?),
+            Some(jwt) => Some(
+                self.check_receipt(jwt, &row, p.authorization.as_deref(), &agent, p.outcome)
+                    .await?,
+            ),
             None => None,
         };
         let chain = self.resolve_chain(&row.voucher).await?;
