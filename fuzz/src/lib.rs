@@ -399,7 +399,10 @@ pub fn build_receipt(
         .and_then(|d| d.last_mut())
         .and_then(|c| c.pointer_mut("/risk_data/ari"))
     {
-        fill(risk, "attestation", || Value::String(attestation.clone()));
+        // Unless a disclosure of its own carries the bundle (`_sd`), as the daemon writes it.
+        if risk.get("_sd").is_none() {
+            fill(risk, "attestation", || Value::String(attestation.clone()));
+        }
         fill(risk, "attestation_sha256", || {
             Value::String(b64(&Sha256::digest(&bundle_bytes)))
         });

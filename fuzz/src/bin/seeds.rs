@@ -484,9 +484,16 @@ fn payments(out: &mut Out) {
         let described = describe(&segments(&receipt.mandate));
         let (authorization, vouchers) = described.split_last().unwrap();
         let mut authorization = authorization.clone();
-        let risk = authorization["disclosures"][0][1]["risk_data"]["ari"]
-            .as_object_mut()
-            .unwrap();
+        // The bundle's own disclosure and every mention of it go: the harness puts the bundle
+        // it builds in the closed mandate itself.
+        authorization["disclosures"]
+            .as_array_mut()
+            .unwrap()
+            .truncate(1);
+        let closed = authorization["disclosures"][0][1].as_object_mut().unwrap();
+        closed.remove("agent_attestation");
+        let risk = closed["risk_data"]["ari"].as_object_mut().unwrap();
+        risk.remove("_sd");
         risk.remove("attestation");
         risk.remove("attestation_sha256");
         let mut input = json!({
