@@ -153,6 +153,15 @@ pub struct OpenPaymentMandate {
     pub cnf: Cnf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_instrument: Option<PaymentInstrument>,
+    /// Pre-set: the one payee the closed mandate may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<Merchant>,
+    /// Pre-set: the one amount the closed mandate may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_amount: Option<Amount>,
+    /// Pre-set: the one execution date the closed mandate may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,10 +407,26 @@ pub fn check(
     let mut out = Vec::new();
     let amount = closed.payment_amount.amount;
     let currency = closed.payment_amount.currency.as_str();
+    // Claims the open mandate pre-sets pass to the closed one unchanged.
     if let Some(preset) = &open.payment_instrument
         && preset.id != closed.payment_instrument.id
     {
         out.push(Violation::PresetMismatch("payment_instrument"));
+    }
+    if let Some(preset) = &open.payee
+        && !merchant_matches(preset, &closed.payee)
+    {
+        out.push(Violation::PresetMismatch("payee"));
+    }
+    if let Some(preset) = &open.payment_amount
+        && *preset != closed.payment_amount
+    {
+        out.push(Violation::PresetMismatch("payment_amount"));
+    }
+    if let Some(preset) = &open.execution_date
+        && Some(preset) != closed.execution_date.as_ref()
+    {
+        out.push(Violation::PresetMismatch("execution_date"));
     }
     for c in &open.constraints {
         match c {
@@ -502,8 +527,9 @@ pub struct PaymentChain {
     pub payloads: Vec<Value>,
     /// How each hop binds to the segment before it: `sd_hash` or `issuer_jwt_hash`.
     pub bindings: Vec<&'static str>,
-    /// What the last open mandate's constraints say of the closed one, with nothing spent
-    /// before (budgets and counts need the holder's ledger, which a chain does not carry).
+    /// What the open mandates' constraints and pre-set claims say of the closed one, with
+    /// nothing spent before (budgets and counts need the holder's ledger, which a chain does
+    /// not carry).
     pub violations: Vec<Violation>,
 }
 
@@ -532,8 +558,8 @@ pub enum ChainError {
 /// mandate before it names, the bindings (either hash, at any depth), the last hop's `aud`,
 /// `nonce` and times per `expect`; every segment but the last must disclose an open payment
 /// mandate and the last a closed one; then AP2's constraint check of the closed mandate against
-/// the last open one ([`check`], nothing spent before, `now` as the execution date when the
-/// closed mandate names none).
+/// every open one ([`check`]: constraints and pre-set claims, nothing spent before, `now` as
+/// the execution date when the closed mandate names none).
 pub fn verify_chain(
     chain: &str,
     trusted: &[crate::jose::PublicKey],
@@ -595,20 +621,23 @@ pub fn verify_chain(
             );
         }
     }
-    let (Some(closed), Some(last_open)) = (closed, open.last()) else {
+    let Some(closed) = closed.filter(|_| !open.is_empty()) else {
         return Err(ChainError::Mandate {
             segment: last,
             message: "no closed mandate after an open one".into(),
         });
     };
     let now = utc(expect.at.unwrap_or(0));
-    let violations = check(
-        last_open,
-        &closed,
-        Usage::default(),
-        &now,
-        open_checkout_hash,
-    );
+    // Every open mandate's constraints and pre-set claims hold for the payment, not only the
+    // last's: each hop may only narrow, and a verifier does not take that on trust.
+    let mut violations: Vec<Violation> = Vec::new();
+    for o in &open {
+        for v in check(o, &closed, Usage::default(), &now, open_checkout_hash) {
+            if !violations.contains(&v) {
+                violations.push(v);
+            }
+        }
+    }
     let bindings = v
         .payloads
         .iter()
@@ -843,6 +872,9 @@ mod tests {
                 kid: Some("k".into()),
             },
             payment_instrument: None,
+            payee: None,
+            payment_amount: None,
+            execution_date: None,
             iat: None,
             exp: None,
             a2p2: None,

@@ -290,6 +290,25 @@ impl Binding {
     }
 }
 
+/// The claims of a segment's payload that may not come from a disclosure.
+pub const PROTOCOL_CLAIMS: &[&str] = &[
+    "sd_hash",
+    "issuer_jwt_hash",
+    "aud",
+    "nonce",
+    "iat",
+    "exp",
+    "nbf",
+    "cnf",
+    "delegate_payload",
+    "iss",
+    "sub",
+    "jti",
+    "agent",
+    "status",
+    "log_index",
+];
+
 /// A segment to be signed: its payload names `mandate` as the one disclosed item of
 /// `delegate_payload` (salted with `salt`), beside `claims`; `disclosures` are the mandate's
 /// own concealed members ([`conceal`]) and go out after the mandate's disclosure.
@@ -578,6 +597,16 @@ pub fn verify_segments(
             .map(|d| Disclosure::parse(d))
             .collect::<Result<Vec<_>, _>>()?;
         let resolved = resolve(&payload, &disclosures)?;
+        // What binds, answers or times a segment is signed in the clear: a holder could leave
+        // out a disclosed one, or a signer pass one claim for another.
+        if let Some(name) = PROTOCOL_CLAIMS
+            .iter()
+            .find(|n| resolved.get(**n).is_some() && payload.get(**n).is_none())
+        {
+            return Err(format(format!(
+                "segment {i}: {name} may not be selectively disclosed"
+            )));
+        }
         let items = resolved
             .get("delegate_payload")
             .and_then(Value::as_array)
@@ -669,6 +698,7 @@ fn times(v: &Value, segment: usize, expect: &Expect) -> Result<(), SdJwtError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
+    use serde_json::json;
 
     /// AP2's golden vectors for delegate SD-JWT chains (tests/vectors/ap2/).
     fn vectors() -> Value {
@@ -808,6 +838,16 @@ mod tests {
     /// agent-sa, the last by provider-cp. Printed with `--nocapture` for checking it by hand
     /// with AP2's SDK.
     fn made_here(set: &Value, binding_by_jwt: bool) -> (String, PublicKey) {
+        made_here_paying(set, binding_by_jwt, "m-1", json!([]))
+    }
+
+    /// As [`made_here`], the middle hop with `middle_constraints` and the payment to `payee`.
+    fn made_here_paying(
+        set: &Value,
+        binding_by_jwt: bool,
+        payee: &str,
+        middle_constraints: Value,
+    ) -> (String, PublicKey) {
         let (root_sk, root_pk) = pinned(set, "user-root");
         let (agent_sk, agent_pk) = pinned(set, "agent-sa");
         let (cp_sk, cp_pk) = pinned(set, "provider-cp");
@@ -846,7 +886,7 @@ mod tests {
         };
         let middle_mandate = serde_json::json!({
             "vct": "mandate.payment.open.1",
-            "constraints": [],
+            "constraints": middle_constraints,
             "cnf": {"jwk": cp_pk.to_jwk()},
         });
         let middle = sign(
@@ -865,7 +905,7 @@ mod tests {
         let closed = serde_json::json!({
             "vct": "mandate.payment.1",
             "transaction_id": "tx_made_here",
-            "payee": {"id": "m-1", "name": "Acme Store"},
+            "payee": {"id": payee, "name": "Acme Store"},
             "payment_amount": {"amount": 2500, "currency": "USD"},
             "payment_instrument": {"id": "pi-1", "type": "credit"},
         });
@@ -919,6 +959,73 @@ mod tests {
             } else {
                 assert_eq!(withheld, Err(SdJwtError::Binding(1)));
             }
+        }
+    }
+
+    /// AP2's rules for a chain: every open mandate's constraints and pre-set claims hold for the
+    /// payment, the root's as much as the last's.
+    #[test]
+    fn every_open_mandate_of_a_chain_is_checked_not_only_the_last() {
+        let set = vectors();
+        let expect = Expect {
+            aud: Some("merchant"),
+            nonce: Some("merchant-nonce-789"),
+            at: Some(1_785_268_700),
+            skew: 300,
+            open: false,
+        };
+        let (fine, root) = made_here(&set, false);
+        let got = crate::mandate::verify_chain(&fine, &[root], &expect, None).unwrap();
+        assert_eq!(got.violations, vec![]);
+        // The root pre-sets the payee m-1; the middle hop says nothing of payees.
+        let (elsewhere, root) = made_here_paying(&set, false, "m-evil", json!([]));
+        let got = crate::mandate::verify_chain(&elsewhere, &[root], &expect, None).unwrap();
+        assert_eq!(
+            got.violations,
+            vec![crate::mandate::Violation::PresetMismatch("payee")]
+        );
+        // The middle hop's own limit counts too.
+        let (over, root) = made_here_paying(
+            &set,
+            false,
+            "m-1",
+            json!([{"type": "payment.amount_range", "currency": "USD", "max": 100}]),
+        );
+        let got = crate::mandate::verify_chain(&over, &[root], &expect, None).unwrap();
+        assert!(matches!(
+            got.violations.as_slice(),
+            [crate::mandate::Violation::AmountOutOfRange { .. }]
+        ));
+    }
+
+    /// Protocol claims are signed in the clear: one that comes from a disclosure is refused.
+    #[test]
+    fn a_disclosed_protocol_claim_is_refused() {
+        let set = vectors();
+        let (root_sk, root_pk) = pinned(&set, "user-root");
+        let (_, agent_pk) = pinned(&set, "agent-sa");
+        let mandate = json!({"vct": "mandate.payment.open.1", "constraints": [],
+                             "cnf": {"jwk": agent_pk.to_jwk()}});
+        let mut draft = Draft::root(
+            "dc+sd-jwt",
+            &root_pk.thumbprint(),
+            "c2FsdA",
+            mandate,
+            Vec::new(),
+        );
+        let mut claims = Map::new();
+        claims.insert("exp".into(), json!(1));
+        let hidden = conceal(&mut claims, &["exp"], &["c2FsdC1leHA".into()]).unwrap();
+        draft.claims.extend(claims);
+        draft.disclosures.extend(hidden);
+        let root = sign(&draft, &root_sk);
+        let open = Expect {
+            open: true,
+            ..Expect::default()
+        };
+        match verify(&join(&[root]), &root_pk, &open) {
+            Err(SdJwtError::Format(m)) => assert!(m.contains("exp"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

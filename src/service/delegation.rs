@@ -85,6 +85,11 @@ impl Service {
         let status = self.take_status().await?;
         let idx = status.status_list.idx;
         claims.status = Some(status);
+        if policy::period(&claims).is_some() {
+            return Err(Error::InvalidParams(
+                "a delegated voucher's limits cannot be per period in this version".into(),
+            ));
+        }
         let carve = policy::budget(&claims).map(|(_, m)| m);
         let draft = VoucherDraft::delegation(
             &claims,

@@ -177,7 +177,10 @@ impl Service {
             .sign::<_, ()>(issuer.id.clone(), Prepared::new(draft))
             .withheld()
             .await?;
-        let (budget, job_claims) = (budget(&p), claims.clone());
+        // The ledger's budget column is a lifetime total, which its trigger holds spending to; a
+        // periodic budget is the policy's, per period.
+        let budget = budget(&p).filter(|_| p.period.is_none());
+        let job_claims = claims.clone();
         let ((withheld, recorded), commit) = self
             .ledger
             .commit(move |tx| {

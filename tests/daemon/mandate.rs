@@ -64,6 +64,9 @@ fn open() -> OpenPaymentMandate {
             kind: "card".into(),
             description: None,
         }),
+        payee: None,
+        payment_amount: None,
+        execution_date: None,
         iat: Some(1_796_500_000),
         exp: Some(1_796_600_000),
         a2p2: Some(A2p2Limits {

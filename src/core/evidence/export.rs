@@ -672,9 +672,17 @@ fn check_fact(
                     format!("names log index {}", claims.log_index),
                 ));
             }
+            let text = |k: &str| e.fact.get(k).and_then(serde_json::Value::as_str);
             if e.fact.get("amount").and_then(serde_json::Value::as_u64) != Some(claims.amount)
-                || e.fact.get("decision").and_then(serde_json::Value::as_str)
-                    != Some(claims.jti.as_str())
+                || text("decision") != Some(claims.jti.as_str())
+                || text("payee") != Some(claims.payee.as_str())
+                || text("currency") != Some(claims.currency.as_str())
+                || text("transaction_id") != Some(claims.transaction_id.as_str())
+                || text("aud") != Some(claims.aud.as_str())
+                || e.fact
+                    .get("checkout_verified")
+                    .and_then(serde_json::Value::as_bool)
+                    != Some(claims.checkout_verified)
             {
                 return Err(err(at, "mandate", "the entry and its mandate disagree"));
             }

@@ -122,6 +122,9 @@ pub fn to_mandate(
             ),
         },
         payment_instrument: None,
+        payee: None,
+        payment_amount: None,
+        execution_date: None,
         iat: Some(claims.iat),
         exp: Some(claims.exp),
         a2p2: (!limits.autonomy_level.is_empty()).then_some(limits),
@@ -176,7 +179,22 @@ pub fn from_mandate(m: &Value, index: usize) -> Result<Read, VoucherError> {
                 .map_err(|e| claim(format!("{}: {e}", mandate::A2P2_CLAIM)))
         })
         .transpose()?;
-    let constraints = read_limits(items, a2p2).map_err(claim)?;
+    let mut constraints = read_limits(items, a2p2).map_err(claim)?;
+    // A member ARI does not enforce (a pre-set payee, amount, instrument or date, anything
+    // else) limits nothing here: it is kept as unknown, which no payment passes.
+    if let Some(members) = m.as_object() {
+        for (name, value) in members {
+            if !matches!(
+                name.as_str(),
+                "vct" | "constraints" | "cnf" | "iat" | "exp" | mandate::A2P2_CLAIM
+            ) {
+                constraints.push(Constraint::Unknown {
+                    kind: format!("{name} (pre-set)"),
+                    body: value.clone(),
+                });
+            }
+        }
+    }
     Ok(Read {
         jwk: cnf.jwk,
         vct,
@@ -193,6 +211,17 @@ pub fn read_limits(items: &[Value], a2p2: Option<A2p2Limits>) -> Result<Vec<Cons
         constraints.push(read_constraint(body, exact)?);
     }
     if let Some(limits) = a2p2 {
+        if limits
+            .period_time_zone
+            .as_deref()
+            .is_some_and(|z| z != mandate::PERIOD_TIME_ZONE)
+        {
+            return Err(format!(
+                "periods counted in {:?}: this version counts them in {}",
+                limits.period_time_zone,
+                mandate::PERIOD_TIME_ZONE
+            ));
+        }
         let level: AutonomyLevel =
             serde_json::from_value(Value::String(limits.autonomy_level.clone()))
                 .map_err(|_| format!("autonomy level {:?}", limits.autonomy_level))?;
@@ -212,6 +241,41 @@ pub fn read_limits(items: &[Value], a2p2: Option<A2p2Limits>) -> Result<Vec<Cons
         }
     }
     Ok(constraints)
+}
+
+/// Whether an open mandate as signed (before its disclosures are resolved) conceals anything
+/// but elements of allowed lists: a holder could present it without a concealed limit, and the
+/// limit would be gone. Allowed payees and instruments may be concealed: leaving one out only
+/// narrows.
+pub fn conceals_a_limit(raw: &Value) -> bool {
+    fn any_concealed(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.contains_key("_sd") || m.contains_key("...") || m.values().any(any_concealed)
+            }
+            Value::Array(a) => a.iter().any(any_concealed),
+            _ => false,
+        }
+    }
+    let Some(members) = raw.as_object() else {
+        return true;
+    };
+    members
+        .iter()
+        .any(|(name, value)| match (name.as_str(), value) {
+            ("_sd", _) => true,
+            ("constraints", Value::Array(items)) => items.iter().any(|c| match c.as_object() {
+                None => true,
+                Some(c) => c.iter().any(|(k, v)| match (k.as_str(), v) {
+                    ("allowed", Value::Array(elements)) => elements.iter().any(|e| {
+                        // `{"...": digest}` itself is fine; what an element holds is not.
+                        e.as_object().is_some_and(|o| !o.contains_key("...")) && any_concealed(e)
+                    }),
+                    _ => k == "_sd" || k == "..." || any_concealed(v),
+                }),
+            }),
+            _ => any_concealed(value),
+        })
 }
 
 /// One AP2 constraint in ARI's terms; [`Constraint::Unknown`] where ARI cannot enforce it.

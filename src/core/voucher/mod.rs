@@ -404,6 +404,21 @@ pub fn read(
                 message: format!("ARI's claims: {e}"),
             })?;
         let read = ap2::from_mandate(mandate, index)?;
+        let raw = segments
+            .get(index)
+            .and_then(raw_mandate)
+            .ok_or_else(|| VoucherError::Claim {
+                index,
+                message: "its mandate is not the disclosure its payload names".into(),
+            })?;
+        if ap2::conceals_a_limit(&raw) {
+            return Err(VoucherError::Claim {
+                index,
+                message: "its mandate conceals a limit (only allowed payees and instruments \
+                          may be concealed)"
+                    .into(),
+            });
+        }
         let parent = match index.checked_sub(1).and_then(|i| segments.get(i)) {
             Some(prev) => {
                 if payload.get("sd_hash").and_then(Value::as_str).is_none() {
@@ -444,6 +459,23 @@ pub fn read(
         return Err(VoucherError::TooLong);
     }
     Ok(out)
+}
+
+/// The mandate a segment's payload names in `delegate_payload`, as its disclosure holds it
+/// (its own concealed parts unresolved).
+fn raw_mandate(segment: &Segment) -> Option<Value> {
+    let payload = segment.jwt.split('.').nth(1)?;
+    let payload: Value = serde_json::from_slice(&jose::b64url_decode(payload).ok()?).ok()?;
+    let digest = payload
+        .get("delegate_payload")?
+        .get(0)?
+        .get("...")?
+        .as_str()?
+        .to_string();
+    segment.disclosures.iter().find_map(|d| {
+        let d = sdjwt::Disclosure::parse(d).ok()?;
+        (d.digest() == digest).then_some(d.value)
+    })
 }
 
 /// The segments of a chain as presented, root first: what the daemon stores per voucher.
@@ -698,6 +730,74 @@ mod tests {
         let tampered = root.replacen('.', ".e", 1);
         assert!(verify_chain(&tampered, &[ipk], 1500).is_err());
         assert!(verify_chain(root.trim_end_matches('~'), &[ipk], 1500).is_err());
+    }
+
+    /// A root signed with `edit` applied to the mandate the claims make.
+    fn root_edited(
+        c: &VoucherClaims,
+        edit: impl Fn(&mut Value, &mut Vec<sdjwt::Disclosure>),
+        sk: &SigningKey,
+        pk: &PublicKey,
+    ) -> String {
+        let (mut mandate, mut disclosures) = ap2::to_mandate(c, &mut salts()).unwrap();
+        edit(&mut mandate, &mut disclosures);
+        let mut draft = Draft::root(
+            VOUCHER_TYP,
+            &pk.thumbprint(),
+            "c2FsdA",
+            mandate,
+            disclosures,
+        );
+        if let Value::Object(own) = serde_json::to_value(Own::of(c)).unwrap() {
+            draft.claims.extend(own);
+        }
+        let input = draft.signing_input().unwrap();
+        let sig: Signature = sk.sign_prehash(&input.digest()).unwrap();
+        draft.finish(input, &sig.to_bytes()).presented()
+    }
+
+    #[test]
+    fn a_concealed_limit_or_a_preset_claim_does_not_read_as_no_limit() {
+        let (isk, ipk) = key(1);
+        let (_, apk) = key(2);
+        let c = claims(&apk, limits(500, AutonomyLevel::L3));
+        // The budget concealed as an element of `constraints`: the holder could drop it.
+        let concealed = root_edited(
+            &c,
+            |m, d| {
+                let budget = m["constraints"][1].take();
+                let e = sdjwt::Disclosure::element("c2FsdC1i", budget);
+                m["constraints"][1] = json!({"...": e.digest()});
+                d.push(e);
+            },
+            &isk,
+            &ipk,
+        );
+        match verify_chain(&concealed, &[ipk], 1500) {
+            Err(VoucherError::Claim { message, .. }) => {
+                assert!(message.contains("conceals"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A pre-set payee ARI does not enforce reads as unknown, which no payment passes.
+        let preset = root_edited(
+            &c,
+            |m, _| m["payee"] = json!({"id": "m-1", "name": "M"}),
+            &isk,
+            &ipk,
+        );
+        match verify_chain(&preset, &[ipk], 1500) {
+            Err(VoucherError::Constraint { source, .. }) => {
+                assert!(source.to_string().contains("payee"), "{source}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The daemon's own form, payees concealed element by element, reads.
+        let mut with_payees = c.clone();
+        with_payees.constraints.push(Constraint::AllowedPayees {
+            payees: vec!["a".into(), "b".into()],
+        });
+        assert!(verify_chain(&sign_root(&with_payees, &isk, &ipk), &[ipk], 1500).is_ok());
     }
 
     #[test]
