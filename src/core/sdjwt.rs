@@ -534,6 +534,8 @@ pub struct Verified {
     pub headers: Vec<Map<String, Value>>,
     pub payloads: Vec<Value>,
     pub mandates: Vec<Value>,
+    /// Each mandate as its disclosure holds it, before its own concealed parts are resolved.
+    pub raw_mandates: Vec<Value>,
 }
 
 /// Verifies a chain: the root under `root`, each hop under the key the mandate before it names
@@ -559,6 +561,7 @@ pub fn verify_segments(
         headers: Vec::new(),
         payloads: Vec::new(),
         mandates: Vec::new(),
+        raw_mandates: Vec::new(),
     };
     let mut key = *root;
     for (i, seg) in segments.iter().enumerate() {
@@ -596,6 +599,16 @@ pub fn verify_segments(
             .iter()
             .map(|d| Disclosure::parse(d))
             .collect::<Result<Vec<_>, _>>()?;
+        let item = payload
+            .get("delegate_payload")
+            .and_then(|p| p.get(0))
+            .and_then(|i| i.get("..."))
+            .and_then(Value::as_str);
+        let raw = disclosures
+            .iter()
+            .find(|d| item == Some(d.digest().as_str()))
+            .map(|d| d.value.clone())
+            .unwrap_or(Value::Null);
         let resolved = resolve(&payload, &disclosures)?;
         // What binds, answers or times a segment is signed in the clear: a holder could leave
         // out a disclosed one, or a signer pass one claim for another.
@@ -647,6 +660,7 @@ pub fn verify_segments(
         }
         out.headers.push(header);
         out.mandates.push(mandate.clone());
+        out.raw_mandates.push(raw);
         out.payloads.push(resolved);
     }
     Ok(out)

@@ -404,14 +404,15 @@ pub fn read(
                 message: format!("ARI's claims: {e}"),
             })?;
         let read = ap2::from_mandate(mandate, index)?;
-        let raw = segments
+        let raw = verified
+            .raw_mandates
             .get(index)
-            .and_then(raw_mandate)
+            .filter(|r| !r.is_null())
             .ok_or_else(|| VoucherError::Claim {
                 index,
-                message: "its mandate is not the disclosure its payload names".into(),
+                message: "its mandate is not a disclosure its payload names".into(),
             })?;
-        if ap2::conceals_a_limit(&raw) {
+        if ap2::conceals_a_limit(raw) {
             return Err(VoucherError::Claim {
                 index,
                 message: "its mandate conceals a limit (only allowed payees and instruments \
@@ -459,23 +460,6 @@ pub fn read(
         return Err(VoucherError::TooLong);
     }
     Ok(out)
-}
-
-/// The mandate a segment's payload names in `delegate_payload`, as its disclosure holds it
-/// (its own concealed parts unresolved).
-fn raw_mandate(segment: &Segment) -> Option<Value> {
-    let payload = segment.jwt.split('.').nth(1)?;
-    let payload: Value = serde_json::from_slice(&jose::b64url_decode(payload).ok()?).ok()?;
-    let digest = payload
-        .get("delegate_payload")?
-        .get(0)?
-        .get("...")?
-        .as_str()?
-        .to_string();
-    segment.disclosures.iter().find_map(|d| {
-        let d = sdjwt::Disclosure::parse(d).ok()?;
-        (d.digest() == digest).then_some(d.value)
-    })
 }
 
 /// The segments of a chain as presented, root first: what the daemon stores per voucher.
