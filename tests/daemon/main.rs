@@ -19,6 +19,7 @@ mod agent_flow;
 mod backend;
 mod bench;
 mod cli;
+mod console;
 mod evidence;
 mod faults;
 mod hostile;
