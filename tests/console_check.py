@@ -226,29 +226,37 @@ def browser_problems(driver: WebDriver) -> list[str]:
     return problems
 
 
-def network_statuses(driver: WebDriver, prefix: str, referrer: str | None = None) -> list:
-    """(method, url, status) of each response to a URL starting with `prefix` that the browser
-    received since the last call, from the DevTools network events ChromeDriver logs; with
-    `referrer`, only those of requests whose Referer starts with it (the console page sends none:
-    its Referrer-Policy is no-referrer)."""
+def network_statuses(driver: WebDriver, prefix: str, origin: str | None = None) -> list:
+    """(method, url, status) of each request to a URL starting with `prefix` that the browser
+    made since the last call, from the DevTools network events ChromeDriver logs. The status is
+    the answer's, or the browser's error text when the page got no answer (a fetch that CORS
+    blocked gets none). With `origin`, only requests made by that origin's pages (by their
+    document, Referer or Origin; the console's own page sends no Referer)."""
     events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
-    methods = {}
+    requests: dict[str, list] = {}
     for event in events:
-        if event.get("method") != "Network.requestWillBeSent":
-            continue
-        sent = event["params"]["request"]
-        headers = {name.lower(): value for name, value in sent.get("headers", {}).items()}
-        if referrer is None or headers.get("referer", "").startswith(referrer):
-            methods[event["params"]["requestId"]] = sent["method"]
-    seen = []
-    for event in events:
-        if event.get("method") != "Network.responseReceived":
-            continue
-        params = event["params"]
-        url = params["response"]["url"]
-        if url.startswith(prefix) and params["requestId"] in methods:
-            seen.append((methods[params["requestId"]], url, int(params["response"]["status"])))
-    return seen
+        params = event.get("params", {})
+        if event.get("method") == "Network.requestWillBeSent":
+            sent = params["request"]
+            headers = {name.lower(): value for name, value in sent.get("headers", {}).items()}
+            ours = origin is None or any(
+                value.startswith(origin)
+                for value in (
+                    params.get("documentURL", ""),
+                    headers.get("referer", ""),
+                    headers.get("origin", ""),
+                )
+            )
+            if ours and sent["url"].startswith(prefix):
+                requests[params["requestId"]] = [sent["method"], sent["url"], None]
+        elif event.get("method") == "Network.responseReceived":
+            if params["requestId"] in requests:
+                requests[params["requestId"]][2] = int(params["response"]["status"])
+        elif event.get("method") == "Network.loadingFailed":
+            known = requests.get(params["requestId"])
+            if known and known[2] is None:
+                known[2] = params.get("errorText") or "failed"
+    return [tuple(r) for r in requests.values()]
 
 
 # --- plain HTTP ---------------------------------------------------------------------------------
@@ -316,21 +324,25 @@ def agent_status_over_http() -> str:
 # --- the page on another origin -----------------------------------------------------------------
 
 ATTACK_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>another origin</title></head>
+<html><head><meta charset="utf-8"><title>another origin</title>
+<script>window.loads = {{}};</script></head>
 <body>
 <h1>A page on another localhost origin</h1>
 <p>It fetches the console with the browser's cookies and frames it.</p>
-<iframe id="console-frame" src="{console}/" width="600" height="300"></iframe>
-<iframe id="control-frame" src="/control.html" width="300" height="100"></iframe>
+<iframe id="console-frame" src="{console}/" width="600" height="300"
+  onload="window.loads[this.id] = true"></iframe>
+<iframe id="control-frame" src="/control.html" width="300" height="100"
+  onload="window.loads[this.id] = true"></iframe>
 <pre id="out"></pre>
 <script>
 const CONSOLE = {console_js};
 const AGENT = {agent_js};
-const frameLoaded = (id) => new Promise((resolve) => {{
-  const frame = document.getElementById(id);
-  frame.addEventListener('load', () => resolve(true));
-  setTimeout(() => resolve(false), 8000);
-}});
+const frameLoaded = async (id) => {{
+  for (let i = 0; i < 80 && !window.loads[id]; i++) {{
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }}
+  return Boolean(window.loads[id]);
+}};
 async function attempt(make) {{
   try {{
     const response = await make();
@@ -663,19 +675,19 @@ def other_origin(driver: WebDriver, scratch: Path) -> None:
         check(not inside["href"].startswith(BASE),
               f"the frame holds the browser's blocked-frame page ({inside['href']})")
 
-        attacker = f"http://127.0.0.1:{server.port}/"
-        answers = network_statuses(driver, BASE, referrer=attacker)
-        print(f"   the console's answers to that page: {answers}", flush=True)
-        check(answers, "the browser received the console's answers (DevTools network log)")
+        answers = network_statuses(driver, BASE, origin=f"http://127.0.0.1:{server.port}")
+        print("   what the browser got from the console for that page:\n      "
+              + "\n      ".join(f"{m} {u} -> {s}" for m, u, s in answers), flush=True)
+        check(("GET", BASE + "/", 403) in answers, "the frame's request was answered 403")
         check(
-            all(status == 403 or (method == "OPTIONS" and status == 405)
-                for method, _, status in answers),
-            "every answer the console gave that page was 403 (405 to a preflight)",
+            all(isinstance(s, str) or s == 403 or (m == "OPTIONS" and s == 405)
+                for m, _, s in answers),
+            "every other request of that page failed or was refused (403, 405 to a preflight)",
         )
         messages = [entry.get("message", "") for entry in driver.get_log("browser")]
         print("   the browser's console said:\n      " + "\n      ".join(messages), flush=True)
         check(
-            any("Refused to display" in m and BASE in m for m in messages),
+            any("frame-ancestors" in m and BASE in m for m in messages),
             "the browser refused to display the console in the frame",
         )
 
