@@ -197,6 +197,16 @@ def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: s
     return result
 
 
+def charted(driver: WebDriver, currency: str) -> int:
+    """The sum of the chart's bars for `currency`, in minor units (the page's own figures are
+    the server's display strings; each bar keeps its amount in data-amount)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`#chart svg [data-currency='${arguments[0]}']"
+        " rect.bar`)].reduce((sum, bar) => sum + Number(bar.dataset.amount), 0);",
+        currency,
+    )
+
+
 def text_of(driver: WebDriver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text.strip()
 
@@ -453,11 +463,7 @@ def pay_l3(driver: WebDriver, client: AriClient) -> None:
         lambda d: "12.50 CNY" in text_of(d, f'[data-voucher="{L3}"] .budget-text'),
         "the L3 voucher's budget shows 12.50 CNY spent",
     )
-    wait_until(
-        driver,
-        lambda d: d.find_elements(By.CSS_SELECTOR, '#chart svg rect.bar[data-amount="1250"]'),
-        "the chart has a bar of 12.50 CNY for this hour",
-    )
+    wait_until(driver, lambda d: charted(d, "CNY") == 1250, "the chart shows the 12.50 CNY")
     # More to look at: another payment, and one the policy refuses.
     result = client.authorize(L3, 3000, "CNY", PAYEE, aud=AUD)
     check(result["status"] == "authorized", "a second L3 payment of 30.00 CNY is authorized")
@@ -472,11 +478,7 @@ def pay_l3(driver: WebDriver, client: AriClient) -> None:
         )
     else:
         raise CheckFailed("a payment over the voucher's maximum was authorized")
-    wait_until(
-        driver,
-        lambda d: d.find_elements(By.CSS_SELECTOR, '#chart svg rect.bar[data-amount="4250"]'),
-        "the chart's bar for this hour grew to 42.50 CNY",
-    )
+    wait_until(driver, lambda d: charted(d, "CNY") == 4250, "the chart shows 42.50 CNY in all")
 
 
 def pay_l2_and_confirm(driver: WebDriver, client: AriClient) -> None:

@@ -162,6 +162,17 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+// --- actions in flight ----------------------------------------------------------------------
+
+/** The actions sent and not answered yet, as `action:target`; their buttons stay disabled. */
+const inFlight = new Set();
+
+/** Points an action button at `target`; disabled while that action runs, or when `spent`. */
+function aim(button, target, spent = false) {
+  button.dataset.target = target;
+  button.disabled = spent || inFlight.has(`${button.dataset.action}:${target}`);
+}
+
 // --- status line ----------------------------------------------------------------------------
 
 /** Puts `text` in the status line; `tone` is `ok`, `error` or `busy`. */
@@ -220,7 +231,7 @@ function updateAgent(node, agent, vouchers) {
   status.textContent = agent.status;
   status.dataset.status = agent.status;
   for (const button of node.querySelectorAll('.agent-actions button')) {
-    button.dataset.target = agent.id;
+    aim(button, agent.id);
     button.setAttribute('aria-label', `${button.textContent} agent ${agent.id}`);
   }
   node.querySelector('button.freeze').hidden = agent.status !== 'active';
@@ -291,9 +302,8 @@ function updateVoucher(row, v) {
   expires.title = fullDate.format(date(v.expires_at));
 
   const revoke = row.querySelector('button.revoke');
-  revoke.dataset.target = v.id;
+  aim(revoke, v.id, v.state === 'revoked');
   revoke.setAttribute('aria-label', `Revoke voucher ${v.id}`);
-  revoke.disabled = v.state === 'revoked';
 }
 
 function renderAgents(agents, vouchers) {
@@ -327,7 +337,7 @@ function updatePending(row, p, now) {
   asked.title = fullDate.format(date(p.created_at));
   const what = `${p.amount_display} to ${p.payee} from ${p.agent}`;
   for (const button of row.querySelectorAll('button')) {
-    button.dataset.target = p.decision;
+    aim(button, p.decision);
     button.setAttribute('aria-label', `${button.textContent} ${what}`);
   }
 }
@@ -563,6 +573,8 @@ async function act(button) {
   }
   const body = { action: name, [action.field]: target };
   if (name === 'reject') body.reason = REJECT_REASON;
+  const key = `${name}:${target}`;
+  inFlight.add(key);
   button.disabled = true;
   showStatus(action.busy, 'busy');
   try {
@@ -570,9 +582,15 @@ async function act(button) {
     showStatus(action.done(target), 'ok');
   } catch (e) {
     showStatus(e.status === 403 ? NOT_AUTHORIZED : `Could not ${name}: ${e.message}`, 'error');
-  } finally {
     button.disabled = false;
+  } finally {
+    // The next drawing sets the button again (enabled, hidden, gone or spent).
+    inFlight.delete(key);
     await refreshState();
+    if (button.hidden && document.activeElement === document.body) {
+      // Freeze became Unfreeze (or back): keep the keyboard where it was.
+      button.parentElement.querySelector('button:not([hidden])')?.focus();
+    }
   }
 }
 
