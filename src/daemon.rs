@@ -685,6 +685,7 @@ pub async fn run(
     }
     tracing::info!("stopping: draining in-flight calls");
     notify_systemd("STOPPING=1\nSTATUS=draining in-flight calls");
+    service.stop_waits();
     trigger.trigger();
     let _ = agent_task.await;
     let _ = admin_task.await;

@@ -436,6 +436,18 @@ pub struct StoredVoucher {
     pub compact: String,
 }
 
+/// One agent's payments in one currency ([`Store::payment_totals`]), minor units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentTotals {
+    pub agent: String,
+    pub currency: String,
+    pub today: u64,
+    pub lifetime: u64,
+    pub held: u64,
+    pub pending: u64,
+    pub overdue: u64,
+}
+
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -792,6 +804,113 @@ impl Store {
         self.with(|c| voucher(c, id_or_digest))
     }
 
+    /// What the payment table says each agent spent, per currency, for `admin.spending`:
+    /// authorized amounts since `day_start` and in all (a failed or refunded payment given
+    /// back), amounts held for confirmation, and counts of held and overdue payments.
+    pub fn payment_totals(
+        &self,
+        now: i64,
+        day_start: i64,
+    ) -> Result<Vec<PaymentTotals>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT agent_id, currency,
+                        coalesce(sum(CASE WHEN status = 'authorized' AND spends
+                                          AND coalesce(decided_at, created_at) >= ?1
+                                     THEN amount END), 0),
+                        coalesce(sum(CASE WHEN status = 'authorized' AND spends
+                                     THEN amount END), 0),
+                        coalesce(sum(CASE WHEN status = 'pending' THEN amount END), 0),
+                        count(CASE WHEN status = 'pending' THEN 1 END),
+                        count(CASE WHEN status = 'authorized' AND outcome IS NULL
+                                        AND report_deadline < ?2 THEN 1 END)
+                 FROM (SELECT *, (outcome IS NULL OR outcome = 'succeeded') AS spends
+                       FROM payment WHERE status != 'denied')
+                 GROUP BY agent_id, currency ORDER BY agent_id, currency",
+            )?;
+            let rows = stmt.query_map(params![day_start, now], |r| {
+                Ok(PaymentTotals {
+                    agent: r.get(0)?,
+                    currency: r.get(1)?,
+                    today: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                    lifetime: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                    held: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
+                    pending: r.get::<_, i64>(5)?.try_into().unwrap_or(0),
+                    overdue: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Authorized amounts per agent, currency and hour since `since`: `(agent, currency, hour
+    /// start, amount)`, a failed or refunded payment given back.
+    pub fn hourly(&self, since: i64) -> Result<Vec<(String, String, i64, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT agent_id, currency, t - t % 3600, sum(amount)
+                 FROM (SELECT agent_id, currency, amount, coalesce(decided_at, created_at) AS t
+                       FROM payment
+                       WHERE status = 'authorized' AND (outcome IS NULL OR outcome = 'succeeded'))
+                 WHERE t >= ?1 GROUP BY 1, 2, 3 ORDER BY 2, 3",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Denied decisions by agent and reason: `(agent, reason, count)`.
+    pub fn denials(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT agent_id, coalesce(reason, 'unknown'), count(*) FROM payment
+                 WHERE status = 'denied' GROUP BY 1, 2 ORDER BY 1, 2",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Amounts held for confirmation, by the voucher they were asked on: `(voucher, amount)`.
+    pub fn holds(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT voucher_id, sum(amount) FROM payment WHERE status = 'pending' GROUP BY 1",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// What a periodic voucher used since `start`, its period's beginning: amount (holds
+    /// included, failed and refunded payments given back) and count, as the ledger counts them.
+    pub fn period_usage(&self, voucher: &str, start: i64) -> Result<(u64, u64), StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(crate::ledger::money::PERIOD_USAGE)?;
+            Ok(stmt.query_row(params![voucher, start], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                    r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                ))
+            })?)
+        })
+    }
+
     /// Vouchers by state at `now`: `active`, `expired` (active but past its end) and `revoked`.
     pub fn voucher_counts(&self, now: i64) -> Result<BTreeMap<VoucherStatus, i64>, StoreError> {
         self.read(|c| {
@@ -1129,7 +1248,7 @@ fn select_vouchers(
     let mut stmt = c.prepare_cached(&format!(
         "SELECT id, digest, agent_id, compact, status, spent, payments, issued_at, expires_at,
                 parent, budget, reserved
-         FROM voucher WHERE {filter} ORDER BY issued_at DESC, id"
+         FROM voucher WHERE {filter} ORDER BY issued_at DESC, rowid DESC"
     ))?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let rows = stmt.query_map([arg], |r| {

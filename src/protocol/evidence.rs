@@ -154,3 +154,34 @@ pub struct ExportParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }
+
+/// The params of `admin.log_follow`: entries from `from` on, as soon as there are any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowParams {
+    /// The first entry wanted.
+    pub from: u64,
+    /// How long to wait for one when the log ends before `from`, in milliseconds (default 0,
+    /// at most [`MAX_FOLLOW_WAIT_MS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// At most this many entries (default and ceiling [`MAX_FOLLOW_ENTRIES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// The longest `admin.log_follow` wait.
+pub const MAX_FOLLOW_WAIT_MS: u64 = 30_000;
+/// The most entries one `admin.log_follow` answer carries.
+pub const MAX_FOLLOW_ENTRIES: u64 = 1_000;
+
+/// The result of `admin.log_follow`: committed entries, checkpointed or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Followed {
+    /// The log's size when read: entries `0..size` are committed.
+    pub size: u64,
+    /// Where the next call starts: one past the last entry returned (`from` when none came).
+    pub next: u64,
+    /// Entries `from..next`, decoded.
+    pub entries: Vec<crate::evidence::entry::Entry>,
+}

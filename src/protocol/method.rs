@@ -12,13 +12,15 @@ use super::counterparty::{
 use super::daemon::{MetricsText, NoParams, Status, TpmAk};
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
-    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
+    FollowParams, Followed, InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+    WitnessParams, Witnessed,
 };
 use super::keys::{RotateParams, Rotated};
 use super::payment::{
     Authorization, AuthorizeParams, DecisionParam, DecisionView, PaymentList, PaymentListParams,
     RejectParams, ReportParams, StatusParams,
 };
+use super::spending::{Spending, SpendingParams};
 use super::voucher::{
     DelegateParams, Delegated, IssueParams, IssuerAdded, IssuerList, IssuerParams, IssuerRemoved,
     NameParam, StatusListToken, VoucherList, VoucherListParams, VoucherParam, VoucherRevoked,
@@ -183,6 +185,7 @@ methods! {
     AdminPaymentShow => "admin.payment_show", Admin, DecisionParam => DecisionView;
     AdminPaymentConfirm => "admin.payment_confirm", Admin, DecisionParam => DecisionView;
     AdminPaymentReject => "admin.payment_reject", Admin, RejectParams => DecisionView;
+    AdminSpending => "admin.spending", Admin, SpendingParams => Spending;
     VoucherDelegate => "voucher.delegate", Agent, DelegateParams => Delegated;
     PaymentAuthorize => "payment.authorize", Agent, AuthorizeParams => Authorization;
     PaymentStatus => "payment.status", Agent, StatusParams => DecisionView;
@@ -193,6 +196,7 @@ methods! {
     EvidenceConsistency => "evidence.consistency", Both, ConsistencyParams => ConsistencyProof;
     EvidenceEntry => "evidence.entry", Both, EntryParams => Entry;
     AdminLogExport => "admin.log_export", Admin, ExportParams => Page;
+    AdminLogFollow => "admin.log_follow", Admin, FollowParams => Followed;
     AdminLogWitness => "admin.log_witness", Admin, WitnessParams => Witnessed;
     AdminTpmAk => "admin.tpm_ak", Admin, NoParams => TpmAk;
     AdminMetrics => "admin.metrics", Admin, NoParams => MetricsText;

@@ -11,7 +11,7 @@
 //! this protocol has a result the caller must see.
 //!
 //! The types are grouped by domain: [`agent`], [`daemon`] (its own status, metrics and TPM),
-//! [`voucher`], [`payment`], [`evidence`], [`keys`].
+//! [`voucher`], [`payment`], [`spending`], [`evidence`], [`keys`].
 
 pub mod agent;
 mod code;
@@ -25,6 +25,7 @@ mod method;
 pub mod payment;
 #[cfg(test)]
 mod sample;
+pub mod spending;
 pub mod voucher;
 
 pub use code::ErrorCode;

@@ -21,12 +21,16 @@ use super::daemon::{
 };
 use super::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
-    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint, WitnessParams, Witnessed,
+    FollowParams, Followed, InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+    WitnessParams, Witnessed,
 };
 use super::keys::{DaemonRole, RotateParams, Rotated};
 use super::payment::{
     Authorization, AuthorizeParams, Authorized, DecisionParam, DecisionStatus, DecisionView, Held,
     PaymentList, PaymentListParams, PaymentParams, RejectParams, ReportParams, StatusParams,
+};
+use super::spending::{
+    Amounts, Hourly, Spending, SpendingParams, Totals, VoucherBalance, VoucherState,
 };
 use super::voucher::{
     DelegateParams, Delegated, IssueParams, Issuer, IssuerAdded, IssuerList, IssuerParams,
@@ -74,6 +78,24 @@ fn jwk() -> Jwk {
         x: text(),
         y: text(),
         kid: Some(text()),
+    }
+}
+
+fn totals() -> Totals {
+    Totals {
+        id: text(),
+        user: Some(text()),
+        status: Some(text()),
+        amounts: vec![Amounts {
+            currency: text(),
+            today: 1,
+            period: Some(1),
+            lifetime: 1,
+            held: 1,
+        }],
+        denials: [(text(), 1)].into_iter().collect(),
+        pending: 1,
+        overdue: 1,
     }
 }
 
@@ -447,6 +469,56 @@ sample! {
     EntryParams => EntryParams { index: 1 };
     Entry => Entry { index: 1, kind: text(), leaf_hash: text(), entry: text() };
     ExportParams => ExportParams { from: 1, to: Some(1), limit: Some(1) };
+    FollowParams => FollowParams { from: 1, wait_ms: Some(1), limit: Some(1) };
+    Followed => Followed {
+        size: 1,
+        next: 1,
+        entries: vec![crate::evidence::entry::Entry {
+            v: 1,
+            log: text(),
+            index: 1,
+            prev: text(),
+            time: 1,
+            kind: crate::evidence::entry::Kind::PaymentAuthorized,
+            agent: Some(text()),
+            user: Some(text()),
+            runtime: Some(text()),
+            fact: Value::Object(object()),
+        }],
+    };
+    SpendingParams => SpendingParams {
+        agent: Some(text()),
+        user: Some(text()),
+        day_start: Some(1),
+    };
+    Spending => Spending {
+        now: 1,
+        day_start: 1,
+        vouchers: vec![VoucherBalance {
+            id: text(),
+            agent: text(),
+            user: text(),
+            parent: Some(text()),
+            state: VoucherState::Active,
+            level: Some(text()),
+            currency: Some(text()),
+            budget: Some(1),
+            period: Some(text()),
+            period_start: Some(1),
+            spent: 1,
+            held: 1,
+            reserved: 1,
+            remaining: Some(1),
+            payments: 1,
+            max_payments: Some(1),
+            issued_at: 1,
+            not_before: 1,
+            expires_at: 1,
+        }],
+        agents: vec![totals()],
+        users: vec![totals()],
+        hourly: vec![Hourly { currency: text(), hour: 1, amount: 1 }],
+    };
     Page => Page {
         origin: text(),
         from: 1,

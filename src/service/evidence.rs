@@ -21,7 +21,8 @@ use crate::ledger::log::{self, StoredNodes};
 use crate::merkle::{self, Hash};
 use crate::protocol::evidence::{
     CheckpointParams, ConsistencyParams, ConsistencyProof, Entry, EntryParams, ExportParams,
-    InclusionParams, RecordParams, RecordedStatement, SignedCheckpoint,
+    FollowParams, Followed, InclusionParams, MAX_FOLLOW_ENTRIES, MAX_FOLLOW_WAIT_MS, RecordParams,
+    RecordedStatement, SignedCheckpoint,
 };
 use crate::seal::Prepared;
 use serde_json::json;
@@ -630,6 +631,50 @@ impl Service {
     /// last entries on trust: when no checkpoint of the end's size was signed (an explicit `to`
     /// between two), one is signed now, only after checking that the stored tree of that size
     /// is a prefix of the newest signed one (so it vouches for nothing not already vouched for).
+    /// Committed entries from `p.from` on, checkpointed or not; when there are none yet, waits
+    /// up to `p.wait_ms` for the next commit that grows the log. The wait is on the ledger's
+    /// head channel, which holds one value and which the writer sets whether anyone follows or
+    /// not, so followers cost the writer nothing; the entries are read on the reading
+    /// connection.
+    pub(super) async fn log_follow(&self, p: FollowParams) -> Result<Followed, Error> {
+        let wait = Duration::from_millis(p.wait_ms.unwrap_or(0).min(MAX_FOLLOW_WAIT_MS));
+        let limit = p
+            .limit
+            .unwrap_or(MAX_FOLLOW_ENTRIES)
+            .clamp(1, MAX_FOLLOW_ENTRIES);
+        let mut heads = self.ledger.heads();
+        let now = heads.borrow().size;
+        if p.from > now {
+            return Err(Error::InvalidParams(format!(
+                "from ({}) is past the log's end ({now})",
+                p.from
+            )));
+        }
+        let mut stopping = self.stopping.subscribe();
+        let size = tokio::select! {
+            grown = tokio::time::timeout(wait, heads.wait_for(|h: &Head| h.size > p.from)) => {
+                Some(grown.ok().and_then(Result::ok).map_or(now, |head| head.size))
+            }
+            // The daemon is stopping: answer now rather than hold the drain.
+            _ = stopping.wait_for(|stop| *stop) => None,
+        };
+        let size = size.unwrap_or_else(|| self.ledger.heads().borrow().size);
+        let to = size.min(p.from.saturating_add(limit));
+        let store = self.store.clone();
+        let from = p.from;
+        let raw = blocking(move || store.read(|c| log::entries(c, from, to))).await?;
+        let entries = raw
+            .iter()
+            .map(|bytes| serde_json::from_slice(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Internal::json("an evidence entry"))?;
+        Ok(Followed {
+            size,
+            next: to,
+            entries,
+        })
+    }
+
     pub(super) async fn log_export(&self, p: ExportParams) -> Result<Page, Error> {
         let end = match p.to {
             Some(n) => n,

@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod payment;
 mod publication;
+mod spending;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -136,6 +137,9 @@ pub struct Service {
     chains: std::sync::Mutex<HashMap<String, Arc<payment::Chain>>>,
     /// Bumped on every confirmation or rejection, to wake `payment.status` waiters.
     decided: tokio::sync::watch::Sender<u64>,
+    /// Set when the daemon stops: followers of the log answer at once instead of holding the
+    /// drain for the rest of their wait.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The evidence log's name.
     origin: String,
     /// Where verifiers' files are published.
@@ -264,6 +268,7 @@ impl Service {
             gate: tokio::sync::RwLock::new(()),
             chains: std::sync::Mutex::new(HashMap::new()),
             decided: tokio::sync::watch::Sender::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
             origin,
             publication,
             signed: tokio::sync::watch::Sender::new(latest.map(|c| evidence::Signed {
@@ -394,6 +399,7 @@ impl Service {
             AdminPaymentShow => |p| self.payment_show(p),
             AdminPaymentConfirm => |p| self.payment_confirm(p),
             AdminPaymentReject => |p| self.payment_reject(p),
+            AdminSpending => |p| self.spending(p),
             VoucherDelegate => |p| self.voucher_delegate(info, p),
             PaymentAuthorize => |p| self.payment_authorize(info, p),
             PaymentStatus => |p| self.payment_status(info, p),
@@ -404,6 +410,7 @@ impl Service {
             EvidenceConsistency => |p| self.evidence_consistency(p),
             EvidenceEntry => |p| self.evidence_entry(info, p),
             AdminLogExport => |p| self.log_export(p),
+            AdminLogFollow => |p| self.log_follow(p),
             AdminLogWitness => |p| self.log_witness(p),
             AdminTpmAk => |NoParams {}| self.tpm_ak(),
             AdminKeysExport => |NoParams {}| self.keys_export(),
@@ -421,6 +428,12 @@ impl Service {
         self.registry
             .get(id)
             .ok_or_else(|| Error::AgentNotFound(id.into()))
+    }
+
+    /// Ends the waits of `admin.log_follow` calls: they answer with what there is, and the
+    /// next call finds the daemon going or gone. Called as the daemon starts to drain.
+    pub fn stop_waits(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The settings in force.

@@ -36,4 +36,5 @@ mod systemd;
 mod tpm;
 mod tpm_wire;
 mod udev;
+mod views;
 mod voucher;

@@ -69,6 +69,55 @@ pub(crate) enum Command {
     /// Ask for, follow and report payments (agent side), or confirm and list them (operator).
     #[command(subcommand)]
     Payment(PaymentCmd),
+    /// What each agent and user spent: today, this period, lifetime, held; pending
+    /// confirmations, overdue reports, denials by reason; then each voucher's balance (operator).
+    #[command(
+        after_help = "Amounts are in each currency's major unit, times in the local time zone (TZ).\n\nExamples:\n  arictl spending\n  arictl spending --agent shopper\n  arictl spending --user alice@example.com --json"
+    )]
+    Spending {
+        /// Only this agent.
+        #[arg(long, conflicts_with = "user")]
+        agent: Option<String>,
+        /// Only this user's agents.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the daemon's answer as JSON: minor units and Unix seconds.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow decisions as they happen (authorized, denied with the reason, held, confirmed,
+    /// rejected, frozen, revoked) from the evidence log; carries on across daemon restarts
+    /// (operator).
+    #[command(
+        after_help = "Examples:\n  arictl watch\n  arictl watch --agent shopper\n  arictl watch --user alice@example.com --all\n  arictl watch --from 0 --json   # the whole log, then live, one entry per line"
+    )]
+    Watch {
+        /// Only this agent's decisions.
+        #[arg(long, conflicts_with = "user")]
+        agent: Option<String>,
+        /// Only the decisions of this user's agents.
+        #[arg(long)]
+        user: Option<String>,
+        /// Start at this entry (default: what comes next).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Every entry, not only decisions and the changes that stop spending.
+        #[arg(long)]
+        all: bool,
+        /// One entry per line as the log holds it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the web console on a loopback port: agents, budgets, spending over time, a live
+    /// feed, and buttons to confirm, reject, freeze and revoke (operator).
+    #[command(
+        after_help = "The console speaks to the daemon as the operator running it, through the admin socket. It listens on 127.0.0.1 only and prints a URL with a secret token; open it in a browser on this machine (or through an SSH tunnel: ssh -L 8470:127.0.0.1:8470 host).\n\nExamples:\n  arictl console\n  arictl console --port 8470"
+    )]
+    Console {
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 8470)]
+        port: u16,
+    },
     /// Show the calling agent's identity (agent side, agent socket).
     #[command(after_help = "Examples:\n  arictl identity\n  arictl identity --jwk > agent.jwk")]
     Identity {
@@ -263,15 +312,15 @@ pub(crate) enum VoucherCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List vouchers.
+    /// List vouchers: level, state, budget, spent, held (L2), remaining, payments, expiry.
     #[command(
-        after_help = "Examples:\n  arictl voucher list\n  arictl voucher list --agent shop-bot --json"
+        after_help = "Amounts are in each currency's major unit, times in the local time zone (TZ); a delegated voucher is marked └.\n\nExamples:\n  arictl voucher list\n  arictl voucher list --agent shop-bot --json"
     )]
     List {
         /// Only this agent's vouchers.
         #[arg(long)]
         agent: Option<String>,
-        /// Print JSON instead of a table.
+        /// Print JSON (minor units, Unix seconds) instead of a table.
         #[arg(long)]
         json: bool,
     },

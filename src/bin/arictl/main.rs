@@ -11,6 +11,8 @@ mod agent;
 mod artifact;
 mod bench;
 mod cli;
+mod console;
+mod events;
 mod file;
 mod identity;
 mod issuer;
@@ -18,11 +20,14 @@ mod keys;
 mod log;
 mod payment;
 mod rpc;
+mod spending;
 mod status;
 mod time;
 mod tpm;
 mod verify;
+mod view;
 mod voucher;
+mod watch;
 
 use anyhow::Result;
 use ari::client::ClientError;
@@ -46,6 +51,15 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Provider(cmd) => issuer::counterparty(cli, CounterpartyRole::Provider, cmd),
         Command::Keys(cmd) => keys::run(cli, cmd),
         Command::Payment(cmd) => payment::run(cli, cmd),
+        Command::Spending { agent, user, json } => spending::run(cli, agent, user, *json),
+        Command::Watch {
+            agent,
+            user,
+            from,
+            all,
+            json,
+        } => watch::run(cli, agent.as_deref(), user.as_deref(), *from, *all, *json),
+        Command::Console { port } => console::run(cli, *port),
         Command::Identity { jwk } => identity::identity(cli, *jwk),
         Command::Attest { nonce } => identity::attest(cli, nonce),
         Command::Record { kind, body } => log::record(cli, kind, body),

@@ -4,13 +4,13 @@
 
 use crate::cli::{Cli, VoucherCmd};
 use crate::file::read_input;
+use crate::print_json;
 use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::{parse_duration, parse_time};
-use crate::{print_json, print_table};
 use anyhow::{Context, Result};
 use ari::protocol::call;
 use ari::protocol::daemon::NoParams;
-use ari::protocol::voucher::{DelegateParams, IssueParams, VoucherListParams, VoucherParam};
+use ari::protocol::voucher::{DelegateParams, IssueParams, VoucherParam};
 
 /// Runs one `arictl voucher` command.
 pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
@@ -85,23 +85,7 @@ pub(crate) fn run(cli: &Cli, cmd: &VoucherCmd) -> Result<()> {
         VoucherCmd::List {
             agent,
             json: as_json,
-        } => {
-            let params = VoucherListParams {
-                agent: agent.clone(),
-            };
-            let list = call::<call::AdminVoucherList>(admin, &params)?;
-            let header = format!(
-                "{:<34} {:<20} {:<8} {:>12} {:>8} EXPIRES",
-                "ID", "AGENT", "STATUS", "SPENT", "PAYMENTS"
-            );
-            let rows = list.vouchers.iter().map(|x| {
-                let status = wire_name(&x.status);
-                let (id, agent, spent, n, end) =
-                    (&x.id, &x.agent, x.spent, x.payments, x.expires_at);
-                format!("{id:<34} {agent:<20} {status:<8} {spent:>12} {n:>8} {end}")
-            });
-            print_table(&list, *as_json, header, rows)
-        }
+        } => crate::spending::vouchers(cli, agent, *as_json),
         VoucherCmd::Show { voucher } => {
             print_json(&call::<call::AdminVoucherShow>(admin, &one(voucher))?)
         }
