@@ -5,8 +5,8 @@
 //! command, run by an operator who may already use that socket, so it can do nothing the
 //! operator could not do with `arictl`, every action is the same admin method and leaves the
 //! same evidence entry, and stopping it stops all of it. What it reads is `admin.spending`
-//! (at most once a second, whatever the number of tabs) and `admin.log_follow` (at most
-//! [`FEED_PAGE`] entries a call); neither touches the ledger's writer.
+//! (at most once every two seconds, whatever the number of tabs) and `admin.log_follow` (at most
+//! [`FEED_PAGE`] entries a read, four reads a second); neither touches the ledger's writer.
 //!
 //! Who may use it: whoever has the secret token printed at start, a 256-bit random value that
 //! lives only in this process. `GET /?token=…` trades it for an `HttpOnly`, `SameSite=Strict`
@@ -76,7 +76,9 @@ const FEED_PAGE: u64 = 200;
 /// Events shown when the page opens.
 const FEED_START: usize = 50;
 /// How long an `/api/state` answer is reused.
-const STATE_TTL: Duration = Duration::from_secs(1);
+const STATE_TTL: Duration = Duration::from_secs(2);
+/// The least time between two feed reads of the log.
+const FEED_PACE: Duration = Duration::from_millis(250);
 
 /// What every connection's thread shares.
 struct Console {
@@ -85,6 +87,8 @@ struct Console {
     port: u16,
     tz: TimeZone,
     state: Mutex<Option<(Instant, Value)>>,
+    /// When the feed last read the log (or will, once paced).
+    fed: Mutex<Instant>,
 }
 
 /// Runs the console until the process is stopped.
@@ -102,6 +106,7 @@ pub(crate) fn run(cli: &Cli, port: u16) -> Result<()> {
         port,
         tz: TimeZone::system(),
         state: Mutex::new(None),
+        fed: Mutex::new(Instant::now()),
     });
     println!("console: http://127.0.0.1:{port}/?token={}", console.token);
     std::io::stdout().flush()?;
@@ -447,13 +452,20 @@ impl Console {
         };
         let (events, next) = match from {
             Some(from) => {
-                let page = follow(from, FEED_WAIT_MS, FEED_PAGE)?;
-                if page.size.saturating_sub(page.next) > FEED_PAGE {
-                    // Far behind (a burst): show the newest and go on from the end.
-                    let tail = follow(page.size - FEED_PAGE, 0, FEED_PAGE)?;
-                    (shown(&tail.entries, usize::MAX), tail.next)
-                } else {
+                self.pace();
+                // The wait for news, and one entry of it: how far behind the page is.
+                let first = follow(from, FEED_WAIT_MS, 1)?;
+                let behind = first.size.saturating_sub(from);
+                if first.entries.is_empty() || behind <= 1 {
+                    (shown(&first.entries, usize::MAX), first.next)
+                } else if behind <= FEED_PAGE {
+                    let page = follow(from, 0, FEED_PAGE)?;
                     (shown(&page.entries, usize::MAX), page.next)
+                } else {
+                    // Far behind (a burst): show the newest and go on from there.
+                    let start = first.size.saturating_sub(FEED_START as u64);
+                    let tail = follow(start, 0, FEED_START as u64)?;
+                    (shown(&tail.entries, usize::MAX), tail.next)
                 }
             }
             None => {
@@ -477,6 +489,20 @@ impl Console {
             200,
             &json!({ "next": next, "events": events }),
         ))
+    }
+
+    /// Keeps feed answers at least [`FEED_PACE`] apart, so a page following a burst reads the
+    /// log a few times a second rather than as fast as it can.
+    fn pace(&self) {
+        let wait = {
+            let Ok(mut last) = self.fed.lock() else {
+                return;
+            };
+            let wait = FEED_PACE.saturating_sub(last.elapsed());
+            *last = Instant::now() + wait;
+            wait
+        };
+        std::thread::sleep(wait);
     }
 
     /// Runs one operator action through its admin method.

@@ -3,9 +3,9 @@
 
 use crate::cli::{Cli, PaymentCmd};
 use crate::file::read_input;
+use crate::print_json;
 use crate::rpc::{call, parse_wire, wire_name};
 use crate::time::parse_duration;
-use crate::{print_json, print_table};
 use anyhow::{Result, anyhow};
 use ari::protocol::call;
 use ari::protocol::payment::{
@@ -131,16 +131,34 @@ pub(crate) fn run(cli: &Cli, cmd: &PaymentCmd) -> Result<()> {
                 limit: None,
             };
             let list = call::<call::AdminPaymentList>(admin, &params)?;
-            let header = format!(
-                "{:<34} {:<22} {:>10} {:<4} {:<20} REASON",
-                "DECISION", "STATUS", "AMOUNT", "CUR", "PAYEE"
-            );
-            let rows = list.payments.iter().map(|x| {
-                let (status, reason) = (wire_name(&x.status), x.reason.as_deref().unwrap_or(""));
-                let (id, amount, cur, payee) = (&x.decision, x.amount, &x.currency, &x.payee);
-                format!("{id:<34} {status:<22} {amount:>10} {cur:<4} {payee:<20} {reason}")
-            });
-            print_table(&list, *as_json, header, rows)
+            if *as_json {
+                return print_json(&list);
+            }
+            let tz = jiff::tz::TimeZone::system();
+            let now = ari::clock::unix_now();
+            let mut table = crate::view::Table::new(&[
+                "DECISION", "AGENT", "STATUS", ">AMOUNT", "PAYEE", "CATEGORY", "WHEN",
+            ]);
+            for x in &list.payments {
+                let status = match (&x.status, &x.reason, &x.outcome) {
+                    (_, Some(reason), _) => format!("{}: {reason}", wire_name(&x.status)),
+                    (_, None, Some(outcome)) => {
+                        format!("{}, {}", wire_name(&x.status), wire_name(outcome))
+                    }
+                    _ => wire_name(&x.status).replace('_', " "),
+                };
+                table.row(vec![
+                    x.decision.clone(),
+                    x.agent.clone(),
+                    status,
+                    crate::view::money(x.amount, &x.currency),
+                    x.payee.clone(),
+                    x.category.clone().unwrap_or_else(|| "-".into()),
+                    crate::view::when(x.decided_at.unwrap_or(x.created_at), now, &tz),
+                ]);
+            }
+            print!("{}", table.render());
+            Ok(())
         }
         PaymentCmd::Show { decision } => {
             let params = DecisionParam {
