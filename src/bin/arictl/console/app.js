@@ -16,6 +16,9 @@ const RETRY_MS = 1000;
 const SLOW_RETRY_MS = 5000;
 /** The state is fetched again this often even when nothing happens (relative times age). */
 const REFRESH_MS = 30000;
+/** The server reuses a state answer for up to 2 s: after news, the state is fetched at once
+ * and again once that has passed, so the page never settles on figures older than the news. */
+const SETTLE_MS = 2500;
 /** The reason sent with a rejection made here. */
 const REJECT_REASON = 'rejected in the console';
 
@@ -96,6 +99,11 @@ const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeS
 
 function date(unix) {
   return new Date(unix * 1000);
+}
+
+/** The hour a chart point starts, as the server wrote it (else in the browser's zone). */
+function hourLabel(point) {
+  return point.label || hourOfDay.format(date(point.t));
 }
 
 /** "just now", "5 min ago", "3 h ago", "2 d ago": how long before `now` `then` was. */
@@ -216,13 +224,12 @@ function makeAgent(agent) {
           h('th', { scope: 'col' }, 'State'),
           h('th', { scope: 'col', class: 'budget-col' }, 'Budget'),
           h('th', { scope: 'col' }, 'Remaining'),
-          h('th', { scope: 'col' }, 'Expires'),
           h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
       h('tbody')),
     h('p', { class: 'empty' }, 'No voucher.'));
 }
 
-function updateAgent(node, agent, vouchers) {
+function updateAgent(node, agent, vouchers, now) {
   node.setAttribute('aria-label', `Agent ${agent.id}`);
   node.dataset.status = agent.status;
   node.querySelector('.agent-id').textContent = agent.id;
@@ -238,7 +245,7 @@ function updateAgent(node, agent, vouchers) {
   node.querySelector('button.unfreeze').hidden = agent.status !== 'frozen';
   const mine = vouchers.filter((v) => v.agent === agent.id);
   reconcile(node.querySelector('.vouchers tbody'), mine, 'data-voucher', (v) => v.id,
-    makeVoucher, updateVoucher);
+    makeVoucher, (row, v) => updateVoucher(row, v, now));
   node.querySelector('.vouchers').hidden = mine.length === 0;
   node.querySelector('.empty').hidden = mine.length !== 0;
 }
@@ -246,15 +253,15 @@ function updateAgent(node, agent, vouchers) {
 function makeVoucher() {
   return h('tr', {},
     h('td', { class: 'voucher-id' }, h('code'), h('span', { class: 'voucher-terms' })),
-    h('td', {}, h('span', { class: 'voucher-state badge' })),
+    h('td', { class: 'state' },
+      h('span', { class: 'voucher-state badge' }), h('span', { class: 'expires' })),
     h('td', { class: 'budget' },
       h('div', { class: 'budget-bar', role: 'img' },
         h('span', { class: 'bar-spent' }), h('span', { class: 'bar-held' })),
       h('span', { class: 'budget-text' })),
     h('td', { class: 'remaining' },
       h('span', { class: 'remaining-amount' }), h('span', { class: 'payments' })),
-    h('td', { class: 'expires' }),
-    h('td', {},
+    h('td', { class: 'row-actions' },
       h('button', { type: 'button', class: 'revoke', 'data-action': 'revoke' }, 'Revoke')));
 }
 
@@ -263,7 +270,18 @@ function share(part, budget, room) {
   return Math.min(room, Math.max(0, (part / budget) * 100));
 }
 
-function updateVoucher(row, v) {
+/** A bar segment's width: its share, and at least a sliver when it is not nothing. */
+function segment(node, part, percent) {
+  node.style.width = part > 0 ? `max(3px, ${percent}%)` : '0';
+}
+
+/** The relative part of a time the server wrote as "absolute (relative)", else all of it. */
+function relativePart(text) {
+  const match = /\(([^()]+)\)\s*$/.exec(text);
+  return match ? match[1] : text;
+}
+
+function updateVoucher(row, v, now) {
   row.dataset.state = v.state;
   const code = row.querySelector('.voucher-id code');
   code.textContent = short(v.id);
@@ -284,13 +302,17 @@ function updateVoucher(row, v) {
   } else {
     bar.hidden = false;
     const spent = share(v.spent, v.budget, 100);
-    row.querySelector('.bar-spent').style.width = `${spent}%`;
-    row.querySelector('.bar-held').style.width = `${share(v.held, v.budget, 100 - spent)}%`;
+    segment(row.querySelector('.bar-spent'), v.spent, spent);
+    segment(row.querySelector('.bar-held'), v.held, share(v.held, v.budget, 100 - spent));
     const label = `${v.spent_display} spent, ${v.held_display} held, of ${v.budget_display}`;
     bar.setAttribute('aria-label', label);
-    text.textContent = v.held > 0
-      ? `${v.spent_display} + ${v.held_display} held of ${v.budget_display}`
-      : `${v.spent_display} of ${v.budget_display}`;
+    if (v.held > 0) {
+      text.textContent = v.spent > 0
+        ? `${v.spent_display} + ${v.held_display} held of ${v.budget_display}`
+        : `${v.held_display} held of ${v.budget_display}`;
+    } else {
+      text.textContent = `${v.spent_display} of ${v.budget_display}`;
+    }
   }
   row.querySelector('.remaining-amount').textContent = v.remaining_display;
   row.querySelector('.payments').textContent =
@@ -298,18 +320,18 @@ function updateVoucher(row, v) {
       ? `${v.payments} ${v.payments === 1 ? 'payment' : 'payments'}`
       : `${v.payments} of ${v.max_payments} payments`;
   const expires = row.querySelector('.expires');
-  expires.textContent = v.expires;
-  expires.title = fullDate.format(date(v.expires_at));
+  expires.textContent = `${v.expires_at > now ? 'expires' : 'expired'} ${relativePart(v.expires)}`;
+  expires.title = v.expires;
 
   const revoke = row.querySelector('button.revoke');
   aim(revoke, v.id, v.state === 'revoked');
   revoke.setAttribute('aria-label', `Revoke voucher ${v.id}`);
 }
 
-function renderAgents(agents, vouchers) {
+function renderAgents(agents, vouchers, now) {
   const list = document.querySelector('#agents .agent-list');
   reconcile(list, agents, 'data-agent', (a) => a.id, makeAgent,
-    (node, agent) => updateAgent(node, agent, vouchers));
+    (node, agent) => updateAgent(node, agent, vouchers, now));
   setEmpty('agents', agents.length === 0);
 }
 
@@ -378,7 +400,7 @@ function chartPanel(series, index, y0) {
     const topY = y0 + top;
     g.append(s('line', { class: 'grid', x1: left, x2: width - right, y1: topY, y2: topY }));
     g.append(s('text', { class: 'axis-label', x: width - right, y: topY - 4, 'text-anchor': 'end' },
-      `${highest.display} in the hour from ${hourOfDay.format(date(highest.t))}`));
+      `${highest.display} in the hour from ${hourLabel(highest)}`));
   } else {
     g.append(s('text', { class: 'axis-label', x: width - right, y: y0 + top - 4, 'text-anchor': 'end' },
       'no spending'));
@@ -394,11 +416,11 @@ function chartPanel(series, index, y0) {
       width: slot * 0.7,
       height: Math.max(height, 1),
       'data-amount': p.amount,
-    }, s('title', {}, `${hourOfDay.format(date(p.t))}: ${p.display}`)));
+    }, s('title', {}, `${hourLabel(p)}: ${p.display}`)));
     if ((points.length - 1 - i) % labelEvery === 0) {
       hour.append(s('text', {
         class: 'axis-label', x: x + slot / 2, y: base + 14, 'text-anchor': 'middle',
-      }, hourOfDay.format(date(p.t))));
+      }, hourLabel(p)));
     }
     g.append(hour);
   });
@@ -412,7 +434,7 @@ function chartSummary(series) {
   return series.map((c) => {
     const highest = c.points.reduce((best, p) => (p.amount > best.amount ? p : best), c.points[0]);
     if (!highest || highest.amount === 0) return `${c.currency}: no spending.`;
-    return `${c.currency}: highest ${highest.display} in the hour from ${hourOfDay.format(date(highest.t))}.`;
+    return `${c.currency}: highest ${highest.display} in the hour from ${hourLabel(highest)}.`;
   }).join(' ');
 }
 
@@ -439,7 +461,7 @@ function renderChart(series) {
 // --- state ----------------------------------------------------------------------------------
 
 function render(state) {
-  renderAgents(state.agents, state.vouchers);
+  renderAgents(state.agents, state.vouchers, state.now);
   renderPending(state.pending, state.now);
   renderChart(state.series);
 }
@@ -469,6 +491,14 @@ function refreshState() {
     }
   })();
   return refreshing;
+}
+
+let settling = null;
+
+/** One more state fetch SETTLE_MS after the latest news. */
+function settle() {
+  clearTimeout(settling);
+  settling = setTimeout(refreshState, SETTLE_MS);
 }
 
 // --- live feed ------------------------------------------------------------------------------
@@ -502,10 +532,11 @@ function feedItem(e) {
     'data-decision': e.decision,
     'data-tone': TONE[e.kind] ?? 'info',
   },
-  h('time', { datetime: when.toISOString(), title: fullDate.format(when) }, clock.format(when)),
+  h('time', { datetime: when.toISOString(), title: fullDate.format(when) },
+    e.clock || clock.format(when)),
   h('span', { class: 'kind' }, kindLabel(e.kind)),
   h('span', { class: 'text' }, e.text),
-  e.reason ? h('span', { class: 'reason' }, e.reason) : null);
+  e.reason && !e.text.includes(e.reason) ? h('span', { class: 'reason' }, e.reason) : null);
 }
 
 const shown = new Set();
@@ -538,6 +569,7 @@ async function follow() {
       from = answer.next;
       if (addEvents(answer.events) > 0) {
         refreshState();
+        settle();
       }
     } catch (e) {
       if (e.status === 403) {
