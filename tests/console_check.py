@@ -50,8 +50,11 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-#: How long the page may take to show what the daemon did (the long poll answers at once).
+#: How long the feed may take to show what the daemon did (the long poll answers at once).
 LIVE_S = 5
+#: How long the rest of the page may take: the server reuses its figures for up to 2 s, and the
+#: page fetches them again after news and after that reuse.
+STATE_S = 10
 #: The policy the contract fixes, byte for byte.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -180,7 +183,9 @@ def wait_for(driver: WebDriver, css: str, what: str, timeout: float = LIVE_S) ->
     return element
 
 
-def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+def wait_until(
+    driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = STATE_S
+) -> Any:
     """Waits for `condition` (retried on a stale element), or fails saying `what`."""
 
     def attempt(d: WebDriver) -> Any:
@@ -190,9 +195,9 @@ def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: s
             return False
 
     try:
-        result = WebDriverWait(driver, LIVE_S, poll_frequency=0.1).until(attempt)
+        result = WebDriverWait(driver, timeout, poll_frequency=0.1).until(attempt)
     except TimeoutException:
-        raise CheckFailed(f"{what}: not so after {LIVE_S} s\n{describe_page(driver)}") from None
+        raise CheckFailed(f"{what}: not so after {timeout} s\n{describe_page(driver)}") from None
     check(True, what)
     return result
 
@@ -427,7 +432,7 @@ def load_console(driver: WebDriver) -> None:
     check(HOST == "127.0.0.1" and PORT > 0, f"the console listens on 127.0.0.1 ({BASE})")
     check(len(TOKEN) == 43, "the printed URL carries a 43-character token")
     driver.get(CONSOLE_URL)
-    wait_for(driver, f'#agents [data-agent="{AGENT}"]', f"agent {AGENT} is listed")
+    wait_for(driver, f'#agents [data-agent="{AGENT}"]', f"agent {AGENT} is listed", STATE_S)
     check("token" not in driver.current_url, f"the token left the address bar ({driver.current_url})")
     check(
         text_of(driver, f'#agents [data-agent="{AGENT}"] .agent-status') == "active",
@@ -435,10 +440,10 @@ def load_console(driver: WebDriver) -> None:
     )
     for voucher in (L3, L2):
         wait_for(driver, f'#agents [data-agent="{AGENT}"] [data-voucher="{voucher}"]',
-                 f"voucher {voucher} is listed under it")
+                 f"voucher {voucher} is listed under it", STATE_S)
         wait_for(driver, f'[data-voucher="{voucher}"] .budget-bar',
                  f"voucher {voucher} has a budget bar")
-    wait_for(driver, "#chart svg", "the spending chart is drawn")
+    wait_for(driver, "#chart svg", "the spending chart is drawn", STATE_S)
     wait_until(driver, lambda d: text_of(d, "#live") == "live", "the live feed is connected")
     screenshot(driver, "01-loaded.png")
 
@@ -487,7 +492,7 @@ def pay_l2_and_confirm(driver: WebDriver, client: AriClient) -> None:
     check(result["status"] == "pending_confirmation", "the L2 payment is pending_confirmation")
     decision = result["decision"]
     row_css = f'#pending tr[data-decision="{decision}"]'
-    row = wait_for(driver, row_css, "it is listed under waiting for confirmation")
+    row = wait_for(driver, row_css, "it is listed under waiting for confirmation", STATE_S)
     check("42.00 CNY" in row.text, f"the row names the amount ({row.text!r})")
     wait_for(
         driver,
@@ -723,7 +728,7 @@ def unfreeze_and_revoke(driver: WebDriver, client: AriClient) -> None:
              "and shown in the feed")
 
     click(driver, f'[data-voucher="{L3}"] button.revoke', "Revoke is clicked")
-    alert = WebDriverWait(driver, LIVE_S).until(EC.alert_is_present())
+    alert = WebDriverWait(driver, STATE_S).until(EC.alert_is_present())
     check(L3 in alert.text, f"the page asks to confirm the revocation ({alert.text!r})")
     alert.accept()
     wait_until(driver, lambda d: text_of(d, f'[data-voucher="{L3}"] .voucher-state') == "revoked",
