@@ -436,6 +436,17 @@ pub struct StoredVoucher {
     pub compact: String,
 }
 
+/// What voucher `?1` used since `?2`, the start of its current period: the amount (holds
+/// included; a failed or refunded payment gives it back) and the count (a failed payment gives
+/// it back). A periodic voucher is a leaf (never delegated): its payments are the ones decided
+/// on it.
+pub(crate) const PERIOD_USAGE: &str =
+    "SELECT coalesce(sum(CASE WHEN outcome IS NULL OR outcome = 'succeeded'
+                              THEN amount ELSE 0 END), 0),
+            count(CASE WHEN outcome IS NULL OR outcome != 'failed' THEN 1 END)
+     FROM payment
+     WHERE voucher_id = ?1 AND status IN ('authorized', 'pending') AND created_at >= ?2";
+
 /// One agent's payments in one currency ([`Store::payment_totals`]), minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentTotals {
@@ -901,7 +912,7 @@ impl Store {
     /// included, failed and refunded payments given back) and count, as the ledger counts them.
     pub fn period_usage(&self, voucher: &str, start: i64) -> Result<(u64, u64), StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(crate::ledger::money::PERIOD_USAGE)?;
+            let mut stmt = c.prepare_cached(PERIOD_USAGE)?;
             Ok(stmt.query_row(params![voucher, start], |r| {
                 Ok((
                     r.get::<_, i64>(0)?.try_into().unwrap_or(0),

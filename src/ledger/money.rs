@@ -17,17 +17,6 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// What voucher `?1` used since `?2`, the start of its current period: the amount (holds
-/// included; a failed or refunded payment gives it back) and the count (a failed payment gives
-/// it back). A periodic voucher is a leaf (never delegated): its payments are the ones decided
-/// on it.
-pub(crate) const PERIOD_USAGE: &str =
-    "SELECT coalesce(sum(CASE WHEN outcome IS NULL OR outcome = 'succeeded'
-                              THEN amount ELSE 0 END), 0),
-            count(CASE WHEN outcome IS NULL OR outcome != 'failed' THEN 1 END)
-     FROM payment
-     WHERE voucher_id = ?1 AND status IN ('authorized', 'pending') AND created_at >= ?2";
-
 /// What each voucher of `chain` has used so far; for one whose current period started at
 /// `periods[i]`, also what it used in that period.
 pub(crate) fn usage(
@@ -37,7 +26,7 @@ pub(crate) fn usage(
     now: i64,
 ) -> Result<Vec<Usage>, StoreError> {
     let conn = tx.conn();
-    let mut period = conn.prepare_cached(PERIOD_USAGE)?;
+    let mut period = conn.prepare_cached(crate::store::PERIOD_USAGE)?;
     let mut row = conn.prepare_cached(
         "SELECT status, spent, reserved, payments,
                 EXISTS (SELECT 1 FROM payment p

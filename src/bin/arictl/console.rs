@@ -670,3 +670,131 @@ fn state_json(
         "series": series,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn console() -> Console {
+        Console {
+            admin: PathBuf::from("/nonexistent/admin.sock"),
+            token: "secret-token".into(),
+            port: 8470,
+            tz: TimeZone::UTC,
+            state: Mutex::new(None),
+            fed: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    const HOST: (&str, &str) = ("Host", "127.0.0.1:8470");
+    const COOKIE: (&str, &str) = ("Cookie", "other=1; ari_console_8470=secret-token");
+
+    #[test]
+    fn the_token_is_traded_for_a_strict_cookie_and_needed_everywhere() {
+        let c = console();
+        let r = c.answer(&request("GET", "/?token=secret-token", &[HOST]));
+        assert_eq!(r.status, 303);
+        let cookie = &r.extra.iter().find(|(n, _)| *n == "Set-Cookie").unwrap().1;
+        assert_eq!(
+            cookie,
+            "ari_console_8470=secret-token; HttpOnly; SameSite=Strict; Path=/"
+        );
+        assert_eq!(
+            c.answer(&request("GET", "/?token=guess", &[HOST])).status,
+            403
+        );
+        for path in [
+            "/",
+            "/app.js",
+            "/app.css",
+            "/api/state",
+            "/api/events",
+            "/nope",
+        ] {
+            assert_eq!(
+                c.answer(&request("GET", path, &[HOST])).status,
+                403,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            c.answer(&request("GET", "/app.js", &[HOST, COOKIE])).status,
+            200
+        );
+        let bearer = ("Authorization", "Bearer secret-token");
+        assert_eq!(c.answer(&request("GET", "/", &[HOST, bearer])).status, 200);
+        let wrong = ("Cookie", "ari_console_8470=secret-tokem");
+        assert_eq!(c.answer(&request("GET", "/", &[HOST, wrong])).status, 403);
+    }
+
+    #[test]
+    fn other_hosts_origins_and_methods_are_refused_even_with_the_token() {
+        let c = console();
+        let get = |headers: &[(&str, &str)]| c.answer(&request("GET", "/app.css", headers)).status;
+        assert_eq!(get(&[("Host", "evil.example:8470"), COOKIE]), 403);
+        assert_eq!(get(&[("Host", "127.0.0.1:8471"), COOKIE]), 403);
+        assert_eq!(get(&[COOKIE]), 403, "no Host");
+        assert_eq!(get(&[HOST, COOKIE, ("Origin", "http://evil.example")]), 403);
+        assert_eq!(get(&[HOST, COOKIE, ("Origin", "null")]), 403);
+        assert_eq!(get(&[HOST, COOKIE, ("Sec-Fetch-Site", "cross-site")]), 403);
+        assert_eq!(get(&[HOST, COOKIE, ("Sec-Fetch-Site", "same-site")]), 403);
+        assert_eq!(
+            get(&[
+                ("Host", "localhost:8470"),
+                COOKIE,
+                ("Origin", "http://localhost:8470")
+            ]),
+            200
+        );
+        for method in ["OPTIONS", "PUT", "DELETE"] {
+            assert_eq!(
+                c.answer(&request(method, "/api/action", &[HOST, COOKIE]))
+                    .status,
+                405
+            );
+        }
+        // An action must be JSON and say it comes from the console's origin.
+        let json = ("Content-Type", "application/json");
+        let origin = ("Origin", "http://127.0.0.1:8470");
+        let form = ("Content-Type", "application/x-www-form-urlencoded");
+        assert_eq!(
+            c.answer(&request("POST", "/api/action", &[HOST, COOKIE, json]))
+                .status,
+            403
+        );
+        assert_eq!(
+            c.answer(&request(
+                "POST",
+                "/api/action",
+                &[HOST, COOKIE, form, origin]
+            ))
+            .status,
+            403
+        );
+        // JSON from the console's origin gets as far as reading the action.
+        assert_eq!(
+            c.answer(&request(
+                "POST",
+                "/api/action",
+                &[HOST, COOKIE, json, origin]
+            ))
+            .status,
+            400
+        );
+    }
+}

@@ -216,55 +216,18 @@ pub(crate) fn spending(s: &Spending, tz: &TimeZone) -> String {
         local(s.now, tz),
         local(s.day_start, tz)
     );
-    let mut agents = Table::new(&[
-        "AGENT",
-        "USER",
-        "STATUS",
-        ">TODAY",
-        ">THIS PERIOD",
-        ">LIFETIME",
-        ">HELD",
-        ">PENDING",
-        ">OVERDUE",
-        "DENIALS",
-    ]);
-    for a in &s.agents {
-        for (i, row) in totals_rows(a).into_iter().enumerate() {
-            let first = i == 0;
-            let mut cells = vec![
-                if first { a.id.clone() } else { String::new() },
-                if first {
-                    a.user.clone().unwrap_or_default()
-                } else {
-                    String::new()
-                },
-                if first {
-                    a.status.clone().unwrap_or_default()
-                } else {
-                    String::new()
-                },
+    let agents = totals_table(
+        &["AGENT", "USER", "STATUS"],
+        s.agents.iter().map(|a| {
+            let lead = [
+                a.id.clone(),
+                a.user.clone().unwrap_or_default(),
+                a.status.clone().unwrap_or_default(),
             ];
-            cells.extend(row);
-            agents.row(cells);
-        }
-    }
-    let mut users = Table::new(&[
-        "USER",
-        ">TODAY",
-        ">THIS PERIOD",
-        ">LIFETIME",
-        ">HELD",
-        ">PENDING",
-        ">OVERDUE",
-        "DENIALS",
-    ]);
-    for u in &s.users {
-        for (i, row) in totals_rows(u).into_iter().enumerate() {
-            let mut cells = vec![if i == 0 { u.id.clone() } else { String::new() }];
-            cells.extend(row);
-            users.row(cells);
-        }
-    }
+            (lead.to_vec(), a)
+        }),
+    );
+    let users = totals_table(&["USER"], s.users.iter().map(|u| (vec![u.id.clone()], u)));
     let _ = write!(
         out,
         "Agents\n{}\nUsers\n{}\nVouchers\n{}",
@@ -273,6 +236,37 @@ pub(crate) fn spending(s: &Spending, tz: &TimeZone) -> String {
         vouchers(s, tz)
     );
     out
+}
+
+/// A table of totals, one row per currency (see [`totals_rows`]), each total led by its
+/// `lead` cells under the `lead` columns, on its first row only.
+fn totals_table<'a>(
+    lead: &[&'static str],
+    totals: impl Iterator<Item = (Vec<String>, &'a Totals)>,
+) -> Table {
+    let mut columns = lead.to_vec();
+    columns.extend([
+        ">TODAY",
+        ">THIS PERIOD",
+        ">LIFETIME",
+        ">HELD",
+        ">PENDING",
+        ">OVERDUE",
+        "DENIALS",
+    ]);
+    let mut table = Table::new(&columns);
+    for (cells, t) in totals {
+        for (i, row) in totals_rows(t).into_iter().enumerate() {
+            let mut line = if i == 0 {
+                cells.clone()
+            } else {
+                vec![String::new(); cells.len()]
+            };
+            line.extend(row);
+            table.row(line);
+        }
+    }
+    table
 }
 
 /// One line per currency of an agent's or user's totals (one line of dashes without any); the
