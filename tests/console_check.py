@@ -663,7 +663,7 @@ def other_origin(driver: WebDriver, scratch: Path) -> None:
             "its no-cors text/plain POST got nothing readable back",
         )
         check(results["controlFrameLoadEvent"], "a frame of its own origin loads (the control)")
-        screenshot(driver, "05-other-origin.png")
+        screenshot(driver, "06-other-origin.png")
 
         driver.switch_to.frame(driver.find_element(By.ID, "control-frame"))
         check(driver.find_elements(By.ID, "control-marker"),
