@@ -5,12 +5,14 @@
 //! command, run by an operator who may already use that socket, so it can do nothing the
 //! operator could not do with `arictl`, every action is the same admin method and leaves the
 //! same evidence entry, and stopping it stops all of it. What it reads is `admin.spending`
-//! (at most once every two seconds, whatever the number of tabs) and `admin.log_follow` (at most
+//! (at most twice a second, whatever the number of tabs) and `admin.log_follow` (at most
 //! [`FEED_PAGE`] entries a read, four reads a second); neither touches the ledger's writer.
 //!
 //! Who may use it: whoever has the secret token printed at start, a 256-bit random value that
 //! lives only in this process. `GET /?token=…` trades it for an `HttpOnly`, `SameSite=Strict`
-//! cookie; every request needs the cookie (or `Authorization: Bearer`). On top of that a request
+//! cookie limited to the console's pages, under a second random path (a cookie's host takes no
+//! port, so without the path every other server on 127.0.0.1 would receive it); every request
+//! needs the cookie (or `Authorization: Bearer`). On top of that a request
 //! must name this server in `Host` (no DNS rebinding), come from this origin if it names one
 //! (`Origin`, `Sec-Fetch-Site`), and a POST must be JSON from this origin, so no page elsewhere
 //! can make the browser act. No response allows another origin (no CORS headers, `OPTIONS` is
@@ -46,6 +48,7 @@ use std::time::{Duration, Instant};
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
 /// Sent with every response.
 const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -75,8 +78,11 @@ const FEED_WAIT_MS: u64 = 20_000;
 const FEED_PAGE: u64 = 200;
 /// Events shown when the page opens.
 const FEED_START: usize = 50;
-/// How long an `/api/state` answer is reused.
+/// How long an `/api/state` answer is reused while the log has not grown.
 const STATE_TTL: Duration = Duration::from_secs(2);
+/// How long it is reused whatever happens: under a burst of payments the figures are read
+/// twice a second at most.
+const STATE_MIN: Duration = Duration::from_millis(500);
 /// The least time between two feed reads of the log.
 const FEED_PACE: Duration = Duration::from_millis(250);
 
@@ -84,9 +90,15 @@ const FEED_PACE: Duration = Duration::from_millis(250);
 struct Console {
     admin: PathBuf,
     token: String,
+    /// Where the console's pages are, `/s/<random>/`, and the path its cookie is limited to:
+    /// browsers send a cookie to every port of a host, and only the path keeps it from the
+    /// other servers on this machine that the browser visits.
+    base: String,
     port: u16,
     tz: TimeZone,
     state: Mutex<Option<(Instant, Value)>>,
+    /// Set when the feed saw new entries: the figures are read again once [`STATE_MIN`] old.
+    stale: std::sync::atomic::AtomicBool,
     /// When the feed last read the log (or will, once paced).
     fed: Mutex<Instant>,
 }
@@ -98,14 +110,17 @@ pub(crate) fn run(cli: &Cli, port: u16) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let port = listener.local_addr()?.port();
-    let mut secret = [0u8; 32];
+    let mut secret = [0u8; 48];
     getrandom::fill(&mut secret).map_err(|e| anyhow!("no randomness for the token: {e}"))?;
+    let (token, path) = secret.split_at(32);
     let console = Arc::new(Console {
         admin: cli.admin_socket.clone(),
-        token: ari::jose::b64url(&secret),
+        token: ari::jose::b64url(token),
+        base: format!("/s/{}/", ari::jose::b64url(path)),
         port,
         tz: TimeZone::system(),
         state: Mutex::new(None),
+        stale: std::sync::atomic::AtomicBool::new(false),
         fed: Mutex::new(Instant::now()),
     });
     println!("console: http://127.0.0.1:{port}/?token={}", console.token);
@@ -368,13 +383,14 @@ impl Console {
                 return Response::refused(403, "wrong token");
             }
             let mut resp = Response::new(303, "text/plain", "");
-            resp.extra.push(("Location", "/".into()));
+            resp.extra.push(("Location", self.base.clone()));
             resp.extra.push((
                 "Set-Cookie",
                 format!(
-                    "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                    "{}={}; HttpOnly; SameSite=Strict; Path={}",
                     self.cookie_name(),
-                    self.token
+                    self.token,
+                    self.base
                 ),
             ));
             return resp;
@@ -382,13 +398,25 @@ impl Console {
         if let Err(refused) = self.check(r) {
             return refused;
         }
-        match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/") => Response::new(200, "text/html; charset=utf-8", INDEX_HTML),
-            ("GET", "/app.js") => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
-            ("GET", "/app.css") => Response::new(200, "text/css; charset=utf-8", APP_CSS),
-            ("GET", "/api/state") => self.state().unwrap_or_else(daemon_error),
-            ("GET", "/api/events") => self.events(r).unwrap_or_else(daemon_error),
-            ("POST", "/api/action") => {
+        let Some(page) = r.path.strip_prefix(self.base.as_str()) else {
+            return match r.path.as_str() {
+                // With the token but not the page's path (a bookmark of `/`, a script).
+                "/" => {
+                    let mut resp = Response::new(303, "text/plain", "");
+                    resp.extra.push(("Location", self.base.clone()));
+                    resp
+                }
+                _ => Response::refused(404, "no such page"),
+            };
+        };
+        match (r.method.as_str(), page) {
+            ("GET", "") => Response::new(200, "text/html; charset=utf-8", INDEX_HTML),
+            ("GET", "app.js") => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
+            ("GET", "app.css") => Response::new(200, "text/css; charset=utf-8", APP_CSS),
+            ("GET", "favicon.svg") => Response::new(200, "image/svg+xml", FAVICON_SVG),
+            ("GET", "api/state") => self.state().unwrap_or_else(daemon_error),
+            ("GET", "api/events") => self.events(r).unwrap_or_else(daemon_error),
+            ("POST", "api/action") => {
                 let json = r
                     .header("Content-Type")
                     .is_some_and(|t| t.starts_with("application/json"));
@@ -408,17 +436,19 @@ impl Console {
     }
 
     /// Balances, pending payments and the hourly series, shaped for the page; reused for
-    /// [`STATE_TTL`].
+    /// [`STATE_TTL`], or [`STATE_MIN`] once the feed saw news.
     fn state(&self) -> Result<Response> {
         let mut cached = self
             .state
             .lock()
             .map_err(|_| anyhow!("console state lock poisoned"))?;
-        if let Some((at, v)) = cached.as_ref()
-            && at.elapsed() < STATE_TTL
-        {
-            return Ok(Response::json(200, v));
+        if let Some((at, v)) = cached.as_ref() {
+            let age = at.elapsed();
+            if age < STATE_MIN || age < STATE_TTL && !self.stale.load(Ordering::SeqCst) {
+                return Ok(Response::json(200, v));
+            }
         }
+        self.stale.store(false, Ordering::SeqCst);
         let spending = crate::spending::fetch_from(&self.admin, None, None, &self.tz)?;
         let pending = call::<call::AdminPaymentList>(
             &self.admin,
@@ -474,6 +504,9 @@ impl Console {
                 (shown(&tail.entries, FEED_START), tail.next)
             }
         };
+        if !events.is_empty() {
+            self.stale.store(true, Ordering::SeqCst);
+        }
         let events: Vec<Value> = events
             .into_iter()
             .map(|e| {
@@ -680,9 +713,11 @@ mod tests {
         Console {
             admin: PathBuf::from("/nonexistent/admin.sock"),
             token: "secret-token".into(),
+            base: "/s/page/".into(),
             port: 8470,
             tz: TimeZone::UTC,
             state: Mutex::new(None),
+            stale: std::sync::atomic::AtomicBool::new(false),
             fed: Mutex::new(Instant::now()),
         }
     }
@@ -712,7 +747,7 @@ mod tests {
         let cookie = &r.extra.iter().find(|(n, _)| *n == "Set-Cookie").unwrap().1;
         assert_eq!(
             cookie,
-            "ari_console_8470=secret-token; HttpOnly; SameSite=Strict; Path=/"
+            "ari_console_8470=secret-token; HttpOnly; SameSite=Strict; Path=/s/page/"
         );
         assert_eq!(
             c.answer(&request("GET", "/?token=guess", &[HOST])).status,
@@ -720,10 +755,10 @@ mod tests {
         );
         for path in [
             "/",
-            "/app.js",
-            "/app.css",
-            "/api/state",
-            "/api/events",
+            "/s/page/app.js",
+            "/s/page/app.css",
+            "/s/page/api/state",
+            "/s/page/api/events",
             "/nope",
         ] {
             assert_eq!(
@@ -733,19 +768,34 @@ mod tests {
             );
         }
         assert_eq!(
-            c.answer(&request("GET", "/app.js", &[HOST, COOKIE])).status,
+            c.answer(&request("GET", "/s/page/app.js", &[HOST, COOKIE]))
+                .status,
             200
         );
         let bearer = ("Authorization", "Bearer secret-token");
-        assert_eq!(c.answer(&request("GET", "/", &[HOST, bearer])).status, 200);
+        assert_eq!(
+            c.answer(&request("GET", "/s/page/", &[HOST, bearer]))
+                .status,
+            200
+        );
+        // `/` with the token leads to the page; another path is no page.
+        assert_eq!(c.answer(&request("GET", "/", &[HOST, bearer])).status, 303);
+        assert_eq!(
+            c.answer(&request("GET", "/app.js", &[HOST, bearer])).status,
+            404
+        );
         let wrong = ("Cookie", "ari_console_8470=secret-tokem");
-        assert_eq!(c.answer(&request("GET", "/", &[HOST, wrong])).status, 403);
+        assert_eq!(
+            c.answer(&request("GET", "/s/page/", &[HOST, wrong])).status,
+            403
+        );
     }
 
     #[test]
     fn other_hosts_origins_and_methods_are_refused_even_with_the_token() {
         let c = console();
-        let get = |headers: &[(&str, &str)]| c.answer(&request("GET", "/app.css", headers)).status;
+        let get =
+            |headers: &[(&str, &str)]| c.answer(&request("GET", "/s/page/app.css", headers)).status;
         assert_eq!(get(&[("Host", "evil.example:8470"), COOKIE]), 403);
         assert_eq!(get(&[("Host", "127.0.0.1:8471"), COOKIE]), 403);
         assert_eq!(get(&[COOKIE]), 403, "no Host");
@@ -763,7 +813,7 @@ mod tests {
         );
         for method in ["OPTIONS", "PUT", "DELETE"] {
             assert_eq!(
-                c.answer(&request(method, "/api/action", &[HOST, COOKIE]))
+                c.answer(&request(method, "/s/page/api/action", &[HOST, COOKIE]))
                     .status,
                 405
             );
@@ -773,14 +823,18 @@ mod tests {
         let origin = ("Origin", "http://127.0.0.1:8470");
         let form = ("Content-Type", "application/x-www-form-urlencoded");
         assert_eq!(
-            c.answer(&request("POST", "/api/action", &[HOST, COOKIE, json]))
-                .status,
+            c.answer(&request(
+                "POST",
+                "/s/page/api/action",
+                &[HOST, COOKIE, json]
+            ))
+            .status,
             403
         );
         assert_eq!(
             c.answer(&request(
                 "POST",
-                "/api/action",
+                "/s/page/api/action",
                 &[HOST, COOKIE, form, origin]
             ))
             .status,
@@ -790,7 +844,7 @@ mod tests {
         assert_eq!(
             c.answer(&request(
                 "POST",
-                "/api/action",
+                "/s/page/api/action",
                 &[HOST, COOKIE, json, origin]
             ))
             .status,

@@ -150,7 +150,7 @@ async function getJson(path) {
 }
 
 async function postAction(body) {
-  const response = await fetch('/api/action', {
+  const response = await fetch('api/action', {
     method: 'POST',
     credentials: 'same-origin',
     cache: 'no-store',
@@ -480,7 +480,7 @@ function refreshState() {
       do {
         refreshAgain = false;
         try {
-          render(await getJson('/api/state'));
+          render(await getJson('api/state'));
         } catch (e) {
           showStatus(e.status === 403 ? NOT_AUTHORIZED : `Could not load the state: ${e.message}`,
             'error');
@@ -564,7 +564,7 @@ async function follow() {
   let from = null;
   for (;;) {
     try {
-      const answer = await getJson(from === null ? '/api/events' : `/api/events?from=${from}`);
+      const answer = await getJson(from === null ? 'api/events' : `api/events?from=${from}`);
       setLive('live');
       from = answer.next;
       if (addEvents(answer.events) > 0) {
