@@ -227,6 +227,9 @@ pub const MIGRATIONS: &[&str] = &[
     // checkout's hash), and the payment provider's receipt JWT its report carried.
     "ALTER TABLE payment ADD COLUMN checkout TEXT;
     ALTER TABLE payment ADD COLUMN receipt TEXT;",
+    // 13: the payments waiting for an operator, newest first, without reading the rest: only a
+    // held payment enters this index, so an authorization or a denial never writes to it.
+    "CREATE INDEX payment_pending ON payment (seq) WHERE status = 'pending';",
 ];
 
 /// A step's work beyond its SQL: (step number, work), run in the step's transaction after it.
@@ -447,16 +450,26 @@ pub(crate) const PERIOD_USAGE: &str =
      FROM payment
      WHERE voucher_id = ?1 AND status IN ('authorized', 'pending') AND created_at >= ?2";
 
-/// One agent's payments in one currency ([`Store::payment_totals`]), minor units.
+/// Payments alike in everything [`Store::payment_groups`] tells apart: how many, and their
+/// amount in minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentTotals {
+pub struct PaymentGroup {
     pub agent: String,
+    pub voucher: String,
     pub currency: String,
-    pub today: u64,
-    pub lifetime: u64,
-    pub held: u64,
-    pub pending: u64,
-    pub overdue: u64,
+    /// `pending`, `authorized`, `denied` or `void`.
+    pub status: String,
+    pub reason: Option<String>,
+    /// Not failed, not refunded.
+    pub spends: bool,
+    /// The hour it was decided in, when since the `since` asked for.
+    pub hour: Option<i64>,
+    /// Decided since `day_start`.
+    pub today: bool,
+    /// Authorized, unreported, past its report deadline.
+    pub overdue: bool,
+    pub count: u64,
+    pub amount: u64,
 }
 
 /// Why a state operation failed.
@@ -815,94 +828,44 @@ impl Store {
         self.with(|c| voucher(c, id_or_digest))
     }
 
-    /// What the payment table says each agent spent, per currency, for `admin.spending`:
-    /// authorized amounts since `day_start` and in all (a failed or refunded payment given
-    /// back), amounts held for confirmation, and counts of held and overdue payments.
-    pub fn payment_totals(
+    /// The payment table in groups, for `admin.spending`: one pass over it, however many
+    /// figures are drawn from it. Rows are grouped by agent, voucher, currency, status and
+    /// reason, and by what the figures tell apart: whether the amount counts as spent (not
+    /// failed, not refunded), the hour it was decided in if that is since `since`, whether it
+    /// was decided since `day_start`, and whether its report is overdue at `now`.
+    pub fn payment_groups(
         &self,
         now: i64,
         day_start: i64,
-    ) -> Result<Vec<PaymentTotals>, StoreError> {
+        since: i64,
+    ) -> Result<Vec<PaymentGroup>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT agent_id, currency,
-                        coalesce(sum(CASE WHEN status = 'authorized' AND spends
-                                          AND coalesce(decided_at, created_at) >= ?1
-                                     THEN amount END), 0),
-                        coalesce(sum(CASE WHEN status = 'authorized' AND spends
-                                     THEN amount END), 0),
-                        coalesce(sum(CASE WHEN status = 'pending' THEN amount END), 0),
-                        count(CASE WHEN status = 'pending' THEN 1 END),
-                        count(CASE WHEN status = 'authorized' AND outcome IS NULL
-                                        AND report_deadline < ?2 THEN 1 END)
-                 FROM (SELECT *, (outcome IS NULL OR outcome = 'succeeded') AS spends
-                       FROM payment WHERE status != 'denied')
-                 GROUP BY agent_id, currency ORDER BY agent_id, currency",
+                "SELECT agent_id, voucher_id, currency, status, reason,
+                        outcome IS NULL OR outcome = 'succeeded',
+                        CASE WHEN t >= ?1 THEN t - t % 3600 END,
+                        t >= ?2,
+                        status = 'authorized' AND outcome IS NULL AND report_deadline < ?3,
+                        count(*), sum(amount)
+                 FROM (SELECT agent_id, voucher_id, currency, status, reason, outcome,
+                              report_deadline, amount, coalesce(decided_at, created_at) AS t
+                       FROM payment)
+                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
             )?;
-            let rows = stmt.query_map(params![day_start, now], |r| {
-                Ok(PaymentTotals {
+            let rows = stmt.query_map(params![since, day_start, now], |r| {
+                Ok(PaymentGroup {
                     agent: r.get(0)?,
-                    currency: r.get(1)?,
-                    today: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    lifetime: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                    held: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
-                    pending: r.get::<_, i64>(5)?.try_into().unwrap_or(0),
-                    overdue: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
+                    voucher: r.get(1)?,
+                    currency: r.get(2)?,
+                    status: r.get(3)?,
+                    reason: r.get(4)?,
+                    spends: r.get(5)?,
+                    hour: r.get(6)?,
+                    today: r.get(7)?,
+                    overdue: r.get::<_, Option<bool>>(8)?.unwrap_or(false),
+                    count: r.get::<_, i64>(9)?.try_into().unwrap_or(0),
+                    amount: r.get::<_, i64>(10)?.try_into().unwrap_or(0),
                 })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    /// Authorized amounts per agent, currency and hour since `since`: `(agent, currency, hour
-    /// start, amount)`, a failed or refunded payment given back.
-    pub fn hourly(&self, since: i64) -> Result<Vec<(String, String, i64, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT agent_id, currency, t - t % 3600, sum(amount)
-                 FROM (SELECT agent_id, currency, amount, coalesce(decided_at, created_at) AS t
-                       FROM payment
-                       WHERE status = 'authorized' AND (outcome IS NULL OR outcome = 'succeeded'))
-                 WHERE t >= ?1 GROUP BY 1, 2, 3 ORDER BY 2, 3",
-            )?;
-            let rows = stmt.query_map([since], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                ))
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    /// Denied decisions by agent and reason: `(agent, reason, count)`.
-    pub fn denials(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT agent_id, coalesce(reason, 'unknown'), count(*) FROM payment
-                 WHERE status = 'denied' GROUP BY 1, 2 ORDER BY 1, 2",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                ))
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    /// Amounts held for confirmation, by the voucher they were asked on: `(voucher, amount)`.
-    pub fn holds(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT voucher_id, sum(amount) FROM payment WHERE status = 'pending' GROUP BY 1",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0)))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

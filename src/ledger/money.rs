@@ -359,9 +359,16 @@ pub fn payments(
     voucher: Option<&str>,
     limit: u32,
 ) -> Result<Vec<PaymentRow>, StoreError> {
-    let mut q = conn.prepare(&format!(
+    // The held ones through their own index (`payment_pending`), which a query names only by
+    // the constant its condition holds.
+    let held = if status == Some(PaymentStatus::Pending) {
+        "status = 'pending' AND"
+    } else {
+        ""
+    };
+    let mut q = conn.prepare_cached(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payment
-         WHERE (status = ?1 OR ?1 IS NULL) AND (voucher_id = ?2 OR ?2 IS NULL)
+         WHERE {held} (status = ?1 OR ?1 IS NULL) AND (voucher_id = ?2 OR ?2 IS NULL)
          ORDER BY seq DESC LIMIT ?3"
     ))?;
     let rows = q.query_map(params![status, voucher, limit], payment_row)?;

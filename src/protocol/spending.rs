@@ -132,6 +132,19 @@ pub struct Totals {
     pub overdue: u64,
 }
 
+impl Amounts {
+    /// Nothing yet in `currency`.
+    pub fn none(currency: &str) -> Self {
+        Self {
+            currency: currency.to_string(),
+            today: 0,
+            period: None,
+            lifetime: 0,
+            held: 0,
+        }
+    }
+}
+
 /// Amounts in one currency, minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amounts {

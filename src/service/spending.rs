@@ -15,10 +15,15 @@ use crate::identity::{Agent, AgentStatus};
 use crate::protocol::spending::{
     Amounts, Hourly, Spending, SpendingParams, Totals, VoucherBalance, VoucherState,
 };
-use crate::store::{PaymentTotals, StoredVoucher, VoucherStatus};
+use crate::store::{PaymentGroup, StoredVoucher, VoucherStatus};
 use crate::voucher::VoucherClaims;
 use crate::voucher::constraint::Constraint;
 use std::collections::{BTreeMap, HashMap};
+
+/// The payment states, as stored.
+const PENDING: &str = "pending";
+const AUTHORIZED: &str = "authorized";
+const DENIED: &str = "denied";
 
 /// Seconds in a day.
 const DAY_S: i64 = 86_400;
@@ -44,20 +49,24 @@ impl Service {
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         let store = self.store.clone();
         let since = now - now.rem_euclid(HOUR_S) - (HOURS - 1) * HOUR_S;
-        let (vouchers, totals, denials, holds, hourly) = blocking(move || {
+        let (vouchers, groups) = blocking(move || {
             Ok::<_, crate::store::StoreError>((
                 store.vouchers(None)?,
-                store.payment_totals(now, day_start)?,
-                store.denials()?,
-                store.holds()?,
-                store.hourly(since)?,
+                store.payment_groups(now, day_start, since)?,
             ))
         })
         .await?;
+        let holds: Vec<(String, u64)> = groups
+            .iter()
+            .filter(|g| g.status == PENDING)
+            .map(|g| (g.voucher.clone(), g.amount))
+            .collect();
         let mut series: BTreeMap<(String, i64), u64> = BTreeMap::new();
-        for (agent, currency, hour, amount) in hourly {
-            if agents.iter().any(|a| a.id == agent) {
-                *series.entry((currency, hour)).or_default() += amount;
+        for g in groups.iter().filter(|g| g.status == AUTHORIZED && g.spends) {
+            if let Some(hour) = g.hour
+                && agents.iter().any(|a| a.id == g.agent)
+            {
+                *series.entry((g.currency.clone(), hour)).or_default() += g.amount;
             }
         }
         let held = held_by_voucher(&vouchers, &holds);
@@ -78,7 +87,7 @@ impl Service {
         }
         let by_agent: Vec<Totals> = agents
             .iter()
-            .map(|a| agent_totals(a, &totals, &denials, &balances))
+            .map(|a| agent_totals(a, &groups, &balances))
             .collect();
         Ok(Spending {
             now,
@@ -221,24 +230,37 @@ fn held_by_voucher<'a>(
     held
 }
 
-fn agent_totals(
-    agent: &Agent,
-    totals: &[PaymentTotals],
-    denials: &[(String, String, u64)],
-    balances: &[VoucherBalance],
-) -> Totals {
+fn agent_totals(agent: &Agent, groups: &[PaymentGroup], balances: &[VoucherBalance]) -> Totals {
     let mut amounts: BTreeMap<String, Amounts> = BTreeMap::new();
-    for t in totals.iter().filter(|t| t.agent == agent.id) {
-        amounts.insert(
-            t.currency.clone(),
-            Amounts {
-                currency: t.currency.clone(),
-                today: t.today,
-                period: None,
-                lifetime: t.lifetime,
-                held: t.held,
-            },
-        );
+    let mut denials: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut pending, mut overdue) = (0, 0);
+    for g in groups.iter().filter(|g| g.agent == agent.id) {
+        if g.status == DENIED {
+            let reason = g.reason.clone().unwrap_or_else(|| "unknown".into());
+            *denials.entry(reason).or_default() += g.count;
+            continue;
+        }
+        let a = amounts
+            .entry(g.currency.clone())
+            .or_insert_with(|| Amounts::none(&g.currency));
+        match g.status.as_str() {
+            PENDING => {
+                a.held += g.amount;
+                pending += g.count;
+            }
+            AUTHORIZED => {
+                if g.spends {
+                    a.lifetime += g.amount;
+                    if g.today {
+                        a.today += g.amount;
+                    }
+                }
+                if g.overdue {
+                    overdue += g.count;
+                }
+            }
+            _ => {}
+        }
     }
     for b in balances
         .iter()
@@ -247,28 +269,19 @@ fn agent_totals(
         let Some(currency) = &b.currency else {
             continue;
         };
-        let a = amounts.entry(currency.clone()).or_insert_with(|| Amounts {
-            currency: currency.clone(),
-            today: 0,
-            period: None,
-            lifetime: 0,
-            held: 0,
-        });
+        let a = amounts
+            .entry(currency.clone())
+            .or_insert_with(|| Amounts::none(currency));
         a.period = Some(a.period.unwrap_or(0) + b.spent);
     }
-    let mine = totals.iter().filter(|t| t.agent == agent.id);
     Totals {
         id: agent.id.clone(),
         user: Some(agent.user.clone()),
         status: Some(rpc_name(&agent.status)),
         amounts: amounts.into_values().collect(),
-        denials: denials
-            .iter()
-            .filter(|(a, _, _)| *a == agent.id)
-            .map(|(_, reason, n)| (reason.clone(), *n))
-            .collect(),
-        pending: mine.clone().map(|t| t.pending).sum(),
-        overdue: mine.map(|t| t.overdue).sum(),
+        denials,
+        pending,
+        overdue,
     }
 }
 

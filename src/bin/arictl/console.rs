@@ -5,7 +5,7 @@
 //! command, run by an operator who may already use that socket, so it can do nothing the
 //! operator could not do with `arictl`, every action is the same admin method and leaves the
 //! same evidence entry, and stopping it stops all of it. What it reads is `admin.spending`
-//! (at most twice a second, whatever the number of tabs) and `admin.log_follow` (at most
+//! (at most once every two seconds, whatever the number of tabs) and `admin.log_follow` (at most
 //! [`FEED_PAGE`] entries a read, four reads a second); neither touches the ledger's writer.
 //!
 //! Who may use it: whoever has the secret token printed at start, a 256-bit random value that
@@ -78,11 +78,16 @@ const FEED_WAIT_MS: u64 = 20_000;
 const FEED_PAGE: u64 = 200;
 /// Events shown when the page opens.
 const FEED_START: usize = 50;
-/// How long an `/api/state` answer is reused while the log has not grown.
-const STATE_TTL: Duration = Duration::from_secs(2);
-/// How long it is reused whatever happens: under a burst of payments the figures are read
-/// twice a second at most.
-const STATE_MIN: Duration = Duration::from_millis(500);
+/// How long an `/api/state` answer is reused while the log has not grown (what changes without
+/// an entry: time, and so expiries).
+const STATE_TTL: Duration = Duration::from_secs(10);
+/// How long it is reused whatever happens but an action: under a burst of payments the
+/// figures, which read the whole payment table, are read once every two seconds, or less
+/// often when reading them takes long ([`STATE_SHARE`]).
+const STATE_MIN: Duration = Duration::from_secs(2);
+/// Reading the figures may take at most this share of the time (one part in forty): a payment
+/// table large enough to take 100 ms is read every 4 s.
+const STATE_SHARE: u32 = 40;
 /// The least time between two feed reads of the log.
 const FEED_PACE: Duration = Duration::from_millis(250);
 
@@ -96,7 +101,8 @@ struct Console {
     base: String,
     port: u16,
     tz: TimeZone,
-    state: Mutex<Option<(Instant, Value)>>,
+    /// The newest figures: when they were read, how long that took, and the answer.
+    state: Mutex<Option<(Instant, Duration, Value)>>,
     /// Set when the feed saw new entries: the figures are read again once [`STATE_MIN`] old.
     stale: std::sync::atomic::AtomicBool,
     /// When the feed last read the log (or will, once paced).
@@ -442,13 +448,15 @@ impl Console {
             .state
             .lock()
             .map_err(|_| anyhow!("console state lock poisoned"))?;
-        if let Some((at, v)) = cached.as_ref() {
+        if let Some((at, took, v)) = cached.as_ref() {
             let age = at.elapsed();
-            if age < STATE_MIN || age < STATE_TTL && !self.stale.load(Ordering::SeqCst) {
+            let least = STATE_MIN.max(*took * STATE_SHARE);
+            if age < least || age < STATE_TTL && !self.stale.load(Ordering::SeqCst) {
                 return Ok(Response::json(200, v));
             }
         }
         self.stale.store(false, Ordering::SeqCst);
+        let started = Instant::now();
         let spending = crate::spending::fetch_from(&self.admin, None, None, &self.tz)?;
         let pending = call::<call::AdminPaymentList>(
             &self.admin,
@@ -459,7 +467,7 @@ impl Console {
             },
         )?;
         let v = state_json(&spending, &pending.payments, &self.tz);
-        *cached = Some((Instant::now(), v.clone()));
+        *cached = Some((Instant::now(), started.elapsed(), v.clone()));
         Ok(Response::json(200, &v))
     }
 
