@@ -1493,7 +1493,12 @@ mod tests {
         }
         let after: Vec<_> = after.into_iter().map(|r| r[..width].to_vec()).collect();
         assert_eq!(after, before);
-        assert_eq!(indexes(&conn), before_indexes);
+        // Step 7's indexes are kept; a later step adds one for held payments.
+        let later: Vec<_> = indexes(&conn)
+            .into_iter()
+            .filter(|(name, _)| name != "payment_pending")
+            .collect();
+        assert_eq!(later, before_indexes);
         let name: Option<String> = conn
             .query_row(
                 "SELECT name FROM sqlite_schema WHERE name = 'payment_7'",
