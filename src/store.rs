@@ -450,7 +450,7 @@ pub(crate) const PERIOD_USAGE: &str =
      FROM payment
      WHERE voucher_id = ?1 AND status IN ('authorized', 'pending') AND created_at >= ?2";
 
-/// Payments alike in everything [`Store::payment_groups`] tells apart: how many, and their
+/// Payments alike in everything [`Store::spending_snapshot`] tells apart: how many, and their
 /// amount in minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentGroup {
@@ -469,6 +469,7 @@ pub struct PaymentGroup {
     /// Authorized, unreported, past its report deadline.
     pub overdue: bool,
     pub count: u64,
+    /// Their amount in minor units; 0 for denials, whose amounts nothing allowed.
     pub amount: u64,
 }
 
@@ -531,6 +532,11 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// A second reading connection, opened on first use, for reads that scan a whole table
+    /// ([`Store::spending_snapshot`]): they wait for each other, never for or against the calls
+    /// that read a row or a proof on `conn`.
+    reports: Mutex<Option<Connection>>,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -544,7 +550,33 @@ impl Store {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            reports: Mutex::new(None),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Runs `f` on the reports connection (see [`Store`]), opening it read-only if needed.
+    fn report<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut reports = self
+            .reports
+            .lock()
+            .map_err(|_| StoreError::Corrupt("database lock poisoned".into()))?;
+        if reports.is_none() {
+            let conn = Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            *reports = Some(conn);
+        }
+        match reports.as_ref() {
+            Some(conn) => f(conn),
+            None => Err(StoreError::Corrupt("no reports connection".into())),
+        }
     }
 
     fn with<T>(
@@ -828,25 +860,28 @@ impl Store {
         self.with(|c| voucher(c, id_or_digest))
     }
 
-    /// The payment table in groups, for `admin.spending`: one pass over it, however many
-    /// figures are drawn from it. Rows are grouped by agent, voucher, currency, status and
-    /// reason, and by what the figures tell apart: whether the amount counts as spent (not
-    /// failed, not refunded), the hour it was decided in if that is since `since`, whether it
-    /// was decided since `day_start`, and whether its report is overdue at `now`.
-    pub fn payment_groups(
+    /// Every voucher and the payment table in groups, for `admin.spending`, read in one
+    /// transaction so the two agree. The payments are read in one pass, however many figures
+    /// are drawn from them: grouped by agent, voucher, currency, status and reason, and by what
+    /// the figures tell apart: whether the amount counts as spent (not failed, not refunded),
+    /// the hour it was decided in if that is since `since`, whether it was decided since
+    /// `day_start`, and whether its report is overdue at `now`.
+    pub fn spending_snapshot(
         &self,
         now: i64,
         day_start: i64,
         since: i64,
-    ) -> Result<Vec<PaymentGroup>, StoreError> {
-        self.read(|c| {
+    ) -> Result<(Vec<StoredVoucher>, Vec<PaymentGroup>), StoreError> {
+        self.report(|c| {
+            let tx = c.unchecked_transaction()?;
+            let vouchers = select_vouchers(&tx, "?1 IS NULL", None)?;
             let mut stmt = c.prepare_cached(
                 "SELECT agent_id, voucher_id, currency, status, reason,
                         outcome IS NULL OR outcome = 'succeeded',
                         CASE WHEN t >= ?1 THEN t - t % 3600 END,
                         t >= ?2,
                         status = 'authorized' AND outcome IS NULL AND report_deadline < ?3,
-                        count(*), sum(amount)
+                        count(*), total(CASE WHEN status != 'denied' THEN amount END)
                  FROM (SELECT agent_id, voucher_id, currency, status, reason, outcome,
                               report_deadline, amount, coalesce(decided_at, created_at) AS t
                        FROM payment)
@@ -864,24 +899,41 @@ impl Store {
                     today: r.get(7)?,
                     overdue: r.get::<_, Option<bool>>(8)?.unwrap_or(false),
                     count: r.get::<_, i64>(9)?.try_into().unwrap_or(0),
-                    amount: r.get::<_, i64>(10)?.try_into().unwrap_or(0),
+                    // A float sum never overflows; below 2^53 minor units (all a budget
+                    // allows) it is exact, and above it saturates.
+                    amount: r.get::<_, f64>(10)? as u64,
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let groups = rows.collect::<Result<_, _>>()?;
+            drop(stmt);
+            tx.commit()?;
+            Ok((vouchers, groups))
         })
     }
 
-    /// What a periodic voucher used since `start`, its period's beginning: amount (holds
-    /// included, failed and refunded payments given back) and count, as the ledger counts them.
-    pub fn period_usage(&self, voucher: &str, start: i64) -> Result<(u64, u64), StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(PERIOD_USAGE)?;
-            Ok(stmt.query_row(params![voucher, start], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                    r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                ))
-            })?)
+    /// What a periodic voucher used since `start`, its period's beginning, as the ledger counts
+    /// it: the amount (holds included, failed and refunded payments given back), the count, and
+    /// of the amount what is held for confirmation.
+    pub fn period_usage(&self, voucher: &str, start: i64) -> Result<(u64, u64, u64), StoreError> {
+        self.report(|c| {
+            let tx = c.unchecked_transaction()?;
+            let (used, count) =
+                tx.prepare_cached(PERIOD_USAGE)?
+                    .query_row(params![voucher, start], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                            r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                        ))
+                    })?;
+            // Through the held payments' own index, which names its condition.
+            let held: f64 = tx
+                .prepare_cached(
+                    "SELECT total(amount) FROM payment
+                     WHERE status = 'pending' AND voucher_id = ?1 AND created_at >= ?2",
+                )?
+                .query_row(params![voucher, start], |r| r.get(0))?;
+            tx.commit()?;
+            Ok((used, count, held as u64))
         })
     }
 

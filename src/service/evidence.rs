@@ -625,12 +625,6 @@ impl Service {
         })
     }
 
-    /// One page of the log for `arictl log export`: entries `from..to` (at most a page), the
-    /// frontier of the tree before `from`, and the checkpoints whose sizes fall in the range.
-    /// An export always ends on a signed checkpoint, so that a verifier never has to take its
-    /// last entries on trust: when no checkpoint of the end's size was signed (an explicit `to`
-    /// between two), one is signed now, only after checking that the stored tree of that size
-    /// is a prefix of the newest signed one (so it vouches for nothing not already vouched for).
     /// Committed entries from `p.from` on, checkpointed or not; when there are none yet, waits
     /// up to `p.wait_ms` for the next commit that grows the log. The wait is on the ledger's
     /// head channel, which holds one value and which the writer sets whether anyone follows or
@@ -675,6 +669,12 @@ impl Service {
         })
     }
 
+    /// One page of the log for `arictl log export`: entries `from..to` (at most a page), the
+    /// frontier of the tree before `from`, and the checkpoints whose sizes fall in the range.
+    /// An export always ends on a signed checkpoint, so that a verifier never has to take its
+    /// last entries on trust: when no checkpoint of the end's size was signed (an explicit `to`
+    /// between two), one is signed now, only after checking that the stored tree of that size
+    /// is a prefix of the newest signed one (so it vouches for nothing not already vouched for).
     pub(super) async fn log_export(&self, p: ExportParams) -> Result<Page, Error> {
         let end = match p.to {
             Some(n) => n,

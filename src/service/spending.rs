@@ -49,13 +49,8 @@ impl Service {
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         let store = self.store.clone();
         let since = now - now.rem_euclid(HOUR_S) - (HOURS - 1) * HOUR_S;
-        let (vouchers, groups) = blocking(move || {
-            Ok::<_, crate::store::StoreError>((
-                store.vouchers(None)?,
-                store.payment_groups(now, day_start, since)?,
-            ))
-        })
-        .await?;
+        let (vouchers, groups) =
+            blocking(move || store.spending_snapshot(now, day_start, since)).await?;
         let holds: Vec<(String, u64)> = groups
             .iter()
             .filter(|g| g.status == PENDING)
@@ -66,7 +61,8 @@ impl Service {
             if let Some(hour) = g.hour
                 && agents.iter().any(|a| a.id == g.agent)
             {
-                *series.entry((g.currency.clone(), hour)).or_default() += g.amount;
+                let sum = series.entry((g.currency.clone(), hour)).or_default();
+                *sum = sum.saturating_add(g.amount);
             }
         }
         let held = held_by_voucher(&vouchers, &holds);
@@ -118,17 +114,23 @@ impl Service {
     ) -> Result<VoucherBalance, Error> {
         let leaf = chain.and_then(<[VoucherClaims]>::last);
         let agent = agents.iter().find(|a| a.id == v.agent);
-        let held = held.get(v.id.as_str()).copied().unwrap_or(0);
         let limits = leaf.map(limits).unwrap_or_default();
         let period = leaf.and_then(crate::policy::period);
         let period_start = period.and_then(|f| crate::mandate::period_start(now, f));
-        let (budget, used, payments) = match period_start {
+        // A periodic voucher's figures are its current period's, holds included: a hold from
+        // an earlier period counts in that one, as the ledger counts it.
+        let (budget, used, payments, held) = match period_start {
             Some(start) => {
                 let (store, id) = (self.store.clone(), v.id.clone());
-                let (used, count) = blocking(move || store.period_usage(&id, start)).await?;
-                (limits.budget, used, count)
+                let (used, count, held) = blocking(move || store.period_usage(&id, start)).await?;
+                (limits.budget, used, count, held)
             }
-            None => (v.budget.or(limits.budget), v.spent, v.payments),
+            None => (
+                v.budget.or(limits.budget),
+                v.spent,
+                v.payments,
+                held.get(v.id.as_str()).copied().unwrap_or(0),
+            ),
         };
         let not_before = leaf.map_or(v.issued_at, |c| c.nbf);
         let state = match (v.status, agent.map(|a| a.status)) {
@@ -218,7 +220,8 @@ fn held_by_voucher<'a>(
         // A chain is at most `voucher::MAX_CHAIN` long; the bound keeps a corrupt loop finite.
         for _ in 0..crate::voucher::MAX_CHAIN {
             let Some(v) = at else { break };
-            *held.entry(v.id.as_str()).or_default() += amount;
+            let sum = held.entry(v.id.as_str()).or_default();
+            *sum = sum.saturating_add(*amount);
             at = v
                 .parent
                 .as_deref()
@@ -245,14 +248,14 @@ fn agent_totals(agent: &Agent, groups: &[PaymentGroup], balances: &[VoucherBalan
             .or_insert_with(|| Amounts::none(&g.currency));
         match g.status.as_str() {
             PENDING => {
-                a.held += g.amount;
+                a.held = a.held.saturating_add(g.amount);
                 pending += g.count;
             }
             AUTHORIZED => {
                 if g.spends {
-                    a.lifetime += g.amount;
+                    a.lifetime = a.lifetime.saturating_add(g.amount);
                     if g.today {
-                        a.today += g.amount;
+                        a.today = a.today.saturating_add(g.amount);
                     }
                 }
                 if g.overdue {
@@ -272,7 +275,7 @@ fn agent_totals(agent: &Agent, groups: &[PaymentGroup], balances: &[VoucherBalan
         let a = amounts
             .entry(currency.clone())
             .or_insert_with(|| Amounts::none(currency));
-        a.period = Some(a.period.unwrap_or(0) + b.spent);
+        a.period = Some(a.period.unwrap_or(0).saturating_add(b.spent));
     }
     Totals {
         id: agent.id.clone(),
@@ -301,12 +304,12 @@ fn user_totals(agents: &[Agent], by_agent: &[Totals]) -> Vec<Totals> {
         for a in &t.amounts {
             match u.amounts.iter_mut().find(|x| x.currency == a.currency) {
                 Some(x) => {
-                    x.today += a.today;
-                    x.lifetime += a.lifetime;
-                    x.held += a.held;
+                    x.today = x.today.saturating_add(a.today);
+                    x.lifetime = x.lifetime.saturating_add(a.lifetime);
+                    x.held = x.held.saturating_add(a.held);
                     x.period = match (x.period, a.period) {
                         (None, None) => None,
-                        (p, q) => Some(p.unwrap_or(0) + q.unwrap_or(0)),
+                        (p, q) => Some(p.unwrap_or(0).saturating_add(q.unwrap_or(0))),
                     };
                 }
                 None => u.amounts.push(a.clone()),

@@ -111,7 +111,7 @@ pub(crate) enum Command {
     /// Serve the web console on a loopback port: agents, budgets, spending over time, a live
     /// feed, and buttons to confirm, reject, freeze and revoke (operator).
     #[command(
-        after_help = "The console speaks to the daemon as the operator running it, through the admin socket. It listens on 127.0.0.1 only and prints a URL with a secret token; open it in a browser on this machine (or through an SSH tunnel: ssh -L 8470:127.0.0.1:8470 host).\n\nExamples:\n  arictl console\n  arictl console --port 8470"
+        after_help = "The console speaks to the daemon as the operator running it, through the admin socket. It listens on 127.0.0.1 only and prints a URL with a secret token; open it in a browser on this machine (or through an SSH tunnel with the same port on both ends: ssh -L 8470:127.0.0.1:8470 host).\n\nExamples:\n  arictl console\n  arictl console --port 8470"
     )]
     Console {
         /// The port on 127.0.0.1 (0: any free port).

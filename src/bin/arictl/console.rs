@@ -70,8 +70,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 /// Connections served at once; more are closed unanswered.
 const MAX_CONNECTIONS: usize = 32;
-/// How long a client may take to send its request, and to read the answer.
-const IO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client may take to send its whole request, and to read the answer.
+const IO_DEADLINE: Duration = Duration::from_secs(5);
 /// How long `/api/events` waits for news.
 const FEED_WAIT_MS: u64 = 20_000;
 /// The most entries one `/api/events` answer reads; a feed further behind skips ahead.
@@ -223,15 +223,26 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Reads one request: its head within [`MAX_HEAD`], its body within [`MAX_BODY`].
+/// Reads from `stream` what is there, waiting no later than `deadline`.
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    stream.read(buf)
+}
+
+/// Reads one request: its head within [`MAX_HEAD`], its body within [`MAX_BODY`], the whole
+/// of it within [`IO_DEADLINE`] of the connection (a client that trickles bytes does not keep
+/// its place longer).
 fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
+    let deadline = Instant::now() + IO_DEADLINE;
     let bad = |why: &str| Response::refused(400, why);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_len = loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|_| bad("unreadable request"))?;
+        let n = read_by(stream, &mut chunk, deadline).map_err(|_| bad("unreadable request"))?;
         if n == 0 {
             return Err(bad("incomplete request"));
         }
@@ -277,9 +288,7 @@ fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
         return Err(Response::refused(413, "body too large"));
     }
     while request.body.len() < length {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|_| bad("unreadable body"))?;
+        let n = read_by(stream, &mut chunk, deadline).map_err(|_| bad("unreadable body"))?;
         if n == 0 {
             return Err(bad("incomplete body"));
         }
@@ -302,7 +311,6 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 impl Console {
     fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(IO_DEADLINE))?;
         stream.set_write_timeout(Some(IO_DEADLINE))?;
         let response = match read_request(&mut stream) {
             Ok(request) => self.answer(&request),
@@ -488,11 +496,25 @@ impl Console {
             ),
             None => None,
         };
-        let (events, next) = match from {
+        // A page past the log's end (a daemon restored from a backup) starts again at the end.
+        let past_end = |e: &ari::client::ClientError| {
+            matches!(e, ari::client::ClientError::Remote(r)
+                if r.error == ari::protocol::ErrorCode::InvalidParams)
+        };
+        let first = match from {
             Some(from) => {
                 self.pace();
                 // The wait for news, and one entry of it: how far behind the page is.
-                let first = follow(from, FEED_WAIT_MS, 1)?;
+                match follow(from, FEED_WAIT_MS, 1) {
+                    Ok(first) => Some((from, first)),
+                    Err(e) if past_end(&e) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => None,
+        };
+        let (events, next) = match first {
+            Some((from, first)) => {
                 let behind = first.size.saturating_sub(from);
                 if first.entries.is_empty() || behind <= 1 {
                     (shown(&first.entries, usize::MAX), first.next)

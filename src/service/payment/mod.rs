@@ -97,12 +97,24 @@ impl Chain {
 }
 
 pub(super) fn text(field: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
+    if value.is_empty()
+        || value.len() > MAX_FIELD
+        || value.chars().any(|c| c.is_control() || is_bidi_control(c))
+    {
         return Err(Error::InvalidParams(format!(
-            "{field} must be 1 to {MAX_FIELD} bytes of printable text"
+            "{field} must be 1 to {MAX_FIELD} bytes of printable text, without bidirectional controls"
         )));
     }
     Ok(())
+}
+
+/// Unicode's bidirectional controls: around them text displays other than it is, so a payee
+/// could read as another where an operator confirms it.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// The payment a `payment.authorize` asks for, checked, with its transaction id (the agent's,

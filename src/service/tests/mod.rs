@@ -22,6 +22,7 @@
 mod agent;
 mod delegation;
 mod payment;
+mod spending;
 
 use super::{AdminPolicy, Service, Settings};
 use crate::attest::DaemonFacts;
