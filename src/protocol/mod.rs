@@ -34,6 +34,15 @@ pub use method::{Call, Method, Role, Surface, call};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// A value's wire form as text (a status, a level, a frequency), for views and status lines.
+pub fn wire_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 /// The largest batch accepted in one line.
 pub const MAX_BATCH: usize = 64;
 

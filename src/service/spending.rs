@@ -15,6 +15,7 @@ use crate::identity::{Agent, AgentStatus};
 use crate::protocol::spending::{
     Amounts, Hourly, Spending, SpendingParams, Totals, VoucherBalance, VoucherState,
 };
+use crate::protocol::wire_name;
 use crate::store::{PaymentGroup, StoredVoucher, VoucherStatus};
 use crate::voucher::VoucherClaims;
 use crate::voucher::constraint::Constraint;
@@ -154,10 +155,10 @@ impl Service {
                     .map_or_else(String::new, |p| p.jti.clone())
             }),
             state,
-            level: chain.and_then(crate::voucher::level).map(|l| rpc_name(&l)),
+            level: chain.and_then(crate::voucher::level).map(|l| wire_name(&l)),
             currency: limits.currency,
             budget,
-            period: period.map(|f| rpc_name(&f)),
+            period: period.map(|f| wire_name(&f)),
             period_start,
             spent: used.saturating_sub(held),
             held,
@@ -280,7 +281,7 @@ fn agent_totals(agent: &Agent, groups: &[PaymentGroup], balances: &[VoucherBalan
     Totals {
         id: agent.id.clone(),
         user: Some(agent.user.clone()),
-        status: Some(rpc_name(&agent.status)),
+        status: Some(wire_name(&agent.status)),
         amounts: amounts.into_values().collect(),
         denials,
         pending,
@@ -326,12 +327,4 @@ fn user_totals(agents: &[Agent], by_agent: &[Totals]) -> Vec<Totals> {
         u.amounts.sort_by(|a, b| a.currency.cmp(&b.currency));
     }
     out
-}
-
-/// A value's wire name (a level, a frequency, a status).
-fn rpc_name(value: &impl serde::Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }

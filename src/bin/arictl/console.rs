@@ -343,18 +343,11 @@ impl Console {
     /// carries the token.
     fn check(&self, r: &Request) -> Result<(), Response> {
         let forbidden = |why: &str| Response::refused(403, why);
-        let hosts = [
-            format!("127.0.0.1:{}", self.port),
-            format!("localhost:{}", self.port),
-        ];
-        if !r
-            .header("Host")
-            .is_some_and(|h| hosts.iter().any(|x| x == h))
-        {
+        if !self.names_this_server(r) {
             return Err(forbidden("wrong Host"));
         }
         if let Some(origin) = r.header("Origin")
-            && !hosts.iter().any(|h| origin == format!("http://{h}"))
+            && !self.hosts().iter().any(|h| origin == format!("http://{h}"))
         {
             return Err(forbidden("cross-origin requests are refused"));
         }
@@ -388,8 +381,7 @@ impl Console {
         }
         // The token in the URL, once: traded for a cookie, and out of the address bar.
         if r.method == "GET" && r.path == "/" && r.param("token").is_some() {
-            let hosts_ok = self.check_host_only(r);
-            if !hosts_ok
+            if !self.names_this_server(r)
                 || !r
                     .param("token")
                     .is_some_and(|t| same_secret(t, &self.token))
@@ -443,10 +435,18 @@ impl Console {
         }
     }
 
-    /// `Host` alone, for the token exchange (which has no cookie yet).
-    fn check_host_only(&self, r: &Request) -> bool {
-        let host = r.header("Host").unwrap_or("");
-        host == format!("127.0.0.1:{}", self.port) || host == format!("localhost:{}", self.port)
+    /// The names this server answers to, with its port.
+    fn hosts(&self) -> [String; 2] {
+        [
+            format!("127.0.0.1:{}", self.port),
+            format!("localhost:{}", self.port),
+        ]
+    }
+
+    /// Whether the request's `Host` is one of [`Console::hosts`] (no DNS rebinding).
+    fn names_this_server(&self, r: &Request) -> bool {
+        r.header("Host")
+            .is_some_and(|h| self.hosts().iter().any(|x| x == h))
     }
 
     /// Balances, pending payments and the hourly series, shaped for the page; reused for

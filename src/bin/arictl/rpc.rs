@@ -32,14 +32,7 @@ fn hint(e: ClientError, socket: &Path) -> anyhow::Error {
     }
 }
 
-/// A value's wire form as text (a status, a level, an outcome), for tables and status lines.
-pub(crate) fn wire_name(value: &impl serde::Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => "?".into(),
-    }
-}
+pub(crate) use ari::protocol::wire_name;
 
 /// A command-line value read as its wire type (a level, a status, an outcome), refused here with
 /// the values `flag` takes rather than by the daemon.
